@@ -1,0 +1,110 @@
+//! Reading a task manifest and everything it names, and verifying it before the run.
+
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use helio_sdk::{Blake3Hash, Name, TaskManifest, Uri};
+
+use crate::Rejection;
+use crate::sandbox::{RunOutput, Sandbox};
+
+/// A task whose manifest, module and inputs have been read and verified.
+#[derive(Debug, Clone)]
+pub struct LoadedTask {
+    /// The validated manifest.
+    pub manifest: TaskManifest,
+    /// The module's bytes (their hash matches the manifest).
+    pub module: Arc<[u8]>,
+    /// Every declared input's bytes, in manifest order (each hash matches).
+    pub inputs: Vec<(Name, Arc<[u8]>)>,
+}
+
+impl LoadedTask {
+    /// Prepares the module and runs the task.
+    pub fn run(&self, sandbox: &Sandbox) -> Result<RunOutput, Rejection> {
+        let prepared = sandbox.prepare(&self.manifest.module.blake3, &self.module)?;
+        sandbox.run(&prepared, &self.manifest, self.inputs.clone())
+    }
+}
+
+/// Reads the task manifest at `path`, then its module and inputs (relative URIs resolve
+/// against the manifest's directory), verifying every BLAKE3 hash.
+pub fn load_task(path: &Path) -> Result<LoadedTask, Rejection> {
+    let text = fs::read_to_string(path).map_err(|e| Rejection::Read {
+        what: "manifest".into(),
+        uri: path.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    let manifest = TaskManifest::from_json(&text).map_err(|error| Rejection::Manifest {
+        path: path.display().to_string(),
+        error,
+    })?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let module = fetch_verified(
+        "module",
+        &manifest.module.uri,
+        &manifest.module.blake3,
+        base,
+    )?;
+    let mut inputs = Vec::with_capacity(manifest.inputs.len());
+    for input in &manifest.inputs {
+        let what = format!("input {:?}", input.name.as_str());
+        inputs.push((
+            input.name.clone(),
+            fetch_verified(&what, &input.uri, &input.blake3, base)?,
+        ));
+    }
+    Ok(LoadedTask {
+        manifest,
+        module,
+        inputs,
+    })
+}
+
+fn fetch_verified(
+    what: &str,
+    uri: &Uri,
+    expected: &Blake3Hash,
+    base: &Path,
+) -> Result<Arc<[u8]>, Rejection> {
+    let bytes = fetch(what, uri, base)?;
+    let actual = Blake3Hash::of(&bytes);
+    if actual != *expected {
+        return Err(Rejection::HashMismatch {
+            what: what.into(),
+            expected: *expected,
+            actual,
+        });
+    }
+    Ok(bytes.into())
+}
+
+/// Reads the bytes a URI names. Only regular files are read, so a manifest cannot point the
+/// runner at a device or a FIFO.
+fn fetch(what: &str, uri: &Uri, base: &Path) -> Result<Vec<u8>, Rejection> {
+    let fail = |reason: String| Rejection::Read {
+        what: what.into(),
+        uri: uri.to_string(),
+        reason,
+    };
+    let path: PathBuf = match uri {
+        Uri::Path(p) => base.join(p),
+        Uri::Url { scheme, rest } if scheme == "file" => PathBuf::from(rest),
+        Uri::Url { scheme, .. } => {
+            return Err(fail(format!(
+                "{scheme}:// URIs are fetched by the scheduler and `helio submit`; `runner exec` reads local files only"
+            )));
+        }
+    };
+    let mut file = fs::File::open(&path).map_err(|e| fail(format!("{}: {e}", path.display())))?;
+    let meta = file.metadata().map_err(|e| fail(e.to_string()))?;
+    if !meta.is_file() {
+        return Err(fail(format!("{} is not a regular file", path.display())));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.read_to_end(&mut bytes)
+        .map_err(|e| fail(e.to_string()))?;
+    Ok(bytes)
+}

@@ -1,0 +1,165 @@
+//! `runner`: the Helio volunteer runner. `runner exec` runs one task on this machine.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use helio_runner::{Rejection, RunOutput, Sandbox, SandboxConfig, load_task};
+
+#[derive(Parser)]
+#[command(name = "runner", version, about = "The Helio volunteer runner")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one task on this machine, with no scheduler.
+    Exec {
+        /// The task manifest (JSON, version 1 of the job contract).
+        manifest: PathBuf,
+        /// Write the task's outputs to this directory.
+        #[arg(long)]
+        out_dir: Option<PathBuf>,
+        /// Print one JSON object with the outcome, fuel, digest and outputs.
+        #[arg(long)]
+        json: bool,
+        /// Where compiled modules are cached [default: $HELIO_CACHE_DIR, else ~/.cache/helio/modules].
+        #[arg(long, conflicts_with = "no_cache")]
+        cache_dir: Option<PathBuf>,
+        /// Do not read or write the compiled-module cache.
+        #[arg(long)]
+        no_cache: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("HELIO_LOG"))
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Exec {
+            manifest,
+            out_dir,
+            json,
+            cache_dir,
+            no_cache,
+        } => {
+            let cache_dir = if no_cache {
+                None
+            } else {
+                cache_dir.or_else(default_cache_dir)
+            };
+            match exec(&manifest, out_dir, cache_dir) {
+                Ok(output) => {
+                    if json {
+                        println!("{}", report_json(&output));
+                    } else {
+                        print_human(&output);
+                    }
+                    ExitCode::from(if output.report.outcome.is_success() {
+                        0
+                    } else {
+                        1
+                    })
+                }
+                Err(rejection) => {
+                    if json {
+                        let value = serde_json::json!({ "outcome": "rejected", "error": rejection.to_string() });
+                        println!("{value}");
+                    } else {
+                        eprintln!("rejected: {rejection}");
+                    }
+                    ExitCode::from(2)
+                }
+            }
+        }
+    }
+}
+
+fn exec(
+    manifest: &std::path::Path,
+    out_dir: Option<PathBuf>,
+    cache_dir: Option<PathBuf>,
+) -> Result<RunOutput, Rejection> {
+    let task = load_task(manifest)?;
+    if let Some(dir) = &out_dir {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            Rejection::Sandbox(format!("cannot create --out-dir {}: {e}", dir.display()))
+        })?;
+    }
+    let sandbox = Sandbox::new(SandboxConfig {
+        cache_dir,
+        pool_slots: 0,
+    })?;
+    let output = task.run(&sandbox)?;
+    if let Some(dir) = &out_dir {
+        write_outputs(dir, &output)?;
+    }
+    Ok(output)
+}
+
+/// Writes the outputs through a capability on `dir`, so a name can never land elsewhere.
+fn write_outputs(dir: &std::path::Path, output: &RunOutput) -> Result<(), Rejection> {
+    let fail = |e: std::io::Error| {
+        Rejection::Sandbox(format!("cannot write outputs to {}: {e}", dir.display()))
+    };
+    let dir =
+        cap_std::fs::Dir::open_ambient_dir(dir, cap_std::ambient_authority()).map_err(fail)?;
+    for (name, bytes) in &output.outputs {
+        dir.write(name.as_str(), bytes).map_err(fail)?;
+    }
+    Ok(())
+}
+
+fn report_json(output: &RunOutput) -> serde_json::Value {
+    let mut value = serde_json::to_value(&output.report).expect("reports serialize");
+    if !output.stderr.is_empty() {
+        value["stderr"] = String::from_utf8_lossy(&output.stderr).into();
+    }
+    value
+}
+
+fn print_human(output: &RunOutput) {
+    use std::io::Write;
+    let _ = std::io::stdout().write_all(&output.stdout);
+    let _ = std::io::stderr().write_all(&output.stderr);
+    let r = &output.report;
+    let detail = match &r.outcome {
+        helio_sdk::Outcome::Exited { exit_code } => format!(" (exit code {exit_code})"),
+        helio_sdk::Outcome::Trapped { trap } => format!(" ({trap})"),
+        helio_sdk::Outcome::ContractViolation { error } => format!(": {error}"),
+        _ => String::new(),
+    };
+    println!("outcome  {}{detail}", r.outcome.name());
+    println!("digest   {}", r.digest);
+    println!("fuel     {}", r.fuel_consumed);
+    for o in &r.outputs {
+        println!(
+            "output   {} ({} bytes, blake3 {})",
+            o.name, o.bytes, o.blake3
+        );
+    }
+    println!("wall     {} ms", r.wall_ms);
+}
+
+fn default_cache_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("HELIO_CACHE_DIR") {
+        return Some(dir.into());
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("helio").join("modules"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn verify_cli() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
+}

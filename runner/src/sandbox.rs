@@ -1,0 +1,396 @@
+//! The sandbox: one wasmtime [`Engine`] configured for Helio's determinism profile, the
+//! compiled-module caches, and [`Sandbox::run`], which turns a task into a [`RunOutput`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use helio_sdk::{
+    Blake3Hash, DETERMINISM_PROFILE, Name, Outcome, OutputRecord, RunReport, TaskManifest,
+};
+use wasmtime::{
+    Config, Engine, ExternType, InstanceAllocationStrategy, InstancePre, Linker, Module, OptLevel,
+    PoolingAllocationConfig, Store, Trap,
+};
+
+use crate::Rejection;
+use crate::cache::DiskCache;
+use crate::vfs::{Data, Kind, Vfs};
+use crate::wasi::{self, Host, Stop};
+
+/// How often the wall-clock safety net's epoch advances.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+/// The guest's stack: the same on every runner, so that deep recursion fails the same way.
+pub const MAX_WASM_STACK: usize = 1 << 20;
+
+/// How to build a [`Sandbox`].
+#[derive(Debug, Clone, Default)]
+pub struct SandboxConfig {
+    /// Where compiled modules are kept between runs; `None` keeps them in memory only.
+    pub cache_dir: Option<PathBuf>,
+    /// Instance slots of the pooling allocator; 0 allocates on demand instead. Pooling pays
+    /// when many short tasks run one after another (see BENCHMARKS.md).
+    pub pool_slots: u32,
+}
+
+/// A module compiled, checked against the contract, and ready to instantiate quickly.
+pub struct Prepared {
+    pre: InstancePre<Host>,
+}
+
+/// One run's report together with the bytes it produced.
+#[derive(Debug)]
+pub struct RunOutput {
+    /// What the runner reports (outcome, fuel, digest, ...).
+    pub report: RunReport,
+    /// The declared outputs that exist, in name order.
+    pub outputs: Vec<(Name, Vec<u8>)>,
+    /// Captured standard output (at most 1 MiB).
+    pub stdout: Vec<u8>,
+    /// Captured standard error (at most 64 KiB).
+    pub stderr: Vec<u8>,
+}
+
+/// Runs tasks. One per process is plenty: it is `Sync`, and tasks may run on many threads.
+pub struct Sandbox {
+    engine: Engine,
+    linker: Linker<Host>,
+    disk: Option<DiskCache>,
+    prepared: Mutex<HashMap<Blake3Hash, Arc<Prepared>>>,
+}
+
+/// The wasmtime configuration of the determinism profile.
+pub fn engine_config(pool_slots: u32) -> Config {
+    let mut config = Config::new();
+    config
+        .consume_fuel(true)
+        .epoch_interruption(true)
+        .cranelift_nan_canonicalization(true)
+        .relaxed_simd_deterministic(true)
+        .shared_memory(false)
+        .max_wasm_stack(MAX_WASM_STACK)
+        .cranelift_opt_level(OptLevel::Speed);
+    if pool_slots > 0 {
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_core_instances(pool_slots)
+            .total_memories(pool_slots)
+            .total_tables(pool_slots)
+            .max_memories_per_module(1)
+            .max_tables_per_module(1)
+            .max_memory_size(1 << 32)
+            .linear_memory_keep_resident(64 << 10)
+            .table_keep_resident(64 << 10);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    }
+    config
+}
+
+impl Sandbox {
+    /// Builds the engine and starts the wall-clock ticker.
+    pub fn new(config: SandboxConfig) -> Result<Self, Rejection> {
+        let engine = Engine::new(&engine_config(config.pool_slots))
+            .map_err(|e| Rejection::Sandbox(format!("cannot configure wasmtime: {e}")))?;
+        let mut linker = Linker::new(&engine);
+        wasi::add_to_linker(&mut linker)
+            .map_err(|e| Rejection::Sandbox(format!("cannot define WASI: {e}")))?;
+        let disk = match config.cache_dir {
+            Some(dir) => Some(DiskCache::open(dir, &compatibility_key(&engine))?),
+            None => None,
+        };
+        start_ticker(&engine);
+        Ok(Sandbox {
+            engine,
+            linker,
+            disk,
+            prepared: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The wasmtime engine (for benchmarks and tools).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Checks `bytes` against `expected`, compiles them (or loads this runner's own compiled
+    /// artifact from the disk cache), checks imports and exports against the contract, and
+    /// prepares instantiation. Prepared modules are kept in memory by hash.
+    pub fn prepare(&self, expected: &Blake3Hash, bytes: &[u8]) -> Result<Arc<Prepared>, Rejection> {
+        let actual = Blake3Hash::of(bytes);
+        if actual != *expected {
+            return Err(Rejection::HashMismatch {
+                what: "module".into(),
+                expected: *expected,
+                actual,
+            });
+        }
+        if let Some(p) = self.prepared.lock().unwrap().get(expected) {
+            return Ok(p.clone());
+        }
+        let module = self.compile(expected, bytes)?;
+        check_contract(&module)?;
+        let pre = self
+            .linker
+            .instantiate_pre(&module)
+            .map_err(|e| Rejection::InvalidModule(format!("{e:#}")))?;
+        let prepared = Arc::new(Prepared { pre });
+        self.prepared
+            .lock()
+            .unwrap()
+            .insert(*expected, prepared.clone());
+        Ok(prepared)
+    }
+
+    fn compile(&self, hash: &Blake3Hash, bytes: &[u8]) -> Result<Module, Rejection> {
+        if let Some(disk) = &self.disk
+            && let Some(module) = disk.load(&self.engine, hash)
+        {
+            return Ok(module);
+        }
+        if !bytes.starts_with(b"\0asm") {
+            return Err(Rejection::InvalidModule(
+                "not a WebAssembly binary (it does not start with \\0asm)".into(),
+            ));
+        }
+        let module = Module::from_binary(&self.engine, bytes)
+            .map_err(|e| Rejection::InvalidModule(format!("{e:#}")))?;
+        if let Some(disk) = &self.disk {
+            // A cache that cannot be written only costs a compile next time.
+            if let Err(e) = disk.store(hash, &module) {
+                tracing::warn!(error = %e, "cannot write the compiled-module cache");
+            }
+        }
+        Ok(module)
+    }
+
+    /// Runs `task` with its prepared module and verified inputs, start to finish.
+    pub fn run(
+        &self,
+        prepared: &Prepared,
+        task: &TaskManifest,
+        inputs: Vec<(Name, Arc<[u8]>)>,
+    ) -> Result<RunOutput, Rejection> {
+        let started = Instant::now();
+        let declared: BTreeMap<String, u64> = task
+            .outputs
+            .iter()
+            .map(|o| (o.name.to_string(), o.max_bytes))
+            .collect();
+        let vfs = Vfs::new(
+            inputs.into_iter().map(|(n, b)| (n.to_string(), b)),
+            declared,
+            wasi::REALTIME_EPOCH_NS,
+        );
+        let argv = std::iter::once(task.name.to_string()).chain(task.args.iter().cloned());
+        let host = Host::new(
+            vfs,
+            argv,
+            task.env.clone(),
+            task.seed,
+            task.limits.fuel,
+            task.limits.memory_bytes,
+        );
+        let mut store = Store::new(&self.engine, host);
+        store.limiter(|h| h);
+        store
+            .set_fuel(task.limits.fuel)
+            .map_err(|e| Rejection::Sandbox(e.to_string()))?;
+        let ticks = task.limits.wall_seconds * (1000 / EPOCH_TICK.as_millis() as u64);
+        store.set_epoch_deadline(ticks);
+        store.epoch_deadline_trap();
+
+        let result = prepared.pre.instantiate(&mut store).and_then(|instance| {
+            store.data_mut().memory = instance.get_memory(&mut store, "memory");
+            let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
+            start.call(&mut store, ())
+        });
+        let left = store.get_fuel().unwrap_or(0);
+        let mut fuel_consumed = task.limits.fuel - left;
+        let mut outcome = match result {
+            Ok(()) => Outcome::Exited { exit_code: 0 },
+            Err(e) => classify(e)?,
+        };
+        if matches!(&outcome, Outcome::Trapped { trap } if trap == "stack_overflow") {
+            // How deep the native stack goes differs between architectures, so the fuel at a
+            // stack overflow does too. Charging the whole budget keeps the digest the same on
+            // every runner.
+            fuel_consumed = task.limits.fuel;
+        }
+        let host = store.into_data();
+        let (outputs, violation) = collect_outputs(task, &host.vfs);
+        if outcome.is_success()
+            && let Some(error) = violation
+        {
+            outcome = Outcome::ContractViolation { error };
+        }
+        let records = outputs
+            .iter()
+            .map(|(name, bytes)| OutputRecord {
+                name: name.clone(),
+                bytes: bytes.len() as u64,
+                blake3: Blake3Hash::of(bytes),
+            })
+            .collect();
+        let report = RunReport::new(
+            outcome,
+            fuel_consumed,
+            Blake3Hash::of(&host.stdout.bytes),
+            records,
+            started.elapsed().as_millis() as u64,
+        );
+        Ok(RunOutput {
+            report,
+            outputs,
+            stdout: host.stdout.bytes,
+            stderr: host.stderr.bytes,
+        })
+    }
+}
+
+/// Maps the error that ended a run to its outcome. Anything not caused by the guest is a
+/// runner fault, not an outcome.
+fn classify(error: wasmtime::Error) -> Result<Outcome, Rejection> {
+    if let Some(stop) = error.downcast_ref::<Stop>() {
+        return Ok(match stop {
+            Stop::Exit(code) => Outcome::Exited { exit_code: *code },
+            Stop::Output(o) => Outcome::ContractViolation { error: o.0.clone() },
+            Stop::MemoryLimit => Outcome::MemoryLimit,
+            Stop::TableLimit => Outcome::Trapped {
+                trap: "table_limit".into(),
+            },
+        });
+    }
+    if let Some(trap) = error.downcast_ref::<Trap>() {
+        return Ok(match trap {
+            Trap::OutOfFuel => Outcome::OutOfFuel,
+            Trap::Interrupt => Outcome::Timeout,
+            other => Outcome::Trapped {
+                trap: trap_name(other),
+            },
+        });
+    }
+    Err(Rejection::Sandbox(format!(
+        "the run failed outside the guest: {error:#}"
+    )))
+}
+
+/// A stable name for a trap, independent of wasmtime's wording.
+fn trap_name(trap: &Trap) -> String {
+    let name = match trap {
+        Trap::StackOverflow => "stack_overflow",
+        Trap::MemoryOutOfBounds => "memory_out_of_bounds",
+        Trap::HeapMisaligned => "heap_misaligned",
+        Trap::TableOutOfBounds => "table_out_of_bounds",
+        Trap::IndirectCallToNull => "indirect_call_to_null",
+        Trap::BadSignature => "bad_signature",
+        Trap::IntegerOverflow => "integer_overflow",
+        Trap::IntegerDivisionByZero => "integer_division_by_zero",
+        Trap::BadConversionToInteger => "bad_conversion_to_integer",
+        Trap::UnreachableCodeReached => "unreachable",
+        Trap::NullReference => "null_reference",
+        Trap::AllocationTooLarge => "allocation_too_large",
+        other => return format!("{other:?}").to_lowercase(),
+    };
+    name.to_string()
+}
+
+/// Checks what the contract asks of a module: every import a known
+/// `wasi_snapshot_preview1` function, a `_start` function and a `memory` export.
+fn check_contract(module: &Module) -> Result<(), Rejection> {
+    for import in module.imports() {
+        let known = import.module() == wasi::MODULE && wasi::FUNCTIONS.contains(&import.name());
+        if !known || !matches!(import.ty(), ExternType::Func(_)) {
+            return Err(Rejection::ForbiddenImport {
+                module: import.module().to_string(),
+                name: import.name().to_string(),
+            });
+        }
+    }
+    let exports: HashMap<&str, ExternType> = module.exports().map(|e| (e.name(), e.ty())).collect();
+    match exports.get("_start") {
+        Some(ExternType::Func(f)) if f.params().len() == 0 && f.results().len() == 0 => {}
+        _ => {
+            return Err(Rejection::InvalidModule(
+                "the module does not export a `_start` function taking and returning nothing (is it a WASI command?)"
+                    .into(),
+            ));
+        }
+    }
+    if !matches!(exports.get("memory"), Some(ExternType::Memory(_))) {
+        return Err(Rejection::InvalidModule(
+            "the module does not export its `memory`".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Reads the declared outputs out of `/out` without following links, and says what breaks
+/// the contract (a missing required output, an undeclared entry, an output that is not a
+/// regular file).
+fn collect_outputs(task: &TaskManifest, vfs: &Vfs) -> (Vec<(Name, Vec<u8>)>, Option<String>) {
+    let mut outputs = Vec::new();
+    let mut violation = None;
+    let entries: BTreeMap<String, &crate::vfs::Node> = vfs.out_entries().into_iter().collect();
+    for (name, node) in &entries {
+        if task.output(name).is_none() {
+            violation.get_or_insert(format!("/out/{name} is not a declared output"));
+            continue;
+        }
+        match &node.kind {
+            Kind::File { data, .. } => {
+                let bytes = match data {
+                    Data::Owned(v) => v.clone(),
+                    Data::Shared(b) => b.to_vec(),
+                };
+                outputs.push((Name::parse(name).expect("declared names are valid"), bytes));
+            }
+            Kind::Symlink { .. } => {
+                violation.get_or_insert(format!("output {name:?} is a symbolic link, not a file"));
+            }
+            Kind::Dir { .. } => {
+                violation.get_or_insert(format!("output {name:?} is a directory, not a file"));
+            }
+        }
+    }
+    for spec in &task.outputs {
+        if !spec.optional && !entries.contains_key(spec.name.as_str()) {
+            violation.get_or_insert(format!("output {:?} was not written", spec.name.as_str()));
+        }
+    }
+    outputs.sort_by(|a, b| a.0.cmp(&b.0));
+    (outputs, violation)
+}
+
+/// What a cached artifact must have been compiled for: this wasmtime build and its
+/// settings, and the determinism profile.
+fn compatibility_key(engine: &Engine) -> String {
+    struct Blake3Writer(blake3::Hasher);
+    impl Hasher for Blake3Writer {
+        fn finish(&self) -> u64 {
+            0
+        }
+        fn write(&mut self, bytes: &[u8]) {
+            self.0.update(bytes);
+        }
+    }
+    let mut h = Blake3Writer(blake3::Hasher::new());
+    engine.precompile_compatibility_hash().hash(&mut h);
+    h.0.update(DETERMINISM_PROFILE.as_bytes());
+    h.0.finalize().to_hex()[..32].to_string()
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] while the engine lives.
+fn start_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("helio-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })
+        .expect("cannot start the epoch thread");
+}

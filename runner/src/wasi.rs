@@ -1,0 +1,1343 @@
+//! `wasi_snapshot_preview1`, implemented for Helio's deterministic profile.
+//!
+//! The guest sees: `argv = [name, args...]`, exactly the manifest's environment (sorted by
+//! name), an empty standard input, captured standard output and error, the preopened
+//! directories `/in` (fd 3) and `/out` (fd 4) served from the in-memory [`Vfs`], a realtime
+//! clock fixed at [`REALTIME_EPOCH_NS`], a monotonic clock that advances by one nanosecond per
+//! unit of fuel burned (plus whatever the guest "slept"), and a `random_get` stream derived
+//! from the task's seed. `poll_oneoff` never blocks: a sleep advances the virtual clock at once.
+//! No sockets, no signals.
+//!
+//! Every call costs [`HOST_CALL_FUEL`] plus one unit per [`HOST_BYTES_PER_FUEL`] bytes moved,
+//! so host work is metered as exactly as guest work.
+
+use std::fmt;
+
+use wasmtime::{Caller, Linker, Memory, Trap};
+
+use crate::errno::Errno;
+use crate::vfs::{Data, IN_ROOT, Kind, NodeId, OUT_ROOT, OutputOverflow, Vfs, WriteError};
+
+/// The module name every import must come from.
+pub const MODULE: &str = "wasi_snapshot_preview1";
+/// The fixed instant the realtime clock reads: 2000-01-01T00:00:00Z.
+pub const REALTIME_EPOCH_NS: u64 = 946_684_800 * 1_000_000_000;
+/// Fuel charged for each host call.
+pub const HOST_CALL_FUEL: u64 = 100;
+/// Bytes moved across the host boundary per unit of fuel.
+pub const HOST_BYTES_PER_FUEL: u64 = 8;
+/// Standard output is captured up to this many bytes.
+pub const STDOUT_CAP: usize = 1 << 20;
+/// Standard error is captured up to this many bytes.
+pub const STDERR_CAP: usize = 64 << 10;
+/// The most descriptors a guest may hold open.
+const MAX_FDS: usize = 1024;
+
+const RIGHTS_ALL: u64 = (1 << 30) - 1;
+const RIGHTS_WRITE: u64 = (1 << 0) | (1 << 6) | (1 << 8) | (1 << 22); // datasync, write, allocate, filestat_set_size
+const RIGHT_READ: u64 = 1 << 1;
+const FDFLAG_APPEND: u16 = 1;
+const OFLAG_CREAT: u16 = 1;
+const OFLAG_DIRECTORY: u16 = 2;
+const OFLAG_EXCL: u16 = 4;
+const OFLAG_TRUNC: u16 = 8;
+const LOOKUP_FOLLOW: i32 = 1;
+const FILETYPE_CHAR: u8 = 2;
+const FILETYPE_DIR: u8 = 3;
+const FILETYPE_FILE: u8 = 4;
+const FILETYPE_SYMLINK: u8 = 7;
+const FST_ATIM: i32 = 1;
+const FST_ATIM_NOW: i32 = 2;
+const FST_MTIM: i32 = 4;
+const FST_MTIM_NOW: i32 = 8;
+
+/// Why the guest stopped before returning from `_start`, other than a trap.
+#[derive(Debug)]
+pub enum Stop {
+    /// The guest called `proc_exit`.
+    Exit(i32),
+    /// A write went past a declared output's `max_bytes`.
+    Output(OutputOverflow),
+    /// Linear memory would have grown past `limits.memory_bytes`.
+    MemoryLimit,
+    /// A table would have grown past the sandbox's table limit.
+    TableLimit,
+}
+
+impl fmt::Display for Stop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Stop::Exit(code) => write!(f, "the guest exited with code {code}"),
+            Stop::Output(o) => f.write_str(&o.0),
+            Stop::MemoryLimit => f.write_str("linear memory would grow past limits.memory_bytes"),
+            Stop::TableLimit => f.write_str("a table would grow past the sandbox's limit"),
+        }
+    }
+}
+
+impl std::error::Error for Stop {}
+
+/// Captured bytes of one standard stream, cut at a fixed size.
+#[derive(Debug, Default)]
+pub struct Capture {
+    pub bytes: Vec<u8>,
+    cap: usize,
+}
+
+impl Capture {
+    fn new(cap: usize) -> Self {
+        Capture {
+            bytes: Vec::new(),
+            cap,
+        }
+    }
+
+    fn push(&mut self, data: &[u8]) {
+        let room = self.cap - self.bytes.len();
+        self.bytes.extend_from_slice(&data[..data.len().min(room)]);
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Fd {
+    Stdin,
+    Stdout,
+    Stderr,
+    Dir {
+        node: NodeId,
+        preopen: Option<&'static str>,
+    },
+    File {
+        node: NodeId,
+        pos: u64,
+        read: bool,
+        write: bool,
+        append: bool,
+    },
+}
+
+/// Everything the host functions know about one running task.
+pub struct Host {
+    /// The guest's exported memory, once instantiated.
+    pub memory: Option<Memory>,
+    /// `/in` and `/out`.
+    pub vfs: Vfs,
+    /// Standard output.
+    pub stdout: Capture,
+    /// Standard error.
+    pub stderr: Capture,
+    /// The fuel the task started with.
+    pub fuel_limit: u64,
+    /// The most bytes linear memory may grow to.
+    pub memory_limit: u64,
+    fds: Vec<Option<Fd>>,
+    args: Vec<Vec<u8>>,
+    env: Vec<Vec<u8>>,
+    rng: blake3::OutputReader,
+    /// Fuel burned when the current host call began.
+    fuel_now: u64,
+    /// Virtual nanoseconds the guest has slept.
+    slept_ns: u64,
+}
+
+/// The table elements a guest may grow a table to.
+pub const MAX_TABLE_ELEMENTS: usize = 1 << 20;
+
+impl wasmtime::ResourceLimiter for Host {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired as u64 > self.memory_limit {
+            return Err(wasmtime::Error::new(Stop::MemoryLimit));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > MAX_TABLE_ELEMENTS {
+            return Err(wasmtime::Error::new(Stop::TableLimit));
+        }
+        Ok(true)
+    }
+
+    fn instances(&self) -> usize {
+        1
+    }
+
+    fn memories(&self) -> usize {
+        1
+    }
+}
+
+impl Host {
+    /// The state of a task about to start.
+    pub fn new(
+        vfs: Vfs,
+        argv: impl IntoIterator<Item = String>,
+        env: impl IntoIterator<Item = (String, String)>,
+        seed: u64,
+        fuel_limit: u64,
+        memory_limit: u64,
+    ) -> Self {
+        let nul = |s: String| {
+            let mut v = s.into_bytes();
+            v.push(0);
+            v
+        };
+        let mut rng = blake3::Hasher::new_derive_key("helio random_get stream v1");
+        rng.update(&seed.to_le_bytes());
+        Host {
+            memory: None,
+            vfs,
+            stdout: Capture::new(STDOUT_CAP),
+            stderr: Capture::new(STDERR_CAP),
+            fuel_limit,
+            memory_limit,
+            fds: vec![
+                Some(Fd::Stdin),
+                Some(Fd::Stdout),
+                Some(Fd::Stderr),
+                Some(Fd::Dir {
+                    node: IN_ROOT,
+                    preopen: Some("/in"),
+                }),
+                Some(Fd::Dir {
+                    node: OUT_ROOT,
+                    preopen: Some("/out"),
+                }),
+            ],
+            args: argv.into_iter().map(nul).collect(),
+            env: env
+                .into_iter()
+                .map(|(k, v)| nul(format!("{k}={v}")))
+                .collect(),
+            rng: rng.finalize_xof(),
+            fuel_now: 0,
+            slept_ns: 0,
+        }
+    }
+
+    fn monotonic_ns(&self) -> u64 {
+        self.fuel_now.saturating_add(self.slept_ns)
+    }
+
+    fn clock_now(&self, id: i32) -> Result<u64, Errno> {
+        match id {
+            0 => Ok(REALTIME_EPOCH_NS),
+            1..=3 => Ok(self.monotonic_ns()),
+            _ => Err(Errno::Inval),
+        }
+    }
+
+    fn fd(&self, fd: i32) -> Result<&Fd, Errno> {
+        usize::try_from(fd)
+            .ok()
+            .and_then(|i| self.fds.get(i))
+            .and_then(|f| f.as_ref())
+            .ok_or(Errno::Badf)
+    }
+
+    fn fd_mut(&mut self, fd: i32) -> Result<&mut Fd, Errno> {
+        usize::try_from(fd)
+            .ok()
+            .and_then(|i| self.fds.get_mut(i))
+            .and_then(|f| f.as_mut())
+            .ok_or(Errno::Badf)
+    }
+
+    fn dir_fd(&self, fd: i32) -> Result<NodeId, Errno> {
+        match self.fd(fd)? {
+            Fd::Dir { node, .. } => Ok(*node),
+            _ => Err(Errno::Notdir),
+        }
+    }
+
+    fn insert_fd(&mut self, fd: Fd) -> Result<i32, Errno> {
+        if let Fd::File { node, .. } | Fd::Dir { node, .. } = &fd {
+            self.vfs.node_mut(*node).open += 1;
+        }
+        if let Some(i) = self.fds.iter().position(|f| f.is_none()) {
+            self.fds[i] = Some(fd);
+            return Ok(i as i32);
+        }
+        if self.fds.len() >= MAX_FDS {
+            return Err(Errno::Mfile);
+        }
+        self.fds.push(Some(fd));
+        Ok(self.fds.len() as i32 - 1)
+    }
+
+    fn close_fd(&mut self, fd: i32) -> Result<(), Errno> {
+        self.fd(fd)?;
+        let old = self.fds[fd as usize].take();
+        if let Some(Fd::File { node, .. } | Fd::Dir { node, .. }) = old {
+            self.vfs.node_mut(node).open -= 1;
+            self.vfs.release_if_dead(node);
+        }
+        Ok(())
+    }
+}
+
+/// What a host function's body returns: bytes moved (for fuel), an errno for the guest, or
+/// a reason to stop the guest.
+enum Fail {
+    Errno(Errno),
+    Stop(wasmtime::Error),
+}
+
+impl From<Errno> for Fail {
+    fn from(e: Errno) -> Self {
+        Fail::Errno(e)
+    }
+}
+
+impl From<WriteError> for Fail {
+    fn from(e: WriteError) -> Self {
+        match e {
+            WriteError::Errno(e) => Fail::Errno(e),
+            WriteError::Overflow(o) => Fail::Stop(wasmtime::Error::new(Stop::Output(o))),
+        }
+    }
+}
+
+type HostResult = Result<u64, Fail>;
+
+/// Guest linear memory, with bounds-checked access that fails with `EFAULT`.
+struct Mem<'a>(&'a mut [u8]);
+
+impl Mem<'_> {
+    fn slice(&self, ptr: i32, len: u32) -> Result<&[u8], Errno> {
+        let start = ptr as u32 as usize;
+        let end = start.checked_add(len as usize).ok_or(Errno::Fault)?;
+        self.0.get(start..end).ok_or(Errno::Fault)
+    }
+
+    fn slice_mut(&mut self, ptr: i32, len: u32) -> Result<&mut [u8], Errno> {
+        let start = ptr as u32 as usize;
+        let end = start.checked_add(len as usize).ok_or(Errno::Fault)?;
+        self.0.get_mut(start..end).ok_or(Errno::Fault)
+    }
+
+    fn read_u32(&self, ptr: i32) -> Result<u32, Errno> {
+        Ok(u32::from_le_bytes(self.slice(ptr, 4)?.try_into().unwrap()))
+    }
+
+    fn read_u64(&self, ptr: i32) -> Result<u64, Errno> {
+        Ok(u64::from_le_bytes(self.slice(ptr, 8)?.try_into().unwrap()))
+    }
+
+    fn put(&mut self, ptr: i32, bytes: &[u8]) -> Result<(), Errno> {
+        self.slice_mut(ptr, bytes.len() as u32)?
+            .copy_from_slice(bytes);
+        Ok(())
+    }
+
+    fn put_u32(&mut self, ptr: i32, v: u32) -> Result<(), Errno> {
+        self.put(ptr, &v.to_le_bytes())
+    }
+
+    fn put_u64(&mut self, ptr: i32, v: u64) -> Result<(), Errno> {
+        self.put(ptr, &v.to_le_bytes())
+    }
+
+    fn path(&self, ptr: i32, len: i32) -> Result<String, Errno> {
+        let bytes = self.slice(ptr, len as u32)?;
+        let text = std::str::from_utf8(bytes).map_err(|_| Errno::Ilseq)?;
+        if text.contains('\0') {
+            return Err(Errno::Inval);
+        }
+        Ok(text.to_string())
+    }
+
+    /// The `(ptr, len)` pairs of an iovec array.
+    fn iovs(&self, ptr: i32, count: i32) -> Result<Vec<(i32, u32)>, Errno> {
+        let count = u32::try_from(count).map_err(|_| Errno::Inval)?;
+        let raw = self.slice(ptr, count.checked_mul(8).ok_or(Errno::Fault)?)?;
+        Ok(raw
+            .chunks_exact(8)
+            .map(|c| {
+                (
+                    i32::from_le_bytes(c[0..4].try_into().unwrap()),
+                    u32::from_le_bytes(c[4..8].try_into().unwrap()),
+                )
+            })
+            .collect())
+    }
+
+    /// Copies the guest's iovecs out (for writes).
+    fn gather(&self, ptr: i32, count: i32) -> Result<Vec<&[u8]>, Errno> {
+        self.iovs(ptr, count)?
+            .into_iter()
+            .map(|(p, l)| self.slice(p, l))
+            .collect()
+    }
+
+    /// Copies `src` into the guest's iovecs (for reads); returns the bytes copied.
+    fn scatter(&mut self, ptr: i32, count: i32, mut src: &[u8]) -> Result<u64, Errno> {
+        let mut copied = 0u64;
+        for (p, l) in self.iovs(ptr, count)? {
+            if src.is_empty() {
+                break;
+            }
+            let n = src.len().min(l as usize);
+            self.slice_mut(p, n as u32)?.copy_from_slice(&src[..n]);
+            src = &src[n..];
+            copied += n as u64;
+        }
+        Ok(copied)
+    }
+}
+
+/// Takes `cost` fuel from the store, or stops the guest with `out_of_fuel`.
+fn charge(caller: &mut Caller<'_, Host>, cost: u64) -> wasmtime::Result<()> {
+    let left = caller.get_fuel()?;
+    if left < cost {
+        caller.set_fuel(0)?;
+        return Err(Trap::OutOfFuel.into());
+    }
+    caller.set_fuel(left - cost)
+}
+
+/// Runs one host function body with the guest's memory and the host state, and turns its
+/// result into the errno the guest sees or the error that stops it.
+fn call(
+    caller: &mut Caller<'_, Host>,
+    body: impl FnOnce(&mut Mem<'_>, &mut Host) -> HostResult,
+) -> wasmtime::Result<i32> {
+    charge(caller, HOST_CALL_FUEL)?;
+    let consumed = caller.data().fuel_limit - caller.get_fuel()?;
+    let memory = match caller.data().memory {
+        Some(m) => m,
+        None => {
+            let Some(m) = caller.get_export("memory").and_then(|e| e.into_memory()) else {
+                return Ok(Errno::Fault as i32);
+            };
+            caller.data_mut().memory = Some(m);
+            m
+        }
+    };
+    let (bytes, host) = memory.data_and_store_mut(&mut *caller);
+    host.fuel_now = consumed;
+    match body(&mut Mem(bytes), host) {
+        Ok(moved) => {
+            charge(caller, moved / HOST_BYTES_PER_FUEL)?;
+            Ok(0)
+        }
+        Err(Fail::Errno(e)) => Ok(e as i32),
+        Err(Fail::Stop(e)) => Err(e),
+    }
+}
+
+fn filestat(vfs: &Vfs, node: NodeId) -> [u8; 64] {
+    let n = vfs.node(node);
+    let filetype = match n.kind {
+        Kind::Dir { .. } => FILETYPE_DIR,
+        Kind::File { .. } => FILETYPE_FILE,
+        Kind::Symlink { .. } => FILETYPE_SYMLINK,
+    };
+    stat_bytes(1, crate::vfs::Node::ino(node), filetype, n.size(), n.times)
+}
+
+fn stat_bytes(dev: u64, ino: u64, filetype: u8, size: u64, times: [u64; 2]) -> [u8; 64] {
+    let mut b = [0u8; 64];
+    b[0..8].copy_from_slice(&dev.to_le_bytes());
+    b[8..16].copy_from_slice(&ino.to_le_bytes());
+    b[16] = filetype;
+    b[24..32].copy_from_slice(&1u64.to_le_bytes());
+    b[32..40].copy_from_slice(&size.to_le_bytes());
+    b[40..48].copy_from_slice(&times[0].to_le_bytes());
+    b[48..56].copy_from_slice(&times[1].to_le_bytes());
+    b[56..64].copy_from_slice(&times[1].to_le_bytes());
+    b
+}
+
+fn fd_filestat(host: &Host, fd: i32) -> Result<[u8; 64], Errno> {
+    Ok(match host.fd(fd)? {
+        Fd::Stdin | Fd::Stdout | Fd::Stderr => {
+            stat_bytes(0, 0, FILETYPE_CHAR, 0, [REALTIME_EPOCH_NS; 2])
+        }
+        Fd::Dir { node, .. } | Fd::File { node, .. } => filestat(&host.vfs, *node),
+    })
+}
+
+fn set_times(host: &mut Host, node: NodeId, atim: i64, mtim: i64, flags: i32) -> HostResult {
+    if (flags & FST_ATIM != 0 && flags & FST_ATIM_NOW != 0)
+        || (flags & FST_MTIM != 0 && flags & FST_MTIM_NOW != 0)
+    {
+        return Err(Errno::Inval.into());
+    }
+    let now = REALTIME_EPOCH_NS;
+    let n = host.vfs.node_mut(node);
+    if !n.writable {
+        return Err(Errno::Rofs.into());
+    }
+    if flags & FST_ATIM != 0 {
+        n.times[0] = atim as u64;
+    } else if flags & FST_ATIM_NOW != 0 {
+        n.times[0] = now;
+    }
+    if flags & FST_MTIM != 0 {
+        n.times[1] = mtim as u64;
+    } else if flags & FST_MTIM_NOW != 0 {
+        n.times[1] = now;
+    }
+    Ok(0)
+}
+
+fn write_to(host: &mut Host, fd: i32, bufs: &[&[u8]], at: Option<u64>) -> Result<u64, Fail> {
+    let total: u64 = bufs.iter().map(|b| b.len() as u64).sum();
+    match host.fd(fd)?.clone() {
+        Fd::Stdout if at.is_none() => bufs.iter().for_each(|b| host.stdout.push(b)),
+        Fd::Stderr if at.is_none() => bufs.iter().for_each(|b| host.stderr.push(b)),
+        Fd::Stdout | Fd::Stderr => return Err(Errno::Spipe.into()),
+        Fd::File {
+            node,
+            pos,
+            write,
+            append,
+            ..
+        } => {
+            if !write {
+                return Err(Errno::Badf.into());
+            }
+            let offset = match at {
+                Some(off) => off,
+                None if append => host.vfs.node(node).size(),
+                None => pos,
+            };
+            let n = host.vfs.write(node, offset, bufs)?;
+            if at.is_none()
+                && let Fd::File { pos, .. } = host.fd_mut(fd)?
+            {
+                *pos = offset + n;
+            }
+        }
+        Fd::Stdin => return Err(Errno::Badf.into()),
+        Fd::Dir { .. } => return Err(Errno::Isdir.into()),
+    }
+    Ok(total)
+}
+
+fn read_from(
+    mem: &mut Mem<'_>,
+    host: &mut Host,
+    fd: i32,
+    iovs: i32,
+    count: i32,
+    at: Option<u64>,
+) -> Result<u64, Fail> {
+    match host.fd(fd)?.clone() {
+        Fd::Stdin => Ok(0),
+        Fd::File {
+            node, pos, read, ..
+        } => {
+            if !read {
+                return Err(Errno::Badf.into());
+            }
+            let Kind::File { data, .. } = &host.vfs.node(node).kind else {
+                return Err(Errno::Badf.into());
+            };
+            let offset = at.unwrap_or(pos);
+            let bytes: &[u8] = match data {
+                Data::Shared(b) => b,
+                Data::Owned(v) => v,
+            };
+            let src = bytes.get(offset as usize..).unwrap_or(&[]);
+            let n = mem.scatter(iovs, count, src)?;
+            if at.is_none()
+                && let Fd::File { pos, .. } = host.fd_mut(fd)?
+            {
+                *pos = offset + n;
+            }
+            Ok(n)
+        }
+        Fd::Dir { .. } => Err(Errno::Isdir.into()),
+        Fd::Stdout | Fd::Stderr => Err(Errno::Badf.into()),
+    }
+}
+
+/// The names of all `wasi_snapshot_preview1` functions the sandbox provides.
+pub const FUNCTIONS: [&str; 46] = [
+    "args_get",
+    "args_sizes_get",
+    "environ_get",
+    "environ_sizes_get",
+    "clock_res_get",
+    "clock_time_get",
+    "fd_advise",
+    "fd_allocate",
+    "fd_close",
+    "fd_datasync",
+    "fd_fdstat_get",
+    "fd_fdstat_set_flags",
+    "fd_fdstat_set_rights",
+    "fd_filestat_get",
+    "fd_filestat_set_size",
+    "fd_filestat_set_times",
+    "fd_pread",
+    "fd_prestat_get",
+    "fd_prestat_dir_name",
+    "fd_pwrite",
+    "fd_read",
+    "fd_readdir",
+    "fd_renumber",
+    "fd_seek",
+    "fd_sync",
+    "fd_tell",
+    "fd_write",
+    "path_create_directory",
+    "path_filestat_get",
+    "path_filestat_set_times",
+    "path_link",
+    "path_open",
+    "path_readlink",
+    "path_remove_directory",
+    "path_rename",
+    "path_symlink",
+    "path_unlink_file",
+    "poll_oneoff",
+    "proc_exit",
+    "proc_raise",
+    "sched_yield",
+    "random_get",
+    "sock_accept",
+    "sock_recv",
+    "sock_send",
+    "sock_shutdown",
+];
+
+/// Adds every `wasi_snapshot_preview1` function to `linker`.
+pub fn add_to_linker(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
+    add_args_env_clock_random(linker)?;
+    add_fd(linker)?;
+    add_path(linker)?;
+    add_proc_poll_sock(linker)
+}
+
+fn add_args_env_clock_random(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
+    fn list_get(mem: &mut Mem<'_>, items: &[Vec<u8>], ptrs: i32, buf: i32) -> HostResult {
+        let mut at = buf as u32;
+        for (i, item) in items.iter().enumerate() {
+            mem.put_u32(ptrs.wrapping_add(4 * i as i32), at)?;
+            mem.put(at as i32, item)?;
+            at += item.len() as u32;
+        }
+        Ok(at as u64 - buf as u32 as u64)
+    }
+    fn sizes_get(mem: &mut Mem<'_>, items: &[Vec<u8>], count: i32, size: i32) -> HostResult {
+        mem.put_u32(count, items.len() as u32)?;
+        mem.put_u32(size, items.iter().map(|a| a.len() as u32).sum())?;
+        Ok(0)
+    }
+    linker.func_wrap(
+        MODULE,
+        "args_get",
+        |mut c: Caller<'_, Host>, argv: i32, buf: i32| {
+            call(&mut c, |m, h| list_get(m, &h.args, argv, buf))
+        },
+    )?;
+    linker.func_wrap(
+        MODULE,
+        "args_sizes_get",
+        |mut c: Caller<'_, Host>, n: i32, size: i32| {
+            call(&mut c, |m, h| sizes_get(m, &h.args, n, size))
+        },
+    )?;
+    linker.func_wrap(
+        MODULE,
+        "environ_get",
+        |mut c: Caller<'_, Host>, env: i32, buf: i32| {
+            call(&mut c, |m, h| list_get(m, &h.env, env, buf))
+        },
+    )?;
+    linker.func_wrap(
+        MODULE,
+        "environ_sizes_get",
+        |mut c: Caller<'_, Host>, n: i32, size: i32| {
+            call(&mut c, |m, h| sizes_get(m, &h.env, n, size))
+        },
+    )?;
+    linker.func_wrap(
+        MODULE,
+        "clock_res_get",
+        |mut c: Caller<'_, Host>, id: i32, out: i32| {
+            call(&mut c, |m, h| {
+                h.clock_now(id)?;
+                m.put_u64(out, 1)?;
+                Ok(0)
+            })
+        },
+    )?;
+    linker.func_wrap(
+        MODULE,
+        "clock_time_get",
+        |mut c: Caller<'_, Host>, id: i32, _precision: i64, out: i32| {
+            call(&mut c, |m, h| {
+                m.put_u64(out, h.clock_now(id)?)?;
+                Ok(0)
+            })
+        },
+    )?;
+    linker.func_wrap(
+        MODULE,
+        "random_get",
+        |mut c: Caller<'_, Host>, buf: i32, len: i32| {
+            call(&mut c, |m, h| {
+                h.rng.fill(m.slice_mut(buf, len as u32)?);
+                Ok(len as u32 as u64)
+            })
+        },
+    )?;
+    Ok(())
+}
+
+fn add_fd(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
+    linker.func_wrap(
+        MODULE,
+        "fd_advise",
+        |mut c: Caller<'_, Host>, fd: i32, _off: i64, _len: i64, advice: i32| {
+            call(&mut c, |_, h| {
+                h.fd(fd)?;
+                if !(0..=5).contains(&advice) {
+                    return Err(Errno::Inval.into());
+                }
+                Ok(0)
+            })
+        },
+    )?;
+    linker.func_wrap(
+        MODULE,
+        "fd_allocate",
+        |mut c: Caller<'_, Host>, fd: i32, off: i64, len: i64| {
+            call(&mut c, |_, h| {
+                let Fd::File { node, write, .. } = h.fd(fd)?.clone() else {
+                    return Err(Errno::Badf.into());
+                };
+                if !write {
+                    return Err(Errno::Badf.into());
+                }
+                let end = (off as u64).checked_add(len as u64).ok_or(Errno::Fbig)?;
+                if end > h.vfs.node(node).size() {
+                    h.vfs.set_size(node, end)?;
+                }
+                Ok(0)
+            })
+        },
+    )?;
+    linker.func_wrap(MODULE, "fd_close", |mut c: Caller<'_, Host>, fd: i32| {
+        call(&mut c, |_, h| {
+            h.close_fd(fd)?;
+            Ok(0)
+        })
+    })?;
+    for name in ["fd_datasync", "fd_sync"] {
+        linker.func_wrap(MODULE, name, |mut c: Caller<'_, Host>, fd: i32| {
+            call(&mut c, |_, h| {
+                h.fd(fd)?;
+                Ok(0)
+            })
+        })?;
+    }
+    linker.func_wrap(
+        MODULE,
+        "fd_fdstat_get",
+        |mut c: Caller<'_, Host>, fd: i32, out: i32| {
+            call(&mut c, |m, h| {
+                let (filetype, flags) = match h.fd(fd)? {
+                    Fd::Stdin | Fd::Stdout | Fd::Stderr => (FILETYPE_CHAR, 0),
+                    Fd::Dir { .. } => (FILETYPE_DIR, 0),
+                    Fd::File { append, .. } => {
+                        (FILETYPE_FILE, if *append { FDFLAG_APPEND } else { 0 })
+                    }
+                };
+                let mut b = [0u8; 24];
+                b[0] = filetype;
+                b[2..4].copy_from_slice(&flags.to_le_bytes());
+                b[8..16].copy_from_slice(&RIGHTS_ALL.to_le_bytes());
+                b[16..24].copy_from_slice(&RIGHTS_ALL.to_le_bytes());
+                m.put(out, &b)?;
+                Ok(0)
+            })
+        },
+    )?;
+    linker.func_wrap(
+        MODULE,
+        "fd_fdstat_set_flags",
+        |mut c: Caller<'_, Host>, fd: i32, flags: i32| {
+            call(&mut c, |_, h| {
+                if let Fd::File { append, .. } = h.fd_mut(fd)? {
+                    *append = flags as u16 & FDFLAG_APPEND != 0;
+                }
+                Ok(0)
+            })
+        },
+    )?;
+    linker.func_wrap(
+        MODULE,
+        "fd_fdstat_set_rights",
+        |mut c: Caller<'_, Host>, fd: i32, _base: i64, _inheriting: i64| {
+            call(&mut c, |_, h| {
+                h.fd(fd)?;
+                Ok(0)
+            })
+        },
+    )?;
+    linker.func_wrap(
+        MODULE,
+        "fd_filestat_get",
+        |mut c: Caller<'_, Host>, fd: i32, out: i32| {
+            call(&mut c, |m, h| {
+                m.put(out, &fd_filestat(h, fd)?)?;
+                Ok(0)
+            })
+        },
+    )?;
+    linker.func_wrap(
+        MODULE,
+        "fd_filestat_set_size",
+        |mut c: Caller<'_, Host>, fd: i32, size: i64| {
+            call(&mut c, |_, h| {
+                let Fd::File { node, write, .. } = h.fd(fd)?.clone() else {
+                    return Err(Errno::Badf.into());
+                };
+                if !write {
+                    return Err(Errno::Badf.into());
+                }
+                h.vfs.set_size(node, size as u64)?;
+                Ok(0)
+            })
+        },
+    )?;
+    linker.func_wrap(
+        MODULE,
+        "fd_filestat_set_times",
+        |mut c: Caller<'_, Host>, fd: i32, atim: i64, mtim: i64, flags: i32| {
+            call(&mut c, |_, h| match h.fd(fd)?.clone() {
+                Fd::File { node, .. } | Fd::Dir { node, .. } => {
+                    set_times(h, node, atim, mtim, flags)
+                }
+                _ => Err(Errno::Badf.into()),
+            })
+        },
+    )?;
+    linker.func_wrap(
+        MODULE,
+        "fd_pread",
+        |mut c: Caller<'_, Host>, fd: i32, iovs: i32, n: i32, off: i64, out: i32| {
+            call(&mut c, |m, h| {
+                let read = read_from(m, h, fd, iovs, n, Some(off as u64))?;
+                m.put_u32(out, read as u32)?;
+                Ok(read)
+            })
+        },
+    )?;
+    linker.func_wrap(
+        MODULE,
+        "fd_pwrite",
+        |mut c: Caller<'_, Host>, fd: i32, iovs: i32, n: i32, off: i64, out: i32| {
+            call(&mut c, |m, h| {
+                let written = write_to(h, fd, &m.gather(iovs, n)?, Some(off as u64))?;
+                m.put_u32(out, written as u32)?;
+                Ok(written)
+            })
+        },
+    )?;
+    linker.func_wrap(
+        MODULE,
+        "fd_read",
+        |mut c: Caller<'_, Host>, fd: i32, iovs: i32, n: i32, out: i32| {
+            call(&mut c, |m, h| {
+                let read = read_from(m, h, fd, iovs, n, None)?;
+                m.put_u32(out, read as u32)?;
+                Ok(read)
+            })
+        },
+    )?;
+    linker.func_wrap(
+        MODULE,
+        "fd_write",
+        |mut c: Caller<'_, Host>, fd: i32, iovs: i32, n: i32, out: i32| {
+            call(&mut c, |m, h| {
+                let written = write_to(h, fd, &m.gather(iovs, n)?, None)?;
+                m.put_u32(out, written as u32)?;
+                Ok(written)
+            })
+        },
+    )?;
+    linker.func_wrap(
+        MODULE,
+        "fd_prestat_get",
+        |mut c: Caller<'_, Host>, fd: i32, out: i32| {
+            call(&mut c, |m, h| match h.fd(fd)? {
+                Fd::Dir {
+                    preopen: Some(name),
+                    ..
+                } => {
+                    let mut b = [0u8; 8];
+                    b[4..8].copy_from_slice(&(name.len() as u32).to_le_bytes());
+                    m.put(out, &b)?;
+                    Ok(0)
+                }
+                _ => Err(Errno::Badf.into()),
+            })
+        },
+    )?;
+    linker.func_wrap(
+        MODULE,
+        "fd_prestat_dir_name",
+        |mut c: Caller<'_, Host>, fd: i32, buf: i32, len: i32| {
+            call(&mut c, |m, h| match h.fd(fd)? {
+                Fd::Dir {
+                    preopen: Some(name),
+                    ..
+                } => {
+                    if (len as u32 as usize) < name.len() {
+                        return Err(Errno::Nametoolong.into());
+                    }
+                    m.put(buf, name.as_bytes())?;
+                    Ok(0)
+                }
+                _ => Err(Errno::Badf.into()),
+            })
+        },
+    )?;
+    linker.func_wrap(
+        MODULE,
+        "fd_readdir",
+        |mut c: Caller<'_, Host>, fd: i32, buf: i32, len: i32, cookie: i64, out: i32| {
+            call(&mut c, |m, h| {
+                let node = h.dir_fd(fd).map_err(|_| Errno::Badf)?;
+                let entries = h.vfs.list(node)?;
+                let cap = len as u32 as usize;
+                let mut bytes = Vec::new();
+                for (i, (name, id)) in entries.iter().enumerate().skip(cookie as u64 as usize) {
+                    if bytes.len() >= cap {
+                        break;
+                    }
+                    let filetype = match h.vfs.node(*id).kind {
+                        Kind::Dir { .. } => FILETYPE_DIR,
+                        Kind::File { .. } => FILETYPE_FILE,
+                        Kind::Symlink { .. } => FILETYPE_SYMLINK,
+                    };
+                    let mut head = [0u8; 24];
+                    head[0..8].copy_from_slice(&(i as u64 + 1).to_le_bytes());
+                    head[8..16].copy_from_slice(&crate::vfs::Node::ino(*id).to_le_bytes());
+                    head[16..20].copy_from_slice(&(name.len() as u32).to_le_bytes());
+                    head[20] = filetype;
+                    bytes.extend_from_slice(&head);
+                    bytes.extend_from_slice(name.as_bytes());
+                }
+                bytes.truncate(cap);
+                m.put(buf, &bytes)?;
+                m.put_u32(out, bytes.len() as u32)?;
+                Ok(bytes.len() as u64)
+            })
+        },
+    )?;
+    linker.func_wrap(
+        MODULE,
+        "fd_renumber",
+        |mut c: Caller<'_, Host>, from: i32, to: i32| {
+            call(&mut c, |_, h| {
+                h.fd(from)?;
+                h.fd(to)?;
+                if from != to {
+                    h.close_fd(to)?;
+                    h.fds[to as usize] = h.fds[from as usize].take();
+                }
+                Ok(0)
+            })
+        },
+    )?;
+    linker.func_wrap(
+        MODULE,
+        "fd_seek",
+        |mut c: Caller<'_, Host>, fd: i32, offset: i64, whence: i32, out: i32| {
+            call(&mut c, |m, h| {
+                let size = match h.fd(fd)? {
+                    Fd::File { node, .. } => h.vfs.node(*node).size(),
+                    Fd::Dir { .. } => return Err(Errno::Isdir.into()),
+                    _ => return Err(Errno::Spipe.into()),
+                };
+                let Fd::File { pos, .. } = h.fd_mut(fd)? else {
+                    unreachable!()
+                };
+                let base = match whence {
+                    0 => 0,
+                    1 => *pos as i64,
+                    2 => size as i64,
+                    _ => return Err(Errno::Inval.into()),
+                };
+                let new = base.checked_add(offset).ok_or(Errno::Overflow)?;
+                if new < 0 {
+                    return Err(Errno::Inval.into());
+                }
+                *pos = new as u64;
+                m.put_u64(out, new as u64)?;
+                Ok(0)
+            })
+        },
+    )?;
+    linker.func_wrap(
+        MODULE,
+        "fd_tell",
+        |mut c: Caller<'_, Host>, fd: i32, out: i32| {
+            call(&mut c, |m, h| match h.fd(fd)? {
+                Fd::File { pos, .. } => {
+                    let pos = *pos;
+                    m.put_u64(out, pos)?;
+                    Ok(0)
+                }
+                _ => Err(Errno::Spipe.into()),
+            })
+        },
+    )?;
+    Ok(())
+}
+
+fn add_path(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
+    linker.func_wrap(
+        MODULE,
+        "path_create_directory",
+        |mut c: Caller<'_, Host>, fd: i32, path: i32, len: i32| {
+            call(&mut c, |m, h| {
+                let dir = h.dir_fd(fd)?;
+                let (parent, last) = h.vfs.resolve_parent(dir, &m.path(path, len)?)?;
+                let last = last.ok_or(Errno::Exist)?;
+                h.vfs.create_dir(parent, &last)?;
+                Ok(0)
+            })
+        },
+    )?;
+    linker.func_wrap(
+        MODULE,
+        "path_filestat_get",
+        |mut c: Caller<'_, Host>, fd: i32, flags: i32, path: i32, len: i32, out: i32| {
+            call(&mut c, |m, h| {
+                let dir = h.dir_fd(fd)?;
+                let node = h
+                    .vfs
+                    .resolve(dir, &m.path(path, len)?, flags & LOOKUP_FOLLOW != 0)?;
+                m.put(out, &filestat(&h.vfs, node))?;
+                Ok(0)
+            })
+        },
+    )?;
+    linker.func_wrap(
+        MODULE,
+        "path_filestat_set_times",
+        |mut c: Caller<'_, Host>,
+         fd: i32,
+         flags: i32,
+         path: i32,
+         len: i32,
+         atim: i64,
+         mtim: i64,
+         fst: i32| {
+            call(&mut c, |m, h| {
+                let dir = h.dir_fd(fd)?;
+                let node = h
+                    .vfs
+                    .resolve(dir, &m.path(path, len)?, flags & LOOKUP_FOLLOW != 0)?;
+                set_times(h, node, atim, mtim, fst)
+            })
+        },
+    )?;
+    linker.func_wrap(
+        MODULE,
+        "path_link",
+        |mut c: Caller<'_, Host>, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32| {
+            call(&mut c, |_, _| Err(Errno::Notsup.into()))
+        },
+    )?;
+    linker.func_wrap(
+        MODULE,
+        "path_open",
+        |mut c: Caller<'_, Host>,
+         fd: i32,
+         dirflags: i32,
+         path: i32,
+         len: i32,
+         oflags: i32,
+         base: i64,
+         _inheriting: i64,
+         fdflags: i32,
+         out: i32| {
+            call(&mut c, |m, h| {
+                let opened =
+                    path_open(h, fd, dirflags, &m.path(path, len)?, oflags, base, fdflags)?;
+                m.put_u32(out, opened as u32)?;
+                Ok(0)
+            })
+        },
+    )?;
+    linker.func_wrap(
+        MODULE,
+        "path_readlink",
+        |mut c: Caller<'_, Host>, fd: i32, path: i32, len: i32, buf: i32, cap: i32, out: i32| {
+            call(&mut c, |m, h| {
+                let dir = h.dir_fd(fd)?;
+                let node = h.vfs.resolve(dir, &m.path(path, len)?, false)?;
+                let Kind::Symlink { target } = &h.vfs.node(node).kind else {
+                    return Err(Errno::Inval.into());
+                };
+                let bytes = &target.as_bytes()[..target.len().min(cap as u32 as usize)];
+                m.put(buf, bytes)?;
+                m.put_u32(out, bytes.len() as u32)?;
+                Ok(0)
+            })
+        },
+    )?;
+    for (name, want_dir) in [("path_remove_directory", true), ("path_unlink_file", false)] {
+        linker.func_wrap(
+            MODULE,
+            name,
+            move |mut c: Caller<'_, Host>, fd: i32, path: i32, len: i32| {
+                call(&mut c, |m, h| {
+                    let dir = h.dir_fd(fd)?;
+                    let (parent, last) = h.vfs.resolve_parent(dir, &m.path(path, len)?)?;
+                    let last = last.ok_or(if want_dir { Errno::Inval } else { Errno::Isdir })?;
+                    h.vfs.remove(parent, &last, want_dir)?;
+                    Ok(0)
+                })
+            },
+        )?;
+    }
+    linker.func_wrap(
+        MODULE,
+        "path_rename",
+        |mut c: Caller<'_, Host>,
+         fd: i32,
+         old: i32,
+         old_len: i32,
+         new_fd: i32,
+         new: i32,
+         new_len: i32| {
+            call(&mut c, |m, h| {
+                let (old_dir, new_dir) = (h.dir_fd(fd)?, h.dir_fd(new_fd)?);
+                let (op, on) = h.vfs.resolve_parent(old_dir, &m.path(old, old_len)?)?;
+                let (np, nn) = h.vfs.resolve_parent(new_dir, &m.path(new, new_len)?)?;
+                let (on, nn) = (on.ok_or(Errno::Inval)?, nn.ok_or(Errno::Inval)?);
+                h.vfs.rename(op, &on, np, &nn)?;
+                Ok(0)
+            })
+        },
+    )?;
+    linker.func_wrap(
+        MODULE,
+        "path_symlink",
+        |mut c: Caller<'_, Host>, old: i32, old_len: i32, fd: i32, new: i32, new_len: i32| {
+            call(&mut c, |m, h| {
+                let target = m.path(old, old_len)?;
+                let dir = h.dir_fd(fd)?;
+                let (parent, last) = h.vfs.resolve_parent(dir, &m.path(new, new_len)?)?;
+                h.vfs
+                    .create_symlink(parent, &last.ok_or(Errno::Exist)?, &target)?;
+                Ok(0)
+            })
+        },
+    )?;
+    Ok(())
+}
+
+fn path_open(
+    h: &mut Host,
+    fd: i32,
+    dirflags: i32,
+    path: &str,
+    oflags: i32,
+    base: i64,
+    fdflags: i32,
+) -> Result<i32, Fail> {
+    let dir = h.dir_fd(fd)?;
+    let follow = dirflags & LOOKUP_FOLLOW != 0;
+    let oflags = oflags as u16;
+    let fdflags = fdflags as u16;
+    let write = base as u64 & RIGHTS_WRITE != 0 || fdflags & FDFLAG_APPEND != 0;
+    let node = if oflags & OFLAG_CREAT != 0 {
+        let (parent, last) = h.vfs.resolve_parent(dir, path)?;
+        let last = last.ok_or(Errno::Isdir)?;
+        match h.vfs.lookup(parent, &last) {
+            Some(_) if oflags & OFLAG_EXCL != 0 => return Err(Errno::Exist.into()),
+            Some(_) => h.vfs.resolve(parent, &last, follow)?,
+            None => h.vfs.create_file(parent, &last)?,
+        }
+    } else {
+        h.vfs.resolve(dir, path, follow)?
+    };
+    let opened = match &h.vfs.node(node).kind {
+        Kind::Symlink { .. } => return Err(Errno::Loop.into()),
+        Kind::Dir { .. } => {
+            if write || oflags & OFLAG_TRUNC != 0 {
+                return Err(Errno::Isdir.into());
+            }
+            Fd::Dir {
+                node,
+                preopen: None,
+            }
+        }
+        Kind::File { .. } => {
+            if oflags & OFLAG_DIRECTORY != 0 {
+                return Err(Errno::Notdir.into());
+            }
+            let writable = h.vfs.node(node).writable;
+            if (write || oflags & OFLAG_TRUNC != 0) && !writable {
+                return Err(Errno::Rofs.into());
+            }
+            if oflags & OFLAG_TRUNC != 0 {
+                h.vfs.set_size(node, 0)?;
+            }
+            Fd::File {
+                node,
+                pos: 0,
+                read: base as u64 & RIGHT_READ != 0,
+                write,
+                append: fdflags & FDFLAG_APPEND != 0,
+            }
+        }
+    };
+    Ok(h.insert_fd(opened)?)
+}
+
+fn add_proc_poll_sock(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
+    linker.func_wrap(
+        MODULE,
+        "proc_exit",
+        |_: Caller<'_, Host>, code: i32| -> wasmtime::Result<()> {
+            Err(wasmtime::Error::new(Stop::Exit(code)))
+        },
+    )?;
+    linker.func_wrap(
+        MODULE,
+        "proc_raise",
+        |mut c: Caller<'_, Host>, _sig: i32| call(&mut c, |_, _| Err(Errno::Nosys.into())),
+    )?;
+    linker.func_wrap(MODULE, "sched_yield", |mut c: Caller<'_, Host>| {
+        call(&mut c, |_, _| Ok(0))
+    })?;
+    linker.func_wrap(
+        MODULE,
+        "poll_oneoff",
+        |mut c: Caller<'_, Host>, subs: i32, events: i32, n: i32, out: i32| {
+            call(&mut c, |m, h| poll_oneoff(m, h, subs, events, n, out))
+        },
+    )?;
+    linker.func_wrap(
+        MODULE,
+        "sock_accept",
+        |mut c: Caller<'_, Host>, _fd: i32, _flags: i32, _out: i32| {
+            call(&mut c, |_, _| Err(Errno::Notsup.into()))
+        },
+    )?;
+    linker.func_wrap(
+        MODULE,
+        "sock_recv",
+        |mut c: Caller<'_, Host>, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32| {
+            call(&mut c, |_, _| Err(Errno::Notsup.into()))
+        },
+    )?;
+    linker.func_wrap(
+        MODULE,
+        "sock_send",
+        |mut c: Caller<'_, Host>, _: i32, _: i32, _: i32, _: i32, _: i32| {
+            call(&mut c, |_, _| Err(Errno::Notsup.into()))
+        },
+    )?;
+    linker.func_wrap(
+        MODULE,
+        "sock_shutdown",
+        |mut c: Caller<'_, Host>, _: i32, _: i32| call(&mut c, |_, _| Err(Errno::Notsup.into())),
+    )?;
+    Ok(())
+}
+
+/// Waits for nothing: descriptors are always ready, and a clock subscription advances the
+/// virtual monotonic clock to its deadline at once.
+fn poll_oneoff(
+    m: &mut Mem<'_>,
+    h: &mut Host,
+    subs: i32,
+    events: i32,
+    n: i32,
+    out: i32,
+) -> HostResult {
+    if n <= 0 {
+        return Err(Errno::Inval.into());
+    }
+    let mut ready: Vec<[u8; 32]> = Vec::new();
+    let mut clocks: Vec<(u64, u64)> = Vec::new(); // (userdata, wait ns)
+    for i in 0..n {
+        let at = subs.wrapping_add(i.wrapping_mul(48));
+        let userdata = m.read_u64(at)?;
+        let tag = m.slice(at.wrapping_add(8), 1)?[0];
+        let mut event = [0u8; 32];
+        event[0..8].copy_from_slice(&userdata.to_le_bytes());
+        event[10] = tag;
+        match tag {
+            0 => {
+                let id = m.read_u32(at.wrapping_add(16))? as i32;
+                let timeout = m.read_u64(at.wrapping_add(24))?;
+                let flags =
+                    u16::from_le_bytes(m.slice(at.wrapping_add(40), 2)?.try_into().unwrap());
+                match h.clock_now(id) {
+                    Ok(now) => {
+                        let wait = if flags & 1 != 0 {
+                            timeout.saturating_sub(now)
+                        } else {
+                            timeout
+                        };
+                        clocks.push((userdata, wait));
+                    }
+                    Err(e) => {
+                        event[8..10].copy_from_slice(&(e as u16).to_le_bytes());
+                        ready.push(event);
+                    }
+                }
+            }
+            1 | 2 => {
+                let fd = m.read_u32(at.wrapping_add(16))? as i32;
+                let nbytes = match h.fd(fd) {
+                    Ok(Fd::File { node, pos, .. }) if tag == 1 => {
+                        h.vfs.node(*node).size().saturating_sub(*pos)
+                    }
+                    Ok(Fd::Stdin) => {
+                        event[24..26].copy_from_slice(&1u16.to_le_bytes()); // hangup
+                        0
+                    }
+                    Ok(_) => 0,
+                    Err(e) => {
+                        event[8..10].copy_from_slice(&(e as u16).to_le_bytes());
+                        0
+                    }
+                };
+                event[16..24].copy_from_slice(&nbytes.to_le_bytes());
+                ready.push(event);
+            }
+            _ => return Err(Errno::Inval.into()),
+        }
+    }
+    if ready.is_empty() {
+        let wait = clocks.iter().map(|c| c.1).min().unwrap_or(0);
+        h.slept_ns = h.slept_ns.saturating_add(wait);
+        for (userdata, w) in clocks {
+            if w == wait {
+                let mut event = [0u8; 32];
+                event[0..8].copy_from_slice(&userdata.to_le_bytes());
+                ready.push(event);
+            }
+        }
+    }
+    for (i, e) in ready.iter().enumerate() {
+        m.put(events.wrapping_add(32 * i as i32), e)?;
+    }
+    m.put_u32(out, ready.len() as u32)?;
+    Ok(0)
+}

@@ -1,0 +1,163 @@
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::SCHEMA_VERSION;
+use crate::error::{ManifestError, from_value, parse_json};
+use crate::manifest::{TaskManifest, check_schema_version, check_unique};
+use crate::types::Name;
+
+/// A batch: many tasks that share defaults, how many runners must agree on each, and what a
+/// validated task earns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchManifest {
+    /// The batch's name.
+    pub batch: Name,
+    /// How many runners run each task and how many must agree.
+    pub redundancy: Redundancy,
+    /// Credit per unit of fuel for a validated task.
+    pub credit_rate: f64,
+    /// Every task, with the batch's `defaults` laid under it, in manifest order.
+    pub tasks: Vec<TaskManifest>,
+}
+
+/// Replication and quorum for each task of a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Redundancy {
+    /// How many distinct runners get the task at first.
+    pub replicas: u32,
+    /// How many equal digests accept the task.
+    pub quorum: u32,
+    /// The most runners tried before the scheduler decides by its own run.
+    pub max_replicas: u32,
+}
+
+impl Redundancy {
+    /// The most replicas a task may ask for.
+    pub const MAX_REPLICAS: u32 = 100;
+}
+
+impl Default for Redundancy {
+    /// Two runners, both must agree, up to five tried: BOINC's usual quorum of two with room
+    /// for three tie-breakers.
+    fn default() -> Self {
+        Redundancy {
+            replicas: 2,
+            quorum: 2,
+            max_replicas: 5,
+        }
+    }
+}
+
+/// The most tasks one batch may hold.
+const MAX_TASKS: usize = 1_000_000;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBatch {
+    // Checked by `check_schema_version` before deserializing; kept so serde accepts it.
+    #[allow(dead_code)]
+    schema_version: u64,
+    batch: Name,
+    #[serde(default)]
+    defaults: Map<String, Value>,
+    #[serde(default)]
+    redundancy: Redundancy,
+    credit_rate: Option<f64>,
+    tasks: Vec<Map<String, Value>>,
+}
+
+impl BatchManifest {
+    /// Parses and validates a batch manifest from JSON text, expanding every task.
+    pub fn from_json(text: &str) -> Result<Self, ManifestError> {
+        Self::from_value(parse_json(text)?)
+    }
+
+    /// Validates a batch manifest held as a JSON value.
+    pub fn from_value(value: Value) -> Result<Self, ManifestError> {
+        check_schema_version(&value)?;
+        let raw: RawBatch = from_value(value)?;
+        let r = raw.redundancy;
+        if r.replicas == 0 || r.replicas > Redundancy::MAX_REPLICAS {
+            return Err(ManifestError::invalid(
+                "redundancy.replicas",
+                format!(
+                    "must be between 1 and {}, got {}",
+                    Redundancy::MAX_REPLICAS,
+                    r.replicas
+                ),
+            ));
+        }
+        if r.quorum == 0 || r.quorum > r.replicas {
+            return Err(ManifestError::invalid(
+                "redundancy.quorum",
+                format!(
+                    "must be between 1 and replicas ({}), got {}",
+                    r.replicas, r.quorum
+                ),
+            ));
+        }
+        if r.max_replicas < r.replicas || r.max_replicas > Redundancy::MAX_REPLICAS {
+            return Err(ManifestError::invalid(
+                "redundancy.max_replicas",
+                format!(
+                    "must be between replicas ({}) and {}, got {}",
+                    r.replicas,
+                    Redundancy::MAX_REPLICAS,
+                    r.max_replicas
+                ),
+            ));
+        }
+        let credit_rate = raw.credit_rate.unwrap_or(1.0);
+        if !credit_rate.is_finite() || credit_rate < 0.0 {
+            return Err(ManifestError::invalid(
+                "credit_rate",
+                format!("must be a finite number of at least 0, got {credit_rate}"),
+            ));
+        }
+        if raw.tasks.is_empty() {
+            return Err(ManifestError::invalid(
+                "tasks",
+                "a batch needs at least one task",
+            ));
+        }
+        if raw.tasks.len() > MAX_TASKS {
+            return Err(ManifestError::invalid(
+                "tasks",
+                format!(
+                    "{} tasks; a batch may hold at most {MAX_TASKS}",
+                    raw.tasks.len()
+                ),
+            ));
+        }
+        let mut tasks = Vec::with_capacity(raw.tasks.len());
+        for (i, overlay) in raw.tasks.into_iter().enumerate() {
+            let mut merged = raw.defaults.clone();
+            lay_over(&mut merged, overlay);
+            merged.insert("schema_version".into(), Value::from(SCHEMA_VERSION));
+            let task = TaskManifest::from_value(Value::Object(merged))
+                .map_err(|e| e.within(&format!("tasks[{i}]")))?;
+            tasks.push(task);
+        }
+        check_unique("tasks", tasks.iter().map(|t| &t.name))?;
+        Ok(BatchManifest {
+            batch: raw.batch,
+            redundancy: r,
+            credit_rate,
+            tasks,
+        })
+    }
+}
+
+/// Lays `top` over `base`: objects merge key by key (so a task can change `limits.fuel` and
+/// keep the default `limits.memory_bytes`); any other value, arrays included, replaces.
+fn lay_over(base: &mut Map<String, Value>, top: Map<String, Value>) {
+    for (key, value) in top {
+        match (base.get_mut(&key), value) {
+            (Some(Value::Object(below)), Value::Object(above)) => lay_over(below, above),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
