@@ -72,10 +72,8 @@ impl DiskCache {
         }
         let (mac, artifact) = bytes.split_at(MAC_LEN);
         let expected = self.mac(hash, artifact);
-        // Compare in constant time; the secret must not leak through timing.
-        if !bool::from(
-            blake3::Hash::from(expected) == blake3::Hash::from_bytes(mac.try_into().ok()?),
-        ) {
+        // blake3::Hash compares in constant time.
+        if blake3::Hash::from(expected) != blake3::Hash::from_bytes(mac.try_into().ok()?) {
             tracing::warn!(module = %hash, "ignoring a cached artifact this runner did not write");
             return None;
         }

@@ -136,6 +136,8 @@ impl Vfs {
         };
         vfs.push(dir(None), false);
         vfs.push(dir(None), true);
+        // Staged in name order, so inode numbers never depend on the manifest's order.
+        let inputs: BTreeMap<String, Arc<[u8]>> = inputs.into_iter().collect();
         for (name, bytes) in inputs {
             let id = vfs.push(
                 Kind::File {

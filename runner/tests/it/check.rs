@@ -1,0 +1,173 @@
+//! The one place tests build a task and call `runner exec`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::{Value, json};
+
+/// A task being set up in a temporary directory.
+pub struct Task {
+    pub dir: tempfile::TempDir,
+    pub manifest: Value,
+    cache: Option<PathBuf>,
+}
+
+/// What `runner exec --json` said.
+#[derive(Debug)]
+pub struct Exec {
+    pub status: i32,
+    pub json: Value,
+}
+
+impl Exec {
+    pub fn outcome(&self) -> &str {
+        self.json["outcome"].as_str().unwrap()
+    }
+
+    pub fn digest(&self) -> &str {
+        self.json["digest"].as_str().unwrap()
+    }
+
+    pub fn error(&self) -> &str {
+        self.json["error"].as_str().unwrap_or("")
+    }
+
+    pub fn fuel(&self) -> u64 {
+        self.json["fuel_consumed"].as_u64().unwrap()
+    }
+
+    /// Asserts the run was rejected with a message containing every one of `words`.
+    pub fn assert_rejected(&self, words: &[&str]) {
+        assert_eq!(self.status, 2, "{:#}", self.json);
+        assert_eq!(self.outcome(), "rejected", "{:#}", self.json);
+        for w in words {
+            assert!(
+                self.error().contains(w),
+                "error {:?} lacks {w:?}",
+                self.error()
+            );
+        }
+    }
+}
+
+pub fn hash(bytes: &[u8]) -> String {
+    blake3::hash(bytes).to_hex().to_string()
+}
+
+/// A task running `module` (a path to a `.wasm`, or WAT text) with ample fuel and no I/O.
+pub fn task(module: &str) -> Task {
+    let bytes = if module.ends_with(".wasm") {
+        helio_test_guests::bytes(module)
+    } else {
+        wat::parse_str(module).expect("test WAT parses")
+    };
+    task_bytes(&bytes)
+}
+
+/// A task running a module given as bytes.
+pub fn task_bytes(bytes: &[u8]) -> Task {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("module.wasm"), bytes).unwrap();
+    let manifest = json!({
+        "schema_version": 1,
+        "name": "test",
+        "module": { "uri": "module.wasm", "blake3": hash(bytes) },
+        "limits": { "fuel": 2_000_000_000u64 }
+    });
+    Task {
+        dir,
+        manifest,
+        cache: None,
+    }
+}
+
+impl Task {
+    /// Adds an input file with the right hash.
+    pub fn input(mut self, name: &str, bytes: &[u8]) -> Self {
+        std::fs::write(self.dir.path().join(name), bytes).unwrap();
+        let entry = json!({ "name": name, "uri": name, "blake3": hash(bytes) });
+        self.push("inputs", entry);
+        self
+    }
+
+    /// Declares an output.
+    pub fn output(mut self, name: &str, max_bytes: u64) -> Self {
+        self.push("outputs", json!({ "name": name, "max_bytes": max_bytes }));
+        self
+    }
+
+    pub fn args(mut self, args: &[&str]) -> Self {
+        self.manifest["args"] = json!(args);
+        self
+    }
+
+    /// Sets a field by a `/`-separated JSON pointer.
+    pub fn set(mut self, pointer: &str, value: Value) -> Self {
+        let (parent, key) = pointer.rsplit_once('/').unwrap();
+        let target = if parent.is_empty() {
+            &mut self.manifest
+        } else {
+            self.manifest.pointer_mut(parent).unwrap()
+        };
+        target[key] = value;
+        self
+    }
+
+    pub fn cache(mut self, dir: &Path) -> Self {
+        self.cache = Some(dir.to_path_buf());
+        self
+    }
+
+    fn push(&mut self, field: &str, entry: Value) {
+        if self.manifest.get(field).is_none() {
+            self.manifest[field] = json!([]);
+        }
+        self.manifest[field].as_array_mut().unwrap().push(entry);
+    }
+
+    pub fn manifest_path(&self) -> PathBuf {
+        let path = self.dir.path().join("task.json");
+        std::fs::write(&path, serde_json::to_string_pretty(&self.manifest).unwrap()).unwrap();
+        path
+    }
+
+    /// Runs `runner exec --json` on the task.
+    pub fn exec(&self) -> Exec {
+        self.exec_with(&[], |_| {})
+    }
+
+    /// Runs `runner exec --json` with extra flags and a chance to adjust the command.
+    pub fn exec_with(&self, flags: &[&str], adjust: impl FnOnce(&mut Command)) -> Exec {
+        let mut cmd = runner();
+        cmd.arg("exec")
+            .arg(self.manifest_path())
+            .arg("--json")
+            .args(flags);
+        match &self.cache {
+            Some(dir) => cmd.arg("--cache-dir").arg(dir),
+            None => cmd.arg("--no-cache"),
+        };
+        adjust(&mut cmd);
+        let out = cmd.output().unwrap();
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        let json: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+            panic!(
+                "runner printed no JSON ({e}): {stdout}\nstderr: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        assert_eq!(
+            stdout.trim().lines().count(),
+            1,
+            "--json prints one line: {stdout}"
+        );
+        Exec {
+            status: out.status.code().unwrap(),
+            json,
+        }
+    }
+}
+
+pub fn runner() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_runner"))
+}

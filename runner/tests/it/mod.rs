@@ -1,0 +1,6 @@
+mod cache;
+mod check;
+mod determinism;
+mod files;
+mod outcomes;
+mod rejections;

@@ -1,0 +1,158 @@
+//! Every outcome of the contract, with its exit status.
+
+use super::check::{hash, task};
+use helio_test_guests as g;
+use serde_json::json;
+
+#[test]
+fn hello_exits_zero_with_its_output_and_a_consistent_digest() {
+    let run = task(g::HELLO)
+        .input("name.txt", b"Ada\n")
+        .output("greeting.txt", 1024)
+        .exec();
+    assert_eq!(run.status, 0, "{:#}", run.json);
+    assert_eq!(run.outcome(), "exited");
+    assert_eq!(run.json["exit_code"], 0);
+    let greeting = b"hello, Ada!\n";
+    assert_eq!(
+        run.json["outputs"],
+        json!([{ "name": "greeting.txt", "bytes": 12, "blake3": hash(greeting) }])
+    );
+    assert_eq!(run.json["stdout_blake3"], hash(greeting));
+    assert!(run.fuel() > 0);
+    assert!(run.json["stderr"].as_str().unwrap().contains("greeted Ada"));
+    let report: helio_sdk::RunReport = serde_json::from_value(run.json.clone()).unwrap();
+    assert!(report.digest_is_consistent());
+}
+
+#[test]
+fn exit_codes_are_reported_and_only_zero_succeeds() {
+    let ok = task(g::EXIT_CODE).args(&["0"]).exec();
+    assert_eq!((ok.status, ok.outcome()), (0, "exited"));
+    let three = task(g::EXIT_CODE).args(&["3"]).exec();
+    assert_eq!((three.status, three.outcome()), (1, "exited"));
+    assert_eq!(three.json["exit_code"], 3);
+    assert_ne!(ok.digest(), three.digest());
+}
+
+#[test]
+fn an_infinite_loop_runs_out_of_fuel_at_exactly_the_limit() {
+    let run = task(g::SPIN).set("/limits/fuel", json!(5_000_000)).exec();
+    assert_eq!((run.status, run.outcome()), (1, "out_of_fuel"));
+    assert_eq!(run.fuel(), 5_000_000);
+    let again = task(g::SPIN).set("/limits/fuel", json!(5_000_000)).exec();
+    assert_eq!(run.digest(), again.digest());
+}
+
+#[test]
+fn the_wall_clock_safety_net_reports_timeout() {
+    let run = task(g::SPIN)
+        .set("/limits/fuel", json!(1u64 << 60))
+        .set("/limits/wall_seconds", json!(1))
+        .exec();
+    assert_eq!((run.status, run.outcome()), (1, "timeout"));
+}
+
+#[test]
+fn a_memory_bomb_stops_at_the_memory_limit() {
+    let run = task(g::MEMORY_BOMB)
+        .set("/limits/memory_bytes", json!(16 << 20))
+        .exec();
+    assert_eq!(
+        (run.status, run.outcome()),
+        (1, "memory_limit"),
+        "{:#}",
+        run.json
+    );
+    let again = task(g::MEMORY_BOMB)
+        .set("/limits/memory_bytes", json!(16 << 20))
+        .exec();
+    assert_eq!(run.digest(), again.digest());
+    assert_eq!(run.fuel(), again.fuel());
+}
+
+#[test]
+fn initial_memory_above_the_limit_is_memory_limit() {
+    let run = task(r#"(module (memory (export "memory") 20) (func (export "_start")))"#)
+        .set("/limits/memory_bytes", json!(10 * 65536))
+        .exec();
+    assert_eq!(run.outcome(), "memory_limit", "{:#}", run.json);
+}
+
+#[test]
+fn native_stack_exhaustion_traps_and_charges_the_whole_budget() {
+    let wat = r#"(module (memory (export "memory") 1)
+        (func $deep (param i64) (call $deep (i64.add (local.get 0) (i64.const 1))))
+        (func (export "_start") (call $deep (i64.const 0))))"#;
+    let run = task(wat).set("/limits/fuel", json!(1_000_000_000)).exec();
+    assert_eq!(
+        (run.status, run.outcome()),
+        (1, "trapped"),
+        "{:#}",
+        run.json
+    );
+    assert_eq!(run.json["trap"], "stack_overflow");
+    assert_eq!(run.fuel(), 1_000_000_000);
+}
+
+#[test]
+fn rust_recursion_overflows_its_shadow_stack_the_same_way_every_time() {
+    // A Rust guest keeps its frames in linear memory; running off the bottom is an
+    // out-of-bounds access at a point that does not depend on the host.
+    let first = task(g::RECURSE).exec();
+    let second = task(g::RECURSE).exec();
+    assert_eq!(
+        (first.status, first.outcome()),
+        (1, "trapped"),
+        "{:#}",
+        first.json
+    );
+    assert_eq!(first.json["trap"], "memory_out_of_bounds");
+    assert_eq!(first.digest(), second.digest());
+    assert!(first.fuel() < 2_000_000_000);
+}
+
+fn wat_trap(body: &str) -> super::check::Exec {
+    task(&format!(
+        r#"(module (memory (export "memory") 1) (func (export "_start") {body}))"#
+    ))
+    .exec()
+}
+
+#[test]
+fn traps_carry_stable_names() {
+    for (body, name) in [
+        ("unreachable", "unreachable"),
+        (
+            "(drop (i32.div_s (i32.const 1) (i32.const 0)))",
+            "integer_division_by_zero",
+        ),
+        (
+            "(drop (i32.load (i32.const 70000)))",
+            "memory_out_of_bounds",
+        ),
+        (
+            "(drop (i32.trunc_f32_s (f32.const nan)))",
+            "bad_conversion_to_integer",
+        ),
+    ] {
+        let run = wat_trap(body);
+        assert_eq!((run.status, run.outcome()), (1, "trapped"), "{body}");
+        assert_eq!(run.json["trap"], name, "{body}");
+    }
+}
+
+#[test]
+fn returning_from_start_is_exit_zero_and_fuel_counts_instructions() {
+    let short = wat_trap("nop");
+    let long = wat_trap(
+        "(local i32) (loop (local.set 0 (i32.add (local.get 0) (i32.const 1))) (br_if 0 (i32.lt_u (local.get 0) (i32.const 1000))))",
+    );
+    assert_eq!((short.status, long.status), (0, 0));
+    assert!(
+        long.fuel() > short.fuel() + 3000,
+        "{} vs {}",
+        long.fuel(),
+        short.fuel()
+    );
+}
