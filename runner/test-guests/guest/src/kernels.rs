@@ -22,7 +22,13 @@ pub fn nbody(steps: u32, dt: f64) -> (f64, f64) {
     ];
     // Masses in solar masses times G = 4π² (AU³/year²).
     let solar = 4.0 * std::f64::consts::PI * std::f64::consts::PI;
-    let mass = [solar, solar * 9.55e-4, solar * 2.86e-4, solar * 4.37e-5, solar * 5.15e-5];
+    let mass = [
+        solar,
+        solar * 9.55e-4,
+        solar * 2.86e-4,
+        solar * 4.37e-5,
+        solar * 5.15e-5,
+    ];
     let energy = |pos: &[[f64; 3]; N], vel: &[[f64; 3]; N]| {
         let mut e = 0.0;
         for i in 0..N {
@@ -39,7 +45,11 @@ pub fn nbody(steps: u32, dt: f64) -> (f64, f64) {
     for _ in 0..steps {
         for i in 0..N {
             for j in i + 1..N {
-                let d = [pos[i][0] - pos[j][0], pos[i][1] - pos[j][1], pos[i][2] - pos[j][2]];
+                let d = [
+                    pos[i][0] - pos[j][0],
+                    pos[i][1] - pos[j][1],
+                    pos[i][2] - pos[j][2],
+                ];
                 let d2 = d[0] * d[0] + d[1] * d[1] + d[2] * d[2];
                 let mag = dt / (d2 * d2.sqrt());
                 for k in 0..3 {

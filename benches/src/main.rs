@@ -1,0 +1,401 @@
+//! `helio-bench`: the measurements behind BENCHMARKS.md.
+//!
+//! - `overhead`: trivial tasks per second with a prepared module, on 1 and 2 threads, with
+//!   and without the pooling allocator; beside it the same task through wasmtime-wasi's
+//!   preview 1 over host directories, a native process per task, and `wasmtime run` per task.
+//! - `compute`: an f64 n-body kernel and an integer kernel, natively and in the sandbox, and
+//!   in plain wasmtime with fuel and NaN canonicalization switched on and off one at a time.
+//!
+//! Run with `cargo run --release -p helio-benches -- all`; it prints Markdown tables.
+
+use std::hint::black_box;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, ensure};
+use clap::{Parser, Subcommand};
+use helio_runner::{Prepared, Sandbox, SandboxConfig};
+use helio_sdk::{Blake3Hash, Name, TaskManifest};
+use helio_test_guests as g;
+use serde_json::json;
+use wasmtime::{Config, Engine, Linker, Module, OptLevel, Store};
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
+
+#[path = "../../runner/test-guests/guest/src/kernels.rs"]
+mod kernels;
+
+#[derive(Parser)]
+#[command(about = "Helio benchmarks")]
+struct Cli {
+    #[command(subcommand)]
+    what: What,
+    /// Trivial tasks per measurement.
+    #[arg(long, default_value_t = 20_000)]
+    tasks: usize,
+    /// The `wasmtime` CLI to compare with (skipped when absent).
+    #[arg(long, env = "WASMTIME", default_value = "wasmtime")]
+    wasmtime: PathBuf,
+}
+
+#[derive(Subcommand, Clone, Copy, PartialEq)]
+enum What {
+    /// Per-task overhead.
+    Overhead,
+    /// Compute slowdown and the cost of fuel and NaN canonicalization.
+    Compute,
+    /// Both.
+    All,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    println!("machine: {} cores, {}", cores(), cpu_model());
+    if matches!(cli.what, What::Overhead | What::All) {
+        overhead(cli.tasks, &cli.wasmtime)?;
+    }
+    if matches!(cli.what, What::Compute | What::All) {
+        compute()?;
+    }
+    Ok(())
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into())
+}
+
+fn hash(bytes: &[u8]) -> Blake3Hash {
+    Blake3Hash::of(bytes)
+}
+
+/// The trivial task: copy a 64-byte input to an output.
+fn copy_task(module: &[u8]) -> TaskManifest {
+    TaskManifest::from_value(json!({
+        "schema_version": 1,
+        "name": "copy",
+        "module": { "uri": "copy.wasm", "blake3": hash(module).to_hex() },
+        "inputs": [ { "name": "data", "uri": "data", "blake3": hash(&[7u8; 64]).to_hex() } ],
+        "outputs": [ { "name": "data", "max_bytes": 4096 } ],
+        "limits": { "fuel": 100_000_000u64 }
+    }))
+    .expect("the benchmark task is valid")
+}
+
+fn noop_task(module: &[u8]) -> TaskManifest {
+    TaskManifest::from_value(json!({
+        "schema_version": 1,
+        "module": { "uri": "noop.wasm", "blake3": hash(module).to_hex() },
+        "limits": { "fuel": 1_000_000u64 }
+    }))
+    .expect("the benchmark task is valid")
+}
+
+/// Runs `n` tasks split over `threads` threads; returns tasks per second.
+fn tasks_per_second(
+    sandbox: &Sandbox,
+    prepared: &Prepared,
+    task: &TaskManifest,
+    inputs: &[(Name, Arc<[u8]>)],
+    n: usize,
+    threads: usize,
+) -> Result<f64> {
+    let start = Instant::now();
+    std::thread::scope(|s| -> Result<()> {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(move || -> Result<()> {
+                    for _ in 0..n / threads {
+                        let out = sandbox.run(prepared, task, inputs.to_vec())?;
+                        ensure!(out.report.outcome.is_success(), "{:?}", out.report.outcome);
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join().expect("worker panicked")?;
+        }
+        Ok(())
+    })?;
+    Ok(n as f64 / start.elapsed().as_secs_f64())
+}
+
+fn overhead(n: usize, wasmtime_cli: &Path) -> Result<()> {
+    let copy = helio_test_guests::bytes(g::COPY);
+    let noop = wat::parse_str(r#"(module (memory (export "memory") 1) (func (export "_start")))"#)?;
+    let data: Arc<[u8]> = Arc::from(vec![7u8; 64]);
+    let inputs = vec![(Name::parse("data").unwrap(), data)];
+
+    println!("\n## Per-task overhead ({n} tasks per row, module prepared once)\n");
+    println!("| what | threads | tasks/s | µs/task |");
+    println!("|---|---|---|---|");
+    let row = |what: &str, threads: usize, rate: f64| {
+        println!("| {what} | {threads} | {rate:.0} | {:.1} |", 1e6 / rate);
+    };
+    for (label, slots) in [("pooling allocator", 16u32), ("on-demand allocation", 0)] {
+        let sandbox = Sandbox::new(SandboxConfig {
+            cache_dir: None,
+            pool_slots: slots,
+        })?;
+        let p_copy = sandbox.prepare(&hash(&copy), &copy)?;
+        let p_noop = sandbox.prepare(&hash(&noop), &noop)?;
+        let (t_copy, t_noop) = (copy_task(&copy), noop_task(&noop));
+        // Warm up.
+        tasks_per_second(&sandbox, &p_copy, &t_copy, &inputs, 200, 1)?;
+        for threads in [1, 2] {
+            let r = tasks_per_second(&sandbox, &p_noop, &t_noop, &[], n, threads)?;
+            row(
+                &format!("Helio sandbox, empty WAT module, {label}"),
+                threads,
+                r,
+            );
+            let r = tasks_per_second(&sandbox, &p_copy, &t_copy, &inputs, n, threads)?;
+            row(
+                &format!("Helio sandbox, Rust guest copying /in/data to /out/data, {label}"),
+                threads,
+                r,
+            );
+        }
+    }
+    let r = wasmtime_wasi_host_dirs(&copy, n.min(5_000))?;
+    row(
+        "wasmtime-wasi p1, same guest, /in and /out staged as host directories",
+        1,
+        r,
+    );
+    let r = spawn_per_task(n.min(1_000), || {
+        let mut c = Command::new("true");
+        c.arg("x");
+        c
+    })?;
+    row(
+        "native process per task (`true`), spawn and wait only",
+        1,
+        r,
+    );
+    match wasmtime_run_per_task(wasmtime_cli, &copy, n.min(300)) {
+        Ok((plain, precompiled)) => {
+            row(
+                "`wasmtime run` per task, same guest, host dirs staged",
+                1,
+                plain,
+            );
+            row(
+                "`wasmtime run --allow-precompiled` per task (module compiled once)",
+                1,
+                precompiled,
+            );
+        }
+        Err(e) => println!("| `wasmtime run` per task: skipped ({e}) | | | |"),
+    }
+    Ok(())
+}
+
+/// The same trivial task through wasmtime-wasi's preview 1 with real directories.
+fn wasmtime_wasi_host_dirs(module: &[u8], n: usize) -> Result<f64> {
+    let engine = Engine::new(&helio_runner::engine_config(16))?;
+    let mut linker: Linker<WasiP1Ctx> = Linker::new(&engine);
+    wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |t| t)?;
+    let module = Module::new(&engine, module)?;
+    let pre = linker.instantiate_pre(&module)?;
+    let root = tempfile::tempdir()?;
+    let start = Instant::now();
+    for i in 0..n {
+        let dir = root.path().join(i.to_string());
+        let (input, output) = (dir.join("in"), dir.join("out"));
+        std::fs::create_dir_all(&input)?;
+        std::fs::create_dir_all(&output)?;
+        std::fs::write(input.join("data"), [7u8; 64])?;
+        let wasi = WasiCtxBuilder::new()
+            .args(&["copy"])
+            .preopened_dir(&input, "/in", FsPerms::ReadOnly)?
+            .preopened_dir(&output, "/out", FsPerms::ReadWrite)?
+            .build_p1();
+        let mut store = Store::new(&engine, wasi);
+        store.set_fuel(100_000_000)?;
+        store.set_epoch_deadline(u64::MAX / 2);
+        let instance = pre.instantiate(&mut store)?;
+        instance
+            .get_typed_func::<(), ()>(&mut store, "_start")?
+            .call(&mut store, ())?;
+        let out = std::fs::read(output.join("data"))?;
+        ensure!(out.len() == 64);
+        std::fs::remove_dir_all(&dir)?;
+    }
+    Ok(n as f64 / start.elapsed().as_secs_f64())
+}
+
+fn spawn_per_task(n: usize, make: impl Fn() -> Command) -> Result<f64> {
+    let start = Instant::now();
+    for _ in 0..n {
+        let status = make().status()?;
+        ensure!(status.success(), "{status}");
+    }
+    Ok(n as f64 / start.elapsed().as_secs_f64())
+}
+
+/// What a scientist would do by hand: stage the directories and `wasmtime run` each task.
+fn wasmtime_run_per_task(cli: &Path, module: &[u8], n: usize) -> Result<(f64, f64)> {
+    let version = Command::new(cli)
+        .arg("--version")
+        .output()
+        .context("no wasmtime CLI")?;
+    ensure!(version.status.success(), "wasmtime --version failed");
+    let root = tempfile::tempdir()?;
+    let wasm = root.path().join("copy.wasm");
+    std::fs::write(&wasm, module)?;
+    let cwasm = root.path().join("copy.cwasm");
+    let status = Command::new(cli)
+        .arg("compile")
+        .arg(&wasm)
+        .arg("-o")
+        .arg(&cwasm)
+        .status()?;
+    ensure!(status.success(), "wasmtime compile failed");
+    let mut rates = Vec::new();
+    for (module, extra) in [(&wasm, None), (&cwasm, Some("--allow-precompiled"))] {
+        let start = Instant::now();
+        for i in 0..n {
+            let dir = root.path().join(format!("t{i}"));
+            let (input, output) = (dir.join("in"), dir.join("out"));
+            std::fs::create_dir_all(&input)?;
+            std::fs::create_dir_all(&output)?;
+            std::fs::write(input.join("data"), [7u8; 64])?;
+            let mut cmd = Command::new(cli);
+            cmd.arg("run").args(extra).arg("-W").arg("fuel=100000000");
+            cmd.arg("--dir").arg(format!("{}::/in", input.display()));
+            cmd.arg("--dir").arg(format!("{}::/out", output.display()));
+            let status = cmd.arg(module).status()?;
+            ensure!(status.success(), "wasmtime run failed");
+            ensure!(std::fs::read(output.join("data"))?.len() == 64);
+            std::fs::remove_dir_all(&dir)?;
+        }
+        rates.push(n as f64 / start.elapsed().as_secs_f64());
+    }
+    Ok((rates[0], rates[1]))
+}
+
+/// The best of three timings of `f`.
+fn best_of_3<T>(mut f: impl FnMut() -> Result<T>) -> Result<(Duration, T)> {
+    let mut best: Option<(Duration, T)> = None;
+    for _ in 0..3 {
+        let start = Instant::now();
+        let value = f()?;
+        let took = start.elapsed();
+        if best.as_ref().is_none_or(|(b, _)| took < *b) {
+            best = Some((took, value));
+        }
+    }
+    Ok(best.unwrap())
+}
+
+/// Runs a guest's `_start` in plain wasmtime with the given switches; returns its stdout.
+fn plain_wasmtime(module: &[u8], args: &[&str], fuel: bool, nan: bool) -> Result<Duration> {
+    let mut config = Config::new();
+    config
+        .consume_fuel(fuel)
+        .cranelift_nan_canonicalization(nan)
+        .cranelift_opt_level(OptLevel::Speed);
+    let engine = Engine::new(&config)?;
+    let mut linker: Linker<WasiP1Ctx> = Linker::new(&engine);
+    wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |t| t)?;
+    let module = Module::new(&engine, module)?;
+    let pre = linker.instantiate_pre(&module)?;
+    let (took, ()) = best_of_3(|| {
+        let mut argv = vec!["kernel"];
+        argv.extend_from_slice(args);
+        let mut store = Store::new(&engine, WasiCtxBuilder::new().args(&argv).build_p1());
+        if fuel {
+            store.set_fuel(u64::MAX / 4)?;
+        }
+        let instance = pre.instantiate(&mut store)?;
+        instance
+            .get_typed_func::<(), ()>(&mut store, "_start")?
+            .call(&mut store, ())?;
+        Ok(())
+    })?;
+    Ok(took)
+}
+
+fn compute() -> Result<()> {
+    const STEPS: u32 = 1_000_000;
+    const ROUNDS: u32 = 100_000_000;
+    let sandbox = Sandbox::new(SandboxConfig::default())?;
+    println!("\n## Compute: the same kernel natively and in WebAssembly (best of 3)\n");
+    println!(
+        "| kernel | native | Helio sandbox (fuel + NaN canonicalization) | × native | fuel consumed | plain wasmtime | + fuel only | + NaN canon. only |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    let (native_nbody, (before, after)) =
+        best_of_3(|| Ok(black_box(kernels::nbody(black_box(STEPS), 0.001))))?;
+    let (native_mix, sum) = best_of_3(|| Ok(black_box(kernels::intmix(black_box(ROUNDS), 42))))?;
+    let nbody_expected = format!(
+        "{before:.12} {after:.12} {:016x} {:016x}\n",
+        before.to_bits(),
+        after.to_bits()
+    );
+    let mix_expected = format!("{sum:016x}\n");
+    for (name, path, arg, native, expected) in [
+        (
+            "n-body (f64)",
+            g::NBODY,
+            STEPS,
+            native_nbody,
+            nbody_expected,
+        ),
+        ("integer mix", g::INTMIX, ROUNDS, native_mix, mix_expected),
+    ] {
+        let bytes = helio_test_guests::bytes(path);
+        let task = TaskManifest::from_value(json!({
+            "schema_version": 1,
+            "module": { "uri": "k.wasm", "blake3": hash(&bytes).to_hex() },
+            "args": [arg.to_string()],
+            "limits": { "fuel": 1u64 << 40, "wall_seconds": 3600 }
+        }))?;
+        let prepared = sandbox.prepare(&hash(&bytes), &bytes)?;
+        let (in_sandbox, out) = best_of_3(|| Ok(sandbox.run(&prepared, &task, vec![])?))?;
+        ensure!(out.report.outcome.is_success(), "{:?}", out.report.outcome);
+        ensure!(
+            String::from_utf8_lossy(&out.stdout) == expected,
+            "{name}: the sandbox's answer {:?} is not bit-identical to native {expected:?}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let arg = arg.to_string();
+        let plain = plain_wasmtime(&bytes, &[&arg], false, false)?;
+        let fuel = plain_wasmtime(&bytes, &[&arg], true, false)?;
+        let nan = plain_wasmtime(&bytes, &[&arg], false, true)?;
+        let x = |d: Duration| d.as_secs_f64() / native.as_secs_f64();
+        println!(
+            "| {name} | {:.0} ms | {:.0} ms | {:.2}× | {} | {:.0} ms ({:.2}×) | {:.0} ms ({:+.1}%) | {:.0} ms ({:.2}×) |",
+            ms(native),
+            ms(in_sandbox),
+            x(in_sandbox),
+            out.report.fuel_consumed,
+            ms(plain),
+            x(plain),
+            ms(fuel),
+            (fuel.as_secs_f64() / plain.as_secs_f64() - 1.0) * 100.0,
+            ms(nan),
+            x(nan),
+        );
+    }
+    println!("\nEvery sandbox run printed the same bits as the native kernel.");
+    Ok(())
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
