@@ -21,12 +21,16 @@
 mod cache;
 mod errno;
 mod load;
+mod nan;
 mod sandbox;
 mod vfs;
 mod wasi;
 
 pub use load::{LoadedTask, load_task};
-pub use sandbox::{MAX_WASM_STACK, Prepared, RunOutput, Sandbox, SandboxConfig, engine_config};
+pub use nan::{CANONICAL_F32, CANONICAL_F64};
+pub use sandbox::{
+    MAX_WASM_STACK, NanMode, Prepared, RunOutput, Sandbox, SandboxConfig, engine_config,
+};
 pub use wasi::{HOST_BYTES_PER_FUEL, HOST_CALL_FUEL, REALTIME_EPOCH_NS, STDERR_CAP, STDOUT_CAP};
 
 use helio_sdk::{Blake3Hash, ManifestError};

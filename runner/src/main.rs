@@ -92,7 +92,7 @@ fn exec(
     }
     let sandbox = Sandbox::new(SandboxConfig {
         cache_dir,
-        pool_slots: 0,
+        ..Default::default()
     })?;
     let output = task.run(&sandbox)?;
     if let Some(dir) = &out_dir {

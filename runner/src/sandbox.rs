@@ -33,6 +33,22 @@ pub struct SandboxConfig {
     /// Instance slots of the pooling allocator; 0 allocates on demand instead. Pooling pays
     /// when many short tasks run one after another (see BENCHMARKS.md).
     pub pool_slots: u32,
+    /// How NaNs are made deterministic.
+    pub nan: NanMode,
+}
+
+/// How the sandbox makes NaN bits deterministic.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum NanMode {
+    /// Rewrite the module so NaNs are canonical wherever their bits become observable
+    /// (stores, reinterpretation, `copysign`, SIMD lanes). The profile's mode.
+    #[default]
+    AtSinks,
+    /// Cranelift canonicalizes the result of every float operation. A reference for tests and
+    /// benchmarks: it agrees with `AtSinks` on NaNs made by arithmetic, but keeps the payload
+    /// of a NaN loaded from memory and the sign `neg`/`abs` give a NaN, which `AtSinks`
+    /// canonicalizes when they are stored.
+    EveryOperation,
 }
 
 /// A module compiled, checked against the contract, and ready to instantiate quickly.
@@ -55,6 +71,7 @@ pub struct RunOutput {
 
 /// Runs tasks. One per process is plenty: it is `Sync`, and tasks may run on many threads.
 pub struct Sandbox {
+    nan: NanMode,
     engine: Engine,
     linker: Linker<Host>,
     disk: Option<DiskCache>,
@@ -62,12 +79,12 @@ pub struct Sandbox {
 }
 
 /// The wasmtime configuration of the determinism profile.
-pub fn engine_config(pool_slots: u32) -> Config {
+pub fn engine_config(pool_slots: u32, nan: NanMode) -> Config {
     let mut config = Config::new();
     config
         .consume_fuel(true)
         .epoch_interruption(true)
-        .cranelift_nan_canonicalization(true)
+        .cranelift_nan_canonicalization(nan == NanMode::EveryOperation)
         .relaxed_simd_deterministic(true)
         .shared_memory(false)
         .max_wasm_stack(MAX_WASM_STACK)
@@ -90,17 +107,21 @@ pub fn engine_config(pool_slots: u32) -> Config {
 impl Sandbox {
     /// Builds the engine and starts the wall-clock ticker.
     pub fn new(config: SandboxConfig) -> Result<Self, Rejection> {
-        let engine = Engine::new(&engine_config(config.pool_slots))
+        let engine = Engine::new(&engine_config(config.pool_slots, config.nan))
             .map_err(|e| Rejection::Sandbox(format!("cannot configure wasmtime: {e}")))?;
         let mut linker = Linker::new(&engine);
         wasi::add_to_linker(&mut linker)
             .map_err(|e| Rejection::Sandbox(format!("cannot define WASI: {e}")))?;
         let disk = match config.cache_dir {
-            Some(dir) => Some(DiskCache::open(dir, &compatibility_key(&engine))?),
+            Some(dir) => Some(DiskCache::open(
+                dir,
+                &compatibility_key(&engine, config.nan),
+            )?),
             None => None,
         };
         start_ticker(&engine);
         Ok(Sandbox {
+            nan: config.nan,
             engine,
             linker,
             disk,
@@ -153,7 +174,16 @@ impl Sandbox {
                 "not a WebAssembly binary (it does not start with \\0asm)".into(),
             ));
         }
-        let module = Module::from_binary(&self.engine, bytes)
+        let rewritten;
+        let code = match self.nan {
+            NanMode::AtSinks => {
+                rewritten =
+                    crate::nan::canonicalize_at_sinks(bytes).map_err(Rejection::InvalidModule)?;
+                &rewritten[..]
+            }
+            NanMode::EveryOperation => bytes,
+        };
+        let module = Module::from_binary(&self.engine, code)
             .map_err(|e| Rejection::InvalidModule(format!("{e:#}")))?;
         if let Some(disk) = &self.disk {
             // A cache that cannot be written only costs a compile next time.
@@ -364,7 +394,7 @@ fn collect_outputs(task: &TaskManifest, vfs: &Vfs) -> (Vec<(Name, Vec<u8>)>, Opt
 
 /// What a cached artifact must have been compiled for: this wasmtime build and its
 /// settings, and the determinism profile.
-fn compatibility_key(engine: &Engine) -> String {
+fn compatibility_key(engine: &Engine, nan: NanMode) -> String {
     struct Blake3Writer(blake3::Hasher);
     impl Hasher for Blake3Writer {
         fn finish(&self) -> u64 {
@@ -377,6 +407,7 @@ fn compatibility_key(engine: &Engine) -> String {
     let mut h = Blake3Writer(blake3::Hasher::new());
     engine.precompile_compatibility_hash().hash(&mut h);
     h.0.update(DETERMINISM_PROFILE.as_bytes());
+    h.0.update(format!("{nan:?}").as_bytes());
     h.0.finalize().to_hex()[..32].to_string()
 }
 

@@ -52,7 +52,7 @@ fn run_twice(manifest: &Path, cache: &Path) -> Result<()> {
     for _ in 0..2 {
         let sandbox = Sandbox::new(SandboxConfig {
             cache_dir: Some(cache.to_path_buf()),
-            pool_slots: 0,
+            ..Default::default()
         })?;
         let run = task.run(&sandbox)?;
         ensure!(
