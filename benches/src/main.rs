@@ -259,8 +259,9 @@ fn wasmtime_run_per_task(cli: &Path, module: &[u8], n: usize) -> Result<(f64, f6
     let wasm = root.path().join("copy.wasm");
     std::fs::write(&wasm, module)?;
     let cwasm = root.path().join("copy.cwasm");
+    // Fuel is a compile-time setting: the artifact must be compiled with it too.
     let status = Command::new(cli)
-        .arg("compile")
+        .args(["compile", "-W", "fuel=100000000"])
         .arg(&wasm)
         .arg("-o")
         .arg(&cwasm)
@@ -304,10 +305,17 @@ fn best_of_3<T>(mut f: impl FnMut() -> Result<T>) -> Result<(Duration, T)> {
 }
 
 /// Runs a guest's `_start` in plain wasmtime with the given switches; returns its stdout.
-fn plain_wasmtime(module: &[u8], args: &[&str], fuel: bool, nan: bool) -> Result<Duration> {
+fn plain_wasmtime(
+    module: &[u8],
+    args: &[&str],
+    fuel: bool,
+    epoch: bool,
+    nan: bool,
+) -> Result<Duration> {
     let mut config = Config::new();
     config
         .consume_fuel(fuel)
+        .epoch_interruption(epoch)
         .cranelift_nan_canonicalization(nan)
         .cranelift_opt_level(OptLevel::Speed);
     let engine = Engine::new(&config)?;
@@ -322,6 +330,7 @@ fn plain_wasmtime(module: &[u8], args: &[&str], fuel: bool, nan: bool) -> Result
         if fuel {
             store.set_fuel(u64::MAX / 4)?;
         }
+        store.set_epoch_deadline(u64::MAX / 4);
         let instance = pre.instantiate(&mut store)?;
         instance
             .get_typed_func::<(), ()>(&mut store, "_start")?
@@ -341,9 +350,9 @@ fn compute() -> Result<()> {
     })?;
     println!("\n## Compute: the same kernel natively and in WebAssembly (best of 3)\n");
     println!(
-        "| kernel | native | Helio sandbox (fuel, NaNs canonical at sinks) | × native | Helio sandbox, NaNs canonical after every operation | × native | fuel consumed | plain wasmtime | + fuel only | + NaN canon. only |"
+        "| kernel | native | Helio sandbox (fuel, NaNs canonical at sinks) | × native | Helio sandbox, NaNs canonical after every operation | × native | fuel consumed | plain wasmtime | + fuel only | + epoch only | + fuel and epoch | + NaN canon. only |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     let (native_nbody, (before, after)) =
         best_of_3(|| Ok(black_box(kernels::nbody(black_box(STEPS), 0.001))))?;
     let (native_mix, sum) = best_of_3(|| Ok(black_box(kernels::intmix(black_box(ROUNDS), 42))))?;
@@ -387,12 +396,15 @@ fn compute() -> Result<()> {
             }
         }
         let arg = arg.to_string();
-        let plain = plain_wasmtime(&bytes, &[&arg], false, false)?;
-        let fuel = plain_wasmtime(&bytes, &[&arg], true, false)?;
-        let nan = plain_wasmtime(&bytes, &[&arg], false, true)?;
+        let plain = plain_wasmtime(&bytes, &[&arg], false, false, false)?;
+        let fuel = plain_wasmtime(&bytes, &[&arg], true, false, false)?;
+        let epoch = plain_wasmtime(&bytes, &[&arg], false, true, false)?;
+        let both = plain_wasmtime(&bytes, &[&arg], true, true, false)?;
+        let nan = plain_wasmtime(&bytes, &[&arg], false, false, true)?;
+        let pct = |d: Duration| (d.as_secs_f64() / plain.as_secs_f64() - 1.0) * 100.0;
         let x = |d: Duration| d.as_secs_f64() / native.as_secs_f64();
         println!(
-            "| {name} | {:.0} ms | {:.0} ms | {:.2}× | {:.0} ms | {:.2}× | {} | {:.0} ms ({:.2}×) | {:.0} ms ({:+.1}%) | {:.0} ms ({:.2}×) |",
+            "| {name} | {:.0} ms | {:.0} ms | {:.2}× | {:.0} ms | {:.2}× | {} | {:.0} ms ({:.2}×) | {:.0} ms ({:+.1}%) | {:.0} ms ({:+.1}%) | {:.0} ms ({:+.1}%) | {:.0} ms ({:.2}×) |",
             ms(native),
             ms(timings[0]),
             x(timings[0]),
@@ -402,7 +414,11 @@ fn compute() -> Result<()> {
             ms(plain),
             x(plain),
             ms(fuel),
-            (fuel.as_secs_f64() / plain.as_secs_f64() - 1.0) * 100.0,
+            pct(fuel),
+            ms(epoch),
+            pct(epoch),
+            ms(both),
+            pct(both),
             ms(nan),
             x(nan),
         );
