@@ -1,6 +1,17 @@
-//! The n-body kernel; prints the energy before and after as bits and as numbers.
+//! The example n-body integrator (`examples/guests/src/orbits.rs`) for `years` given as the
+//! first argument; prints the energy before and after as numbers and as bits.
+#[path = "../../../../../examples/guests/src/orbits.rs"]
+mod orbits;
+
 fn main() {
-    let steps: u32 = helio_test_guest_bins::args().first().map_or(1000, |s| s.parse().unwrap());
-    let (before, after) = helio_test_guest_bins::kernels::nbody(steps, 0.001);
-    println!("{before:.12} {after:.12} {:016x} {:016x}", before.to_bits(), after.to_bits());
+    let years: f64 = helio_test_guest_bins::args().first().map_or(1.0, |s| s.parse().unwrap());
+    let e = orbits::integrate(years, 0.001);
+    println!(
+        "{} steps {:.12} {:.12} {:016x} {:016x}",
+        e.steps,
+        e.before,
+        e.after,
+        e.before.to_bits(),
+        e.after.to_bits()
+    );
 }

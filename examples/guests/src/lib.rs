@@ -1,0 +1,3 @@
+//! Code shared by the example guests.
+
+pub mod orbits;
