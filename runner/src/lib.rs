@@ -29,8 +29,9 @@ mod wasi;
 pub use load::{LoadedTask, load_task};
 pub use nan::{CANONICAL_F32, CANONICAL_F64};
 pub use sandbox::{
-    MAX_WASM_STACK, NanMode, Prepared, RunOutput, Sandbox, SandboxConfig, engine_config,
+    MAX_WASM_STACK, NanMode, OutputFile, Prepared, RunOutput, Sandbox, SandboxConfig, engine_config,
 };
+pub use vfs::SPILL_BYTES;
 pub use wasi::{HOST_BYTES_PER_FUEL, HOST_CALL_FUEL, REALTIME_EPOCH_NS, STDERR_CAP, STDOUT_CAP};
 
 use helio_sdk::{Blake3Hash, ManifestError};

@@ -108,8 +108,9 @@ fn write_outputs(dir: &std::path::Path, output: &RunOutput) -> Result<(), Reject
     };
     let dir =
         cap_std::fs::Dir::open_ambient_dir(dir, cap_std::ambient_authority()).map_err(fail)?;
-    for (name, bytes) in &output.outputs {
-        dir.write(name.as_str(), bytes).map_err(fail)?;
+    for output in &output.outputs {
+        let mut file = dir.create(output.name.as_str()).map_err(fail)?;
+        output.copy_to(&mut file).map_err(fail)?;
     }
     Ok(())
 }

@@ -62,11 +62,54 @@ pub struct RunOutput {
     /// What the runner reports (outcome, fuel, digest, ...).
     pub report: RunReport,
     /// The declared outputs that exist, in name order.
-    pub outputs: Vec<(Name, Vec<u8>)>,
+    pub outputs: Vec<OutputFile>,
     /// Captured standard output (at most 1 MiB).
     pub stdout: Vec<u8>,
     /// Captured standard error (at most 64 KiB).
     pub stderr: Vec<u8>,
+}
+
+/// One declared output as the run left it: in memory, or in an unlinked temporary file when
+/// it outgrew what the sandbox keeps in memory.
+#[derive(Debug)]
+pub struct OutputFile {
+    /// The output's declared name.
+    pub name: Name,
+    data: Data,
+}
+
+impl OutputFile {
+    /// Its size in bytes.
+    pub fn len(&self) -> u64 {
+        self.data.len()
+    }
+
+    /// Whether it is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Writes its bytes to `sink`.
+    pub fn copy_to(&self, sink: &mut impl std::io::Write) -> std::io::Result<()> {
+        self.data.for_each_block(|block| sink.write_all(block))
+    }
+
+    /// Its bytes, all in memory.
+    pub fn read_all(&self) -> std::io::Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(self.len() as usize);
+        self.copy_to(&mut out)?;
+        Ok(out)
+    }
+
+    /// The BLAKE3 of its bytes.
+    pub fn blake3(&self) -> std::io::Result<Blake3Hash> {
+        let mut hasher = blake3::Hasher::new();
+        self.data.for_each_block(|block| {
+            hasher.update(block);
+            Ok(())
+        })?;
+        Ok(hasher.finalize().into())
+    }
 }
 
 /// Runs tasks. One per process is plenty: it is `Sync`, and tasks may run on many threads.
@@ -248,7 +291,7 @@ impl Sandbox {
             fuel_consumed = task.limits.fuel;
         }
         let host = store.into_data();
-        let (outputs, violation) = collect_outputs(task, &host.vfs);
+        let (outputs, violation) = collect_outputs(task, host.vfs);
         if outcome.is_success()
             && let Some(error) = violation
         {
@@ -256,12 +299,15 @@ impl Sandbox {
         }
         let records = outputs
             .iter()
-            .map(|(name, bytes)| OutputRecord {
-                name: name.clone(),
-                bytes: bytes.len() as u64,
-                blake3: Blake3Hash::of(bytes),
+            .map(|o| {
+                Ok(OutputRecord {
+                    name: o.name.clone(),
+                    bytes: o.len(),
+                    blake3: o.blake3()?,
+                })
             })
-            .collect();
+            .collect::<std::io::Result<_>>()
+            .map_err(|e| Rejection::Sandbox(format!("cannot read /out back from disk: {e}")))?;
         let report = RunReport::new(
             outcome,
             fuel_consumed,
@@ -355,26 +401,24 @@ fn check_contract(module: &Module) -> Result<(), Rejection> {
     Ok(())
 }
 
-/// Reads the declared outputs out of `/out` without following links, and says what breaks
+/// Takes the declared outputs out of `/out` without following links, and says what breaks
 /// the contract (a missing required output, an undeclared entry, an output that is not a
 /// regular file).
-fn collect_outputs(task: &TaskManifest, vfs: &Vfs) -> (Vec<(Name, Vec<u8>)>, Option<String>) {
+fn collect_outputs(task: &TaskManifest, vfs: Vfs) -> (Vec<OutputFile>, Option<String>) {
     let mut outputs = Vec::new();
     let mut violation = None;
-    let entries: BTreeMap<String, &crate::vfs::Node> = vfs.out_entries().into_iter().collect();
-    for (name, node) in &entries {
-        if task.output(name).is_none() {
+    let mut present = Vec::new();
+    for (name, kind) in vfs.into_out_entries() {
+        let Some(spec) = task.output(&name) else {
             violation.get_or_insert(format!("/out/{name} is not a declared output"));
             continue;
-        }
-        match &node.kind {
-            Kind::File { data, .. } => {
-                let bytes = match data {
-                    Data::Owned(v) => v.clone(),
-                    Data::Shared(b) => b.to_vec(),
-                };
-                outputs.push((Name::parse(name).expect("declared names are valid"), bytes));
-            }
+        };
+        present.push(name.clone());
+        match kind {
+            Kind::File { data, .. } => outputs.push(OutputFile {
+                name: spec.name.clone(),
+                data,
+            }),
             Kind::Symlink { .. } => {
                 violation.get_or_insert(format!("output {name:?} is a symbolic link, not a file"));
             }
@@ -384,11 +428,11 @@ fn collect_outputs(task: &TaskManifest, vfs: &Vfs) -> (Vec<(Name, Vec<u8>)>, Opt
         }
     }
     for spec in &task.outputs {
-        if !spec.optional && !entries.contains_key(spec.name.as_str()) {
+        if !spec.optional && !present.iter().any(|p| p == spec.name.as_str()) {
             violation.get_or_insert(format!("output {:?} was not written", spec.name.as_str()));
         }
     }
-    outputs.sort_by(|a, b| a.0.cmp(&b.0));
+    outputs.sort_by(|a, b| a.name.cmp(&b.name));
     (outputs, violation)
 }
 

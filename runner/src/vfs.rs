@@ -7,7 +7,11 @@
 //! host's file system, so no path, symlink or `..` can lead out of the sandbox, and every byte
 //! written to `/out` is counted against the declared outputs' `max_bytes` as it is written.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
 use crate::errno::Errno;
@@ -27,21 +31,93 @@ const MAX_NAME_BYTES: usize = 255;
 /// The most nodes the guest may create in `/out`.
 const MAX_OUT_NODES: usize = 4096;
 
+/// A file the guest writes moves from memory to disk once it grows past this many bytes.
+pub const SPILL_BYTES: u64 = 8 << 20;
+
 /// What a file holds.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum Data {
     /// An input: verified bytes shared with the runner, never written.
     Shared(Arc<[u8]>),
-    /// A file the guest writes.
+    /// A file the guest writes, in memory.
     Owned(Vec<u8>),
+    /// A file the guest writes that outgrew [`SPILL_BYTES`]: an unlinked temporary file,
+    /// so nothing is left on disk whatever happens to the runner.
+    Spilled { file: File, len: u64 },
 }
 
 impl Data {
-    pub fn bytes(&self) -> &[u8] {
+    pub fn len(&self) -> u64 {
         match self {
-            Data::Shared(b) => b,
-            Data::Owned(v) => v,
+            Data::Shared(b) => b.len() as u64,
+            Data::Owned(v) => v.len() as u64,
+            Data::Spilled { len, .. } => *len,
         }
+    }
+
+    /// Up to `max` bytes from `offset` (fewer at the end of the file).
+    pub fn read_at(&self, offset: u64, max: usize) -> io::Result<Cow<'_, [u8]>> {
+        let len = self.len();
+        let n = (len.saturating_sub(offset)).min(max as u64) as usize;
+        Ok(match self {
+            Data::Shared(b) => Cow::Borrowed(&b[offset.min(len) as usize..][..n]),
+            Data::Owned(v) => Cow::Borrowed(&v[offset.min(len) as usize..][..n]),
+            Data::Spilled { file, .. } => {
+                let mut buf = vec![0u8; n];
+                file.read_exact_at(&mut buf, offset)?;
+                Cow::Owned(buf)
+            }
+        })
+    }
+
+    /// Writes `bufs` at `offset`; the file must already be long enough.
+    fn write_at(&mut self, offset: u64, bufs: &[&[u8]]) -> io::Result<()> {
+        let mut at = offset;
+        for b in bufs {
+            match self {
+                Data::Owned(v) => v[at as usize..][..b.len()].copy_from_slice(b),
+                Data::Spilled { file, .. } => file.write_all_at(b, at)?,
+                Data::Shared(_) => return Err(io::Error::other("inputs are read-only")),
+            }
+            at += b.len() as u64;
+        }
+        Ok(())
+    }
+
+    /// Sets the length to `len` (zero-filled when growing), moving to disk past
+    /// [`SPILL_BYTES`].
+    fn resize(&mut self, len: u64) -> io::Result<()> {
+        if let Data::Owned(v) = self
+            && len > SPILL_BYTES
+        {
+            let file = tempfile::tempfile()?;
+            file.write_all_at(v, 0)?;
+            *self = Data::Spilled {
+                file,
+                len: v.len() as u64,
+            };
+        }
+        match self {
+            Data::Owned(v) => v.resize(len as usize, 0),
+            Data::Spilled { file, len: l } => {
+                file.set_len(len)?;
+                *l = len;
+            }
+            Data::Shared(_) => return Err(io::Error::other("inputs are read-only")),
+        }
+        Ok(())
+    }
+
+    /// Feeds every byte to `sink`, in order, a block at a time.
+    pub fn for_each_block(&self, mut sink: impl FnMut(&[u8]) -> io::Result<()>) -> io::Result<()> {
+        const BLOCK: usize = 1 << 16;
+        let mut at = 0;
+        while at < self.len() {
+            let block = self.read_at(at, BLOCK)?;
+            sink(&block)?;
+            at += block.len() as u64;
+        }
+        Ok(())
     }
 }
 
@@ -80,7 +156,7 @@ impl Node {
     pub fn size(&self) -> u64 {
         match &self.kind {
             Kind::Dir { entries, .. } => entries.len() as u64,
-            Kind::File { data, .. } => data.bytes().len() as u64,
+            Kind::File { data, .. } => data.len(),
             Kind::Symlink { target } => target.len() as u64,
         }
     }
@@ -94,6 +170,8 @@ pub struct OutputOverflow(pub String);
 pub enum WriteError {
     Errno(Errno),
     Overflow(OutputOverflow),
+    /// The runner could not write its spill file (a fault of the machine, not the task).
+    Io(io::Error),
 }
 
 impl From<Errno> for WriteError {
@@ -401,13 +479,11 @@ impl Vfs {
         if node.linked || node.open > 0 {
             return;
         }
-        if let Kind::File {
-            data: Data::Owned(v),
-            ..
-        } = &mut node.kind
+        if let Kind::File { data, .. } = &mut node.kind
+            && node.writable
         {
-            self.out_bytes -= v.len() as u64;
-            *v = Vec::new();
+            self.out_bytes -= data.len();
+            *data = Data::Owned(Vec::new());
         }
     }
 
@@ -456,11 +532,10 @@ impl Vfs {
             }
         }
         let limit = self.limit_for(new_dir, new);
-        if let (Kind::File { data, .. }, Some((name, max))) = (&self.nodes[id].kind, &limit) {
-            let len = data.bytes().len() as u64;
-            if len > *max {
-                return Err(WriteError::Overflow(overflow(name, *max)));
-            }
+        if let (Kind::File { data, .. }, Some((name, max))) = (&self.nodes[id].kind, &limit)
+            && data.len() > *max
+        {
+            return Err(WriteError::Overflow(overflow(name, *max)));
         }
         if let Some(existing) = self.lookup(new_dir, new) {
             self.dir_entries_mut(new_dir).remove(new);
@@ -482,18 +557,10 @@ impl Vfs {
         let total: u64 = bufs.iter().map(|b| b.len() as u64).sum();
         let end = offset.checked_add(total).ok_or(Errno::Fbig)?;
         self.reserve(id, end)?;
-        let Kind::File {
-            data: Data::Owned(v),
-            ..
-        } = &mut self.nodes[id].kind
-        else {
+        let Kind::File { data, .. } = &mut self.nodes[id].kind else {
             return Err(Errno::Badf.into());
         };
-        let mut at = offset as usize;
-        for b in bufs {
-            v[at..at + b.len()].copy_from_slice(b);
-            at += b.len();
-        }
+        data.write_at(offset, bufs).map_err(WriteError::Io)?;
         Ok(total)
     }
 
@@ -503,14 +570,14 @@ impl Vfs {
         if len > current {
             self.reserve(id, len)
         } else {
-            let Kind::File {
-                data: Data::Owned(v),
-                ..
-            } = &mut self.nodes[id].kind
-            else {
+            let node = &mut self.nodes[id];
+            let Kind::File { data, .. } = &mut node.kind else {
                 return Err(Errno::Badf.into());
             };
-            v.truncate(len as usize);
+            if !node.writable {
+                return Err(Errno::Badf.into());
+            }
+            data.resize(len).map_err(WriteError::Io)?;
             self.out_bytes -= current - len;
             Ok(())
         }
@@ -523,14 +590,10 @@ impl Vfs {
         if !node.writable {
             return Err(Errno::Badf.into());
         }
-        let Kind::File {
-            data: Data::Owned(v),
-            limit,
-        } = &mut node.kind
-        else {
+        let Kind::File { data, limit } = &mut node.kind else {
             return Err(Errno::Badf.into());
         };
-        let current = v.len() as u64;
+        let current = data.len();
         if len <= current {
             return Ok(());
         }
@@ -546,20 +609,26 @@ impl Vfs {
                 self.out_budget
             ))));
         }
-        v.resize(len as usize, 0);
+        data.resize(len).map_err(WriteError::Io)?;
         self.out_bytes += grow;
         Ok(())
     }
 
     /// What `/out` holds at the end of the run: every entry, in name order.
-    pub fn out_entries(&self) -> Vec<(String, &Node)> {
-        match &self.nodes[OUT_ROOT].kind {
-            Kind::Dir { entries, .. } => entries
-                .iter()
-                .map(|(n, id)| (n.clone(), &self.nodes[*id]))
-                .collect(),
-            _ => unreachable!(),
-        }
+    pub fn into_out_entries(mut self) -> Vec<(String, Kind)> {
+        let Kind::Dir { entries, .. } = std::mem::replace(
+            &mut self.nodes[OUT_ROOT].kind,
+            Kind::Symlink {
+                target: String::new(),
+            },
+        ) else {
+            unreachable!("/out is a directory")
+        };
+        let mut nodes: Vec<Option<Node>> = self.nodes.into_iter().map(Some).collect();
+        entries
+            .into_iter()
+            .map(|(name, id)| (name, nodes[id].take().expect("each node has one name").kind))
+            .collect()
     }
 }
 

@@ -16,7 +16,7 @@ use std::fmt;
 use wasmtime::{Caller, Linker, Memory, Trap};
 
 use crate::errno::Errno;
-use crate::vfs::{Data, IN_ROOT, Kind, NodeId, OUT_ROOT, OutputOverflow, Vfs, WriteError};
+use crate::vfs::{IN_ROOT, Kind, NodeId, OUT_ROOT, OutputOverflow, Vfs, WriteError};
 
 /// The module name every import must come from.
 pub const MODULE: &str = "wasi_snapshot_preview1";
@@ -304,6 +304,9 @@ impl From<WriteError> for Fail {
         match e {
             WriteError::Errno(e) => Fail::Errno(e),
             WriteError::Overflow(o) => Fail::Stop(wasmtime::Error::new(Stop::Output(o))),
+            WriteError::Io(e) => Fail::Stop(wasmtime::Error::msg(format!(
+                "cannot write /out to disk: {e}"
+            ))),
         }
     }
 }
@@ -546,12 +549,17 @@ fn read_from(
                 return Err(Errno::Badf.into());
             };
             let offset = at.unwrap_or(pos);
-            let bytes: &[u8] = match data {
-                Data::Shared(b) => b,
-                Data::Owned(v) => v,
-            };
-            let src = bytes.get(offset as usize..).unwrap_or(&[]);
-            let n = mem.scatter(iovs, count, src)?;
+            let want: usize = mem
+                .iovs(iovs, count)?
+                .iter()
+                .map(|(_, l)| *l as usize)
+                .sum();
+            let src = data.read_at(offset, want).map_err(|e| {
+                Fail::Stop(wasmtime::Error::msg(format!(
+                    "cannot read /out from disk: {e}"
+                )))
+            })?;
+            let n = mem.scatter(iovs, count, &src)?;
             if at.is_none()
                 && let Fd::File { pos, .. } = host.fd_mut(fd)?
             {

@@ -83,8 +83,12 @@ fn run_twice(manifest: &Path, cache: &Path) -> Result<()> {
             "(DISAGREES)"
         }
     );
-    for (name, bytes) in outputs {
-        println!("output   {name}: {}", String::from_utf8_lossy(bytes).trim());
+    for output in outputs {
+        let (name, bytes) = (&output.name, output.read_all()?);
+        println!(
+            "output   {name}: {}",
+            String::from_utf8_lossy(&bytes).trim()
+        );
     }
     println!();
     ensure!(

@@ -112,3 +112,39 @@ fn out_dir_receives_the_outputs() {
         "hello, Grace!\n"
     );
 }
+
+#[test]
+fn a_large_output_spills_to_disk_and_comes_back_whole() {
+    let n = (helio_runner::SPILL_BYTES + (4 << 20)) as usize;
+    let t = task(g::OUTPUTS)
+        .output("result.txt", 16 << 20)
+        .args(&["big", &n.to_string()]);
+    let out = t.dir.path().join("results");
+    let run = t.exec_with(&["--out-dir", out.to_str().unwrap()], |_| {});
+    assert_eq!(run.status, 0, "{:#}", run.json);
+    let mut expected: Vec<u8> = (0..n).map(|i| (i % 251) as u8).collect();
+    expected[3..8].copy_from_slice(b"HELIO");
+    let tail: Vec<String> = expected[n - 4..].iter().map(|b| b.to_string()).collect();
+    expected.truncate(n - 1000);
+    let written = std::fs::read(out.join("result.txt")).unwrap();
+    assert!(
+        written == expected,
+        "the spilled output differs from what the guest wrote"
+    );
+    assert_eq!(run.json["outputs"][0]["bytes"], n - 1000);
+    assert_eq!(run.json["outputs"][0]["blake3"], hash(&expected));
+    // The guest read its own spilled bytes back correctly.
+    let guest = task(g::OUTPUTS)
+        .output("result.txt", 16 << 20)
+        .args(&["big", &n.to_string()]);
+    let text = super::check::runner()
+        .args(["exec", "--no-cache"])
+        .arg(guest.manifest_path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        stdout.contains(&format!("tail [{}]", tail.join(", "))),
+        "{stdout}"
+    );
+}
