@@ -615,14 +615,10 @@ impl Vfs {
     }
 
     /// What `/out` holds at the end of the run: every entry, in name order.
-    pub fn into_out_entries(mut self) -> Vec<(String, Kind)> {
-        let Kind::Dir { entries, .. } = std::mem::replace(
-            &mut self.nodes[OUT_ROOT].kind,
-            Kind::Symlink {
-                target: String::new(),
-            },
-        ) else {
-            unreachable!("/out is a directory")
+    pub fn into_out_entries(self) -> Vec<(String, Kind)> {
+        let entries = match &self.nodes[OUT_ROOT].kind {
+            Kind::Dir { entries, .. } => entries.clone(),
+            _ => unreachable!("/out is a directory"),
         };
         let mut nodes: Vec<Option<Node>> = self.nodes.into_iter().map(Some).collect();
         entries
