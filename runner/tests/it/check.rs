@@ -136,6 +136,17 @@ impl Task {
         self.exec_with(&[], |_| {})
     }
 
+    /// Runs `runner exec` without `--json` and returns what it printed on standard output:
+    /// the guest's own output, then the summary.
+    pub fn exec_text(&self) -> String {
+        let out = runner()
+            .args(["exec", "--no-cache"])
+            .arg(self.manifest_path())
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    }
+
     /// Runs `runner exec --json` with extra flags and a chance to adjust the command.
     pub fn exec_with(&self, flags: &[&str], adjust: impl FnOnce(&mut Command)) -> Exec {
         let mut cmd = runner();

@@ -8,13 +8,7 @@ use serde_json::json;
 fn no_path_leads_out_of_the_sandbox() {
     let run = task(g::ESCAPE).input("secret.txt", b"inside").exec();
     assert_eq!(run.status, 0, "{:#}", run.json);
-    let t = task(g::ESCAPE).input("secret.txt", b"inside");
-    let out = super::check::runner()
-        .args(["exec", "--no-cache"])
-        .arg(t.manifest_path())
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = task(g::ESCAPE).input("secret.txt", b"inside").exec_text();
     let attempts: Vec<&str> = text
         .lines()
         .filter(|l| l.starts_with("ok ") || l.starts_with("denied "))
@@ -134,15 +128,10 @@ fn a_large_output_spills_to_disk_and_comes_back_whole() {
     assert_eq!(run.json["outputs"][0]["bytes"], n - 1000);
     assert_eq!(run.json["outputs"][0]["blake3"], hash(&expected));
     // The guest read its own spilled bytes back correctly.
-    let guest = task(g::OUTPUTS)
+    let stdout = task(g::OUTPUTS)
         .output("result.txt", 16 << 20)
-        .args(&["big", &n.to_string()]);
-    let text = super::check::runner()
-        .args(["exec", "--no-cache"])
-        .arg(guest.manifest_path())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&text.stdout);
+        .args(&["big", &n.to_string()])
+        .exec_text();
     assert!(
         stdout.contains(&format!("tail [{}]", tail.join(", "))),
         "{stdout}"
