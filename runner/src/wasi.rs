@@ -439,14 +439,24 @@ fn call(
     }
 }
 
-fn filestat(vfs: &Vfs, node: NodeId) -> [u8; 64] {
-    let n = vfs.node(node);
-    let filetype = match n.kind {
+/// The WASI file type of a node.
+fn filetype(kind: &Kind) -> u8 {
+    match kind {
         Kind::Dir { .. } => FILETYPE_DIR,
         Kind::File { .. } => FILETYPE_FILE,
         Kind::Symlink { .. } => FILETYPE_SYMLINK,
-    };
-    stat_bytes(1, crate::vfs::Node::ino(node), filetype, n.size(), n.times)
+    }
+}
+
+fn filestat(vfs: &Vfs, node: NodeId) -> [u8; 64] {
+    let n = vfs.node(node);
+    stat_bytes(
+        1,
+        crate::vfs::Node::ino(node),
+        filetype(&n.kind),
+        n.size(),
+        n.times,
+    )
 }
 
 fn stat_bytes(dev: u64, ino: u64, filetype: u8, size: u64, times: [u64; 2]) -> [u8; 64] {
@@ -930,16 +940,11 @@ fn add_fd(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
                     if bytes.len() >= cap {
                         break;
                     }
-                    let filetype = match h.vfs.node(*id).kind {
-                        Kind::Dir { .. } => FILETYPE_DIR,
-                        Kind::File { .. } => FILETYPE_FILE,
-                        Kind::Symlink { .. } => FILETYPE_SYMLINK,
-                    };
                     let mut head = [0u8; 24];
                     head[0..8].copy_from_slice(&(i as u64 + 1).to_le_bytes());
                     head[8..16].copy_from_slice(&crate::vfs::Node::ino(*id).to_le_bytes());
                     head[16..20].copy_from_slice(&(name.len() as u32).to_le_bytes());
-                    head[20] = filetype;
+                    head[20] = filetype(&h.vfs.node(*id).kind);
                     bytes.extend_from_slice(&head);
                     bytes.extend_from_slice(name.as_bytes());
                 }
