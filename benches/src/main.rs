@@ -207,6 +207,17 @@ fn overhead(n: usize, wasmtime_cli: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Stages task `i`'s host directories under `root` as a process-per-task runner must:
+/// `in/` holding the 64-byte input and an empty `out/`. Returns the task's directory and both.
+fn stage_dirs(root: &Path, i: usize) -> Result<(PathBuf, PathBuf, PathBuf)> {
+    let dir = root.join(format!("t{i}"));
+    let (input, output) = (dir.join("in"), dir.join("out"));
+    std::fs::create_dir_all(&input)?;
+    std::fs::create_dir_all(&output)?;
+    std::fs::write(input.join("data"), [7u8; 64])?;
+    Ok((dir, input, output))
+}
+
 /// The same trivial task through wasmtime-wasi's preview 1 with real directories.
 fn wasmtime_wasi_host_dirs(module: &[u8], n: usize) -> Result<f64> {
     let engine = Engine::new(&helio_runner::engine_config(16, NanMode::AtSinks))?;
@@ -217,11 +228,7 @@ fn wasmtime_wasi_host_dirs(module: &[u8], n: usize) -> Result<f64> {
     let root = tempfile::tempdir()?;
     let start = Instant::now();
     for i in 0..n {
-        let dir = root.path().join(i.to_string());
-        let (input, output) = (dir.join("in"), dir.join("out"));
-        std::fs::create_dir_all(&input)?;
-        std::fs::create_dir_all(&output)?;
-        std::fs::write(input.join("data"), [7u8; 64])?;
+        let (dir, input, output) = stage_dirs(root.path(), i)?;
         let wasi = WasiCtxBuilder::new()
             .args(&["copy"])
             .preopened_dir(&input, "/in", FsPerms::ReadOnly)?
@@ -273,11 +280,7 @@ fn wasmtime_run_per_task(cli: &Path, module: &[u8], n: usize) -> Result<(f64, f6
     for (module, extra) in [(&wasm, None), (&cwasm, Some("--allow-precompiled"))] {
         let start = Instant::now();
         for i in 0..n {
-            let dir = root.path().join(format!("t{i}"));
-            let (input, output) = (dir.join("in"), dir.join("out"));
-            std::fs::create_dir_all(&input)?;
-            std::fs::create_dir_all(&output)?;
-            std::fs::write(input.join("data"), [7u8; 64])?;
+            let (dir, input, output) = stage_dirs(root.path(), i)?;
             let mut cmd = Command::new(cli);
             cmd.arg("run").args(extra).arg("-W").arg("fuel=100000000");
             cmd.arg("--dir").arg(format!("{}::/in", input.display()));
