@@ -1,7 +1,15 @@
 //! The compiled-module cache: used when present, never trusted unless this runner wrote it.
 
-use super::check::task;
+use super::check::{Task, task};
 use helio_test_guests as g;
+
+/// The hello task, compiled through the cache in `dir`.
+fn cached_hello(dir: &std::path::Path) -> Task {
+    task(g::HELLO)
+        .input("name.txt", b"Ada")
+        .output("greeting.txt", 100)
+        .cache(dir)
+}
 
 fn artifacts(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut v: Vec<_> = std::fs::read_dir(dir)
@@ -16,10 +24,7 @@ fn artifacts(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 #[test]
 fn a_cached_module_gives_the_same_result() {
     let cache = tempfile::tempdir().unwrap();
-    let t = task(g::HELLO)
-        .input("name.txt", b"Ada")
-        .output("greeting.txt", 100)
-        .cache(cache.path());
+    let t = cached_hello(cache.path());
     let cold = t.exec();
     assert_eq!(artifacts(cache.path()).len(), 1);
     let warm = t.exec();
@@ -30,10 +35,7 @@ fn a_cached_module_gives_the_same_result() {
 #[test]
 fn an_artifact_under_another_modules_name_is_not_loaded() {
     let cache = tempfile::tempdir().unwrap();
-    let hello = task(g::HELLO)
-        .input("name.txt", b"Ada")
-        .output("greeting.txt", 100)
-        .cache(cache.path());
+    let hello = cached_hello(cache.path());
     let honest = hello.exec();
     let hello_artifact = artifacts(cache.path()).pop().unwrap();
     let other = task(g::EXIT_CODE).args(&["9"]).cache(cache.path());
@@ -52,10 +54,7 @@ fn an_artifact_under_another_modules_name_is_not_loaded() {
 #[test]
 fn a_tampered_or_foreign_artifact_is_recompiled() {
     let cache = tempfile::tempdir().unwrap();
-    let t = task(g::HELLO)
-        .input("name.txt", b"Ada")
-        .output("greeting.txt", 100)
-        .cache(cache.path());
+    let t = cached_hello(cache.path());
     let honest = t.exec();
     let artifact = artifacts(cache.path()).pop().unwrap();
     let mut bytes = std::fs::read(&artifact).unwrap();
