@@ -20,12 +20,15 @@
 
 mod cache;
 mod errno;
+mod instrument;
 mod load;
 mod nan;
 mod sandbox;
 mod vfs;
 mod wasi;
+mod watchdog;
 
+pub use instrument::instrument;
 pub use load::{LoadedTask, load_task};
 pub use nan::{CANONICAL_F32, CANONICAL_F64};
 pub use sandbox::{

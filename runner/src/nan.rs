@@ -11,13 +11,11 @@
 //!
 //! Each canonicalization is branch-free: `select(x, NaN, x == x)` for scalars and
 //! `v128.bitselect(x, NaN, fNxM.eq(x, x))` for vectors, through scratch locals appended to
-//! each function.
+//! each function. The rewrite itself is done, together with fuel metering, in
+//! [`crate::instrument`].
 
-use std::convert::Infallible;
-
-use wasm_encoder::reencode::{Error, Reencode};
-use wasm_encoder::{CodeSection, Function, Ieee32, Ieee64, Instruction, ValType};
-use wasmparser::{CompositeInnerType, FunctionBody, Operator, Parser, Payload};
+use wasm_encoder::{Function, Ieee32, Ieee64, Instruction};
+use wasmparser::Operator;
 
 /// The canonical quiet NaN of f32.
 pub const CANONICAL_F32: u32 = 0x7fc0_0000;
@@ -25,20 +23,20 @@ pub const CANONICAL_F32: u32 = 0x7fc0_0000;
 pub const CANONICAL_F64: u64 = 0x7ff8_0000_0000_0000;
 
 #[derive(Clone, Copy)]
-enum Lane {
+pub(crate) enum Lane {
     F32,
     F64,
 }
 
 /// Where an operator needs canonicalization.
-enum Site {
+pub(crate) enum Site {
     /// Canonicalize the scalar on top of the stack before the operator.
     Before(Lane),
     /// Canonicalize the vector the operator leaves on top of the stack.
     After(Lane),
 }
 
-fn site(op: &Operator<'_>) -> Option<Site> {
+pub(crate) fn site(op: &Operator<'_>) -> Option<Site> {
     use Operator as O;
     Some(match op {
         O::F32Store { .. }
@@ -87,61 +85,8 @@ fn site(op: &Operator<'_>) -> Option<Site> {
     })
 }
 
-struct Rewriter {
-    /// Parameter count of each defined function, in order.
-    params: Vec<u32>,
-    next: usize,
-    /// Whether the module uses float SIMD arithmetic (and so needs a `v128` scratch local).
-    simd: bool,
-}
-
-impl Reencode for Rewriter {
-    type Error = Infallible;
-
-    fn parse_function_body(
-        &mut self,
-        code: &mut CodeSection,
-        func: FunctionBody<'_>,
-    ) -> Result<(), Error<Infallible>> {
-        let params = self.params[self.next];
-        self.next += 1;
-        let mut locals = Vec::new();
-        let mut declared = 0u32;
-        for pair in func.get_locals_reader()? {
-            let (count, ty) = pair?;
-            declared += count;
-            locals.push((count, self.val_type(ty)?));
-        }
-        let (s32, s64, sv) = (
-            params + declared,
-            params + declared + 1,
-            params + declared + 2,
-        );
-        locals.push((1, ValType::F32));
-        locals.push((1, ValType::F64));
-        if self.simd {
-            locals.push((1, ValType::V128));
-        }
-        let mut f = Function::new(locals);
-        let mut reader = func.get_operators_reader()?;
-        while !reader.eof() {
-            let op = reader.read()?;
-            let at = site(&op);
-            if let Some(Site::Before(lane)) = at {
-                scalar(&mut f, lane, s32, s64);
-            }
-            f.instruction(&self.instruction(op)?);
-            if let Some(Site::After(lane)) = at {
-                vector(&mut f, lane, sv);
-            }
-        }
-        code.function(&f);
-        Ok(())
-    }
-}
-
 /// `x` on the stack becomes `select(x, NaN, x == x)`.
-fn scalar(f: &mut Function, lane: Lane, s32: u32, s64: u32) {
+pub(crate) fn scalar(f: &mut Function, lane: Lane, s32: u32, s64: u32) {
     let (local, nan, eq) = match lane {
         Lane::F32 => (
             s32,
@@ -163,7 +108,7 @@ fn scalar(f: &mut Function, lane: Lane, s32: u32, s64: u32) {
 }
 
 /// `v` on the stack becomes `v128.bitselect(v, NaN×lanes, eq(v, v))`.
-fn vector(f: &mut Function, lane: Lane, sv: u32) {
+pub(crate) fn vector(f: &mut Function, lane: Lane, sv: u32) {
     let (nan, eq) = match lane {
         Lane::F32 => (
             i128::from_le_bytes(splat(&CANONICAL_F32.to_le_bytes())),
@@ -188,57 +133,4 @@ fn splat(lane: &[u8]) -> [u8; 16] {
         chunk.copy_from_slice(lane);
     }
     out
-}
-
-/// Rewrites `wasm` so that NaNs are canonical wherever their bits can be observed.
-pub fn canonicalize_at_sinks(wasm: &[u8]) -> Result<Vec<u8>, String> {
-    let mut types: Vec<u32> = Vec::new();
-    let mut params = Vec::new();
-    let mut simd = false;
-    for payload in Parser::new(0).parse_all(wasm) {
-        match payload.map_err(|e| e.to_string())? {
-            Payload::TypeSection(reader) => {
-                for group in reader {
-                    for sub in group.map_err(|e| e.to_string())?.into_types() {
-                        types.push(match &sub.composite_type.inner {
-                            CompositeInnerType::Func(f) => f.params().len() as u32,
-                            _ => 0,
-                        });
-                    }
-                }
-            }
-            Payload::FunctionSection(reader) => {
-                for ty in reader {
-                    let ty = ty.map_err(|e| e.to_string())? as usize;
-                    params.push(*types.get(ty).ok_or("a function names a missing type")?);
-                }
-            }
-            Payload::CodeSectionEntry(body) if !simd => {
-                let mut ops = body.get_operators_reader().map_err(|e| e.to_string())?;
-                while !ops.eof() {
-                    if matches!(
-                        site(&ops.read().map_err(|e| e.to_string())?),
-                        Some(Site::After(_))
-                    ) {
-                        simd = true;
-                        break;
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    let mut rewriter = Rewriter {
-        params,
-        next: 0,
-        simd,
-    };
-    let mut module = wasm_encoder::Module::new();
-    rewriter
-        .parse_core_module(&mut module, Parser::new(0), wasm)
-        .map_err(|e| match e {
-            Error::ParseError(e) => e.to_string(),
-            other => format!("{other:?}"),
-        })?;
-    Ok(module.finish())
 }

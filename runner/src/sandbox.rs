@@ -11,17 +11,17 @@ use helio_sdk::{
     Blake3Hash, DETERMINISM_PROFILE, Name, Outcome, OutputRecord, RunReport, TaskManifest,
 };
 use wasmtime::{
-    Config, Engine, ExternType, InstanceAllocationStrategy, InstancePre, Linker, Module, OptLevel,
-    PoolingAllocationConfig, Store, Trap,
+    Config, Engine, ExternType, Global, InstanceAllocationStrategy, InstancePre, Linker, Memory,
+    Module, OptLevel, PoolingAllocationConfig, Store, Trap, Val,
 };
 
 use crate::Rejection;
 use crate::cache::DiskCache;
+use crate::instrument::{self, FUEL_EXPORT, INTERRUPT_EXPORT, STOP_EXPORT};
 use crate::vfs::{Data, Kind, Vfs};
 use crate::wasi::{self, Host, Stop};
+use crate::watchdog::Watchdog;
 
-/// How often the wall-clock safety net's epoch advances.
-const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// The guest's stack: the same on every runner, so that deep recursion fails the same way.
 pub const MAX_WASM_STACK: usize = 1 << 20;
 
@@ -119,25 +119,30 @@ pub struct Sandbox {
     linker: Linker<Host>,
     disk: Option<DiskCache>,
     prepared: Mutex<HashMap<Blake3Hash, Arc<Prepared>>>,
+    watchdog: Arc<Watchdog>,
 }
 
 /// The wasmtime configuration of the determinism profile.
 pub fn engine_config(pool_slots: u32, nan: NanMode) -> Config {
     let mut config = Config::new();
+    // Fuel and the wall-clock deadline are checked by code the module rewrite inserts
+    // (`instrument`), not by wasmtime's fuel or epochs: their checks' calls into the runtime
+    // cost float code 33-41% (BENCHMARKS.md).
     config
-        .consume_fuel(true)
-        .epoch_interruption(true)
         .cranelift_nan_canonicalization(nan == NanMode::EveryOperation)
         .relaxed_simd_deterministic(true)
         .shared_memory(false)
+        // Helio tasks are wasm32: sizes of bulk operations, which fuel meters, are `i32`.
+        .wasm_memory64(false)
         .max_wasm_stack(MAX_WASM_STACK)
         .cranelift_opt_level(OptLevel::Speed);
     if pool_slots > 0 {
         let mut pool = PoolingAllocationConfig::default();
         pool.total_core_instances(pool_slots)
-            .total_memories(pool_slots)
+            // Each instance has the guest's memory and the one-page interrupt memory.
+            .total_memories(2 * pool_slots)
             .total_tables(pool_slots)
-            .max_memories_per_module(1)
+            .max_memories_per_module(2)
             .max_tables_per_module(1)
             .max_memory_size(1 << 32)
             .linear_memory_keep_resident(64 << 10)
@@ -148,7 +153,7 @@ pub fn engine_config(pool_slots: u32, nan: NanMode) -> Config {
 }
 
 impl Sandbox {
-    /// Builds the engine and starts the wall-clock ticker.
+    /// Builds the engine and starts the wall-clock watchdog.
     pub fn new(config: SandboxConfig) -> Result<Self, Rejection> {
         let engine = Engine::new(&engine_config(config.pool_slots, config.nan))
             .map_err(|e| Rejection::Sandbox(format!("cannot configure wasmtime: {e}")))?;
@@ -162,13 +167,13 @@ impl Sandbox {
             )?),
             None => None,
         };
-        start_ticker(&engine);
         Ok(Sandbox {
             nan: config.nan,
             engine,
             linker,
             disk,
             prepared: Mutex::new(HashMap::new()),
+            watchdog: Watchdog::start(),
         })
     }
 
@@ -217,16 +222,12 @@ impl Sandbox {
                 "not a WebAssembly binary (it does not start with \\0asm)".into(),
             ));
         }
-        let rewritten;
-        let code = match self.nan {
-            NanMode::AtSinks => {
-                rewritten =
-                    crate::nan::canonicalize_at_sinks(bytes).map_err(Rejection::InvalidModule)?;
-                &rewritten[..]
-            }
-            NanMode::EveryOperation => bytes,
-        };
-        let module = Module::from_binary(&self.engine, code)
+        // Validate the module as written: the rewrite adds locals, globals and a memory that
+        // an invalid module could otherwise reach.
+        Module::validate(&self.engine, bytes)
+            .map_err(|e| Rejection::InvalidModule(format!("{e:#}")))?;
+        let code = instrument::instrument(bytes, self.nan).map_err(Rejection::InvalidModule)?;
+        let module = Module::from_binary(&self.engine, &code)
             .map_err(|e| Rejection::InvalidModule(format!("{e:#}")))?;
         if let Some(disk) = &self.disk {
             // A cache that cannot be written only costs a compile next time.
@@ -266,24 +267,50 @@ impl Sandbox {
         );
         let mut store = Store::new(&self.engine, host);
         store.limiter(|h| h);
-        store
-            .set_fuel(task.limits.fuel)
-            .map_err(|e| Rejection::Sandbox(e.to_string()))?;
-        let ticks = task.limits.wall_seconds * (1000 / EPOCH_TICK.as_millis() as u64);
-        store.set_epoch_deadline(ticks);
-        store.epoch_deadline_trap();
+        let fuel_limit = task.limits.fuel.min(i64::MAX as u64) as i64;
+        let deadline = started + Duration::from_secs(task.limits.wall_seconds);
 
-        let result = prepared.pre.instantiate(&mut store).and_then(|instance| {
+        let mut meter = None;
+        let result = (|| {
+            let instance = prepared.pre.instantiate(&mut store)?;
+            let m = Meter {
+                fuel: instance
+                    .get_global(&mut store, FUEL_EXPORT)
+                    .ok_or_else(|| wasmtime::format_err!("no fuel global"))?,
+                stop: instance
+                    .get_global(&mut store, STOP_EXPORT)
+                    .ok_or_else(|| wasmtime::format_err!("no stop global"))?,
+                interrupt: instance
+                    .get_memory(&mut store, INTERRUPT_EXPORT)
+                    .ok_or_else(|| wasmtime::format_err!("no interrupt memory"))?,
+            };
+            m.fuel.set(&mut store, Val::I64(fuel_limit))?;
+            store.data_mut().fuel = Some(m.fuel);
             store.data_mut().memory = instance.get_memory(&mut store, "memory");
+            let flag = m.interrupt.data_ptr(&store);
+            meter = Some(m);
+            // SAFETY: the interrupt memory is one page that cannot grow, only the inserted
+            // checks read it, and the store that owns it outlives the guard, which is dropped
+            // at the end of this closure.
+            let _watch = unsafe { self.watchdog.watch(deadline, flag) };
             let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
             start.call(&mut store, ())
-        });
-        let left = store.get_fuel().unwrap_or(0);
-        let mut fuel_consumed = task.limits.fuel - left;
+        })();
+        let (left, stop) = match &meter {
+            Some(m) => (
+                m.fuel.get(&mut store).i64().unwrap_or(0),
+                m.stop.get(&mut store).i32().unwrap_or(0),
+            ),
+            None => (fuel_limit, 0),
+        };
         let mut outcome = match result {
             Ok(()) => Outcome::Exited { exit_code: 0 },
-            Err(e) => classify(e)?,
+            Err(e) => classify(e, stop)?,
         };
+        let mut fuel_consumed = (fuel_limit - left).clamp(0, fuel_limit) as u64;
+        if outcome == Outcome::OutOfFuel {
+            fuel_consumed = task.limits.fuel;
+        }
         if matches!(&outcome, Outcome::Trapped { trap } if trap == "stack_overflow") {
             // How deep the native stack goes differs between architectures, so the fuel at a
             // stack overflow does too. Charging the whole budget keeps the digest the same on
@@ -324,9 +351,17 @@ impl Sandbox {
     }
 }
 
-/// Maps the error that ended a run to its outcome. Anything not caused by the guest is a
-/// runner fault, not an outcome.
-fn classify(error: wasmtime::Error) -> Result<Outcome, Rejection> {
+/// The instrumented module's fuel and interrupt state, found after instantiation.
+struct Meter {
+    fuel: Global,
+    stop: Global,
+    interrupt: Memory,
+}
+
+/// Maps the error that ended a run to its outcome; `stop` is the instrumented module's
+/// account of why an inserted check trapped. Anything not caused by the guest is a runner
+/// fault, not an outcome.
+fn classify(error: wasmtime::Error, stop: i32) -> Result<Outcome, Rejection> {
     if let Some(stop) = error.downcast_ref::<Stop>() {
         return Ok(match stop {
             Stop::Exit(code) => Outcome::Exited { exit_code: *code },
@@ -339,6 +374,10 @@ fn classify(error: wasmtime::Error) -> Result<Outcome, Rejection> {
     }
     if let Some(trap) = error.downcast_ref::<Trap>() {
         return Ok(match trap {
+            Trap::UnreachableCodeReached if stop == instrument::STOP_OUT_OF_FUEL => {
+                Outcome::OutOfFuel
+            }
+            Trap::UnreachableCodeReached if stop == instrument::STOP_TIMEOUT => Outcome::Timeout,
             Trap::OutOfFuel => Outcome::OutOfFuel,
             Trap::Interrupt => Outcome::Timeout,
             other => Outcome::Trapped {
@@ -453,19 +492,4 @@ fn compatibility_key(engine: &Engine, nan: NanMode) -> String {
     h.0.update(DETERMINISM_PROFILE.as_bytes());
     h.0.update(format!("{nan:?}").as_bytes());
     h.0.finalize().to_hex()[..32].to_string()
-}
-
-/// Advances the engine's epoch every [`EPOCH_TICK`] while the engine lives.
-fn start_ticker(engine: &Engine) {
-    let weak = engine.weak();
-    std::thread::Builder::new()
-        .name("helio-epoch".into())
-        .spawn(move || {
-            while let Some(engine) = weak.upgrade() {
-                engine.increment_epoch();
-                drop(engine);
-                std::thread::sleep(EPOCH_TICK);
-            }
-        })
-        .expect("cannot start the epoch thread");
 }

@@ -13,7 +13,7 @@
 
 use std::fmt;
 
-use wasmtime::{Caller, Linker, Memory, Trap};
+use wasmtime::{Caller, Global, Linker, Memory, Trap, Val};
 
 use crate::errno::Errno;
 use crate::vfs::{IN_ROOT, Kind, NodeId, OUT_ROOT, OutputOverflow, Vfs, WriteError};
@@ -120,6 +120,8 @@ enum Fd {
 pub struct Host {
     /// The guest's exported memory, once instantiated.
     pub memory: Option<Memory>,
+    /// The global the instrumented guest keeps its fuel in, once instantiated.
+    pub fuel: Option<Global>,
     /// `/in` and `/out`.
     pub vfs: Vfs,
     /// Standard output.
@@ -173,7 +175,8 @@ impl wasmtime::ResourceLimiter for Host {
     }
 
     fn memories(&self) -> usize {
-        1
+        // The guest's memory and the sandbox's interrupt flag.
+        2
     }
 }
 
@@ -196,6 +199,7 @@ impl Host {
         rng.update(&seed.to_le_bytes());
         Host {
             memory: None,
+            fuel: None,
             vfs,
             stdout: Capture::new(STDOUT_CAP),
             stderr: Capture::new(STDERR_CAP),
@@ -399,14 +403,26 @@ impl Mem<'_> {
     }
 }
 
-/// Takes `cost` fuel from the store, or stops the guest with `out_of_fuel`.
+/// The fuel left, as the guest last stored it before calling the host.
+fn fuel_left(caller: &mut Caller<'_, Host>) -> wasmtime::Result<i64> {
+    let Some(global) = caller.data().fuel else {
+        return Ok(0);
+    };
+    Ok(global.get(&mut *caller).i64().unwrap_or(0))
+}
+
+/// Takes `cost` fuel from the guest, or stops it with `out_of_fuel`.
 fn charge(caller: &mut Caller<'_, Host>, cost: u64) -> wasmtime::Result<()> {
-    let left = caller.get_fuel()?;
+    let left = fuel_left(caller)?;
+    let Some(global) = caller.data().fuel else {
+        return Err(Trap::OutOfFuel.into());
+    };
+    let cost = i64::try_from(cost).unwrap_or(i64::MAX);
     if left < cost {
-        caller.set_fuel(0)?;
+        global.set(&mut *caller, Val::I64(0))?;
         return Err(Trap::OutOfFuel.into());
     }
-    caller.set_fuel(left - cost)
+    global.set(&mut *caller, Val::I64(left - cost))
 }
 
 /// Runs one host function body with the guest's memory and the host state, and turns its
@@ -416,7 +432,10 @@ fn call(
     body: impl FnOnce(&mut Mem<'_>, &mut Host) -> HostResult,
 ) -> wasmtime::Result<i32> {
     charge(caller, HOST_CALL_FUEL)?;
-    let consumed = caller.data().fuel_limit - caller.get_fuel()?;
+    let consumed = caller
+        .data()
+        .fuel_limit
+        .saturating_sub(fuel_left(caller)?.max(0) as u64);
     let memory = match caller.data().memory {
         Some(m) => m,
         None => {

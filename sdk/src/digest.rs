@@ -4,9 +4,11 @@ use crate::types::{Blake3Hash, Name};
 
 /// The determinism profile: names everything that fixes how a runner turns a task into a
 /// result (NaN canonicalization, the virtual clocks and `random_get` stream, the file
-/// system's metadata, the fuel charged for host calls and for stack exhaustion). It keys the
-/// result digest, so runners with different profiles can never agree by accident.
-pub const DETERMINISM_PROFILE: &str = "helio-det-1";
+/// system's metadata, how fuel is metered and charged for host calls and stack exhaustion).
+/// It keys the result digest, so runners with different profiles can never agree by accident.
+///
+/// `helio-det-2` meters fuel with checks the module rewrite inserts instead of wasmtime's.
+pub const DETERMINISM_PROFILE: &str = "helio-det-2";
 
 /// How one run ended. Every variant but [`Outcome::Timeout`] is deterministic.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

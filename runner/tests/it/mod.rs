@@ -2,6 +2,7 @@ mod cache;
 mod check;
 mod determinism;
 mod files;
+mod fuel;
 mod nan;
 mod outcomes;
 mod rejections;
