@@ -41,7 +41,7 @@ use wasmparser::{
     MemorySectionReader, Operator, Parser, Payload, TypeRef,
 };
 
-use crate::nan::{self, Site};
+use crate::nan::{self, Lane, Site};
 use crate::sandbox::NanMode;
 
 /// The exported `i64` global holding the fuel left, as of the last call or return.
@@ -224,7 +224,9 @@ struct Scratch {
     fuel: u32,
     f32: u32,
     f64: u32,
+    /// Also the scratch of `i32` bits in NaN canonicalization.
     size: u32,
+    i64: u32,
     v128: u32,
 }
 
@@ -406,12 +408,14 @@ impl Reencode for Rewriter {
             f32: first + 1,
             f64: first + 2,
             size: first + 3,
-            v128: first + 4,
+            i64: first + 4,
+            v128: first + 5,
         };
         locals.push((1, ValType::I64));
         locals.push((1, ValType::F32));
         locals.push((1, ValType::F64));
         locals.push((1, ValType::I32));
+        locals.push((1, ValType::I64));
         if self.shape.simd {
             locals.push((1, ValType::V128));
         }
@@ -490,12 +494,33 @@ impl Reencode for Rewriter {
                     self.store(&mut f, &s);
                 }
             }
-            if let Some(Site::Before(lane)) = at {
-                nan::scalar(&mut f, lane, s.f32, s.f64);
-            }
-            f.instruction(&self.instruction(op)?);
-            if let Some(Site::After(lane)) = at {
-                nan::vector(&mut f, lane, s.v128);
+            match (at, op) {
+                (
+                    Some(Site::Store(lane)),
+                    Operator::F32Store { memarg } | Operator::F64Store { memarg },
+                ) => {
+                    let memarg = self.mem_arg(memarg)?;
+                    nan::branch(&mut f, lane, s.f32, s.f64);
+                    f.instruction(&match lane {
+                        Lane::F32 => Instruction::F32Store(memarg),
+                        Lane::F64 => Instruction::F64Store(memarg),
+                    });
+                }
+                (Some(Site::Bits(lane)), op) => {
+                    f.instruction(&self.instruction(op)?);
+                    nan::bits(&mut f, lane, s.size, s.i64);
+                }
+                (Some(Site::Before(lane)), op) => {
+                    nan::scalar(&mut f, lane, s.f32, s.f64);
+                    f.instruction(&self.instruction(op)?);
+                }
+                (Some(Site::After(lane)), op) => {
+                    f.instruction(&self.instruction(op)?);
+                    nan::vector(&mut f, lane, s.v128);
+                }
+                (_, op) => {
+                    f.instruction(&self.instruction(op)?);
+                }
             }
         }
         code.function(&f);

@@ -30,6 +30,11 @@ pub(crate) enum Lane {
 
 /// Where an operator needs canonicalization.
 pub(crate) enum Site {
+    /// A float store: canonicalize the value with a branch that is only taken for a NaN
+    /// ([`branch`]); stores are frequent, and a predicted branch is the cheapest test.
+    Store(Lane),
+    /// Canonicalize the bits a reinterpretation leaves on top of the stack ([`bits`]).
+    Bits(Lane),
     /// Canonicalize the scalar on top of the stack before the operator.
     Before(Lane),
     /// Canonicalize the vector the operator leaves on top of the stack.
@@ -39,16 +44,12 @@ pub(crate) enum Site {
 pub(crate) fn site(op: &Operator<'_>) -> Option<Site> {
     use Operator as O;
     Some(match op {
-        O::F32Store { .. }
-        | O::I32ReinterpretF32
-        | O::F32Copysign
-        | O::F32x4Splat
-        | O::F32x4ReplaceLane { .. } => Site::Before(Lane::F32),
-        O::F64Store { .. }
-        | O::I64ReinterpretF64
-        | O::F64Copysign
-        | O::F64x2Splat
-        | O::F64x2ReplaceLane { .. } => Site::Before(Lane::F64),
+        O::F32Store { .. } => Site::Store(Lane::F32),
+        O::F64Store { .. } => Site::Store(Lane::F64),
+        O::I32ReinterpretF32 => Site::Bits(Lane::F32),
+        O::I64ReinterpretF64 => Site::Bits(Lane::F64),
+        O::F32Copysign | O::F32x4Splat | O::F32x4ReplaceLane { .. } => Site::Before(Lane::F32),
+        O::F64Copysign | O::F64x2Splat | O::F64x2ReplaceLane { .. } => Site::Before(Lane::F64),
         O::F32x4Add
         | O::F32x4Sub
         | O::F32x4Mul
@@ -83,6 +84,57 @@ pub(crate) fn site(op: &Operator<'_>) -> Option<Site> {
         | O::F64x2RelaxedMax => Site::After(Lane::F64),
         _ => return None,
     })
+}
+
+/// The bits `b` of a float on the stack become `select(b, NaN bits, |b| <= infinity bits)`:
+/// a NaN is exactly a float whose bits without the sign exceed those of infinity.
+pub(crate) fn bits(f: &mut Function, lane: Lane, s32: u32, s64: u32) {
+    match lane {
+        Lane::F32 => f
+            .instruction(&Instruction::LocalTee(s32))
+            .instruction(&Instruction::I32Const(CANONICAL_F32 as i32))
+            .instruction(&Instruction::LocalGet(s32))
+            .instruction(&Instruction::I32Const(0x7fff_ffff))
+            .instruction(&Instruction::I32And)
+            .instruction(&Instruction::I32Const(0x7f80_0000))
+            .instruction(&Instruction::I32LeU)
+            .instruction(&Instruction::Select),
+        Lane::F64 => f
+            .instruction(&Instruction::LocalTee(s64))
+            .instruction(&Instruction::I64Const(CANONICAL_F64 as i64))
+            .instruction(&Instruction::LocalGet(s64))
+            .instruction(&Instruction::I64Const(0x7fff_ffff_ffff_ffff))
+            .instruction(&Instruction::I64And)
+            .instruction(&Instruction::I64Const(0x7ff0_0000_0000_0000))
+            .instruction(&Instruction::I64LeU)
+            .instruction(&Instruction::Select),
+    };
+}
+
+/// `x` on the stack becomes `if x != x { NaN } else { x }`, a branch that is never taken
+/// unless a NaN is stored.
+pub(crate) fn branch(f: &mut Function, lane: Lane, s32: u32, s64: u32) {
+    let (local, nan, ne) = match lane {
+        Lane::F32 => (
+            s32,
+            Instruction::F32Const(Ieee32::new(CANONICAL_F32)),
+            Instruction::F32Ne,
+        ),
+        Lane::F64 => (
+            s64,
+            Instruction::F64Const(Ieee64::new(CANONICAL_F64)),
+            Instruction::F64Ne,
+        ),
+    };
+    f.instruction(&Instruction::LocalSet(local))
+        .instruction(&Instruction::LocalGet(local))
+        .instruction(&Instruction::LocalGet(local))
+        .instruction(&ne)
+        .instruction(&Instruction::If(wasm_encoder::BlockType::Empty))
+        .instruction(&nan)
+        .instruction(&Instruction::LocalSet(local))
+        .instruction(&Instruction::End)
+        .instruction(&Instruction::LocalGet(local));
 }
 
 /// `x` on the stack becomes `select(x, NaN, x == x)`.
