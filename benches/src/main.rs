@@ -26,7 +26,7 @@ use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
 #[path = "../../runner/test-guests/guest/src/kernels.rs"]
 mod kernels;
-#[path = "../../examples/guests/src/orbits.rs"]
+#[path = "../../jobs/nbody/src/lib.rs"]
 mod orbits;
 
 #[derive(Parser)]

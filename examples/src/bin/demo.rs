@@ -25,9 +25,9 @@ fn main() -> Result<()> {
         json!({ "outputs": [{ "name": "greeting.txt", "max_bytes": 1024 }] }),
     )?;
     let orbits = write_task(
-        &out.join("orbits"),
-        "orbits-100y",
-        Path::new(guests::ORBITS),
+        &out.join("nbody"),
+        "nbody-100y",
+        Path::new(helio_jobs::NBODY),
         &[],
         json!({
             "args": ["--years", "100", "--dt", "0.001"],

@@ -1,7 +1,6 @@
-//! For build scripts: builds a separate Cargo workspace of guest crates for `wasm32-wasip1`
-//! (installing the target with rustup first where it is missing, since rustup does not do it
-//! by itself where `RUSTUP_AUTO_INSTALL=0`) and writes a Rust file with one path constant per
-//! guest binary.
+//! Builds guest crates for `wasm32-wasip1`: for build scripts ([`build_guests`]) and for
+//! `helio pack` ([`build`]). Installs the target with rustup first where it is missing, since
+//! rustup does not do it by itself where `RUSTUP_AUTO_INSTALL=0`.
 //!
 //! ```no_run
 //! // build.rs
@@ -10,39 +9,53 @@
 //! ```
 #![deny(missing_docs)]
 
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 /// The target guests are built for.
 pub const TARGET: &str = "wasm32-wasip1";
 
-/// Builds the workspace at `guest_dir` in release mode for [`TARGET`] under `OUT_DIR`, and
-/// writes `OUT_DIR/<file>` declaring `pub const NAME: &str` (the `.wasm` path) for every
-/// `src/bin/<name>.rs`. Returns the guests' names and paths.
-pub fn build_guests(guest_dir: &Path, file: &str) -> Vec<(String, PathBuf)> {
-    let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("run from a build script"));
-    for watched in ["src", "Cargo.toml", "Cargo.lock"] {
-        println!(
-            "cargo:rerun-if-changed={}",
-            guest_dir.join(watched).display()
-        );
-    }
-    ensure_target();
-    let target_dir = out.join("wasm-target");
+/// One binary built for [`TARGET`].
+#[derive(Debug, Clone)]
+pub struct Guest {
+    /// The binary's name.
+    pub name: String,
+    /// The `.wasm` file.
+    pub wasm: PathBuf,
+}
+
+/// How to call [`build`].
+#[derive(Debug, Clone, Default)]
+pub struct BuildOptions {
+    /// Where cargo puts its output; `None` is the crate's own `target/`.
+    pub target_dir: Option<PathBuf>,
+    /// Pass `--locked` (the lock file must exist and be up to date).
+    pub locked: bool,
+    /// Build only this binary.
+    pub bin: Option<String>,
+}
+
+/// Builds the crate or workspace whose manifest is `manifest` in release mode for [`TARGET`]
+/// and returns every binary built. Cargo's diagnostics go to standard error.
+pub fn build(manifest: &Path, options: &BuildOptions) -> Result<Vec<Guest>, String> {
+    ensure_target()?;
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.args([
-        "build",
-        "--release",
-        "--locked",
-        "--target",
-        TARGET,
-        "--manifest-path",
-    ])
-    .arg(guest_dir.join("Cargo.toml"))
-    .arg("--target-dir")
-    .arg(&target_dir);
-    // The outer build's settings are for the host, not for the guests.
+    cmd.args(["build", "--release", "--target", TARGET])
+        .args(["--message-format", "json-render-diagnostics"])
+        .arg("--manifest-path")
+        .arg(manifest);
+    if options.locked {
+        cmd.arg("--locked");
+    }
+    if let Some(dir) = &options.target_dir {
+        cmd.arg("--target-dir").arg(dir);
+    }
+    if let Some(bin) = &options.bin {
+        cmd.args(["--bin", bin]);
+    }
+    // An outer build's settings are for the host, not for the guests.
     for var in [
         "RUSTFLAGS",
         "CARGO_ENCODED_RUSTFLAGS",
@@ -53,39 +66,85 @@ pub fn build_guests(guest_dir: &Path, file: &str) -> Vec<(String, PathBuf)> {
     ] {
         cmd.env_remove(var);
     }
-    let status = cmd.status().expect("cannot run cargo to build the guests");
-    assert!(
-        status.success(),
-        "building {} for {TARGET} failed",
-        guest_dir.display()
-    );
-
-    let bin_dir = target_dir.join(TARGET).join("release");
-    let mut names: Vec<String> = std::fs::read_dir(guest_dir.join("src/bin"))
-        .expect("a guest workspace has src/bin")
-        .map(|e| e.unwrap().path())
-        .filter(|path| path.extension().is_some_and(|ext| ext == "rs"))
-        .map(|path| path.file_stem().unwrap().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    let mut code = String::new();
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
     let mut guests = Vec::new();
-    for name in names {
-        let wasm = bin_dir.join(format!("{name}.wasm"));
-        assert!(wasm.exists(), "{} was not built", wasm.display());
-        code.push_str(&format!(
-            "/// `src/bin/{name}.rs`, built for {TARGET}.\npub const {}: &str = {:?};\n",
-            name.to_uppercase(),
-            wasm.display().to_string()
+    for line in std::io::BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.map_err(|e| format!("reading cargo's output: {e}"))?;
+        let Ok(msg) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        let is_bin = msg["target"]["kind"]
+            .as_array()
+            .is_some_and(|kinds| kinds.iter().any(|k| k == "bin"));
+        if msg["reason"] == "compiler-artifact"
+            && is_bin
+            && let (Some(name), Some(wasm)) =
+                (msg["target"]["name"].as_str(), msg["executable"].as_str())
+        {
+            guests.push(Guest {
+                name: name.to_string(),
+                wasm: PathBuf::from(wasm),
+            });
+        }
+    }
+    let status = child
+        .wait()
+        .map_err(|e| format!("waiting for cargo: {e}"))?;
+    if !status.success() {
+        return Err(format!(
+            "building {} for {TARGET} failed (see cargo's messages above)",
+            manifest.display()
         ));
-        guests.push((name, wasm));
+    }
+    guests.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(guests)
+}
+
+/// For build scripts: builds the workspace at `guest_dir` (with `--locked`) under `OUT_DIR`,
+/// and writes `OUT_DIR/<file>` declaring `pub const NAME: &str` (the `.wasm` path) for every
+/// binary, its name in upper case with `-` as `_`. Asks cargo to rerun the script when
+/// anything in `guest_dir` or any source file a guest was built from changes.
+pub fn build_guests(guest_dir: &Path, file: &str) -> Vec<Guest> {
+    let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("run from a build script"));
+    println!("cargo:rerun-if-changed={}", guest_dir.display());
+    let options = BuildOptions {
+        target_dir: Some(out.join("wasm-target")),
+        locked: true,
+        bin: None,
+    };
+    let guests = build(&guest_dir.join("Cargo.toml"), &options).unwrap_or_else(|e| panic!("{e}"));
+    let mut code = String::new();
+    for guest in &guests {
+        code.push_str(&format!(
+            "/// The `{}` binary, built for {TARGET}.\npub const {}: &str = {:?};\n",
+            guest.name,
+            guest.name.to_uppercase().replace('-', "_"),
+            guest.wasm.display().to_string()
+        ));
+        // Cargo's dep-info file beside the binary lists every source file it was built from,
+        // path dependencies outside `guest_dir` included.
+        if let Ok(deps) = std::fs::read_to_string(guest.wasm.with_extension("d")) {
+            for source in deps
+                .lines()
+                .flat_map(|l| l.split_once(": ").map(|(_, d)| d))
+            {
+                for path in source.split_whitespace() {
+                    if !path.contains("/.cargo/registry/") && !path.contains("/rustlib/") {
+                        println!("cargo:rerun-if-changed={path}");
+                    }
+                }
+            }
+        }
     }
     std::fs::write(out.join(file), code).expect("cannot write the guest list");
     guests
 }
 
 /// Installs the `wasm32-wasip1` standard library with rustup when it is missing.
-fn ensure_target() {
+pub fn ensure_target() -> Result<(), String> {
     let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
     let libdir = Command::new(&rustc)
         .args(["--print", "target-libdir", "--target", TARGET])
@@ -94,14 +153,17 @@ fn ensure_target() {
         .filter(|o| o.status.success())
         .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
     if libdir.as_deref().is_some_and(Path::is_dir) {
-        return;
+        return Ok(());
     }
-    println!("cargo:warning=installing the {TARGET} target with rustup");
+    eprintln!("installing the {TARGET} target with rustup");
     let status = Command::new("rustup")
         .args(["target", "add", TARGET])
         .status();
-    assert!(
-        matches!(status, Ok(s) if s.success()),
-        "the {TARGET} target is missing and `rustup target add {TARGET}` failed"
-    );
+    if matches!(status, Ok(s) if s.success()) {
+        Ok(())
+    } else {
+        Err(format!(
+            "the {TARGET} target is missing and `rustup target add {TARGET}` failed"
+        ))
+    }
 }

@@ -1,6 +1,6 @@
 //! Compute kernels run both as guests and natively (by the benchmarks), so that the sandbox's
 //! slowdown is measured on the same code. The float kernel is the example n-body integrator,
-//! `examples/guests/src/orbits.rs`.
+//! `jobs/nbody/src/lib.rs`.
 
 /// An integer mixing kernel (xorshift-multiply rounds over a small table); returns a checksum.
 pub fn intmix(rounds: u32, seed: u64) -> u64 {

@@ -9,7 +9,8 @@ pub fn args() -> Vec<String> {
 
 #[link(wasm_import_module = "wasi_snapshot_preview1")]
 unsafe extern "C" {
-    fn path_symlink(old: *const u8, old_len: usize, fd: u32, new: *const u8, new_len: usize) -> u16;
+    fn path_symlink(old: *const u8, old_len: usize, fd: u32, new: *const u8, new_len: usize)
+    -> u16;
     fn path_filestat_get(fd: u32, flags: u32, path: *const u8, len: usize, out: *mut u8) -> u16;
 }
 
@@ -34,6 +35,18 @@ pub const OUT_FD: u32 = 4;
 
 /// Creates `/out/<name>` as a symbolic link to `target` (std has no stable call for it).
 pub fn symlink_in_out(target: &str, name: &str) -> std::io::Result<()> {
-    let errno = unsafe { path_symlink(target.as_ptr(), target.len(), OUT_FD, name.as_ptr(), name.len()) };
-    if errno == 0 { Ok(()) } else { Err(std::io::Error::from_raw_os_error(errno as i32)) }
+    let errno = unsafe {
+        path_symlink(
+            target.as_ptr(),
+            target.len(),
+            OUT_FD,
+            name.as_ptr(),
+            name.len(),
+        )
+    };
+    if errno == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::from_raw_os_error(errno as i32))
+    }
 }

@@ -17,10 +17,19 @@ fn main() {
     attempt("relative escape", read("../etc/passwd"));
     // A symlink planted in /out that points outside, then read through.
     let planted = helio_test_guest_bins::symlink_in_out("/etc/passwd", "abs-link");
-    attempt("symlink to absolute path", planted.and_then(|_| read("/out/abs-link")));
+    attempt(
+        "symlink to absolute path",
+        planted.and_then(|_| read("/out/abs-link")),
+    );
     let planted = helio_test_guest_bins::symlink_in_out("../../../../etc/passwd", "up-link");
-    attempt("symlink up and out", planted.and_then(|_| read("/out/up-link")));
-    attempt("write into /in", std::fs::write("/in/new.txt", "x").map(|_| String::new()));
+    attempt(
+        "symlink up and out",
+        planted.and_then(|_| read("/out/up-link")),
+    );
+    attempt(
+        "write into /in",
+        std::fs::write("/in/new.txt", "x").map(|_| String::new()),
+    );
     attempt(
         "overwrite an input",
         std::fs::OpenOptions::new()
@@ -31,6 +40,9 @@ fn main() {
     attempt("read the input", read("/in/secret.txt"));
     let _ = std::fs::remove_file("/out/abs-link");
     let _ = std::fs::remove_file("/out/up-link");
-    attempt("list /", std::fs::read_dir("/").map(|d| format!("{}", d.count())));
+    attempt(
+        "list /",
+        std::fs::read_dir("/").map(|d| format!("{}", d.count())),
+    );
     println!("exists /etc: {}", Path::new("/etc").exists());
 }

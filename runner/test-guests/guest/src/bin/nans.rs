@@ -1,5 +1,7 @@
 //! Makes NaNs by arithmetic in every way it can, and writes their bits to /out/nans.bin and
 //! standard output.
+// Making NaNs is the point: 0/0, ∞−∞ and the like are written out on purpose.
+#![allow(clippy::eq_op)]
 use std::hint::black_box as b;
 
 fn main() {
@@ -20,7 +22,12 @@ fn main() {
         1.0f64.copysign(zero / zero),
         (zero / zero).sin(),
     ];
-    let f32s = [b(0.0f32) / b(0.0f32), b(-4.0f32).sqrt(), (b(f32::INFINITY) - f32::INFINITY), (nan as f32) + 1.0];
+    let f32s = [
+        b(0.0f32) / b(0.0f32),
+        b(-4.0f32).sqrt(),
+        (b(f32::INFINITY) - f32::INFINITY),
+        (nan as f32) + 1.0,
+    ];
     let mut bytes = Vec::new();
     for v in f64s {
         bytes.extend_from_slice(&v.to_bits().to_le_bytes());

@@ -1,10 +1,12 @@
-//! The example n-body integrator (`examples/guests/src/orbits.rs`) for `years` given as the
+//! The example n-body integrator (`jobs/nbody/src/lib.rs`) for `years` given as the
 //! first argument; prints the energy before and after as numbers and as bits.
-#[path = "../../../../../examples/guests/src/orbits.rs"]
+#[path = "../../../../../jobs/nbody/src/lib.rs"]
 mod orbits;
 
 fn main() {
-    let years: f64 = helio_test_guest_bins::args().first().map_or(1.0, |s| s.parse().unwrap());
+    let years: f64 = helio_test_guest_bins::args()
+        .first()
+        .map_or(1.0, |s| s.parse().unwrap());
     let e = orbits::integrate(years, 0.001);
     println!(
         "{} steps {:.12} {:.12} {:016x} {:016x}",

@@ -1,6 +1,8 @@
 //! Reports everything a guest can observe of its host, for the determinism tests: clocks,
 //! random numbers, NaN bit patterns, its arguments and environment, directory listings and
 //! file metadata, and the clock after a long sleep. Writes the report to /out/report.txt.
+// 0/0 is written out on purpose: it makes the NaN the guest observes.
+#![allow(clippy::eq_op)]
 use std::fmt::Write as _;
 use std::hint::black_box;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -31,7 +33,10 @@ fn main() {
     writeln!(r, "env {:?}", std::env::vars().collect::<Vec<_>>()).unwrap();
     writeln!(r, "cwd {:?}", std::env::current_dir().ok()).unwrap();
     std::fs::write("/out/scratch.txt", "x").unwrap();
-    for (dir, fd) in [("/in", helio_test_guest_bins::IN_FD), ("/out", helio_test_guest_bins::OUT_FD)] {
+    for (dir, fd) in [
+        ("/in", helio_test_guest_bins::IN_FD),
+        ("/out", helio_test_guest_bins::OUT_FD),
+    ] {
         let mut names = Vec::new();
         for entry in std::fs::read_dir(dir).unwrap() {
             let entry = entry.unwrap();
@@ -40,8 +45,12 @@ fn main() {
             names.push(format!(
                 "{name} len={} mtime={:?} atime={:?} filestat={:?}",
                 m.len(),
-                m.modified().ok().map(|t| t.duration_since(UNIX_EPOCH).unwrap().as_nanos()),
-                m.accessed().ok().map(|t| t.duration_since(UNIX_EPOCH).unwrap().as_nanos()),
+                m.modified()
+                    .ok()
+                    .map(|t| t.duration_since(UNIX_EPOCH).unwrap().as_nanos()),
+                m.accessed()
+                    .ok()
+                    .map(|t| t.duration_since(UNIX_EPOCH).unwrap().as_nanos()),
                 helio_test_guest_bins::raw_filestat(fd, &name),
             ));
         }
@@ -49,7 +58,12 @@ fn main() {
     }
     std::fs::remove_file("/out/scratch.txt").unwrap();
     std::thread::sleep(Duration::from_secs(3600));
-    writeln!(r, "slept {:?}", start.elapsed() >= Duration::from_secs(3600)).unwrap();
+    writeln!(
+        r,
+        "slept {:?}",
+        start.elapsed() >= Duration::from_secs(3600)
+    )
+    .unwrap();
     writeln!(r, "monotonic {:?}", start.elapsed()).unwrap();
     std::fs::write("/out/report.txt", &r).unwrap();
     print!("{r}");

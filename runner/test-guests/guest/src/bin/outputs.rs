@@ -5,7 +5,10 @@
 //! i % 251), overwrites bytes 3..8 with "HELIO", prints the last 4 bytes as read back,
 //! and cuts the file to N - 1000 bytes.
 fn main() {
-    let mode = helio_test_guest_bins::args().first().cloned().unwrap_or_default();
+    let mode = helio_test_guest_bins::args()
+        .first()
+        .cloned()
+        .unwrap_or_default();
     let fs = std::fs::write;
     match mode.as_str() {
         "ok" => fs("/out/result.txt", "result\n").unwrap(),
@@ -14,7 +17,9 @@ fn main() {
             fs("/out/result.txt", "result\n").unwrap();
             fs("/out/extra.txt", "extra\n").unwrap();
         }
-        "symlink" => helio_test_guest_bins::symlink_in_out("../in/secret.txt", "result.txt").unwrap(),
+        "symlink" => {
+            helio_test_guest_bins::symlink_in_out("../in/secret.txt", "result.txt").unwrap()
+        }
         "dir" => std::fs::create_dir("/out/result.txt").unwrap(),
         "temp" => {
             fs("/out/result.tmp", "renamed\n").unwrap();

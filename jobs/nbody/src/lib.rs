@@ -1,6 +1,6 @@
 //! The Sun and the four giant planets, integrated with the leapfrog (kick-drift-kick) scheme.
-//! Shared by the `orbits` example guest, the runner's `nbody` test guest and the native
-//! benchmark, so that all three run the same code.
+//! Shared by the `nbody` job, the runner's `nbody` test guest and the native benchmark, so
+//! that all three run the same code.
 // Index loops over bodies and axes read like the physics; iterator chains would not.
 #![allow(clippy::needless_range_loop)]
 

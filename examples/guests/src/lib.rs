@@ -1,3 +1,0 @@
-//! Code shared by the example guests.
-
-pub mod orbits;
