@@ -19,7 +19,7 @@ use crate::errno::Errno;
 use crate::vfs::{IN_ROOT, Kind, NodeId, OUT_ROOT, OutputOverflow, Vfs, WriteError};
 
 /// The module name every import must come from.
-pub const MODULE: &str = "wasi_snapshot_preview1";
+pub const MODULE: &str = helio_sdk::WASI_MODULE;
 /// The fixed instant the realtime clock reads: 2000-01-01T00:00:00Z.
 pub const REALTIME_EPOCH_NS: u64 = 946_684_800 * 1_000_000_000;
 /// Fuel charged for each host call.
@@ -601,55 +601,8 @@ fn read_from(
     }
 }
 
-/// The names of all `wasi_snapshot_preview1` functions the sandbox provides.
-pub const FUNCTIONS: [&str; 46] = [
-    "args_get",
-    "args_sizes_get",
-    "environ_get",
-    "environ_sizes_get",
-    "clock_res_get",
-    "clock_time_get",
-    "fd_advise",
-    "fd_allocate",
-    "fd_close",
-    "fd_datasync",
-    "fd_fdstat_get",
-    "fd_fdstat_set_flags",
-    "fd_fdstat_set_rights",
-    "fd_filestat_get",
-    "fd_filestat_set_size",
-    "fd_filestat_set_times",
-    "fd_pread",
-    "fd_prestat_get",
-    "fd_prestat_dir_name",
-    "fd_pwrite",
-    "fd_read",
-    "fd_readdir",
-    "fd_renumber",
-    "fd_seek",
-    "fd_sync",
-    "fd_tell",
-    "fd_write",
-    "path_create_directory",
-    "path_filestat_get",
-    "path_filestat_set_times",
-    "path_link",
-    "path_open",
-    "path_readlink",
-    "path_remove_directory",
-    "path_rename",
-    "path_symlink",
-    "path_unlink_file",
-    "poll_oneoff",
-    "proc_exit",
-    "proc_raise",
-    "sched_yield",
-    "random_get",
-    "sock_accept",
-    "sock_recv",
-    "sock_send",
-    "sock_shutdown",
-];
+/// The functions a module may import from [`MODULE`]: all of preview 1.
+pub const FUNCTIONS: &[&str] = helio_sdk::WASI_FUNCTIONS;
 
 /// Adds every `wasi_snapshot_preview1` function to `linker`.
 pub fn add_to_linker(linker: &mut Linker<Host>) -> wasmtime::Result<()> {

@@ -75,11 +75,20 @@ impl BatchManifest {
 
     /// Validates a batch manifest held as a JSON value.
     pub fn from_value(value: Value) -> Result<Self, ManifestError> {
-        check_schema_version(&value)?;
-        let raw: RawBatch = from_value(value)?;
+        Self::from_value_all(value).map_err(|mut problems| problems.swap_remove(0))
+    }
+
+    /// Validates a batch manifest held as a JSON value and, when it is invalid, returns every
+    /// problem found (at least one): the batch's own fields, each task that is invalid, and
+    /// duplicate task names. A manifest whose JSON does not have the batch's shape gives that
+    /// one problem.
+    pub fn from_value_all(value: Value) -> Result<Self, Vec<ManifestError>> {
+        check_schema_version(&value).map_err(|e| vec![e])?;
+        let raw: RawBatch = from_value(value).map_err(|e| vec![e])?;
+        let mut problems = Vec::new();
         let r = raw.redundancy;
         if r.replicas == 0 || r.replicas > Redundancy::MAX_REPLICAS {
-            return Err(ManifestError::invalid(
+            problems.push(ManifestError::invalid(
                 "redundancy.replicas",
                 format!(
                     "must be between 1 and {}, got {}",
@@ -89,7 +98,7 @@ impl BatchManifest {
             ));
         }
         if r.quorum == 0 || r.quorum > r.replicas {
-            return Err(ManifestError::invalid(
+            problems.push(ManifestError::invalid(
                 "redundancy.quorum",
                 format!(
                     "must be between 1 and replicas ({}), got {}",
@@ -98,7 +107,7 @@ impl BatchManifest {
             ));
         }
         if r.max_replicas < r.replicas || r.max_replicas > Redundancy::MAX_REPLICAS {
-            return Err(ManifestError::invalid(
+            problems.push(ManifestError::invalid(
                 "redundancy.max_replicas",
                 format!(
                     "must be between replicas ({}) and {}, got {}",
@@ -110,36 +119,43 @@ impl BatchManifest {
         }
         let credit_rate = raw.credit_rate.unwrap_or(1.0);
         if !credit_rate.is_finite() || credit_rate < 0.0 {
-            return Err(ManifestError::invalid(
+            problems.push(ManifestError::invalid(
                 "credit_rate",
                 format!("must be a finite number of at least 0, got {credit_rate}"),
             ));
         }
         if raw.tasks.is_empty() {
-            return Err(ManifestError::invalid(
+            problems.push(ManifestError::invalid(
                 "tasks",
                 "a batch needs at least one task",
             ));
         }
         if raw.tasks.len() > MAX_TASKS {
-            return Err(ManifestError::invalid(
+            problems.push(ManifestError::invalid(
                 "tasks",
                 format!(
                     "{} tasks; a batch may hold at most {MAX_TASKS}",
                     raw.tasks.len()
                 ),
             ));
+            return Err(problems);
         }
         let mut tasks = Vec::with_capacity(raw.tasks.len());
         for (i, overlay) in raw.tasks.into_iter().enumerate() {
             let mut merged = raw.defaults.clone();
             lay_over(&mut merged, overlay);
             merged.insert("schema_version".into(), Value::from(SCHEMA_VERSION));
-            let task = TaskManifest::from_value(Value::Object(merged))
-                .map_err(|e| e.within(&format!("tasks[{i}]")))?;
-            tasks.push(task);
+            match TaskManifest::from_value(Value::Object(merged)) {
+                Ok(task) => tasks.push(task),
+                Err(e) => problems.push(e.within(&format!("tasks[{i}]"))),
+            }
         }
-        check_unique("tasks", tasks.iter().map(|t| &t.name))?;
+        if let Err(e) = check_unique("tasks", tasks.iter().map(|t| &t.name)) {
+            problems.push(e);
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
         Ok(BatchManifest {
             batch: raw.batch,
             redundancy: r,

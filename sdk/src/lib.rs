@@ -27,12 +27,14 @@
 #![deny(missing_docs)]
 
 mod batch;
+mod contract;
 mod digest;
 mod error;
 mod manifest;
 mod types;
 
 pub use batch::{BatchManifest, Redundancy};
+pub use contract::{WASI_FUNCTIONS, WASI_MODULE};
 pub use digest::{DETERMINISM_PROFILE, Outcome, OutputRecord, RunReport};
 pub use error::ManifestError;
 pub use manifest::{ContentRef, InputSpec, Limits, OutputSpec, TaskManifest};

@@ -143,6 +143,27 @@ fn batch_errors_name_the_task_and_field() {
     );
 }
 
+#[test]
+fn every_problem_of_a_batch_is_reported_at_once() {
+    let mut b = batch();
+    b["redundancy"]["quorum"] = json!(4);
+    b["tasks"][0]["limits"] = json!({ "fuel": 0 });
+    b["tasks"][1]["seed"] = json!("one");
+    let problems: Vec<String> = BatchManifest::from_value_all(b)
+        .unwrap_err()
+        .iter()
+        .map(|p| p.to_string())
+        .collect();
+    assert_eq!(problems.len(), 3, "{problems:#?}");
+    for (problem, field) in
+        problems
+            .iter()
+            .zip(["redundancy.quorum", "tasks[0].limits.fuel", "tasks[1].seed"])
+    {
+        assert!(problem.contains(field), "{problem:?} lacks {field:?}");
+    }
+}
+
 fn report(outcome: Outcome, fuel: u64, stdout: &[u8], outputs: &[(&str, &[u8])]) -> RunReport {
     let records = outputs
         .iter()

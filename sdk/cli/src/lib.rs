@@ -1,0 +1,8 @@
+//! The `helio` command's library: what `helio pack` and `helio validate` do, callable from
+//! tests and tools. The binary (`src/main.rs`) only parses arguments and prints.
+#![deny(missing_docs)]
+
+pub mod module;
+pub mod pack;
+pub mod sweep;
+pub mod validate;

@@ -1,0 +1,258 @@
+//! `helio`: the scientists' and CI's tool.
+//!
+//! - `helio pack SOURCE --out DIR ...` builds a job crate for wasm32-wasip1 (or takes a
+//!   ready `.wasm`), checks it against the contract, and writes the module, its inputs and
+//!   a task or batch manifest (parameter sweeps, CSV rows, seeds, one task per input file).
+//! - `helio validate MANIFEST` checks a manifest and everything it names, and lists every
+//!   problem. Exit status 0 when valid, 1 when not, 2 when it cannot be read.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use helio_cli::pack::{PackOptions, pack};
+use helio_cli::sweep::parse_axis;
+use helio_cli::validate::{locate, validate};
+use serde_json::json;
+
+#[derive(Parser)]
+#[command(name = "helio", version, about = "Package and check Helio jobs")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build or take a module and write it with its inputs and a task or batch manifest.
+    Pack(Box<PackArgs>),
+    /// Check a task or batch manifest and everything it names; list every problem.
+    Validate {
+        /// The manifest: a path or a file:// URL.
+        manifest: String,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args)]
+struct PackArgs {
+    /// A job crate's directory (built for wasm32-wasip1) or a `.wasm` file.
+    source: PathBuf,
+    /// The directory to write (the module, `inputs/`, `task.json` or `batch.json`).
+    #[arg(long)]
+    out: PathBuf,
+    /// The binary to build, when the crate has several.
+    #[arg(long)]
+    bin: Option<String>,
+    /// The task's or batch's name (default: the module's).
+    #[arg(long)]
+    name: Option<String>,
+    /// An argument every task gets (repeat; use --arg=--flag for values starting with -).
+    #[arg(long = "arg", allow_hyphen_values = true)]
+    args: Vec<String>,
+    /// An environment variable, KEY=VALUE (repeat).
+    #[arg(long = "env")]
+    env: Vec<String>,
+    /// The seed.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// An input every task gets, NAME=FILE (repeat).
+    #[arg(long = "input")]
+    inputs: Vec<String>,
+    /// One task per file in DIR, each getting that file as input NAME: NAME=DIR.
+    #[arg(long)]
+    each_input: Option<String>,
+    /// A declared output, NAME:MAX_BYTES, or NAME:MAX_BYTES:optional (repeat).
+    #[arg(long = "output")]
+    outputs: Vec<String>,
+    /// limits.fuel.
+    #[arg(long, default_value_t = 10_000_000_000)]
+    fuel: u64,
+    /// limits.memory_bytes.
+    #[arg(long)]
+    memory_bytes: Option<u64>,
+    /// limits.wall_seconds.
+    #[arg(long)]
+    wall_seconds: Option<u64>,
+    /// The least runner tier: cpu, gpu or hpc.
+    #[arg(long)]
+    tier: Option<String>,
+    /// Sweep a parameter: NAME=a,b,c or NAME=start:end:step (repeat; every combination
+    /// becomes a task, which gets --NAME VALUE).
+    #[arg(long = "sweep")]
+    sweeps: Vec<String>,
+    /// Sweep the rows of a CSV whose header names the parameters.
+    #[arg(long)]
+    sweep_csv: Option<PathBuf>,
+    /// Sweep the seed over 1..=N.
+    #[arg(long)]
+    seeds: Option<u64>,
+    /// The batch's redundancy: REPLICAS,QUORUM,MAX_REPLICAS.
+    #[arg(long)]
+    redundancy: Option<String>,
+    /// The batch's credit per unit of fuel.
+    #[arg(long)]
+    credit_rate: Option<f64>,
+}
+
+fn pair(flag: &str, text: &str, sep: char) -> Result<(String, String), String> {
+    text.split_once(sep)
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .ok_or_else(|| format!("{flag} {text:?}: expected the form A{sep}B"))
+}
+
+fn options(a: PackArgs) -> Result<PackOptions, String> {
+    let outputs = a
+        .outputs
+        .iter()
+        .map(|o| {
+            let parts: Vec<&str> = o.split(':').collect();
+            let max = |s: &str| {
+                s.parse::<u64>()
+                    .map_err(|_| format!("--output {o:?}: {s:?} is not a number of bytes"))
+            };
+            match parts[..] {
+                [name, bytes] => Ok((name.to_string(), max(bytes)?, false)),
+                [name, bytes, "optional"] => Ok((name.to_string(), max(bytes)?, true)),
+                _ => Err(format!(
+                    "--output {o:?}: write NAME:MAX_BYTES or NAME:MAX_BYTES:optional"
+                )),
+            }
+        })
+        .collect::<Result<_, _>>()?;
+    let redundancy = match &a.redundancy {
+        None => None,
+        Some(r) => {
+            let n: Vec<u32> = r
+                .split(',')
+                .map(|v| v.trim().parse::<u32>())
+                .collect::<Result<_, _>>()
+                .map_err(|_| format!("--redundancy {r:?}: write REPLICAS,QUORUM,MAX_REPLICAS"))?;
+            match n[..] {
+                [replicas, quorum, max] => Some((replicas, quorum, max)),
+                _ => {
+                    return Err(format!(
+                        "--redundancy {r:?}: write REPLICAS,QUORUM,MAX_REPLICAS"
+                    ));
+                }
+            }
+        }
+    };
+    Ok(PackOptions {
+        source: a.source,
+        bin: a.bin,
+        out: a.out,
+        name: a.name,
+        args: a.args,
+        env: a
+            .env
+            .iter()
+            .map(|e| pair("--env", e, '='))
+            .collect::<Result<_, _>>()?,
+        seed: a.seed,
+        inputs: a
+            .inputs
+            .iter()
+            .map(|i| pair("--input", i, '=').map(|(n, f)| (n, PathBuf::from(f))))
+            .collect::<Result<_, _>>()?,
+        each_input: a
+            .each_input
+            .as_deref()
+            .map(|i| pair("--each-input", i, '=').map(|(n, d)| (n, PathBuf::from(d))))
+            .transpose()?,
+        outputs,
+        fuel: a.fuel,
+        memory_bytes: a.memory_bytes,
+        wall_seconds: a.wall_seconds,
+        tier: a.tier,
+        sweeps: a
+            .sweeps
+            .iter()
+            .map(|s| parse_axis(s))
+            .collect::<Result<_, _>>()?,
+        sweep_csv: a.sweep_csv,
+        seeds: a.seeds,
+        redundancy,
+        credit_rate: a.credit_rate,
+    })
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Pack(args) => match options(*args).and_then(|o| pack(&o)) {
+            Ok(p) => {
+                println!(
+                    "wrote {} ({} {}, module {})",
+                    p.manifest.display(),
+                    p.tasks,
+                    if p.tasks == 1 { "task" } else { "tasks" },
+                    p.module
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("helio pack: {e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Validate { manifest, json } => {
+            let report = match locate(&manifest).and_then(|p| validate(&p)) {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("helio validate: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let valid = report.problems.is_empty();
+            if json {
+                println!(
+                    "{}",
+                    json!({
+                        "manifest": manifest,
+                        "kind": report.kind,
+                        "valid": valid,
+                        "tasks": report.tasks,
+                        "problems": report.problems,
+                        "notes": report.notes,
+                    })
+                );
+            } else if valid {
+                println!(
+                    "{manifest}: a valid {} ({} {})",
+                    report.kind,
+                    report.tasks,
+                    if report.tasks == 1 { "task" } else { "tasks" }
+                );
+                for note in &report.notes {
+                    println!("  note: {note}");
+                }
+            } else {
+                println!(
+                    "{manifest}: {} problem{} in this {}:",
+                    report.problems.len(),
+                    if report.problems.len() == 1 { "" } else { "s" },
+                    report.kind
+                );
+                for p in &report.problems {
+                    println!("  - {p}");
+                }
+            }
+            if valid {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn verify_cli() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
+}
