@@ -4,6 +4,8 @@
 
 use std::path::Path;
 
+pub mod batches;
+
 use serde_json::{Value, json};
 
 /// Paths of the example guests, one constant per `guests/src/bin/*.rs`.

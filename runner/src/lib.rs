@@ -29,7 +29,7 @@ mod wasi;
 mod watchdog;
 
 pub use instrument::instrument;
-pub use load::{LoadedTask, load_task};
+pub use load::{LoadedTask, load_batch_task, load_task};
 pub use nan::{CANONICAL_F32, CANONICAL_F64};
 pub use sandbox::{
     MAX_WASM_STACK, NanMode, OutputFile, Prepared, RunOutput, Sandbox, SandboxConfig, engine_config,

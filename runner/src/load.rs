@@ -5,7 +5,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use helio_sdk::{Blake3Hash, Name, TaskManifest, Uri};
+use helio_sdk::{BatchManifest, Blake3Hash, Name, TaskManifest, Uri};
 
 use crate::Rejection;
 use crate::sandbox::{RunOutput, Sandbox};
@@ -32,15 +32,56 @@ impl LoadedTask {
 /// Reads the task manifest at `path`, then its module and inputs (relative URIs resolve
 /// against the manifest's directory), verifying every BLAKE3 hash.
 pub fn load_task(path: &Path) -> Result<LoadedTask, Rejection> {
-    let text = fs::read_to_string(path).map_err(|e| Rejection::Read {
-        what: "manifest".into(),
-        uri: path.display().to_string(),
-        reason: e.to_string(),
-    })?;
+    let text = read_manifest(path)?;
     let manifest = TaskManifest::from_json(&text).map_err(|error| Rejection::Manifest {
         path: path.display().to_string(),
         error,
     })?;
+    load_verified(path, manifest)
+}
+
+/// Reads the batch manifest at `path` and loads its task named `task` as [`load_task`] does.
+pub fn load_batch_task(path: &Path, task: &str) -> Result<LoadedTask, Rejection> {
+    let text = read_manifest(path)?;
+    let batch = BatchManifest::from_json(&text).map_err(|error| Rejection::Manifest {
+        path: path.display().to_string(),
+        error,
+    })?;
+    let Some(manifest) = batch.tasks.iter().find(|t| t.name.as_str() == task) else {
+        let names: Vec<&str> = batch
+            .tasks
+            .iter()
+            .take(5)
+            .map(|t| t.name.as_str())
+            .collect();
+        return Err(Rejection::Read {
+            what: format!("task {task:?}"),
+            uri: path.display().to_string(),
+            reason: format!(
+                "batch {} has no such task (its {} tasks include {}{})",
+                batch.batch,
+                batch.tasks.len(),
+                names.join(", "),
+                if batch.tasks.len() > names.len() {
+                    ", ..."
+                } else {
+                    ""
+                }
+            ),
+        });
+    };
+    load_verified(path, manifest.clone())
+}
+
+fn read_manifest(path: &Path) -> Result<String, Rejection> {
+    fs::read_to_string(path).map_err(|e| Rejection::Read {
+        what: "manifest".into(),
+        uri: path.display().to_string(),
+        reason: e.to_string(),
+    })
+}
+
+fn load_verified(path: &Path, manifest: TaskManifest) -> Result<LoadedTask, Rejection> {
     let base = path.parent().unwrap_or(Path::new("."));
     let module = fetch_verified(
         "module",

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use helio_runner::{Rejection, RunOutput, Sandbox, SandboxConfig, load_task};
+use helio_runner::{Rejection, RunOutput, Sandbox, SandboxConfig, load_batch_task, load_task};
 
 #[derive(Parser)]
 #[command(name = "runner", version, about = "The Helio volunteer runner")]
@@ -17,8 +17,12 @@ struct Cli {
 enum Command {
     /// Run one task on this machine, with no scheduler.
     Exec {
-        /// The task manifest (JSON, version 1 of the job contract).
+        /// The task manifest (JSON, version 1 of the job contract), or a batch manifest
+        /// with --task.
         manifest: PathBuf,
+        /// Run this task of a batch manifest.
+        #[arg(long)]
+        task: Option<String>,
         /// Write the task's outputs to this directory.
         #[arg(long)]
         out_dir: Option<PathBuf>,
@@ -42,6 +46,7 @@ fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Exec {
             manifest,
+            task,
             out_dir,
             json,
             cache_dir,
@@ -52,7 +57,7 @@ fn main() -> ExitCode {
             } else {
                 cache_dir.or_else(default_cache_dir)
             };
-            match exec(&manifest, out_dir, cache_dir) {
+            match exec(&manifest, task.as_deref(), out_dir, cache_dir) {
                 Ok(output) => {
                     if json {
                         println!("{}", report_json(&output));
@@ -81,10 +86,14 @@ fn main() -> ExitCode {
 
 fn exec(
     manifest: &std::path::Path,
+    task: Option<&str>,
     out_dir: Option<PathBuf>,
     cache_dir: Option<PathBuf>,
 ) -> Result<RunOutput, Rejection> {
-    let task = load_task(manifest)?;
+    let task = match task {
+        Some(name) => load_batch_task(manifest, name)?,
+        None => load_task(manifest)?,
+    };
     if let Some(dir) = &out_dir {
         std::fs::create_dir_all(dir).map_err(|e| {
             Rejection::Sandbox(format!("cannot create --out-dir {}: {e}", dir.display()))

@@ -26,6 +26,29 @@ fn hello_exits_zero_with_its_output_and_a_consistent_digest() {
 }
 
 #[test]
+fn a_task_of_a_batch_runs_by_name() {
+    let mut t = task(g::EXIT_CODE);
+    let mut defaults = t.manifest.clone();
+    defaults.as_object_mut().unwrap().remove("schema_version");
+    defaults.as_object_mut().unwrap().remove("name");
+    t.manifest = json!({
+        "schema_version": 1,
+        "batch": "codes",
+        "defaults": defaults,
+        "tasks": [ { "name": "zero", "args": ["0"] }, { "name": "five", "args": ["5"] } ]
+    });
+    let five = t.exec_with(&["--task", "five"], |_| {});
+    assert_eq!((five.status, five.json["exit_code"].as_i64()), (1, Some(5)));
+    let zero = t.exec_with(&["--task", "zero"], |_| {});
+    assert_eq!(zero.status, 0);
+    t.exec_with(&["--task", "seven"], |_| {}).assert_rejected(&[
+        "task \"seven\"",
+        "codes",
+        "zero, five",
+    ]);
+}
+
+#[test]
 fn exit_codes_are_reported_and_only_zero_succeeds() {
     let ok = task(g::EXIT_CODE).args(&["0"]).exec();
     assert_eq!((ok.status, ok.outcome()), (0, "exited"));
