@@ -24,6 +24,8 @@ use wasmtime::{Config, Engine, Linker, Module, OptLevel, Store, Val};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
+mod jobs;
+
 #[path = "../../runner/test-guests/guest/src/kernels.rs"]
 mod kernels;
 #[path = "../../jobs/nbody/src/lib.rs"]
@@ -48,7 +50,9 @@ enum What {
     Overhead,
     /// Compute slowdown and the cost of fuel and NaN canonicalization.
     Compute,
-    /// Both.
+    /// Every workload in jobs/: fuel, sandbox time, native time.
+    Jobs,
+    /// All of the above.
     All,
 }
 
@@ -60,6 +64,9 @@ fn main() -> Result<()> {
     }
     if matches!(cli.what, What::Compute | What::All) {
         compute()?;
+    }
+    if matches!(cli.what, What::Jobs | What::All) {
+        jobs::jobs()?;
     }
     Ok(())
 }

@@ -11,8 +11,8 @@ use helio_sdk::{
     Blake3Hash, DETERMINISM_PROFILE, Name, Outcome, OutputRecord, RunReport, TaskManifest,
 };
 use wasmtime::{
-    Config, Engine, ExternType, Global, InstanceAllocationStrategy, InstancePre, Linker, Memory,
-    Module, OptLevel, PoolingAllocationConfig, Store, Trap, Val,
+    Config, Enabled, Engine, ExternType, Global, InstanceAllocationStrategy, InstancePre, Linker,
+    Memory, Module, OptLevel, PoolingAllocationConfig, Store, Trap, Val,
 };
 
 use crate::Rejection;
@@ -22,6 +22,8 @@ use crate::vfs::{Data, Kind, Vfs};
 use crate::wasi::{self, Host, Stop};
 use crate::watchdog::Watchdog;
 
+/// Linear memory a pooled slot keeps resident between tasks (reset with memset).
+const KEEP_RESIDENT: usize = 4 << 20;
 /// The guest's stack: the same on every runner, so that deep recursion fails the same way.
 pub const MAX_WASM_STACK: usize = 1 << 20;
 
@@ -145,7 +147,11 @@ pub fn engine_config(pool_slots: u32, nan: NanMode) -> Config {
             .max_memories_per_module(2)
             .max_tables_per_module(1)
             .max_memory_size(1 << 32)
-            .linear_memory_keep_resident(64 << 10)
+            // Reset only the pages a task dirtied, with memset, where the kernel can say
+            // which (PAGEMAP_SCAN, Linux 6.7+): madvise would shoot down the TLBs of every
+            // other thread running tasks.
+            .pagemap_scan(Enabled::Auto)
+            .linear_memory_keep_resident(KEEP_RESIDENT)
             .table_keep_resident(64 << 10);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }

@@ -5,4 +5,5 @@ mod files;
 mod fuel;
 mod nan;
 mod outcomes;
+mod pool;
 mod rejections;
