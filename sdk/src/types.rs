@@ -8,6 +8,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub struct Blake3Hash([u8; 32]);
 
 impl Blake3Hash {
+    /// All zeros: no hash of anything, used where a chain starts.
+    pub const ZERO: Blake3Hash = Blake3Hash([0; 32]);
+
     /// Hashes `bytes`.
     pub fn of(bytes: &[u8]) -> Self {
         Blake3Hash(*blake3::hash(bytes).as_bytes())

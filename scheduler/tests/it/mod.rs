@@ -1,0 +1,2 @@
+mod consensus;
+mod ledger;

@@ -1,0 +1,3 @@
+//! The scheduler's pure core: consensus and the credit ledger.
+
+mod it;
