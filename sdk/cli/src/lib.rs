@@ -2,6 +2,7 @@
 //! tests and tools. The binary (`src/main.rs`) only parses arguments and prints.
 #![deny(missing_docs)]
 
+pub mod fetch;
 pub mod module;
 pub mod pack;
 pub mod sweep;

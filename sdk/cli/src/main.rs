@@ -10,9 +10,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use helio_cli::fetch::locate;
 use helio_cli::pack::{PackOptions, pack};
 use helio_cli::sweep::parse_axis;
-use helio_cli::validate::{locate, validate};
+use helio_cli::validate::validate_source;
 use serde_json::json;
 
 #[derive(Parser)]
@@ -28,7 +29,7 @@ enum Command {
     Pack(Box<PackArgs>),
     /// Check a task or batch manifest and everything it names; list every problem.
     Validate {
-        /// The manifest: a path or a file:// URL.
+        /// The manifest: a path, a file:// or an http(s):// URL.
         manifest: String,
         /// Print the report as JSON.
         #[arg(long)]
@@ -198,7 +199,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Validate { manifest, json } => {
-            let report = match locate(&manifest).and_then(|p| validate(&p)) {
+            let report = match locate(&manifest).and_then(|s| validate_source(&s)) {
                 Ok(r) => r,
                 Err(e) => {
                     eprintln!("helio validate: {e}");

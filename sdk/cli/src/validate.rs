@@ -2,9 +2,11 @@
 //! reached, and explains every problem found.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use helio_sdk::{BatchManifest, Blake3Hash, TaskManifest, Uri};
+
+use crate::fetch::{Source, read, resolve};
 use serde_json::Value;
 
 /// What `validate` found.
@@ -20,23 +22,16 @@ pub struct Report {
     pub notes: Vec<String>,
 }
 
-/// Where a manifest is: a local path or a `file://` URL; `s3://` and `http(s)://` are
-/// refused with a message until object storage arrives.
-pub fn locate(manifest: &str) -> Result<PathBuf, String> {
-    match Uri::parse(manifest)? {
-        Uri::Path(p) => Ok(PathBuf::from(p)),
-        Uri::Url { scheme, rest } if scheme == "file" => Ok(PathBuf::from(rest)),
-        Uri::Url { scheme, .. } => Err(format!(
-            "{manifest}: reading {scheme}:// manifests arrives with object storage (issue 5); \
-             download it and validate the local copy"
-        )),
-    }
-}
-
 /// Validates the manifest at `path`. `Err` only when the file cannot be read at all.
 pub fn validate(path: &Path) -> Result<Report, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    validate_source(&Source::Local(path.to_path_buf()))
+}
+
+/// Validates the manifest at `source`, a file or a URL; relative URIs in it resolve against
+/// its location. `Err` only when the manifest cannot be read at all.
+pub fn validate_source(source: &Source) -> Result<Report, String> {
+    let bytes = read(source)?;
+    let text = String::from_utf8(bytes).map_err(|_| format!("{source} is not UTF-8 text"))?;
     let mut report = Report {
         kind: "unknown",
         tasks: 0,
@@ -73,7 +68,6 @@ pub fn validate(path: &Path) -> Result<Report, String> {
         }
     };
     report.tasks = tasks.len();
-    let base = path.parent().unwrap_or(Path::new("."));
     // Each object once, however many tasks name it.
     let mut seen = BTreeSet::new();
     for task in &tasks {
@@ -87,7 +81,14 @@ pub fn validate(path: &Path) -> Result<Report, String> {
             if !seen.insert((uri.to_string(), *hash)) {
                 continue;
             }
-            check_object(&mut report, base, &task.name.to_string(), &what, uri, hash);
+            check_object(
+                &mut report,
+                source,
+                &task.name.to_string(),
+                &what,
+                uri,
+                hash,
+            );
         }
     }
     Ok(report)
@@ -95,29 +96,24 @@ pub fn validate(path: &Path) -> Result<Report, String> {
 
 fn check_object(
     report: &mut Report,
-    base: &Path,
+    base: &Source,
     task: &str,
     what: &str,
     uri: &Uri,
     expected: &Blake3Hash,
 ) {
-    let file = match uri {
-        Uri::Path(p) => base.join(p),
-        Uri::Url { scheme, rest } if scheme == "file" => PathBuf::from(rest),
-        Uri::Url { .. } => {
-            report.notes.push(format!(
-                "task {task}: {what} at {uri} is remote and was not checked"
-            ));
-            return;
-        }
+    let Some(source) = resolve(base, uri) else {
+        report.notes.push(format!(
+            "task {task}: {what} at {uri} was not checked (s3:// arrives with issue 5)"
+        ));
+        return;
     };
-    let bytes = match std::fs::read(&file) {
+    let bytes = match read(&source) {
         Ok(b) => b,
         Err(e) => {
-            report.problems.push(format!(
-                "task {task}: {what} ({uri}): cannot read {}: {e}",
-                file.display()
-            ));
+            report
+                .problems
+                .push(format!("task {task}: {what} ({uri}): {e}"));
             return;
         }
     };

@@ -236,3 +236,88 @@ fn a_task_manifest_with_a_bad_field_is_named() {
     );
     assert!(TaskManifest::from_json(&std::fs::read_to_string(&manifest).unwrap()).is_err());
 }
+
+/// Serves the files under `root` over HTTP on a loopback port, one request per connection,
+/// until the test ends. Returns the base URL.
+fn serve(root: std::path::PathBuf) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request = String::new();
+            if reader.read_line(&mut request).is_err() {
+                continue;
+            }
+            // Skip the headers.
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            let path = request.split_whitespace().nth(1).unwrap_or("/").to_string();
+            let file = root.join(path.trim_start_matches('/'));
+            let response = match std::fs::read(&file) {
+                Ok(body) => {
+                    let mut r = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    )
+                    .into_bytes();
+                    r.extend(body);
+                    r
+                }
+                Err(_) => {
+                    b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                        .to_vec()
+                }
+            };
+            let _ = stream.write_all(&response);
+        }
+    });
+    format!("http://127.0.0.1:{port}")
+}
+
+#[test]
+fn validate_reads_a_manifest_and_its_objects_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run-42");
+    let notes = out_file(dir.path(), "notes.txt", b"hello");
+    let packed = helio(&[
+        "pack",
+        helio_jobs::HASHCHAIN,
+        "--out",
+        path(&out),
+        "--sweep",
+        "rounds=1,2,3",
+        "--input",
+        &format!("notes.txt={}", path(&notes)),
+    ]);
+    assert!(packed.status.success(), "{}", text(&packed.stderr));
+    let base = serve(dir.path().to_path_buf());
+    let url = format!("{base}/run-42/batch.json");
+    let report = helio(&["validate", &url, "--json"]);
+    let report: Value = serde_json::from_slice(&report.stdout).unwrap();
+    assert_eq!(report["valid"], true, "{report}");
+    assert_eq!(report["tasks"], 3);
+
+    // The input's bytes change on the server: the relative URI was followed and checked.
+    let batch: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("batch.json")).unwrap()).unwrap();
+    let staged = batch["defaults"]["inputs"][0]["uri"].as_str().unwrap();
+    std::fs::write(out.join(staged), b"changed").unwrap();
+    let said = text(&helio(&["validate", &url]).stdout);
+    assert!(
+        said.contains("BLAKE3 mismatch") && said.contains(staged),
+        "{said}"
+    );
+    // And when it is gone, the error names it.
+    std::fs::remove_file(out.join(staged)).unwrap();
+    let said = text(&helio(&["validate", &url]).stdout);
+    assert!(said.contains(&format!("{base}/run-42/{staged}")), "{said}");
+
+    let missing = helio(&["validate", &format!("{base}/run-42/nothing.json")]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(text(&missing.stderr).contains("nothing.json"));
+}
