@@ -18,13 +18,13 @@
 //! functions and callees see it) and reloaded after every call. Fuel is wasmtime's unit, with
 //! wasmtime 48's default costs: entering a function costs one unit, every operator one unit
 //! except `nop`, `drop`, `block`, `loop`, `unreachable`, `return`, `else` and `end`, which
-//! are free, and bulk memory and table operations one more unit per byte or element. The cost of a straight run of
-//! operators is subtracted just before the operator that ends it (a branch, a call, `if`,
-//! `else`, `end`, ...), so every operator executed is charged exactly once whichever way
-//! control leaves. Fuel is checked at every loop header and before every call, so no loop and
-//! no recursion runs past it; the check also reads the interrupt flag, one byte of a
-//! one-page memory ([`INTERRUPT_EXPORT`]) that the sandbox's ticker thread sets when the
-//! task's `wall_seconds` pass.
+//! are free, and bulk memory and table operations one more unit per byte or element. The
+//! cost of a straight run of operators is subtracted just before the operator that ends it
+//! (a branch, a call, `if`, `else`, `end`, ...), so every operator executed is charged
+//! exactly once whichever way control leaves. Fuel is checked at every loop header and
+//! before every call, so no loop and no recursion runs past it; the check also reads the
+//! interrupt flag, one byte of a one-page memory ([`INTERRUPT_EXPORT`]) that the sandbox's
+//! watchdog thread sets when the task's `wall_seconds` pass.
 //!
 //! The rewrite is part of the determinism profile: every runner rewrites the same module the
 //! same way, so the fuel a task consumes, and where it runs out, are the same everywhere.
@@ -430,11 +430,18 @@ impl Reencode for Rewriter {
             let op = reader.read()?;
             let cost = cost(&op);
             let at = if self.nan { nan::site(&op) } else { None };
-            match flow(&op) {
-                Flow::Straight => pending += cost,
+            let flow = flow(&op);
+            if matches!(flow, Flow::Straight | Flow::Open) {
+                pending += cost;
+            } else {
+                // Everything else ends a straight run: charge it, this operator included.
+                self.charge(&mut f, &s, pending + cost);
+                pending = 0;
+            }
+            match flow {
+                Flow::Straight => {}
+                Flow::Open => depth += 1,
                 Flow::Bulk => {
-                    self.charge(&mut f, &s, pending + cost);
-                    pending = 0;
                     f.instruction(&Instruction::LocalTee(s.size))
                         .instruction(&Instruction::LocalGet(s.fuel))
                         .instruction(&Instruction::LocalGet(s.size))
@@ -443,42 +450,26 @@ impl Reencode for Rewriter {
                         .instruction(&Instruction::LocalSet(s.fuel));
                     self.check(&mut f, &s);
                 }
-                Flow::Open => {
-                    pending += cost;
-                    depth += 1;
-                }
                 Flow::Loop => {
-                    self.charge(&mut f, &s, pending + cost);
-                    pending = 0;
                     f.instruction(&self.instruction(op)?);
                     self.check(&mut f, &s);
                     depth += 1;
                     continue;
                 }
                 Flow::Boundary => {
-                    self.charge(&mut f, &s, pending + cost);
-                    pending = 0;
                     if matches!(op, Operator::If { .. }) {
                         depth += 1;
                     }
                 }
                 Flow::End => {
-                    self.charge(&mut f, &s, pending + cost);
-                    pending = 0;
                     if depth == 0 {
                         self.store(&mut f, &s);
                     } else {
                         depth -= 1;
                     }
                 }
-                Flow::Delegate => {
-                    self.charge(&mut f, &s, pending + cost);
-                    pending = 0;
-                    depth = depth.saturating_sub(1);
-                }
+                Flow::Delegate => depth = depth.saturating_sub(1),
                 Flow::Call => {
-                    self.charge(&mut f, &s, pending + cost);
-                    pending = 0;
                     self.check(&mut f, &s);
                     self.store(&mut f, &s);
                     f.instruction(&self.instruction(op)?);
@@ -486,8 +477,6 @@ impl Reencode for Rewriter {
                     continue;
                 }
                 Flow::Leave { check } => {
-                    self.charge(&mut f, &s, pending + cost);
-                    pending = 0;
                     if check {
                         self.check(&mut f, &s);
                     }

@@ -9,9 +9,11 @@
 //! rewrites a module before it is compiled so that at each of those places a NaN becomes the
 //! canonical quiet NaN (`0x7fc00000`, `0x7ff8000000000000`), lane by lane for SIMD.
 //!
-//! Each canonicalization is branch-free: `select(x, NaN, x == x)` for scalars and
-//! `v128.bitselect(x, NaN, fNxM.eq(x, x))` for vectors, through scratch locals appended to
-//! each function. The rewrite itself is done, together with fuel metering, in
+//! A stored float goes through a branch that is only taken for a NaN (stores are frequent,
+//! and a predicted branch is the cheapest test); the other scalar sites use
+//! `select(x, NaN, x == x)`, reinterpreted bits an integer test, and vectors
+//! `v128.bitselect(x, NaN, fNxM.eq(x, x))`, all through scratch locals appended to each
+//! function. The rewrite itself is done, together with fuel metering, in
 //! [`crate::instrument`].
 
 use wasm_encoder::{Function, Ieee32, Ieee64, Instruction};
@@ -111,21 +113,36 @@ pub(crate) fn bits(f: &mut Function, lane: Lane, s32: u32, s64: u32) {
     };
 }
 
+/// What canonicalizing a scalar of `lane` needs: its scratch local, the canonical NaN and
+/// the comparisons.
+struct Scalar {
+    local: u32,
+    nan: Instruction<'static>,
+    eq: Instruction<'static>,
+    ne: Instruction<'static>,
+}
+
+fn scalar_parts(lane: Lane, s32: u32, s64: u32) -> Scalar {
+    match lane {
+        Lane::F32 => Scalar {
+            local: s32,
+            nan: Instruction::F32Const(Ieee32::new(CANONICAL_F32)),
+            eq: Instruction::F32Eq,
+            ne: Instruction::F32Ne,
+        },
+        Lane::F64 => Scalar {
+            local: s64,
+            nan: Instruction::F64Const(Ieee64::new(CANONICAL_F64)),
+            eq: Instruction::F64Eq,
+            ne: Instruction::F64Ne,
+        },
+    }
+}
+
 /// `x` on the stack becomes `if x != x { NaN } else { x }`, a branch that is never taken
 /// unless a NaN is stored.
 pub(crate) fn branch(f: &mut Function, lane: Lane, s32: u32, s64: u32) {
-    let (local, nan, ne) = match lane {
-        Lane::F32 => (
-            s32,
-            Instruction::F32Const(Ieee32::new(CANONICAL_F32)),
-            Instruction::F32Ne,
-        ),
-        Lane::F64 => (
-            s64,
-            Instruction::F64Const(Ieee64::new(CANONICAL_F64)),
-            Instruction::F64Ne,
-        ),
-    };
+    let Scalar { local, nan, ne, .. } = scalar_parts(lane, s32, s64);
     f.instruction(&Instruction::LocalSet(local))
         .instruction(&Instruction::LocalGet(local))
         .instruction(&Instruction::LocalGet(local))
@@ -139,18 +156,7 @@ pub(crate) fn branch(f: &mut Function, lane: Lane, s32: u32, s64: u32) {
 
 /// `x` on the stack becomes `select(x, NaN, x == x)`.
 pub(crate) fn scalar(f: &mut Function, lane: Lane, s32: u32, s64: u32) {
-    let (local, nan, eq) = match lane {
-        Lane::F32 => (
-            s32,
-            Instruction::F32Const(Ieee32::new(CANONICAL_F32)),
-            Instruction::F32Eq,
-        ),
-        Lane::F64 => (
-            s64,
-            Instruction::F64Const(Ieee64::new(CANONICAL_F64)),
-            Instruction::F64Eq,
-        ),
-    };
+    let Scalar { local, nan, eq, .. } = scalar_parts(lane, s32, s64);
     f.instruction(&Instruction::LocalTee(local))
         .instruction(&nan)
         .instruction(&Instruction::LocalGet(local))

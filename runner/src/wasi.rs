@@ -403,26 +403,20 @@ impl Mem<'_> {
     }
 }
 
-/// The fuel left, as the guest last stored it before calling the host.
-fn fuel_left(caller: &mut Caller<'_, Host>) -> wasmtime::Result<i64> {
-    let Some(global) = caller.data().fuel else {
-        return Ok(0);
-    };
-    Ok(global.get(&mut *caller).i64().unwrap_or(0))
-}
-
-/// Takes `cost` fuel from the guest, or stops it with `out_of_fuel`.
-fn charge(caller: &mut Caller<'_, Host>, cost: u64) -> wasmtime::Result<()> {
-    let left = fuel_left(caller)?;
+/// Takes `cost` fuel from the guest and returns the fuel left, or stops the guest with
+/// `out_of_fuel`.
+fn charge(caller: &mut Caller<'_, Host>, cost: u64) -> wasmtime::Result<i64> {
     let Some(global) = caller.data().fuel else {
         return Err(Trap::OutOfFuel.into());
     };
+    let left = global.get(&mut *caller).i64().unwrap_or(0);
     let cost = i64::try_from(cost).unwrap_or(i64::MAX);
     if left < cost {
         global.set(&mut *caller, Val::I64(0))?;
         return Err(Trap::OutOfFuel.into());
     }
-    global.set(&mut *caller, Val::I64(left - cost))
+    global.set(&mut *caller, Val::I64(left - cost))?;
+    Ok(left - cost)
 }
 
 /// Runs one host function body with the guest's memory and the host state, and turns its
@@ -431,11 +425,8 @@ fn call(
     caller: &mut Caller<'_, Host>,
     body: impl FnOnce(&mut Mem<'_>, &mut Host) -> HostResult,
 ) -> wasmtime::Result<i32> {
-    charge(caller, HOST_CALL_FUEL)?;
-    let consumed = caller
-        .data()
-        .fuel_limit
-        .saturating_sub(fuel_left(caller)?.max(0) as u64);
+    let left = charge(caller, HOST_CALL_FUEL)?;
+    let consumed = caller.data().fuel_limit.saturating_sub(left as u64);
     let memory = match caller.data().memory {
         Some(m) => m,
         None => {
