@@ -11,13 +11,15 @@ fn dir(var: &str, default: &str) -> PathBuf {
     std::env::var_os(var).map_or_else(|| PathBuf::from(default), PathBuf::from)
 }
 
-fn check_name(kind: &str, name: &str) -> Result<()> {
+/// The file of the `kind` (`input` or `output`) called `name`, which must be a plain file
+/// name, under the directory `var` names natively or `default` in the sandbox.
+fn path(kind: &str, var: &str, default: &str, name: &str) -> Result<PathBuf> {
     if name.is_empty() || name.contains('/') || name == "." || name == ".." {
         return Err(Error::msg(format!(
             "{kind} name {name:?} must be a plain file name"
         )));
     }
-    Ok(())
+    Ok(dir(var, default).join(name))
 }
 
 /// A declared input, read as a stream (it implements [`Read`] and [`BufRead`]).
@@ -28,8 +30,7 @@ pub struct Input {
 
 /// Opens the input `name` (the file `/in/name`).
 pub fn input(name: &str) -> Result<Input> {
-    check_name("input", name)?;
-    let path = dir("HELIO_IN", "/in").join(name);
+    let path = path("input", "HELIO_IN", "/in", name)?;
     let file = File::open(&path).map_err(|e| {
         Error::from(e).context(format!("cannot open input {name:?} ({})", path.display()))
     })?;
@@ -105,8 +106,7 @@ pub struct Output {
 
 /// Creates (or truncates) the output `name` (the file `/out/name`).
 pub fn output(name: &str) -> Result<Output> {
-    check_name("output", name)?;
-    let path = dir("HELIO_OUT", "/out").join(name);
+    let path = path("output", "HELIO_OUT", "/out", name)?;
     let file = File::create(&path).map_err(|e| {
         Error::from(e).context(format!(
             "cannot create output {name:?} ({})",
@@ -122,8 +122,7 @@ pub fn output(name: &str) -> Result<Output> {
 /// Writes the whole output `name`.
 pub fn write_output(name: &str, bytes: &[u8]) -> Result<()> {
     let mut out = output(name)?;
-    out.write_all(bytes)
-        .map_err(|e| Error::from(e).context(format!("writing output {name:?}")))?;
+    out.write_all(bytes).map_err(|e| out.error(e))?;
     out.finish()
 }
 
@@ -136,18 +135,17 @@ impl Output {
     /// Writes `value` as JSON followed by a newline.
     #[cfg(feature = "json")]
     pub fn json<T: serde::Serialize>(&mut self, value: &T) -> Result<()> {
-        serde_json::to_writer_pretty(&mut self.writer, value)
-            .map_err(|e| Error::from(e).context(format!("writing output {:?}", self.name)))?;
-        self.writer
-            .write_all(b"\n")
-            .map_err(|e| Error::from(e).context(format!("writing output {:?}", self.name)))
+        serde_json::to_writer_pretty(&mut self.writer, value).map_err(|e| self.error(e))?;
+        self.writer.write_all(b"\n").map_err(|e| self.error(e))
     }
 
     /// Flushes everything written and closes the output.
     pub fn finish(mut self) -> Result<()> {
-        self.writer
-            .flush()
-            .map_err(|e| Error::from(e).context(format!("writing output {:?}", self.name)))
+        self.writer.flush().map_err(|e| self.error(e))
+    }
+
+    fn error(&self, e: impl std::error::Error) -> Error {
+        Error::from(e).context(format!("writing output {:?}", self.name))
     }
 }
 
