@@ -10,3 +10,4 @@
 
 pub mod consensus;
 pub mod ledger;
+pub mod task;

@@ -32,6 +32,7 @@ mod digest;
 mod error;
 mod manifest;
 mod types;
+pub mod wire;
 
 pub use batch::{BatchManifest, Redundancy};
 pub use contract::{WASI_FUNCTIONS, WASI_MODULE};

@@ -221,6 +221,14 @@ impl TaskManifest {
     }
 }
 
+/// Reads a task manifest through [`TaskManifest::from_value`], with all its checks.
+impl<'de> Deserialize<'de> for TaskManifest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let value = Value::deserialize(d)?;
+        TaskManifest::from_value(value).map_err(serde::de::Error::custom)
+    }
+}
+
 impl RawLimits {
     fn validate(self) -> Result<Limits, ManifestError> {
         if self.fuel == 0 || self.fuel > Limits::MAX_FUEL {

@@ -1,2 +1,3 @@
 mod consensus;
 mod ledger;
+mod task;

@@ -1,0 +1,388 @@
+//! One task's life at the scheduler, as a state machine with no clock or I/O inside: leases
+//! go out to distinct runners of distinct owners, results come back, leases expire or are
+//! handed back, and after each event [`consensus::decide`] says whether the task is
+//! accepted, needs more replicas, or must be decided by the scheduler's own run.
+//!
+//! The storage layer loads a [`TaskState`] from its rows, applies one event and writes back
+//! what the returned [`Effect`] says, in one transaction.
+
+use helio_sdk::{Blake3Hash, Redundancy};
+
+use crate::consensus::{self, Decision, Report};
+
+/// Where one replica stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplicaState {
+    /// Leased, until `deadline_ms`.
+    Leased {
+        /// When the lease ends.
+        deadline_ms: i64,
+    },
+    /// The runner reported; `None` is a `timeout`, which never counts. `seq` orders reports
+    /// by arrival.
+    Reported {
+        /// The digest.
+        digest: Option<Blake3Hash>,
+        /// Arrival order among the task's reports.
+        seq: u32,
+    },
+    /// The lease ended without a report.
+    Expired,
+    /// The runner handed the lease back.
+    Returned,
+}
+
+/// Leases a task may have in all, per replica its redundancy allows: leases that expire or
+/// are handed back are replaced, up to this bound; then the scheduler decides.
+pub const LEASES_PER_REPLICA: u32 = 3;
+
+/// One replica: a lease of the task to one runner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replica {
+    /// The runner.
+    pub runner: String,
+    /// Its owner.
+    pub owner: String,
+    /// Where it stands.
+    pub state: ReplicaState,
+}
+
+/// How far the task is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Replicas are wanted or out.
+    Open,
+    /// Every replica allowed was tried without a quorum: the scheduler runs it itself.
+    Deciding,
+    /// Accepted with this digest.
+    Accepted {
+        /// The accepted digest.
+        digest: Blake3Hash,
+        /// Whether the scheduler's own run decided (rather than a quorum).
+        by_scheduler: bool,
+    },
+}
+
+/// A task as the scheduler holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskState {
+    /// Its batch's redundancy.
+    pub redundancy: Redundancy,
+    /// Every lease ever made, in lease order.
+    pub replicas: Vec<Replica>,
+    /// Replicas to issue that no runner holds yet.
+    pub wanted: u32,
+    /// How far it is.
+    pub phase: Phase,
+}
+
+/// Why an event was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// The task wants no more replicas.
+    #[error("the task wants no more replicas")]
+    NotWanted,
+    /// The runner, or another runner of its owner, already holds or held a replica.
+    #[error("runner {runner} or another runner of owner {owner} already ran this task")]
+    SameRunnerOrOwner {
+        /// The runner.
+        runner: String,
+        /// Its owner.
+        owner: String,
+    },
+    /// The runner holds no lease of the task.
+    #[error("runner {0} holds no lease of this task")]
+    NoLease(String),
+    /// The lease ended before the report came.
+    #[error("the lease of runner {0} ended before its result came")]
+    LeaseEnded(String),
+}
+
+/// What the scheduler must do after an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// Nothing beyond recording the event.
+    Nothing,
+    /// The runner had already reported: nothing changed.
+    Duplicate,
+    /// The task is accepted: credit `agreeing` (once each), flag `disagreeing`.
+    Accepted {
+        /// The accepted digest.
+        digest: Blake3Hash,
+        /// Runners whose digest matched.
+        agreeing: Vec<String>,
+        /// Runners whose digest differed.
+        disagreeing: Vec<String>,
+    },
+    /// A report came after acceptance: credit the runner if `agreed`, else flag it.
+    Late {
+        /// The runner.
+        runner: String,
+        /// Whether its digest matched the accepted one.
+        agreed: bool,
+    },
+    /// `n` more replicas are wanted.
+    Issue(u32),
+    /// The scheduler must run the task itself.
+    RunAuthority,
+}
+
+impl TaskState {
+    /// A new task: it wants its first `replicas` replicas.
+    pub fn new(redundancy: Redundancy) -> TaskState {
+        let mut task = TaskState {
+            redundancy,
+            replicas: Vec::new(),
+            wanted: 0,
+            phase: Phase::Open,
+        };
+        task.decide();
+        task
+    }
+
+    /// Whether `runner` of `owner` may take a replica now.
+    pub fn may_lease(&self, runner: &str, owner: &str) -> Result<(), Refusal> {
+        if self.phase != Phase::Open || self.wanted == 0 {
+            return Err(Refusal::NotWanted);
+        }
+        if self
+            .replicas
+            .iter()
+            .any(|r| r.runner == runner || r.owner == owner)
+        {
+            return Err(Refusal::SameRunnerOrOwner {
+                runner: runner.into(),
+                owner: owner.into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Leases a replica to `runner` until `deadline_ms`.
+    pub fn lease(&mut self, runner: &str, owner: &str, deadline_ms: i64) -> Result<(), Refusal> {
+        self.may_lease(runner, owner)?;
+        self.wanted -= 1;
+        self.replicas.push(Replica {
+            runner: runner.into(),
+            owner: owner.into(),
+            state: ReplicaState::Leased { deadline_ms },
+        });
+        Ok(())
+    }
+
+    /// `runner` reports `digest` (`None` for a timeout) at `now_ms`.
+    pub fn report(
+        &mut self,
+        runner: &str,
+        digest: Option<Blake3Hash>,
+        now_ms: i64,
+    ) -> Result<Effect, Refusal> {
+        let seq = self.reports().len() as u32;
+        let Some(replica) = self.replicas.iter_mut().find(|r| r.runner == runner) else {
+            return Err(Refusal::NoLease(runner.into()));
+        };
+        match replica.state {
+            ReplicaState::Reported { .. } => return Ok(Effect::Duplicate),
+            ReplicaState::Leased { deadline_ms } if now_ms <= deadline_ms => {}
+            ReplicaState::Leased { .. } | ReplicaState::Expired => {
+                return Err(Refusal::LeaseEnded(runner.into()));
+            }
+            ReplicaState::Returned => return Err(Refusal::NoLease(runner.into())),
+        }
+        replica.state = ReplicaState::Reported { digest, seq };
+        if let Phase::Accepted {
+            digest: accepted, ..
+        } = self.phase
+        {
+            return Ok(match digest {
+                Some(d) => Effect::Late {
+                    runner: runner.into(),
+                    agreed: d == accepted,
+                },
+                None => Effect::Nothing,
+            });
+        }
+        Ok(self.decide())
+    }
+
+    /// Ends every lease whose deadline is before `now_ms`; returns the runners that missed
+    /// their deadline and what the task needs now.
+    pub fn expire(&mut self, now_ms: i64) -> (Vec<String>, Effect) {
+        let mut missed = Vec::new();
+        for r in &mut self.replicas {
+            if let ReplicaState::Leased { deadline_ms } = r.state
+                && deadline_ms < now_ms
+            {
+                r.state = ReplicaState::Expired;
+                missed.push(r.runner.clone());
+            }
+        }
+        let effect = if missed.is_empty() {
+            Effect::Nothing
+        } else {
+            self.decide()
+        };
+        (missed, effect)
+    }
+
+    /// `runner` hands its lease back unfinished.
+    pub fn give_back(&mut self, runner: &str) -> Result<Effect, Refusal> {
+        let Some(replica) = self
+            .replicas
+            .iter_mut()
+            .find(|r| r.runner == runner && matches!(r.state, ReplicaState::Leased { .. }))
+        else {
+            return Err(Refusal::NoLease(runner.into()));
+        };
+        replica.state = ReplicaState::Returned;
+        Ok(self.decide())
+    }
+
+    /// The scheduler's own run gave `digest`: it decides the task.
+    pub fn authority(&mut self, digest: Blake3Hash) -> Effect {
+        if let Phase::Accepted { .. } = self.phase {
+            return Effect::Nothing;
+        }
+        self.phase = Phase::Accepted {
+            digest,
+            by_scheduler: true,
+        };
+        self.wanted = 0;
+        self.accepted_effect(digest)
+    }
+
+    /// The reports so far, in arrival order.
+    pub fn reports(&self) -> Vec<Report<String>> {
+        let mut reports: Vec<(u32, Report<String>)> = self
+            .replicas
+            .iter()
+            .filter_map(|r| match r.state {
+                ReplicaState::Reported { digest, seq } => Some((
+                    seq,
+                    Report {
+                        runner: r.runner.clone(),
+                        digest,
+                    },
+                )),
+                _ => None,
+            })
+            .collect();
+        reports.sort_by_key(|(seq, _)| *seq);
+        reports.into_iter().map(|(_, r)| r).collect()
+    }
+
+    /// Leases out and not reported.
+    pub fn leased(&self) -> u32 {
+        self.replicas
+            .iter()
+            .filter(|r| matches!(r.state, ReplicaState::Leased { .. }))
+            .count() as u32
+    }
+
+    fn decide(&mut self) -> Effect {
+        if self.phase != Phase::Open {
+            return Effect::Nothing;
+        }
+        let reports = self.reports();
+        // Replicas the consensus counts as tried: reported, out, or still wanted. Expired
+        // and returned leases are not: the task may go to another runner in their place.
+        let outstanding = self.leased() + self.wanted;
+        match consensus::decide(&self.redundancy, &reports, outstanding) {
+            Decision::Accept { digest, .. } => {
+                self.phase = Phase::Accepted {
+                    digest,
+                    by_scheduler: false,
+                };
+                self.wanted = 0;
+                self.accepted_effect(digest)
+            }
+            Decision::Wait => Effect::Nothing,
+            Decision::Issue(n) => {
+                // Expired and returned leases do not count against `max_replicas`, but
+                // leases in all are bounded, so a task no runner finishes still ends.
+                let used = self.replicas.len() as u32 + self.wanted;
+                let room = (self.redundancy.max_replicas * LEASES_PER_REPLICA).saturating_sub(used);
+                let n = n.min(room);
+                if n == 0 {
+                    return self.stalled();
+                }
+                self.wanted += n;
+                Effect::Issue(n)
+            }
+            Decision::SchedulerDecides => {
+                self.phase = Phase::Deciding;
+                self.wanted = 0;
+                Effect::RunAuthority
+            }
+        }
+    }
+
+    /// Every attempt allowed is used (some expired or were handed back) and no quorum is
+    /// possible: wait for leases still out, else the scheduler decides.
+    fn stalled(&mut self) -> Effect {
+        if self.leased() + self.wanted > 0 {
+            Effect::Nothing
+        } else {
+            self.phase = Phase::Deciding;
+            Effect::RunAuthority
+        }
+    }
+
+    fn accepted_effect(&self, digest: Blake3Hash) -> Effect {
+        match consensus::accept(digest, &self.reports()) {
+            Decision::Accept {
+                digest,
+                agreeing,
+                disagreeing,
+            } => Effect::Accepted {
+                digest,
+                agreeing,
+                disagreeing,
+            },
+            _ => unreachable!("consensus::accept always accepts"),
+        }
+    }
+}
+
+/// What the scheduler remembers of a runner's conduct.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Reputation {
+    /// Results that matched an accepted digest.
+    pub agreements: u64,
+    /// Results that did not.
+    pub disagreements: u64,
+    /// Leases that ended without a result.
+    pub missed_deadlines: u64,
+}
+
+impl Reputation {
+    /// Agreements a runner needs before it gets single-replica work.
+    pub const TRUST_AFTER: u64 = 10;
+
+    /// Whether the runner may run tasks whose batch accepts one runner's result alone
+    /// (`quorum` 1): it has agreed at least [`Reputation::TRUST_AFTER`] times, never
+    /// disagreed, and missed at most one deadline in ten.
+    pub fn trusted(&self) -> bool {
+        self.agreements >= Self::TRUST_AFTER
+            && self.disagreements == 0
+            && self.missed_deadlines * 10 <= self.agreements
+    }
+
+    /// Whether the runner ever reported a digest that disagreed with an accepted one.
+    pub fn flagged(&self) -> bool {
+        self.disagreements > 0
+    }
+}
+
+/// The deadline of a lease made at `now_ms` for a task with `wall_seconds`: its wall-clock
+/// limit plus `grace_ms` for fetching, compiling and reporting.
+pub fn lease_deadline(now_ms: i64, wall_seconds: u64, grace_ms: i64) -> i64 {
+    now_ms
+        .saturating_add((wall_seconds as i64).saturating_mul(1000))
+        .saturating_add(grace_ms)
+}
+
+/// How many tasks to lease to a runner with `slots` that holds `active` and asks for `max`.
+pub fn lease_count(slots: u32, active: u32, max: u32) -> u32 {
+    slots.saturating_sub(active).min(max)
+}

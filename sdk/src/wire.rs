@@ -1,0 +1,350 @@
+//! The scheduler's HTTP API as data: the JSON bodies runners, submitters and the scheduler
+//! exchange under `/v1`, and how runners sign what they send.
+//!
+//! A runner holds an Ed25519 key. It signs every request ([`request_message`]: method, path,
+//! time and the BLAKE3 of the body) and, separately, every result it reports
+//! ([`result_message`]), so that the scheduler can keep the signature beside the credit it
+//! grants and anyone with the runner's public key can check who reported what.
+
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use serde::{Deserialize, Serialize};
+
+use crate::digest::RunReport;
+use crate::manifest::TaskManifest;
+use crate::types::{Blake3Hash, Tier};
+
+/// Header naming the runner that signed a request.
+pub const RUNNER_HEADER: &str = "x-helio-runner";
+/// Header carrying the request's time, in milliseconds since the Unix epoch.
+pub const TIME_HEADER: &str = "x-helio-time";
+/// Header carrying the request's Ed25519 signature, in hex.
+pub const SIGNATURE_HEADER: &str = "x-helio-signature";
+/// How far a signed request's time may be from the scheduler's clock.
+pub const MAX_CLOCK_SKEW_MS: i64 = 5 * 60 * 1000;
+
+/// What a runner signs for one request.
+pub fn request_message(method: &str, path: &str, time_ms: i64, body: &[u8]) -> Vec<u8> {
+    format!(
+        "helio-request-v1\n{method}\n{path}\n{time_ms}\n{}",
+        Blake3Hash::of(body)
+    )
+    .into_bytes()
+}
+
+/// What a runner signs for one result: it reported `digest` for task `task` of batch `batch`.
+pub fn result_message(batch: &str, task: &str, digest: &Blake3Hash) -> Vec<u8> {
+    format!("helio-result-v1\n{batch}\n{task}\n{digest}").into_bytes()
+}
+
+/// A runner's identity: its Ed25519 key pair.
+pub struct RunnerKey(SigningKey);
+
+impl RunnerKey {
+    /// The key from its 32 secret bytes.
+    pub fn from_secret(secret: [u8; 32]) -> RunnerKey {
+        RunnerKey(SigningKey::from_bytes(&secret))
+    }
+
+    /// The 32 secret bytes (to keep the key on disk).
+    pub fn secret(&self) -> [u8; 32] {
+        self.0.to_bytes()
+    }
+
+    /// The public key, in hex.
+    pub fn public_hex(&self) -> String {
+        to_hex(self.0.verifying_key().as_bytes())
+    }
+
+    /// The runner id the scheduler derives from this key.
+    pub fn runner_id(&self) -> String {
+        runner_id(self.0.verifying_key().as_bytes())
+    }
+
+    /// Signs `message`; the signature in hex.
+    pub fn sign(&self, message: &[u8]) -> String {
+        to_hex(&self.0.sign(message).to_bytes())
+    }
+}
+
+/// The runner id of a public key: `r-` and the first 16 hex digits of its BLAKE3.
+pub fn runner_id(public_key: &[u8; 32]) -> String {
+    format!("r-{}", &Blake3Hash::of(public_key).to_string()[..16])
+}
+
+/// Parses a public key written in hex.
+pub fn parse_public_key(hex: &str) -> Result<[u8; 32], String> {
+    let bytes = from_hex(hex).ok_or("is not hex")?;
+    let key: [u8; 32] = bytes
+        .try_into()
+        .map_err(|b: Vec<u8>| format!("has {} bytes, an Ed25519 key has 32", b.len()))?;
+    VerifyingKey::from_bytes(&key).map_err(|_| "is not a valid Ed25519 public key")?;
+    Ok(key)
+}
+
+/// Checks a hex signature of `message` by `public_key`.
+pub fn verify_signature(public_key: &[u8; 32], message: &[u8], signature_hex: &str) -> bool {
+    let Ok(key) = VerifyingKey::from_bytes(public_key) else {
+        return false;
+    };
+    let Some(sig) = from_hex(signature_hex).and_then(|b| <[u8; 64]>::try_from(b).ok()) else {
+        return false;
+    };
+    key.verify(message, &Signature::from_bytes(&sig)).is_ok()
+}
+
+/// Lowercase hex of `bytes`.
+pub fn to_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The bytes of a hex string, if it is one.
+pub fn from_hex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// `POST /v1/runners`: a runner joins (or rejoins) the grid. Signed with the key it names.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterRunner {
+    /// The runner's Ed25519 public key, in hex.
+    pub public_key: String,
+    /// Who runs it: replicas of one task never go to two runners of one owner.
+    pub owner: String,
+    /// The highest tier of task it takes.
+    pub tier: Tier,
+    /// Tasks it runs at once.
+    pub slots: u32,
+    /// Its processor cores.
+    pub cores: u32,
+    /// Its memory, in bytes.
+    pub memory_bytes: u64,
+    /// Fuel per second it reached on the calibration task.
+    pub fuel_per_second: u64,
+    /// The determinism profile its sandbox implements.
+    pub profile: String,
+}
+
+/// The answer to [`RegisterRunner`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Registered {
+    /// The runner's id, to send in [`RUNNER_HEADER`].
+    pub runner: String,
+    /// How often the scheduler expects to hear from it.
+    pub heartbeat_seconds: u64,
+}
+
+/// `POST /v1/leases`: a runner asks for work.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseRequest {
+    /// The most tasks it wants now (it never holds more than its slots).
+    pub max: u32,
+}
+
+/// One task leased to a runner.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Lease {
+    /// The task's id at the scheduler.
+    pub task_id: i64,
+    /// The batch's id.
+    pub batch: String,
+    /// The task manifest. Its module and inputs are fetched by hash from `/v1/blobs/`.
+    pub manifest: TaskManifest,
+    /// When the lease ends, in milliseconds since the Unix epoch: a result after it is
+    /// refused, and the task goes to another runner.
+    pub deadline_ms: i64,
+}
+
+/// The answer to [`LeaseRequest`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Leases {
+    /// The tasks leased, possibly none.
+    pub leases: Vec<Lease>,
+}
+
+/// One result a runner reports.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResultReport {
+    /// The leased task.
+    pub task_id: i64,
+    /// What the run gave; its digest must match its fields.
+    pub report: RunReport,
+    /// The runner's signature of [`result_message`] for this task and digest, in hex.
+    pub signature: String,
+}
+
+/// `POST /v1/results`: a runner reports results.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportRequest {
+    /// The results.
+    pub results: Vec<ResultReport>,
+}
+
+/// What became of one reported result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReportStatus {
+    /// Recorded; the task is still waiting for other replicas.
+    Recorded,
+    /// Recorded, and it completed a quorum that accepted the task.
+    Accepted,
+    /// Recorded, and it completed a quorum for another digest: this result disagreed.
+    Disagreed,
+    /// This runner had already reported this task; nothing changed.
+    Duplicate,
+    /// Refused, with a reason (no lease, lease expired, inconsistent digest, bad signature).
+    Refused,
+}
+
+/// The answer for one [`ResultReport`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReportAck {
+    /// The task.
+    pub task_id: i64,
+    /// What became of the result.
+    pub status: ReportStatus,
+    /// Why it was refused, for [`ReportStatus::Refused`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Micro-credits granted to this runner for it (when the task was accepted).
+    #[serde(default)]
+    pub micro_credits: u64,
+    /// Blobs the scheduler asks this runner to upload (`PUT /v1/blobs/{hash}`): the accepted
+    /// task's outputs and standard output that it does not hold yet.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub upload: Vec<Blake3Hash>,
+}
+
+/// The answer to [`ReportRequest`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Reported {
+    /// One per result, in order.
+    pub results: Vec<ReportAck>,
+}
+
+/// `POST /v1/leases/return`: a runner that stops hands back leases it will not finish.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReturnRequest {
+    /// The tasks.
+    pub task_ids: Vec<i64>,
+}
+
+/// `POST /v1/batches`: the answer to a submission (the body is the batch manifest).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Submitted {
+    /// The batch's id: the same manifest always gets the same id.
+    pub batch: String,
+    /// The batch's name from the manifest.
+    pub name: String,
+    /// Its number of tasks.
+    pub tasks: u64,
+    /// False when this exact batch had been submitted before.
+    pub created: bool,
+}
+
+/// `POST /v1/blobs/missing`: which of these blobs the scheduler does not hold.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BlobList {
+    /// The hashes.
+    pub blobs: Vec<Blake3Hash>,
+}
+
+/// `GET /v1/batches/{id}`: a batch's progress.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchStatus {
+    /// The batch's id.
+    pub batch: String,
+    /// Its name.
+    pub name: String,
+    /// Tasks in all.
+    pub tasks: u64,
+    /// Tasks no runner holds yet.
+    pub pending: u64,
+    /// Tasks with replicas out or reported, not yet decided.
+    pub running: u64,
+    /// Tasks the scheduler is deciding by its own run.
+    pub deciding: u64,
+    /// Accepted tasks whose result is `exited` with code 0.
+    pub succeeded: u64,
+    /// Accepted tasks whose result is any other outcome.
+    pub failed: u64,
+    /// Micro-credits granted for the batch.
+    pub micro_credits: u64,
+}
+
+impl BatchStatus {
+    /// Whether every task is accepted.
+    pub fn done(&self) -> bool {
+        self.succeeded + self.failed == self.tasks
+    }
+}
+
+/// One task's accepted result, in [`BatchResults`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskResult {
+    /// The task's name.
+    pub task: String,
+    /// `pending`, `running`, `deciding` or `accepted`.
+    pub state: String,
+    /// The accepted run, once accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<RunReport>,
+    /// Who decided: `quorum` or `scheduler` (its own run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_by: Option<String>,
+    /// Runners whose digest matched the accepted one.
+    #[serde(default)]
+    pub agreeing: Vec<String>,
+    /// Micro-credits granted for the task, to all agreeing runners together.
+    #[serde(default)]
+    pub micro_credits: u64,
+}
+
+/// `GET /v1/batches/{id}/results`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BatchResults {
+    /// The batch's id.
+    pub batch: String,
+    /// Its name.
+    pub name: String,
+    /// Every task, in manifest order.
+    pub tasks: Vec<TaskResult>,
+}
+
+/// One row of `GET /v1/credits`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreditRow {
+    /// The owner, runner or batch the row counts for.
+    pub key: String,
+    /// Tasks credited.
+    pub tasks: u64,
+    /// Fuel credited.
+    pub fuel: u64,
+    /// Micro-credits.
+    pub micro_credits: u64,
+}
+
+/// `GET /v1/credits?by=owner|runner|batch`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Credits {
+    /// `owner`, `runner` or `batch`.
+    pub by: String,
+    /// Highest credit first.
+    pub rows: Vec<CreditRow>,
+}
+
+/// An error answer: every non-2xx response has this body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApiError {
+    /// What went wrong, naming the field or object.
+    pub error: String,
+}
