@@ -1,16 +1,49 @@
-//! `runner`: the Helio volunteer runner. `runner exec` runs one task on this machine.
+//! `runner`: the Helio volunteer runner. `runner --tier cpu --scheduler URL` joins a grid;
+//! `runner exec` runs one task on this machine.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use helio_runner::{Rejection, RunOutput, Sandbox, SandboxConfig, load_batch_task, load_task};
+use helio_runner::{
+    Rejection, RunOutput, Sandbox, SandboxConfig, agent, load_batch_task, load_task,
+};
 
 #[derive(Parser)]
-#[command(name = "runner", version, about = "The Helio volunteer runner")]
+#[command(
+    name = "runner",
+    version,
+    about = "The Helio volunteer runner",
+    args_conflicts_with_subcommands = true
+)]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
+    #[command(flatten)]
+    volunteer: Volunteer,
+}
+
+/// Joining a grid: `runner --tier cpu --scheduler URL`.
+#[derive(clap::Args)]
+struct Volunteer {
+    /// The scheduler to work for (it needs no open port here: the runner connects out).
+    #[arg(long, env = "HELIO_SCHEDULER")]
+    scheduler: Option<String>,
+    /// The highest tier of task to take: cpu, gpu or hpc.
+    #[arg(long, default_value = "cpu", value_parser = |s: &str| s.parse::<helio_sdk::Tier>())]
+    tier: helio_sdk::Tier,
+    /// Who gets the credits [default: $HELIO_OWNER, else $USER].
+    #[arg(long, value_parser = |s: &str| helio_sdk::Name::parse(s))]
+    owner: Option<helio_sdk::Name>,
+    /// Tasks to run at once [default: one per core].
+    #[arg(long)]
+    slots: Option<u32>,
+    /// Where the runner keeps its key and downloaded blobs [default: ~/.local/share/helio/runner].
+    #[arg(long, env = "HELIO_STATE_DIR")]
+    state_dir: Option<PathBuf>,
+    /// Print nothing but errors.
+    #[arg(long)]
+    quiet: bool,
 }
 
 #[derive(Subcommand)]
@@ -43,7 +76,11 @@ fn main() -> ExitCode {
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("HELIO_LOG"))
         .with_writer(std::io::stderr)
         .init();
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    let Some(command) = cli.command else {
+        return volunteer(cli.volunteer);
+    };
+    match command {
         Command::Exec {
             manifest,
             task,
@@ -80,6 +117,71 @@ fn main() -> ExitCode {
                     ExitCode::from(2)
                 }
             }
+        }
+    }
+}
+
+fn volunteer(v: Volunteer) -> ExitCode {
+    let Some(scheduler) = v.scheduler else {
+        eprintln!(
+            "runner: say which scheduler to work for: runner --tier cpu --scheduler URL (or runner exec MANIFEST)"
+        );
+        return ExitCode::from(2);
+    };
+    let owner = v.owner.or_else(|| {
+        ["HELIO_OWNER", "USER"]
+            .iter()
+            .filter_map(|k| std::env::var(k).ok())
+            .find_map(|s| helio_sdk::Name::parse(&s).ok())
+    });
+    let Some(owner) = owner else {
+        eprintln!("runner: say who gets the credits with --owner NAME");
+        return ExitCode::from(2);
+    };
+    let state_dir = v.state_dir.unwrap_or_else(|| {
+        std::env::var_os("XDG_DATA_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+            .unwrap_or_else(|| PathBuf::from("."))
+            .join("helio/runner")
+    });
+    let config = agent::AgentConfig {
+        scheduler,
+        owner,
+        tier: v.tier,
+        slots: v
+            .slots
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32))
+            .max(1),
+        state_dir,
+        cache_dir: default_cache_dir(),
+        quiet: v.quiet,
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("runner: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = runtime.block_on(async {
+        let (tx, rx) = tokio::sync::watch::channel(agent::Stop::Run);
+        tokio::spawn(async move {
+            // First Ctrl-C: finish the tasks running; second: hand them back.
+            let _ = tokio::signal::ctrl_c().await;
+            eprintln!("finishing the tasks running (Ctrl-C again to hand them back)");
+            let _ = tx.send(agent::Stop::Drain);
+            let _ = tokio::signal::ctrl_c().await;
+            let _ = tx.send(agent::Stop::Now);
+            std::future::pending::<()>().await;
+        });
+        agent::run(config, rx).await
+    });
+    match result {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("runner: {e:#}");
+            ExitCode::from(1)
         }
     }
 }

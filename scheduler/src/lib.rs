@@ -1,13 +1,29 @@
-//! The Helio scheduler. For now its pure core: no clock, no I/O, no randomness inside.
+//! The Helio scheduler: takes batches from submitters, leases their tasks to volunteer
+//! runners, accepts a result only when a quorum of independent runners agree on its digest,
+//! and only then grants credits, in an append-only, hash-chained ledger.
 //!
-//! - [`consensus::decide`]: given a task's redundancy and the replicas reported and still out,
-//!   whether the task is accepted (and by whom), needs more replicas, or must be decided by
-//!   the scheduler's own run.
-//! - [`ledger`]: the append-only, hash-chained credit ledger, and its verification.
+//! - The pure core, with no clock, I/O or randomness inside: [`consensus::decide`],
+//!   [`task::TaskState`] (a task's leases, reports, expiry and acceptance as a state
+//!   machine), [`ledger`] (the hash chain and its verification).
+//! - [`store::Store`]: the state in SQLite or PostgreSQL. The only module that speaks SQL.
+//! - [`api`]: the HTTP API under `/v1`. The only module that knows routes.
+//! - [`blobs::Blobs`]: content-addressed modules, inputs and outputs.
+//! - [`service`]: `scheduler serve`: all of the above and the background loops.
 //!
-//! The service around it (database, HTTP API, `scheduler serve`) is issue 4's next step.
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! let mut config = helio_scheduler::service::Config::new("helio-data".into());
+//! config.listen = "127.0.0.1:0".parse()?;
+//! let running = helio_scheduler::service::start(config, std::future::pending()).await?;
+//! println!("listening on http://{}", running.addr);
+//! # Ok(()) }
+//! ```
 #![deny(missing_docs)]
 
+pub mod api;
+pub mod blobs;
 pub mod consensus;
 pub mod ledger;
+pub mod service;
+pub mod store;
 pub mod task;

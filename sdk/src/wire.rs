@@ -348,3 +348,30 @@ pub struct ApiError {
     /// What went wrong, naming the field or object.
     pub error: String,
 }
+
+/// One runner in `GET /v1/runners`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunnerInfo {
+    /// Its id.
+    pub id: String,
+    /// Its owner.
+    pub owner: String,
+    /// Its tier.
+    pub tier: Tier,
+    /// Tasks it runs at once.
+    pub slots: u32,
+    /// Whether it was heard from within three heartbeats.
+    pub online: bool,
+    /// When it was last heard from, in milliseconds since the Unix epoch.
+    pub last_seen_ms: i64,
+    /// Results that matched an accepted digest.
+    pub agreements: u64,
+    /// Results that did not: a runner with any is flagged.
+    pub disagreements: u64,
+    /// Leases that ended without a result.
+    pub missed_deadlines: u64,
+    /// Whether it ever disagreed with an accepted result.
+    pub flagged: bool,
+    /// Whether it may run tasks one runner's result decides alone.
+    pub trusted: bool,
+}

@@ -1,3 +1,4 @@
 mod consensus;
+mod grid;
 mod ledger;
 mod task;

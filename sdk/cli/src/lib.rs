@@ -3,6 +3,7 @@
 #![deny(missing_docs)]
 
 pub mod fetch;
+pub mod grid;
 pub mod module;
 pub mod pack;
 pub mod sweep;

@@ -5,12 +5,18 @@
 //!   a task or batch manifest (parameter sweeps, CSV rows, seeds, one task per input file).
 //! - `helio validate MANIFEST` checks a manifest and everything it names, and lists every
 //!   problem. Exit status 0 when valid, 1 when not, 2 when it cannot be read.
+//! - `helio submit BATCH --scheduler URL [--wait]`, `helio status`, `helio results`,
+//!   `helio credits`: work with a scheduler. Exit status 0 when every task was accepted with
+//!   success, 1 when some task's accepted result is a failure, 2 for a rejected manifest,
+//!   3 when the scheduler is unreachable, 4 when it refused the request, 5 when results
+//!   could not be written.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use helio_cli::fetch::locate;
+use helio_cli::grid::{self, Grid, GridError};
 use helio_cli::pack::{PackOptions, pack};
 use helio_cli::sweep::parse_axis;
 use helio_cli::validate::validate_source;
@@ -23,8 +29,69 @@ struct Cli {
     command: Command,
 }
 
+/// Where the scheduler is and the token to use.
+#[derive(Args)]
+struct Remote {
+    /// The scheduler's URL.
+    #[arg(long, env = "HELIO_SCHEDULER", default_value = "http://127.0.0.1:8080")]
+    scheduler: String,
+    /// A submitter token (`scheduler token create --role submitter`).
+    #[arg(long, env = "HELIO_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
 #[derive(Subcommand)]
 enum Command {
+    /// Submit a batch manifest and everything it names to a scheduler; prints the batch id.
+    Submit {
+        /// The batch manifest: a path, a file:// or an http(s):// URL.
+        manifest: String,
+        #[command(flatten)]
+        remote: Remote,
+        /// Show progress until every task is accepted.
+        #[arg(long)]
+        wait: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a batch's progress.
+    Status {
+        /// The batch id `helio submit` printed.
+        batch: String,
+        #[command(flatten)]
+        remote: Remote,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Download a batch's accepted outputs and its results manifest.
+    Results {
+        /// The batch id.
+        batch: String,
+        /// The directory to write (`<task>/<output>` and `results.json`).
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        remote: Remote,
+        /// Print the results manifest as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the credit leaderboard.
+    Credits {
+        /// owner, runner or batch.
+        #[arg(long, default_value = "owner")]
+        by: String,
+        #[command(flatten)]
+        remote: Remote,
+        /// Print CSV.
+        #[arg(long, conflicts_with = "json")]
+        csv: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Build or take a module and write it with its inputs and a task or batch manifest.
     Pack(Box<PackArgs>),
     /// Check a task or batch manifest and everything it names; list every problem.
@@ -182,6 +249,124 @@ fn options(a: PackArgs) -> Result<PackOptions, String> {
 
 fn main() -> ExitCode {
     match Cli::parse().command {
+        Command::Submit {
+            manifest,
+            remote,
+            wait,
+            json,
+        } => grid(remote, |g| async move {
+            let submitted = g.submit(&manifest).await?;
+            if json && !wait {
+                println!("{}", serde_json::to_string(&submitted).expect("serializes"));
+            } else {
+                println!("{}", submitted.batch);
+                eprintln!(
+                    "{} batch {} ({} tasks)",
+                    if submitted.created {
+                        "submitted"
+                    } else {
+                        "already submitted:"
+                    },
+                    submitted.name,
+                    submitted.tasks
+                );
+            }
+            if !wait {
+                return Ok(0);
+            }
+            let status = g
+                .wait(&submitted.batch, |s| {
+                    if !json {
+                        eprintln!("{}", grid::progress_line(s));
+                    }
+                })
+                .await?;
+            if json {
+                println!("{}", serde_json::to_string(&status).expect("serializes"));
+            }
+            Ok(if status.failed == 0 {
+                0
+            } else {
+                grid::EXIT_TASKS_FAILED
+            })
+        }),
+        Command::Status {
+            batch,
+            remote,
+            json,
+        } => grid(remote, |g| async move {
+            let status = g.status(&batch).await?;
+            if json {
+                println!("{}", serde_json::to_string(&status).expect("serializes"));
+            } else {
+                println!("{}", grid::progress_line(&status));
+            }
+            Ok(if status.failed == 0 {
+                0
+            } else {
+                grid::EXIT_TASKS_FAILED
+            })
+        }),
+        Command::Results {
+            batch,
+            out,
+            remote,
+            json,
+        } => grid(remote, |g| async move {
+            let results = g.download(&batch, &out).await?;
+            let accepted = results.tasks.iter().filter(|t| t.result.is_some()).count();
+            let failed = results
+                .tasks
+                .iter()
+                .filter(|t| t.result.as_ref().is_some_and(|r| !r.outcome.is_success()))
+                .count();
+            if json {
+                println!("{}", serde_json::to_string(&results).expect("serializes"));
+            } else {
+                println!(
+                    "wrote {}: {accepted} of {} tasks accepted ({failed} failed)",
+                    out.join("results.json").display(),
+                    results.tasks.len()
+                );
+            }
+            Ok(if failed == 0 {
+                0
+            } else {
+                grid::EXIT_TASKS_FAILED
+            })
+        }),
+        Command::Credits {
+            by,
+            remote,
+            csv,
+            json,
+        } => grid(remote, |g| async move {
+            let credits = g.credits(&by).await?;
+            if json {
+                println!("{}", serde_json::to_string(&credits).expect("serializes"));
+            } else if csv {
+                println!("{by},tasks,fuel,micro_credits");
+                for r in &credits.rows {
+                    println!("{},{},{},{}", r.key, r.tasks, r.fuel, r.micro_credits);
+                }
+            } else {
+                println!(
+                    "{:>4}  {:<24} {:>8} {:>16} {:>16}",
+                    "rank", by, "tasks", "fuel", "credits"
+                );
+                for (i, r) in credits.rows.iter().enumerate() {
+                    println!(
+                        "{:>4}  {:<24} {:>8} {:>16} {:>16}",
+                        i + 1,
+                        r.key,
+                        r.tasks,
+                        r.fuel,
+                        grid::format_credits(r.micro_credits)
+                    );
+                }
+            }
+            Ok(0)
+        }),
         Command::Pack(args) => match options(*args).and_then(|o| pack(&o)) {
             Ok(p) => {
                 println!(
@@ -245,6 +430,32 @@ fn main() -> ExitCode {
             } else {
                 ExitCode::from(1)
             }
+        }
+    }
+}
+
+/// Runs a command against the scheduler and maps its errors to exit statuses.
+fn grid<F, Fut>(remote: Remote, command: F) -> ExitCode
+where
+    F: FnOnce(Grid) -> Fut,
+    Fut: std::future::Future<Output = Result<u8, GridError>>,
+{
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("helio: cannot start the I/O runtime: {e}");
+            return ExitCode::from(3);
+        }
+    };
+    let g = Grid::new(&remote.scheduler, remote.token.as_deref().unwrap_or(""));
+    match runtime.block_on(command(g)) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("helio: {e}");
+            ExitCode::from(e.exit_code())
         }
     }
 }

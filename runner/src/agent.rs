@@ -1,0 +1,717 @@
+//! The volunteer runner (`runner --tier cpu --scheduler URL`): keeps its Ed25519 key,
+//! registers, leases tasks, runs them in parallel slots in the sandbox, reports signed
+//! results, uploads outputs when the scheduler asks, and retries with backoff while the
+//! scheduler is away. It only ever connects outward.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use helio_sdk::wire::{
+    self, Lease, Leases, RegisterRunner, Registered, ReportAck, ReportRequest, ReportStatus,
+    Reported, ResultReport, ReturnRequest, RunnerKey,
+};
+use helio_sdk::{Blake3Hash, DETERMINISM_PROFILE, Name, TaskManifest, Tier};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::{LoadedTask, RunOutput, Sandbox, SandboxConfig};
+
+/// Why a request to the scheduler failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// It could not be reached, or failed on its side (5xx): worth retrying.
+    #[error("scheduler unreachable: {0}")]
+    Unreachable(String),
+    /// It refused the request, saying why.
+    #[error("scheduler refused {what} ({status}): {error}")]
+    Refused {
+        /// What was asked.
+        what: String,
+        /// The HTTP status.
+        status: u16,
+        /// The scheduler's reason.
+        error: String,
+    },
+}
+
+impl ClientError {
+    /// Whether trying again later may help.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, ClientError::Unreachable(_))
+    }
+}
+
+/// A runner's signed connection to the scheduler.
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    key: Arc<RunnerKey>,
+}
+
+impl Client {
+    /// A client of the scheduler at `base` (`http://host:port`) signing with `key`.
+    pub fn new(base: &str, key: RunnerKey) -> Client {
+        Client {
+            http: reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(10))
+                .timeout(Duration::from_secs(300))
+                .build()
+                .expect("an HTTP client with default TLS builds"),
+            base: base.trim_end_matches('/').to_string(),
+            key: Arc::new(key),
+        }
+    }
+
+    /// The key's runner id.
+    pub fn runner_id(&self) -> String {
+        self.key.runner_id()
+    }
+
+    /// The key.
+    pub fn key(&self) -> &RunnerKey {
+        &self.key
+    }
+
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Vec<u8>,
+    ) -> Result<reqwest::Response, ClientError> {
+        let time = now_ms();
+        let signature = self
+            .key
+            .sign(&wire::request_message(method.as_str(), path, time, &body));
+        let response = self
+            .http
+            .request(method.clone(), format!("{}{path}", self.base))
+            .header(wire::RUNNER_HEADER, self.key.runner_id())
+            .header(wire::TIME_HEADER, time.to_string())
+            .header(wire::SIGNATURE_HEADER, signature)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| ClientError::Unreachable(format!("{}: {e}", self.base)))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let text = response.text().await.unwrap_or_default();
+        let error = serde_json::from_str::<wire::ApiError>(&text)
+            .map(|e| e.error)
+            .unwrap_or(text);
+        if status.is_server_error() {
+            return Err(ClientError::Unreachable(format!(
+                "{method} {path}: {status}: {error}"
+            )));
+        }
+        Err(ClientError::Refused {
+            what: format!("{method} {path}"),
+            status: status.as_u16(),
+            error,
+        })
+    }
+
+    async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl serde::Serialize,
+    ) -> Result<T, ClientError> {
+        let body = serde_json::to_vec(body).expect("a request serializes");
+        let response = self.send(reqwest::Method::POST, path, body).await?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| ClientError::Unreachable(format!("{path}: {e}")))?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Refused {
+            what: format!("POST {path}"),
+            status: 200,
+            error: format!("an answer this runner cannot read: {e}"),
+        })
+    }
+
+    /// Registers (or re-registers) this runner.
+    pub async fn register(&self, reg: &RegisterRunner) -> Result<Registered, ClientError> {
+        self.call("/v1/runners", reg).await
+    }
+
+    /// Says the runner is alive.
+    pub async fn heartbeat(&self) -> Result<(), ClientError> {
+        self.call::<serde_json::Value>("/v1/heartbeat", &serde_json::json!({}))
+            .await
+            .map(|_| ())
+    }
+
+    /// Asks for up to `max` tasks.
+    pub async fn lease(&self, max: u32) -> Result<Vec<Lease>, ClientError> {
+        let leases: Leases = self.call("/v1/leases", &wire::LeaseRequest { max }).await?;
+        Ok(leases.leases)
+    }
+
+    /// Reports results.
+    pub async fn report(&self, results: Vec<ResultReport>) -> Result<Vec<ReportAck>, ClientError> {
+        let reported: Reported = self.call("/v1/results", &ReportRequest { results }).await?;
+        Ok(reported.results)
+    }
+
+    /// Hands leases back.
+    pub async fn give_back(&self, task_ids: Vec<i64>) -> Result<(), ClientError> {
+        self.call::<serde_json::Value>("/v1/leases/return", &ReturnRequest { task_ids })
+            .await
+            .map(|_| ())
+    }
+
+    /// Fetches a blob by hash and checks that it hashes to its name.
+    pub async fn blob(&self, hash: &Blake3Hash) -> Result<Vec<u8>, ClientError> {
+        let path = format!("/v1/blobs/{hash}");
+        let response = self.send(reqwest::Method::GET, &path, Vec::new()).await?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| ClientError::Unreachable(format!("{path}: {e}")))?;
+        let actual = Blake3Hash::of(&bytes);
+        if actual != *hash {
+            return Err(ClientError::Refused {
+                what: format!("GET {path}"),
+                status: 200,
+                error: format!("the blob's bytes hash to {actual}"),
+            });
+        }
+        Ok(bytes.to_vec())
+    }
+
+    /// Uploads a blob the scheduler asked for.
+    pub async fn upload(&self, hash: &Blake3Hash, bytes: Vec<u8>) -> Result<(), ClientError> {
+        self.send(reqwest::Method::PUT, &format!("/v1/blobs/{hash}"), bytes)
+            .await
+            .map(|_| ())
+    }
+
+    /// A signed result report for `lease`.
+    pub fn result(&self, lease: &Lease, output: &RunOutput) -> ResultReport {
+        let message = wire::result_message(
+            &lease.batch,
+            lease.manifest.name.as_str(),
+            &output.report.digest,
+        );
+        ResultReport {
+            task_id: lease.task_id,
+            report: output.report.clone(),
+            signature: self.key.sign(&message),
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Reads the runner's key from `dir/runner.key`, or makes one and keeps it there (readable
+/// by its owner only).
+pub fn load_or_create_key(dir: &Path) -> std::io::Result<RunnerKey> {
+    let path = dir.join("runner.key");
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            let text = String::from_utf8_lossy(&bytes);
+            let secret = wire::from_hex(text.trim())
+                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                .ok_or_else(|| {
+                    std::io::Error::other(format!(
+                        "{} does not hold a runner key (64 hex digits)",
+                        path.display()
+                    ))
+                })?;
+            Ok(RunnerKey::from_secret(secret))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir)?;
+            let mut secret = [0u8; 32];
+            getrandom::fill(&mut secret).map_err(|e| std::io::Error::other(e.to_string()))?;
+            let tmp = dir.join("runner.key.tmp");
+            {
+                use std::io::Write;
+                let mut options = std::fs::OpenOptions::new();
+                options.write(true).create(true).truncate(true);
+                #[cfg(unix)]
+                std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+                let mut file = options.open(&tmp)?;
+                file.write_all(wire::to_hex(&secret).as_bytes())?;
+                file.sync_all()?;
+            }
+            std::fs::rename(&tmp, &path)?;
+            Ok(RunnerKey::from_secret(secret))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// A small counting loop, run at start to measure this machine's speed in fuel per second.
+fn calibration_module() -> Vec<u8> {
+    use wasm_encoder::{
+        BlockType, CodeSection, ExportKind, ExportSection, Function, FunctionSection,
+        Instruction as I, MemorySection, MemoryType, Module, TypeSection, ValType,
+    };
+    let mut module = Module::new();
+    let mut types = TypeSection::new();
+    types.ty().function([], []);
+    module.section(&types);
+    let mut funcs = FunctionSection::new();
+    funcs.function(0);
+    module.section(&funcs);
+    let mut memories = MemorySection::new();
+    memories.memory(MemoryType {
+        minimum: 1,
+        maximum: Some(1),
+        memory64: false,
+        shared: false,
+        page_size_log2: None,
+    });
+    module.section(&memories);
+    let mut exports = ExportSection::new();
+    exports.export("_start", ExportKind::Func, 0);
+    exports.export("memory", ExportKind::Memory, 0);
+    module.section(&exports);
+    let mut code = CodeSection::new();
+    let mut f = Function::new([(2, ValType::I64)]);
+    f.instruction(&I::I64Const(CALIBRATION_ITERATIONS))
+        .instruction(&I::LocalSet(0))
+        .instruction(&I::Loop(BlockType::Empty))
+        .instruction(&I::LocalGet(1))
+        .instruction(&I::LocalGet(0))
+        .instruction(&I::I64Xor)
+        .instruction(&I::I64Const(0x9e37_79b9))
+        .instruction(&I::I64Mul)
+        .instruction(&I::LocalSet(1))
+        .instruction(&I::LocalGet(0))
+        .instruction(&I::I64Const(1))
+        .instruction(&I::I64Sub)
+        .instruction(&I::LocalTee(0))
+        .instruction(&I::I64Eqz)
+        .instruction(&I::BrIf(1))
+        .instruction(&I::Br(0))
+        .instruction(&I::End)
+        .instruction(&I::End);
+    code.function(&f);
+    module.section(&code);
+    module.finish()
+}
+
+const CALIBRATION_ITERATIONS: i64 = 2_000_000;
+
+/// Runs the calibration task and returns fuel per second (0 if it could not run).
+pub fn calibrate(sandbox: &Sandbox) -> u64 {
+    let wasm = calibration_module();
+    let hash = Blake3Hash::of(&wasm);
+    let manifest = TaskManifest::from_value(serde_json::json!({
+        "schema_version": 1,
+        "name": "calibration",
+        "module": { "uri": "calibration.wasm", "blake3": hash.to_string() },
+        "limits": { "fuel": 1_000_000_000u64, "wall_seconds": 10 },
+    }));
+    let Ok(manifest) = manifest else { return 0 };
+    let task = LoadedTask {
+        manifest,
+        module: wasm.into(),
+        inputs: Vec::new(),
+    };
+    // The first run compiles; the second measures.
+    let _ = task.run(sandbox);
+    let start = Instant::now();
+    match task.run(sandbox) {
+        Ok(out) => {
+            let secs = start.elapsed().as_secs_f64().max(1e-6);
+            (out.report.fuel_consumed as f64 / secs) as u64
+        }
+        Err(_) => 0,
+    }
+}
+
+/// How a volunteer runner runs.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// The scheduler's base URL.
+    pub scheduler: String,
+    /// Who runs this runner (credits go to this owner).
+    pub owner: Name,
+    /// The highest tier of task it takes.
+    pub tier: Tier,
+    /// Tasks it runs at once.
+    pub slots: u32,
+    /// Where its key and downloaded blobs are kept.
+    pub state_dir: PathBuf,
+    /// Where compiled modules are cached.
+    pub cache_dir: Option<PathBuf>,
+    /// Print nothing but errors.
+    pub quiet: bool,
+}
+
+/// How far a runner is asked to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Stop {
+    /// Keep running.
+    Run,
+    /// Take no more tasks; finish and report the ones running.
+    Drain,
+    /// Hand every lease back and stop now.
+    Now,
+}
+
+/// What a runner did in one session.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Tasks run and reported.
+    pub reported: u64,
+    /// Results that were part of an accepted quorum.
+    pub accepted: u64,
+    /// Results that disagreed with the accepted one.
+    pub disagreed: u64,
+    /// Micro-credits granted.
+    pub micro_credits: u64,
+}
+
+/// The delay before the `attempt`-th retry: doubling from 250 ms up to 30 s.
+pub fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(250u64.saturating_mul(1 << attempt.min(7)).min(30_000))
+}
+
+fn say(quiet: bool, line: std::fmt::Arguments) {
+    if !quiet {
+        eprintln!("{line}");
+    }
+}
+
+/// Registers, retrying while the scheduler is away; a refusal is final.
+async fn register(
+    client: &Client,
+    reg: &RegisterRunner,
+    stop: &watch::Receiver<Stop>,
+    quiet: bool,
+) -> anyhow::Result<Option<Registered>> {
+    let mut attempt = 0;
+    loop {
+        match client.register(reg).await {
+            Ok(r) => return Ok(Some(r)),
+            Err(e) if e.is_transient() => {
+                say(quiet, format_args!("scheduler away ({e}); retrying"));
+                tokio::time::sleep(backoff(attempt)).await;
+                attempt += 1;
+                if *stop.borrow() != Stop::Run {
+                    return Ok(None);
+                }
+            }
+            Err(e) => anyhow::bail!("{e}"),
+        }
+    }
+}
+
+/// Runs the volunteer runner until `stop` says so.
+pub async fn run(config: AgentConfig, mut stop: watch::Receiver<Stop>) -> anyhow::Result<Summary> {
+    let key = load_or_create_key(&config.state_dir)
+        .map_err(|e| anyhow::anyhow!("runner key in {}: {e}", config.state_dir.display()))?;
+    let sandbox = Arc::new(Sandbox::new(SandboxConfig {
+        cache_dir: config.cache_dir.clone(),
+        pool_slots: config.slots,
+        ..SandboxConfig::default()
+    })?);
+    let fuel_per_second = {
+        let sandbox = sandbox.clone();
+        tokio::task::spawn_blocking(move || calibrate(&sandbox)).await?
+    };
+    let client = Client::new(&config.scheduler, key);
+    let reg = RegisterRunner {
+        public_key: client.key().public_hex(),
+        owner: config.owner.to_string(),
+        tier: config.tier,
+        slots: config.slots,
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
+        memory_bytes: 0,
+        fuel_per_second,
+        profile: DETERMINISM_PROFILE.to_string(),
+    };
+    let Some(registered) = register(&client, &reg, &stop, config.quiet).await? else {
+        return Ok(Summary::default());
+    };
+    say(
+        config.quiet,
+        format_args!(
+            "runner {} (owner {}, tier {}, {} slots, {:.1} Gfuel/s) joined {}",
+            registered.runner,
+            config.owner,
+            config.tier,
+            config.slots,
+            fuel_per_second as f64 / 1e9,
+            config.scheduler
+        ),
+    );
+    let heartbeat = {
+        let client = client.clone();
+        let every = Duration::from_secs(registered.heartbeat_seconds.max(1));
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let _ = client.heartbeat().await;
+            }
+        })
+    };
+    let blobs = config.state_dir.join("blobs");
+    let mut summary = Summary::default();
+    let mut running: JoinSet<(Lease, Result<RunOutput, String>)> = JoinSet::new();
+    let mut running_ids: Vec<i64> = Vec::new();
+    let mut idle = 0u32;
+    let mut away = 0u32;
+    loop {
+        let level = *stop.borrow();
+        if level == Stop::Now {
+            if !running_ids.is_empty() {
+                let _ = client.give_back(running_ids.clone()).await;
+                say(
+                    config.quiet,
+                    format_args!("handed {} leases back", running_ids.len()),
+                );
+            }
+            running.abort_all();
+            break;
+        }
+        if level == Stop::Drain && running.is_empty() {
+            break;
+        }
+        // Ask for work while slots are free; poll more slowly while there is none.
+        let mut poll = Duration::from_secs(3600);
+        let free = config.slots.saturating_sub(running.len() as u32);
+        if level == Stop::Run && free > 0 {
+            match client.lease(free).await {
+                Ok(leases) => {
+                    away = 0;
+                    if (leases.len() as u32) < free {
+                        poll = Duration::from_millis((25u64 << idle.min(5)).min(1000));
+                        idle += 1;
+                    } else {
+                        idle = 0;
+                    }
+                    for lease in leases {
+                        running_ids.push(lease.task_id);
+                        let (client, sandbox, blobs) =
+                            (client.clone(), sandbox.clone(), blobs.clone());
+                        running.spawn(async move {
+                            let out = execute(&client, &sandbox, &blobs, &lease).await;
+                            (lease, out)
+                        });
+                    }
+                }
+                Err(e) if e.is_transient() => {
+                    say(config.quiet, format_args!("scheduler away ({e}); retrying"));
+                    poll = backoff(away);
+                    away += 1;
+                }
+                Err(e) => anyhow::bail!("{e}"),
+            }
+        }
+        let mut done = Vec::new();
+        tokio::select! {
+            Some(joined) = running.join_next(), if !running.is_empty() => {
+                done.push(joined?);
+                while let Some(joined) = running.try_join_next() {
+                    done.push(joined?);
+                }
+            }
+            _ = tokio::time::sleep(poll) => {}
+            changed = stop.changed() => {
+                if changed.is_err() {
+                    // Nobody can tell this runner to stop any more: stop taking work.
+                    return Err(anyhow::anyhow!("the runner's stop signal went away"));
+                }
+            }
+        }
+        if !done.is_empty() {
+            running_ids.retain(|id| !done.iter().any(|(l, _)| l.task_id == *id));
+            report_all(&client, done, &mut summary, config.quiet).await;
+        }
+    }
+    heartbeat.abort();
+    say(
+        config.quiet,
+        format_args!(
+            "session: {} tasks reported, {} accepted, {} disagreed, {} credits",
+            summary.reported,
+            summary.accepted,
+            summary.disagreed,
+            credits_text(summary.micro_credits)
+        ),
+    );
+    Ok(summary)
+}
+
+/// Micro-credits as credits with six decimals.
+pub fn credits_text(micro: u64) -> String {
+    format!("{}.{:06}", micro / 1_000_000, micro % 1_000_000)
+}
+
+/// Fetches a leased task's module and inputs (from the local blob cache or the scheduler)
+/// and runs it.
+async fn execute(
+    client: &Client,
+    sandbox: &Arc<Sandbox>,
+    blobs: &Path,
+    lease: &Lease,
+) -> Result<RunOutput, String> {
+    let m = &lease.manifest;
+    let module = cached_blob(client, blobs, &m.module.blake3).await?;
+    let mut inputs = Vec::new();
+    for input in &m.inputs {
+        inputs.push((
+            input.name.clone(),
+            cached_blob(client, blobs, &input.blake3).await?,
+        ));
+    }
+    let task = LoadedTask {
+        manifest: m.clone(),
+        module,
+        inputs,
+    };
+    let sandbox = sandbox.clone();
+    tokio::task::spawn_blocking(move || task.run(&sandbox))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())
+}
+
+async fn cached_blob(client: &Client, dir: &Path, hash: &Blake3Hash) -> Result<Arc<[u8]>, String> {
+    let path = dir.join(hash.to_string());
+    if let Ok(bytes) = tokio::fs::read(&path).await
+        && Blake3Hash::of(&bytes) == *hash
+    {
+        return Ok(bytes.into());
+    }
+    let bytes = client
+        .blob(hash)
+        .await
+        .map_err(|e| format!("blob {hash}: {e}"))?;
+    tokio::fs::create_dir_all(dir)
+        .await
+        .map_err(|e| format!("{}: {e}", dir.display()))?;
+    let tmp = dir.join(format!("{hash}.{}.tmp", std::process::id()));
+    if tokio::fs::write(&tmp, &bytes).await.is_ok() {
+        let _ = tokio::fs::rename(&tmp, &path).await;
+    }
+    Ok(bytes.into())
+}
+
+/// Reports finished tasks (retrying while the scheduler is away and the leases last),
+/// uploads outputs when asked, and hands back tasks this runner could not run.
+async fn report_all(
+    client: &Client,
+    done: Vec<(Lease, Result<RunOutput, String>)>,
+    summary: &mut Summary,
+    quiet: bool,
+) {
+    let mut results = Vec::new();
+    let mut outputs = Vec::new();
+    let mut failed = Vec::new();
+    for (lease, out) in done {
+        match out {
+            Ok(output) => {
+                results.push(client.result(&lease, &output));
+                outputs.push((lease, output));
+            }
+            Err(e) => {
+                say(
+                    quiet,
+                    format_args!(
+                        "task {}: cannot run it here: {e}; handing it back",
+                        lease.manifest.name
+                    ),
+                );
+                failed.push(lease.task_id);
+            }
+        }
+    }
+    if !failed.is_empty() {
+        let _ = client.give_back(failed).await;
+    }
+    if results.is_empty() {
+        return;
+    }
+    let deadline = outputs
+        .iter()
+        .map(|(l, _)| l.deadline_ms)
+        .max()
+        .unwrap_or(0);
+    let mut attempt = 0;
+    let acks = loop {
+        match client.report(results.clone()).await {
+            Ok(acks) => break acks,
+            Err(e) if e.is_transient() && now_ms() < deadline => {
+                say(
+                    quiet,
+                    format_args!("scheduler away ({e}); will report again"),
+                );
+                tokio::time::sleep(backoff(attempt)).await;
+                attempt += 1;
+            }
+            Err(e) => {
+                say(quiet, format_args!("results lost: {e}"));
+                return;
+            }
+        }
+    };
+    for ((lease, output), ack) in outputs.iter().zip(acks) {
+        summary.reported += 1;
+        summary.micro_credits += ack.micro_credits;
+        match ack.status {
+            ReportStatus::Accepted => summary.accepted += 1,
+            ReportStatus::Disagreed => summary.disagreed += 1,
+            _ => {}
+        }
+        let name = lease.manifest.name.as_str();
+        let outcome = output.report.outcome.name();
+        match &ack.status {
+            ReportStatus::Refused => say(
+                quiet,
+                format_args!(
+                    "task {name}: result refused: {}",
+                    ack.error.as_deref().unwrap_or("")
+                ),
+            ),
+            ReportStatus::Disagreed => say(
+                quiet,
+                format_args!(
+                    "task {name}: {outcome}: the accepted result differs from this runner's"
+                ),
+            ),
+            ReportStatus::Accepted => say(
+                quiet,
+                format_args!(
+                    "task {name}: {outcome}, accepted, +{} credits (session {})",
+                    credits_text(ack.micro_credits),
+                    credits_text(summary.micro_credits)
+                ),
+            ),
+            _ => {}
+        }
+        for hash in &ack.upload {
+            let bytes = if *hash == output.report.stdout_blake3 {
+                Some(output.stdout.clone())
+            } else {
+                output
+                    .outputs
+                    .iter()
+                    .find(|o| o.blake3().ok().as_ref() == Some(hash))
+                    .and_then(|o| o.read_all().ok())
+            };
+            if let Some(bytes) = bytes
+                && let Err(e) = client.upload(hash, bytes).await
+            {
+                say(
+                    quiet,
+                    format_args!("task {name}: cannot upload output {hash}: {e}"),
+                );
+            }
+        }
+    }
+}

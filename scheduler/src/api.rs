@@ -1,0 +1,657 @@
+//! The HTTP API under `/v1`, `/health` and `/metrics`. The only module that knows routes and
+//! JSON bodies; every handler authenticates, calls the [`Store`] once, and maps its errors
+//! to a status with a JSON body that says what was wrong.
+//!
+//! Runners authenticate each request with an Ed25519 signature (see `helio_sdk::wire`);
+//! submitters and operators with a bearer token of role `submitter` or `admin`.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use helio_sdk::wire::{
+    self, ApiError, BlobList, Credits, LeaseRequest, Leases, RegisterRunner, ReportRequest,
+    ReportStatus, ReturnRequest, RunnerInfo,
+};
+use helio_sdk::{BatchManifest, Blake3Hash, DETERMINISM_PROFILE, Name};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::Notify;
+
+use crate::blobs::{BlobError, Blobs};
+use crate::store::{Role, RunnerRecord, Store, StoreError, now_ms};
+
+/// Settings of the service that requests see.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Extra time a lease gets beyond the task's `wall_seconds`, in milliseconds.
+    pub lease_grace_ms: i64,
+    /// How often runners should be heard from, in seconds.
+    pub heartbeat_seconds: u64,
+    /// The largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            lease_grace_ms: 60_000,
+            heartbeat_seconds: 15,
+            max_body_bytes: 256 << 20,
+        }
+    }
+}
+
+/// Counters `/metrics` reports beside what it reads from the database.
+#[derive(Debug, Default)]
+pub struct Counters {
+    leases: AtomicU64,
+    results_accepted: AtomicU64,
+    results_disagreed: AtomicU64,
+    results_recorded: AtomicU64,
+    results_refused: AtomicU64,
+    micro_credits: AtomicU64,
+    requests: AtomicU64,
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct App {
+    /// The database.
+    pub store: Store,
+    /// The blobs.
+    pub blobs: Blobs,
+    /// Settings.
+    pub config: ApiConfig,
+    /// Woken when a task needs the scheduler's own run.
+    pub authority: Arc<Notify>,
+    /// Counters for `/metrics`.
+    pub counters: Arc<Counters>,
+}
+
+/// An error answer.
+#[derive(Debug)]
+pub struct Fail(StatusCode, String);
+
+impl Fail {
+    fn bad(msg: impl Into<String>) -> Fail {
+        Fail(StatusCode::BAD_REQUEST, msg.into())
+    }
+    fn unauthorized(msg: impl Into<String>) -> Fail {
+        Fail(StatusCode::UNAUTHORIZED, msg.into())
+    }
+}
+
+impl IntoResponse for Fail {
+    fn into_response(self) -> Response {
+        (self.0, axum::Json(ApiError { error: self.1 })).into_response()
+    }
+}
+
+impl From<StoreError> for Fail {
+    fn from(e: StoreError) -> Fail {
+        match e {
+            StoreError::NotFound(_) => Fail(StatusCode::NOT_FOUND, e.to_string()),
+            StoreError::Conflict(_) => Fail(StatusCode::CONFLICT, e.to_string()),
+            StoreError::Db(_) | StoreError::Corrupt(_) => {
+                tracing::error!(error = %e, "storage failed");
+                Fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+            }
+        }
+    }
+}
+
+impl From<BlobError> for Fail {
+    fn from(e: BlobError) -> Fail {
+        match e {
+            BlobError::Mismatch { .. } => Fail::bad(e.to_string()),
+            BlobError::Store(_) => {
+                tracing::error!(error = %e, "blob store failed");
+                Fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+            }
+        }
+    }
+}
+
+type Answer<T> = Result<T, Fail>;
+
+fn json<T: serde::Serialize>(value: &T) -> Response {
+    axum::Json(value).into_response()
+}
+
+/// Parses a JSON body, naming the field that is wrong.
+fn parse<T: DeserializeOwned>(body: &[u8]) -> Answer<T> {
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        if path == "." {
+            Fail::bad(format!("request body: {}", e.inner()))
+        } else {
+            Fail::bad(format!("request body, field {path}: {}", e.inner()))
+        }
+    })
+}
+
+/// The routes.
+pub fn router(app: App) -> Router {
+    let limit = app.config.max_body_bytes;
+    Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .route("/v1/openapi.json", get(openapi))
+        .route("/v1/runners", post(register).get(runners))
+        .route("/v1/heartbeat", post(heartbeat))
+        .route("/v1/leases", post(lease))
+        .route("/v1/leases/return", post(give_back))
+        .route("/v1/results", post(report))
+        .route("/v1/blobs/missing", post(missing_blobs))
+        .route("/v1/blobs/{hash}", get(get_blob).put(put_blob))
+        .route("/v1/batches", post(submit))
+        .route("/v1/batches/{id}", get(batch_status))
+        .route("/v1/batches/{id}/results", get(batch_results))
+        .route("/v1/credits", get(credits))
+        .route("/v1/credits.csv", get(credits_csv))
+        .layer(axum::extract::DefaultBodyLimit::max(limit))
+        .with_state(app)
+}
+
+// ---- authentication ----
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Checks a runner's signed request; the runner must be registered.
+async fn runner_auth(
+    app: &App,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Answer<RunnerRecord> {
+    let id = header(headers, wire::RUNNER_HEADER)
+        .ok_or_else(|| Fail::unauthorized(format!("missing header {}", wire::RUNNER_HEADER)))?;
+    let runner = app.store.runner(id).await?.ok_or_else(|| {
+        Fail::unauthorized(format!(
+            "runner {id} is not registered (POST /v1/runners first)"
+        ))
+    })?;
+    check_signature(method, uri, headers, body, &runner.public_key)?;
+    app.store.touch(&runner.id, now_ms()).await?;
+    Ok(runner)
+}
+
+fn check_signature(
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+    key: &[u8; 32],
+) -> Answer<()> {
+    let time: i64 = header(headers, wire::TIME_HEADER)
+        .and_then(|t| t.parse().ok())
+        .ok_or_else(|| {
+            Fail::unauthorized(format!("missing or bad header {}", wire::TIME_HEADER))
+        })?;
+    if (time - now_ms()).abs() > wire::MAX_CLOCK_SKEW_MS {
+        return Err(Fail::unauthorized(format!(
+            "the request's time is {} s away from the scheduler's clock (at most {} s allowed)",
+            (time - now_ms()) / 1000,
+            wire::MAX_CLOCK_SKEW_MS / 1000
+        )));
+    }
+    let signature = header(headers, wire::SIGNATURE_HEADER)
+        .ok_or_else(|| Fail::unauthorized(format!("missing header {}", wire::SIGNATURE_HEADER)))?;
+    let message = wire::request_message(method.as_str(), uri.path(), time, body);
+    if !wire::verify_signature(key, &message, signature) {
+        return Err(Fail::unauthorized(
+            "the request's signature does not verify with the runner's key",
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a bearer token and that its role allows `need` (an admin may do anything).
+async fn token_auth(app: &App, headers: &HeaderMap, need: Role) -> Answer<String> {
+    let token = header(headers, header::AUTHORIZATION.as_str())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| {
+            Fail::unauthorized("missing `Authorization: Bearer <token>` (create one with `scheduler token create`)")
+        })?;
+    let (role, name) = app
+        .store
+        .token(token.trim())
+        .await?
+        .ok_or_else(|| Fail::unauthorized("unknown token"))?;
+    if role != need && role != Role::Admin {
+        return Err(Fail(
+            StatusCode::FORBIDDEN,
+            format!(
+                "a {} token may not do this; it needs role {}",
+                role.as_str(),
+                need.as_str()
+            ),
+        ));
+    }
+    Ok(name)
+}
+
+// ---- service ----
+
+async fn health(State(app): State<App>) -> Answer<Response> {
+    app.store.grid_counts(now_ms()).await?;
+    Ok(json(
+        &serde_json::json!({ "status": "ok", "database": app.store.kind() }),
+    ))
+}
+
+async fn metrics(State(app): State<App>) -> Answer<Response> {
+    let now = now_ms();
+    let online_since = now - 3 * 1000 * app.config.heartbeat_seconds as i64;
+    let (phases, online) = app.store.grid_counts(online_since).await?;
+    let c = &app.counters;
+    let mut out = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, lines: Vec<(String, u64)>| {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+        for (labels, value) in lines {
+            out.push_str(&format!("{name}{labels} {value}\n"));
+        }
+    };
+    metric(
+        "helio_tasks",
+        "gauge",
+        "Tasks by phase.",
+        ["open", "deciding", "accepted"]
+            .iter()
+            .map(|p| {
+                (
+                    format!("{{phase=\"{p}\"}}"),
+                    phases.get(*p).copied().unwrap_or(0),
+                )
+            })
+            .collect(),
+    );
+    metric(
+        "helio_runners_online",
+        "gauge",
+        "Runners heard from within three heartbeats.",
+        vec![(String::new(), online)],
+    );
+    metric(
+        "helio_leases_total",
+        "counter",
+        "Leases granted by this scheduler process.",
+        vec![(String::new(), c.leases.load(Ordering::Relaxed))],
+    );
+    metric(
+        "helio_results_total",
+        "counter",
+        "Results reported to this scheduler process, by what became of them.",
+        [
+            ("accepted", &c.results_accepted),
+            ("disagreed", &c.results_disagreed),
+            ("recorded", &c.results_recorded),
+            ("refused", &c.results_refused),
+        ]
+        .iter()
+        .map(|(s, n)| (format!("{{status=\"{s}\"}}"), n.load(Ordering::Relaxed)))
+        .collect(),
+    );
+    metric(
+        "helio_micro_credits_total",
+        "counter",
+        "Micro-credits granted through this scheduler process.",
+        vec![(String::new(), c.micro_credits.load(Ordering::Relaxed))],
+    );
+    metric(
+        "helio_http_requests_total",
+        "counter",
+        "Authenticated runner requests served by this scheduler process.",
+        vec![(String::new(), c.requests.load(Ordering::Relaxed))],
+    );
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
+}
+
+async fn openapi() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        include_str!("../openapi.json"),
+    )
+        .into_response()
+}
+
+// ---- runners ----
+
+async fn register(
+    State(app): State<App>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer<Response> {
+    let reg: RegisterRunner = parse(&body)?;
+    let key = wire::parse_public_key(&reg.public_key)
+        .map_err(|e| Fail::bad(format!("public_key {e}")))?;
+    let id = wire::runner_id(&key);
+    if header(&headers, wire::RUNNER_HEADER) != Some(id.as_str()) {
+        return Err(Fail::unauthorized(format!(
+            "header {} must be {id}, the id of the key registered",
+            wire::RUNNER_HEADER
+        )));
+    }
+    check_signature(&method, &uri, &headers, &body, &key)?;
+    Name::parse(&reg.owner).map_err(|e| Fail::bad(format!("owner: {e}")))?;
+    if reg.slots == 0 || reg.slots > 1024 {
+        return Err(Fail::bad(format!(
+            "slots must be 1 to 1024, got {}",
+            reg.slots
+        )));
+    }
+    if reg.profile != DETERMINISM_PROFILE {
+        return Err(Fail(
+            StatusCode::CONFLICT,
+            format!(
+                "the runner implements determinism profile {:?}, this scheduler's is {DETERMINISM_PROFILE:?}: \
+                 their digests could never agree; update the runner",
+                reg.profile
+            ),
+        ));
+    }
+    let mut registered = app.store.register_runner(&reg, now_ms()).await?;
+    registered.heartbeat_seconds = app.config.heartbeat_seconds;
+    tracing::info!(runner = %registered.runner, owner = %reg.owner, tier = %reg.tier, slots = reg.slots, "runner registered");
+    Ok(json(&registered))
+}
+
+async fn runners(State(app): State<App>) -> Answer<Response> {
+    let online_since = now_ms() - 3 * 1000 * app.config.heartbeat_seconds as i64;
+    let list: Vec<RunnerInfo> = app
+        .store
+        .runners()
+        .await?
+        .into_iter()
+        .map(|r| RunnerInfo {
+            online: r.last_seen_ms >= online_since,
+            flagged: r.reputation.flagged(),
+            trusted: r.reputation.trusted(),
+            agreements: r.reputation.agreements,
+            disagreements: r.reputation.disagreements,
+            missed_deadlines: r.reputation.missed_deadlines,
+            id: r.id,
+            owner: r.owner,
+            tier: r.tier,
+            slots: r.slots,
+            last_seen_ms: r.last_seen_ms,
+        })
+        .collect();
+    Ok(json(&list))
+}
+
+async fn heartbeat(
+    State(app): State<App>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer<Response> {
+    runner_auth(&app, &method, &uri, &headers, &body).await?;
+    Ok(json(&serde_json::json!({})))
+}
+
+async fn lease(
+    State(app): State<App>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer<Response> {
+    let runner = runner_auth(&app, &method, &uri, &headers, &body).await?;
+    app.counters.requests.fetch_add(1, Ordering::Relaxed);
+    let req: LeaseRequest = parse(&body)?;
+    let leases = app
+        .store
+        .lease(&runner, req.max, now_ms(), app.config.lease_grace_ms)
+        .await?;
+    app.counters
+        .leases
+        .fetch_add(leases.len() as u64, Ordering::Relaxed);
+    Ok(json(&Leases { leases }))
+}
+
+async fn give_back(
+    State(app): State<App>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer<Response> {
+    let runner = runner_auth(&app, &method, &uri, &headers, &body).await?;
+    let req: ReturnRequest = parse(&body)?;
+    let returned = app.store.give_back(&runner.id, &req.task_ids).await?;
+    Ok(json(&serde_json::json!({ "returned": returned })))
+}
+
+async fn report(
+    State(app): State<App>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer<Response> {
+    let runner = runner_auth(&app, &method, &uri, &headers, &body).await?;
+    app.counters.requests.fetch_add(1, Ordering::Relaxed);
+    let req: ReportRequest = parse(&body)?;
+    let mut present = HashSet::new();
+    for r in &req.results {
+        for blob in crate::store::result_blobs(&r.report) {
+            if app.blobs.has(&blob).await? {
+                present.insert(blob);
+            }
+        }
+    }
+    let acks = app
+        .store
+        .report(&runner, &req.results, now_ms(), |h| present.contains(h))
+        .await?;
+    let c = &app.counters;
+    for ack in &acks {
+        let counter = match ack.status {
+            ReportStatus::Accepted => &c.results_accepted,
+            ReportStatus::Disagreed => &c.results_disagreed,
+            ReportStatus::Recorded | ReportStatus::Duplicate => &c.results_recorded,
+            ReportStatus::Refused => &c.results_refused,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        c.micro_credits
+            .fetch_add(ack.micro_credits, Ordering::Relaxed);
+    }
+    if acks.iter().any(|a| a.status == ReportStatus::Recorded) {
+        // A recorded result may have used up the replicas: the authority loop looks.
+        app.authority.notify_one();
+    }
+    Ok(json(&wire::Reported { results: acks }))
+}
+
+// ---- blobs ----
+
+fn parse_hash(text: &str) -> Answer<Blake3Hash> {
+    Blake3Hash::parse(text).map_err(|e| Fail::bad(format!("blob name {text:?}: {e}")))
+}
+
+async fn get_blob(
+    State(app): State<App>,
+    Path(hash): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Answer<Response> {
+    if headers.contains_key(wire::RUNNER_HEADER) {
+        runner_auth(&app, &method, &uri, &headers, b"").await?;
+    } else {
+        token_auth(&app, &headers, Role::Submitter).await?;
+    }
+    let hash = parse_hash(&hash)?;
+    match app.blobs.get(&hash).await? {
+        Some(bytes) => {
+            Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
+        }
+        None => Err(Fail(
+            StatusCode::NOT_FOUND,
+            format!("blob {hash} not found"),
+        )),
+    }
+}
+
+async fn put_blob(
+    State(app): State<App>,
+    Path(hash): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer<Response> {
+    let hash = parse_hash(&hash)?;
+    if headers.contains_key(wire::RUNNER_HEADER) {
+        // A runner uploads only what an accepted result names.
+        runner_auth(&app, &method, &uri, &headers, &body).await?;
+        if !app.store.blob_wanted(&hash).await? && !app.blobs.has(&hash).await? {
+            return Err(Fail(
+                StatusCode::FORBIDDEN,
+                format!("blob {hash} is not an output of an accepted result"),
+            ));
+        }
+    } else {
+        token_auth(&app, &headers, Role::Submitter).await?;
+    }
+    app.blobs.put(&hash, body).await?;
+    app.store.blob_stored(&hash).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn missing_blobs(
+    State(app): State<App>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer<Response> {
+    token_auth(&app, &headers, Role::Submitter).await?;
+    let list: BlobList = parse(&body)?;
+    let mut missing = Vec::new();
+    for hash in list.blobs {
+        if !app.blobs.has(&hash).await? {
+            missing.push(hash);
+        }
+    }
+    Ok(json(&BlobList { blobs: missing }))
+}
+
+// ---- batches ----
+
+async fn submit(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Answer<Response> {
+    let submitter = token_auth(&app, &headers, Role::Submitter).await?;
+    let value: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|e| Fail::bad(format!("batch manifest: not JSON: {e}")))?;
+    let batch = BatchManifest::from_value_all(value).map_err(|errors| {
+        let list: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        Fail::bad(format!(
+            "batch manifest: {} problem{}: {}",
+            list.len(),
+            if list.len() == 1 { "" } else { "s" },
+            list.join("; ")
+        ))
+    })?;
+    let mut needed: Vec<Blake3Hash> = batch
+        .tasks
+        .iter()
+        .flat_map(|t| std::iter::once(t.module.blake3).chain(t.inputs.iter().map(|i| i.blake3)))
+        .collect();
+    needed.sort();
+    needed.dedup();
+    let mut missing = Vec::new();
+    for hash in &needed {
+        if !app.blobs.has(hash).await? {
+            missing.push(hash.to_string());
+        }
+    }
+    if !missing.is_empty() {
+        return Err(Fail(
+            StatusCode::CONFLICT,
+            format!(
+                "the scheduler does not hold {} blob{} the batch names (upload with PUT /v1/blobs/{{blake3}}): {}",
+                missing.len(),
+                if missing.len() == 1 { "" } else { "s" },
+                missing.join(", ")
+            ),
+        ));
+    }
+    let submitted = app.store.submit(&batch, &submitter, now_ms()).await?;
+    if submitted.created {
+        tracing::info!(batch = %submitted.batch, name = %submitted.name, tasks = submitted.tasks, "batch submitted");
+    }
+    let status = if submitted.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, axum::Json(submitted)).into_response())
+}
+
+async fn batch_status(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Answer<Response> {
+    token_auth(&app, &headers, Role::Submitter).await?;
+    Ok(json(&app.store.batch_status(&id).await?))
+}
+
+async fn batch_results(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Answer<Response> {
+    token_auth(&app, &headers, Role::Submitter).await?;
+    Ok(json(&app.store.batch_results(&id).await?))
+}
+
+// ---- credits ----
+
+#[derive(Deserialize)]
+struct CreditsQuery {
+    by: Option<String>,
+}
+
+async fn credits(State(app): State<App>, Query(q): Query<CreditsQuery>) -> Answer<Response> {
+    let by = q.by.unwrap_or_else(|| "owner".into());
+    let rows = app.store.credits(&by).await.map_err(|e| match e {
+        StoreError::Conflict(m) => Fail::bad(m),
+        e => e.into(),
+    })?;
+    Ok(json(&Credits { by, rows }))
+}
+
+async fn credits_csv(State(app): State<App>, Query(q): Query<CreditsQuery>) -> Answer<Response> {
+    let by = q.by.unwrap_or_else(|| "owner".into());
+    let rows = app.store.credits(&by).await.map_err(|e| match e {
+        StoreError::Conflict(m) => Fail::bad(m),
+        e => e.into(),
+    })?;
+    let mut csv = format!("{by},tasks,fuel,micro_credits,credits\n");
+    for r in rows {
+        csv.push_str(&format!(
+            "{},{},{},{},{}.{:06}\n",
+            r.key,
+            r.tasks,
+            r.fuel,
+            r.micro_credits,
+            r.micro_credits / 1_000_000,
+            r.micro_credits % 1_000_000
+        ));
+    }
+    Ok(([(header::CONTENT_TYPE, "text/csv")], csv).into_response())
+}

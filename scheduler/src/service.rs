@@ -1,0 +1,231 @@
+//! `scheduler serve`: the database, the blob store, the HTTP API and two background loops —
+//! one ends leases past their deadline, the other runs tasks with the scheduler's own
+//! embedded sandbox when no quorum decided them, or when an accepted result's outputs never
+//! arrived.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use helio_runner::{LoadedTask, Sandbox, SandboxConfig};
+use helio_sdk::Blake3Hash;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+use crate::api::{self, ApiConfig, App};
+use crate::blobs::Blobs;
+use crate::store::{AuthorityJob, Store, now_ms};
+
+/// How to run the scheduler.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where to listen; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Where the SQLite database, blobs and compiled modules live.
+    pub data_dir: PathBuf,
+    /// A `postgres://` (or `sqlite://`) URL instead of the data directory's SQLite file.
+    pub database: Option<String>,
+    /// Settings requests see.
+    pub api: ApiConfig,
+    /// How long an accepted result's outputs may take to arrive before the scheduler
+    /// recovers them with its own run, in milliseconds.
+    pub upload_wait_ms: i64,
+}
+
+impl Config {
+    /// The defaults, with data in `data_dir`.
+    pub fn new(data_dir: PathBuf) -> Config {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir,
+            database: None,
+            api: ApiConfig::default(),
+            upload_wait_ms: 60_000,
+        }
+    }
+
+    /// The database URL: `--database`, or SQLite in the data directory.
+    pub fn database_url(&self) -> String {
+        match &self.database {
+            Some(url) => url.clone(),
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("scheduler.db").display()
+            ),
+        }
+    }
+}
+
+/// Opens the database named by `config`, creating the data directory.
+pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot create data directory {}: {e}",
+            config.data_dir.display()
+        )
+    })?;
+    let url = config.database_url();
+    Store::open(&url)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot open database {}: {e}", redact(&url)))
+}
+
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://***{}", &url[..s], &url[at..]),
+        _ => url.to_string(),
+    }
+}
+
+/// A running scheduler.
+pub struct Running {
+    /// The address it listens on.
+    pub addr: SocketAddr,
+    /// Ends when the server stops.
+    pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+/// Starts the scheduler; it runs until `shutdown` completes.
+pub async fn start(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<Running> {
+    let store = open_store(&config).await?;
+    let blobs = Blobs::local(&config.data_dir.join("blobs"))?;
+    let sandbox = Arc::new(
+        Sandbox::new(SandboxConfig {
+            cache_dir: Some(config.data_dir.join("compiled")),
+            ..SandboxConfig::default()
+        })
+        .map_err(|e| anyhow::anyhow!("cannot start the scheduler's sandbox: {e}"))?,
+    );
+    let app = App {
+        store,
+        blobs,
+        config: config.api.clone(),
+        authority: Arc::new(Notify::new()),
+        counters: Arc::default(),
+    };
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let loops = [
+        tokio::spawn(expiry_loop(app.clone())),
+        tokio::spawn(authority_loop(app.clone(), sandbox, config.upload_wait_ms)),
+    ];
+    let router = api::router(app);
+    let task = tokio::spawn(async move {
+        let served = axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await;
+        for l in loops {
+            l.abort();
+        }
+        served.map_err(|e| anyhow::anyhow!("server failed: {e}"))
+    });
+    Ok(Running { addr, task })
+}
+
+async fn expiry_loop(app: App) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        match app.store.expire(now_ms()).await {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::info!(leases = n, "ended leases past their deadline");
+                app.authority.notify_one();
+            }
+            Err(e) => tracing::error!(error = %e, "cannot end expired leases"),
+        }
+    }
+}
+
+async fn authority_loop(app: App, sandbox: Arc<Sandbox>, upload_wait_ms: i64) {
+    loop {
+        let jobs = match app.store.authority_jobs(now_ms(), upload_wait_ms).await {
+            Ok(jobs) => jobs,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot list tasks to run");
+                Vec::new()
+            }
+        };
+        let mut progressed = false;
+        for job in jobs {
+            let task_id = job.task_id;
+            match run_authority(&app, &sandbox, job).await {
+                Ok(()) => progressed = true,
+                Err(e) => {
+                    tracing::error!(task = task_id, error = %e, "the scheduler's own run failed")
+                }
+            }
+        }
+        if !progressed {
+            let _ = tokio::time::timeout(Duration::from_secs(2), app.authority.notified()).await;
+        }
+    }
+}
+
+async fn fetch(app: &App, what: &str, hash: &Blake3Hash) -> anyhow::Result<Arc<[u8]>> {
+    app.blobs
+        .get(hash)
+        .await?
+        .map(|b| Arc::from(&b[..]))
+        .ok_or_else(|| anyhow::anyhow!("{what} {hash} is missing from the blob store"))
+}
+
+/// Runs one task with the scheduler's own sandbox: decides it, or recovers the outputs of
+/// its accepted result.
+async fn run_authority(app: &App, sandbox: &Arc<Sandbox>, job: AuthorityJob) -> anyhow::Result<()> {
+    let m = &job.manifest;
+    let module = fetch(app, "module", &m.module.blake3).await?;
+    let mut inputs = Vec::new();
+    for input in &m.inputs {
+        inputs.push((
+            input.name.clone(),
+            fetch(app, "input", &input.blake3).await?,
+        ));
+    }
+    let task = LoadedTask {
+        manifest: job.manifest.clone(),
+        module,
+        inputs,
+    };
+    let sandbox = sandbox.clone();
+    let output = tokio::task::spawn_blocking(move || task.run(&sandbox))
+        .await?
+        .map_err(|e| anyhow::anyhow!("rejected: {e}"))?;
+    let report = &output.report;
+    if let Some(expected) = job.expect
+        && report.digest != expected
+    {
+        anyhow::bail!(
+            "recovering outputs: the scheduler's run gave digest {}, the accepted one is {expected}",
+            report.digest
+        );
+    }
+    for file in &output.outputs {
+        let bytes = file.read_all()?;
+        app.blobs.put(&Blake3Hash::of(&bytes), bytes.into()).await?;
+    }
+    app.blobs
+        .put(&report.stdout_blake3, output.stdout.clone().into())
+        .await?;
+    let mut present = Vec::new();
+    for b in crate::store::result_blobs(report) {
+        if app.blobs.has(&b).await? {
+            present.push(b);
+        }
+    }
+    if job.expect.is_none() {
+        tracing::info!(task = job.task_id, digest = %report.digest, "the scheduler's own run decided the task");
+        app.store
+            .authority(job.task_id, report, now_ms(), |h| present.contains(h))
+            .await?;
+    }
+    app.store
+        .outputs_complete(job.task_id, |h| present.contains(h))
+        .await?;
+    Ok(())
+}

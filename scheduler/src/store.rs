@@ -1,0 +1,1470 @@
+//! The scheduler's state in a database: SQLite (the default, in the data directory) or
+//! PostgreSQL. The only module that speaks SQL. Every event is one transaction: it loads a
+//! task's rows into a [`TaskState`], applies the event with the pure core, and writes back
+//! what changed together with the credits and reputation the effect implies, so a crash
+//! between two statements can never leave a credit without its acceptance or the reverse.
+//!
+//! One SQL text serves both databases (through sqlx's `Any` driver): parameters are `$n`,
+//! types are `TEXT`, `BIGINT` and `DOUBLE PRECISION`. The one difference is row locking:
+//! PostgreSQL takes `FOR UPDATE` locks (and `SKIP LOCKED` when leasing, so that several
+//! scheduler instances share one queue); SQLite runs one writer at a time.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+
+use helio_sdk::wire::{
+    self, BatchResults, BatchStatus, CreditRow, Lease, RegisterRunner, Registered, ReportAck,
+    ReportStatus, ResultReport, Submitted, TaskResult,
+};
+use helio_sdk::{BatchManifest, Blake3Hash, Redundancy, RunReport, Tier};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{Any, AnyPool, Executor, Row, Transaction};
+
+use crate::ledger::{self, Credit, Entry};
+use crate::task::{Effect, Phase, Replica, ReplicaState, Reputation, TaskState};
+
+/// A storage error: the database failed, or its contents break an invariant.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database failed.
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    /// The database holds something this scheduler cannot read.
+    #[error("database holds {0}")]
+    Corrupt(String),
+    /// The named thing does not exist.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The request conflicts with what is stored.
+    #[error("{0}")]
+    Conflict(String),
+}
+
+type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Submits batches and reads their results.
+    Submitter,
+    /// Everything a submitter may, and operating the grid.
+    Admin,
+}
+
+impl Role {
+    /// Its name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Submitter => "submitter",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+impl FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Role, String> {
+        match s {
+            "submitter" => Ok(Role::Submitter),
+            "admin" => Ok(Role::Admin),
+            _ => Err(format!(
+                "unknown role {s:?}; the roles are submitter and admin"
+            )),
+        }
+    }
+}
+
+/// A registered runner, as requests are authenticated against it.
+#[derive(Debug, Clone)]
+pub struct RunnerRecord {
+    /// Its id.
+    pub id: String,
+    /// Its Ed25519 public key.
+    pub public_key: [u8; 32],
+    /// Its owner.
+    pub owner: String,
+    /// Its tier.
+    pub tier: Tier,
+    /// Tasks it runs at once.
+    pub slots: u32,
+    /// Its conduct so far.
+    pub reputation: Reputation,
+    /// When it was last heard from.
+    pub last_seen_ms: i64,
+}
+
+/// A task the scheduler must run itself: to decide it, or to recover the outputs of an
+/// accepted result no runner uploaded.
+#[derive(Debug, Clone)]
+pub struct AuthorityJob {
+    /// The task.
+    pub task_id: i64,
+    /// Its manifest.
+    pub manifest: helio_sdk::TaskManifest,
+    /// For output recovery: the accepted digest the run must reproduce.
+    pub expect: Option<Blake3Hash>,
+}
+
+/// One stored migration.
+struct Migration {
+    version: i64,
+    name: &'static str,
+    sql: &'static str,
+}
+
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "grid",
+    sql: include_str!("../migrations/0001_grid.sql"),
+}];
+
+/// The database.
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    postgres: bool,
+}
+
+const TIERS: [Tier; 3] = Tier::ALL;
+
+fn tier_rank(t: Tier) -> i64 {
+    TIERS.iter().position(|x| *x == t).unwrap_or(0) as i64
+}
+
+fn hash(text: &str) -> Result<Blake3Hash> {
+    Blake3Hash::parse(text).map_err(|e| StoreError::Corrupt(format!("a bad hash {text:?}: {e}")))
+}
+
+fn phase_name(p: Phase) -> &'static str {
+    match p {
+        Phase::Open => "open",
+        Phase::Deciding => "deciding",
+        Phase::Accepted { .. } => "accepted",
+    }
+}
+
+impl Store {
+    /// Opens the database at `url` (`sqlite://PATH` or `postgres://...`) and brings its
+    /// schema up to date.
+    pub async fn open(url: &str) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        let postgres = url.starts_with("postgres:") || url.starts_with("postgresql:");
+        let options = if postgres {
+            AnyPoolOptions::new().max_connections(16)
+        } else {
+            // One connection: SQLite has one writer anyway, and this way no request ever
+            // waits on a busy lock. WAL with full sync: a committed credit survives a crash.
+            AnyPoolOptions::new()
+                .max_connections(1)
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        conn.execute(
+                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
+                        )
+                        .await?;
+                        Ok(())
+                    })
+                })
+        };
+        let pool = options.connect(url).await?;
+        let store = Store { pool, postgres };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Which database this is: `sqlite` or `postgres`.
+    pub fn kind(&self) -> &'static str {
+        if self.postgres { "postgres" } else { "sqlite" }
+    }
+
+    fn for_update(&self) -> &'static str {
+        if self.postgres { " FOR UPDATE" } else { "" }
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        if self.postgres {
+            // Two schedulers starting at once migrate one after the other.
+            sqlx::query("SELECT pg_advisory_xact_lock(7305141)")
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, \
+             name TEXT NOT NULL, checksum TEXT NOT NULL, applied_ms BIGINT NOT NULL)",
+        )
+        .execute(&mut *tx)
+        .await?;
+        let applied: Vec<(i64, String)> =
+            sqlx::query("SELECT version, checksum FROM schema_migrations ORDER BY version")
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+                .collect::<Result<_, sqlx::Error>>()?;
+        for (version, checksum) in &applied {
+            match MIGRATIONS.iter().find(|m| m.version == *version) {
+                None => {
+                    return Err(StoreError::Corrupt(format!(
+                        "schema version {version}, newer than this scheduler knows; run a newer scheduler"
+                    )));
+                }
+                Some(m) if Blake3Hash::of(m.sql.as_bytes()).to_string() != *checksum => {
+                    return Err(StoreError::Corrupt(format!(
+                        "schema migration {version} ({}) with another text than this scheduler's",
+                        m.name
+                    )));
+                }
+                Some(_) => {}
+            }
+        }
+        for m in MIGRATIONS {
+            if applied.iter().any(|(v, _)| *v == m.version) {
+                continue;
+            }
+            sqlx::raw_sql(m.sql).execute(&mut *tx).await?;
+            sqlx::query(
+                "INSERT INTO schema_migrations (version, name, checksum, applied_ms) \
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .bind(m.version)
+            .bind(m.name)
+            .bind(Blake3Hash::of(m.sql.as_bytes()).to_string())
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await?;
+            tracing::info!(
+                version = m.version,
+                name = m.name,
+                "applied schema migration"
+            );
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    // ---- tokens ----
+
+    /// Creates a token with `role`; returns the token, which is stored only as its hash.
+    pub async fn create_token(&self, role: Role, name: &str) -> Result<String> {
+        let mut secret = [0u8; 24];
+        getrandom::fill(&mut secret)
+            .map_err(|e| StoreError::Conflict(format!("no randomness for a token: {e}")))?;
+        let token = format!("helio_{}", wire::to_hex(&secret));
+        sqlx::query("INSERT INTO tokens (hash, role, name, created_ms) VALUES ($1, $2, $3, $4)")
+            .bind(Blake3Hash::of(token.as_bytes()).to_string())
+            .bind(role.as_str())
+            .bind(name)
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await?;
+        Ok(token)
+    }
+
+    /// The role and name of `token`, if it is one.
+    pub async fn token(&self, token: &str) -> Result<Option<(Role, String)>> {
+        let row = sqlx::query("SELECT role, name FROM tokens WHERE hash = $1")
+            .bind(Blake3Hash::of(token.as_bytes()).to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let role: String = row.try_get(0)?;
+        let role = role.parse().map_err(StoreError::Corrupt)?;
+        Ok(Some((role, row.try_get(1)?)))
+    }
+
+    // ---- runners ----
+
+    /// Registers a runner, or updates what it offers when its key is known.
+    pub async fn register_runner(&self, reg: &RegisterRunner, now: i64) -> Result<Registered> {
+        let key = wire::parse_public_key(&reg.public_key)
+            .map_err(|e| StoreError::Conflict(format!("public_key {e}")))?;
+        let id = wire::runner_id(&key);
+        sqlx::query(
+            "INSERT INTO runners (id, public_key, owner, tier, slots, cores, memory_bytes, \
+             fuel_per_second, profile, registered_ms, last_seen_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) \
+             ON CONFLICT (id) DO UPDATE SET tier = $4, slots = $5, cores = $6, \
+             memory_bytes = $7, fuel_per_second = $8, profile = $9, last_seen_ms = $10",
+        )
+        .bind(&id)
+        .bind(&reg.public_key)
+        .bind(&reg.owner)
+        .bind(tier_rank(reg.tier))
+        .bind(i64::from(reg.slots))
+        .bind(i64::from(reg.cores))
+        .bind(reg.memory_bytes as i64)
+        .bind(reg.fuel_per_second as i64)
+        .bind(&reg.profile)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        // A key belongs to one owner for good: credits already granted name it.
+        let owner: String = sqlx::query("SELECT owner FROM runners WHERE id = $1")
+            .bind(&id)
+            .fetch_one(&self.pool)
+            .await?
+            .try_get(0)?;
+        if owner != reg.owner {
+            return Err(StoreError::Conflict(format!(
+                "runner {id} is registered to owner {owner:?}, not {:?}; a new owner needs a new key",
+                reg.owner
+            )));
+        }
+        Ok(Registered {
+            runner: id,
+            heartbeat_seconds: 0,
+        })
+    }
+
+    /// The runner with `id`.
+    pub async fn runner(&self, id: &str) -> Result<Option<RunnerRecord>> {
+        let row = sqlx::query(
+            "SELECT id, public_key, owner, tier, slots, agreements, disagreements, \
+             missed_deadlines, last_seen_ms FROM runners WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| runner_record(&r)).transpose()
+    }
+
+    /// Records that the runner was heard from.
+    pub async fn touch(&self, id: &str, now: i64) -> Result<()> {
+        sqlx::query("UPDATE runners SET last_seen_ms = $2 WHERE id = $1 AND last_seen_ms < $2")
+            .bind(id)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Every runner, most recently seen first.
+    pub async fn runners(&self) -> Result<Vec<RunnerRecord>> {
+        sqlx::query(
+            "SELECT id, public_key, owner, tier, slots, agreements, disagreements, \
+             missed_deadlines, last_seen_ms FROM runners ORDER BY last_seen_ms DESC, id",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(runner_record)
+        .collect()
+    }
+
+    // ---- batches ----
+
+    /// Stores a batch (every blob it names must already be stored). Submitting the same
+    /// batch again returns it unchanged.
+    pub async fn submit(
+        &self,
+        batch: &BatchManifest,
+        submitter: &str,
+        now: i64,
+    ) -> Result<Submitted> {
+        let id = batch_id(batch);
+        let mut tx = self.pool.begin().await?;
+        let existing = sqlx::query("SELECT tasks FROM batches WHERE id = $1")
+            .bind(&id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if existing.is_some() {
+            return Ok(Submitted {
+                batch: id,
+                name: batch.batch.to_string(),
+                tasks: batch.tasks.len() as u64,
+                created: false,
+            });
+        }
+        let red = batch.redundancy;
+        sqlx::query(
+            "INSERT INTO batches (id, name, submitted_by, created_ms, replicas, quorum, \
+             max_replicas, credit_rate, tasks) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(&id)
+        .bind(batch.batch.as_str())
+        .bind(submitter)
+        .bind(now)
+        .bind(i64::from(red.replicas))
+        .bind(i64::from(red.quorum))
+        .bind(i64::from(red.max_replicas))
+        .bind(batch.credit_rate)
+        .bind(batch.tasks.len() as i64)
+        .execute(&mut *tx)
+        .await?;
+        let n = batch.tasks.len() as i64;
+        let last: i64 = sqlx::query(
+            "UPDATE counters SET value = value + $1 WHERE name = 'task' RETURNING value",
+        )
+        .bind(n)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get(0)?;
+        let first = last - n + 1;
+        let wanted = i64::from(TaskState::new(red).wanted);
+        const CHUNK: usize = 500;
+        for (c, chunk) in batch.tasks.chunks(CHUNK).enumerate() {
+            let mut sql = String::from(
+                "INSERT INTO tasks (id, batch_id, idx, name, manifest, tier, quorum, \
+                 wall_seconds, phase, wanted) VALUES ",
+            );
+            for i in 0..chunk.len() {
+                let p = i * 9;
+                if i > 0 {
+                    sql.push(',');
+                }
+                sql.push_str(&format!(
+                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, 'open', ${})",
+                    p + 1,
+                    p + 2,
+                    p + 3,
+                    p + 4,
+                    p + 5,
+                    p + 6,
+                    p + 7,
+                    p + 8,
+                    p + 9
+                ));
+            }
+            let mut q = sqlx::query(&sql);
+            for (i, task) in chunk.iter().enumerate() {
+                let idx = (c * CHUNK + i) as i64;
+                q = q
+                    .bind(first + idx)
+                    .bind(id.clone())
+                    .bind(idx)
+                    .bind(task.name.to_string())
+                    .bind(serde_json::to_string(task).expect("a manifest serializes"))
+                    .bind(tier_rank(task.tier))
+                    .bind(i64::from(red.quorum))
+                    .bind(task.limits.wall_seconds as i64)
+                    .bind(wanted);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(Submitted {
+            batch: id,
+            name: batch.batch.to_string(),
+            tasks: batch.tasks.len() as u64,
+            created: true,
+        })
+    }
+
+    /// A batch's progress.
+    pub async fn batch_status(&self, id: &str) -> Result<BatchStatus> {
+        let batch = sqlx::query("SELECT name, tasks FROM batches WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("batch {id}")))?;
+        let rows = sqlx::query(
+            "SELECT t.phase, t.succeeded, \
+             CASE WHEN t.phase = 'open' AND NOT EXISTS (SELECT 1 FROM replicas r \
+               WHERE r.task_id = t.id AND r.state IN ('leased', 'reported')) THEN 1 ELSE 0 END, \
+             COUNT(*) FROM tasks t WHERE t.batch_id = $1 GROUP BY 1, 2, 3",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut status = BatchStatus {
+            batch: id.into(),
+            name: batch.try_get(0)?,
+            tasks: batch.try_get::<i64, _>(1)? as u64,
+            pending: 0,
+            running: 0,
+            deciding: 0,
+            succeeded: 0,
+            failed: 0,
+            micro_credits: 0,
+        };
+        for row in rows {
+            let phase: String = row.try_get(0)?;
+            let ok: i64 = row.try_get(1)?;
+            let idle: i64 = row.try_get(2)?;
+            let n = row.try_get::<i64, _>(3)? as u64;
+            match (phase.as_str(), ok, idle) {
+                ("open", _, 1) => status.pending += n,
+                ("open", _, _) => status.running += n,
+                ("deciding", _, _) => status.deciding += n,
+                ("accepted", 1, _) => status.succeeded += n,
+                _ => status.failed += n,
+            }
+        }
+        status.micro_credits = sqlx::query(
+            "SELECT CAST(COALESCE(SUM(micro_credits), 0) AS BIGINT) FROM ledger WHERE batch_id = $1",
+        )
+        .bind(id)
+        .fetch_one(&self.pool)
+        .await?
+        .try_get::<i64, _>(0)? as u64;
+        Ok(status)
+    }
+
+    /// Every task of a batch with its accepted result, in manifest order.
+    pub async fn batch_results(&self, id: &str) -> Result<BatchResults> {
+        let name: String = sqlx::query("SELECT name FROM batches WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("batch {id}")))?
+            .try_get(0)?;
+        let mut credits: BTreeMap<String, (Vec<String>, u64)> = BTreeMap::new();
+        for row in sqlx::query(
+            "SELECT task, runner_id, micro_credits FROM ledger WHERE batch_id = $1 ORDER BY seq",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?
+        {
+            let e = credits.entry(row.try_get(0)?).or_default();
+            e.0.push(row.try_get(1)?);
+            e.1 += row.try_get::<i64, _>(2)? as u64;
+        }
+        let mut tasks = Vec::new();
+        for row in sqlx::query(
+            "SELECT t.name, t.phase, t.result, t.by_scheduler, t.id FROM tasks t \
+             WHERE t.batch_id = $1 ORDER BY t.idx",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?
+        {
+            let task: String = row.try_get(0)?;
+            let phase: String = row.try_get(1)?;
+            let result: Option<String> = row.try_get(2)?;
+            let by_scheduler: i64 = row.try_get(3)?;
+            let result = result
+                .map(|r| serde_json::from_str::<RunReport>(&r))
+                .transpose()
+                .map_err(|e| StoreError::Corrupt(format!("a bad result of task {task}: {e}")))?;
+            let state = match phase.as_str() {
+                "open" => {
+                    let id: i64 = row.try_get(4)?;
+                    let out = sqlx::query(
+                        "SELECT COUNT(*) FROM replicas WHERE task_id = $1 \
+                         AND state IN ('leased', 'reported')",
+                    )
+                    .bind(id)
+                    .fetch_one(&self.pool)
+                    .await?
+                    .try_get::<i64, _>(0)?;
+                    if out > 0 { "running" } else { "pending" }
+                }
+                other => other,
+            };
+            let (agreeing, micro_credits) = credits.remove(&task).unwrap_or_default();
+            tasks.push(TaskResult {
+                decided_by: result.as_ref().map(|_| {
+                    if by_scheduler == 1 {
+                        "scheduler"
+                    } else {
+                        "quorum"
+                    }
+                    .to_string()
+                }),
+                task,
+                state: state.into(),
+                result,
+                agreeing,
+                micro_credits,
+            });
+        }
+        Ok(BatchResults {
+            batch: id.into(),
+            name,
+            tasks,
+        })
+    }
+
+    /// The id of task `name` of batch `batch`.
+    pub async fn task_id(&self, batch: &str, name: &str) -> Result<i64> {
+        Ok(
+            sqlx::query("SELECT id FROM tasks WHERE batch_id = $1 AND name = $2")
+                .bind(batch)
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?
+                .ok_or_else(|| StoreError::NotFound(format!("task {name} of batch {batch}")))?
+                .try_get(0)?,
+        )
+    }
+
+    // ---- leases ----
+
+    /// Leases up to `max` tasks to `runner` (never more than its free slots), each until
+    /// its wall-clock limit plus `grace_ms` from `now`.
+    pub async fn lease(
+        &self,
+        runner: &RunnerRecord,
+        max: u32,
+        now: i64,
+        grace_ms: i64,
+    ) -> Result<Vec<Lease>> {
+        let mut tx = self.pool.begin().await?;
+        let active: i64 =
+            sqlx::query("SELECT COUNT(*) FROM replicas WHERE runner_id = $1 AND state = 'leased'")
+                .bind(&runner.id)
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get(0)?;
+        let n = crate::task::lease_count(runner.slots, active as u32, max);
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let skip = if self.postgres {
+            " FOR UPDATE SKIP LOCKED"
+        } else {
+            ""
+        };
+        let ids: Vec<i64> = sqlx::query(&format!(
+            "SELECT t.id FROM tasks t WHERE t.wanted > 0 AND t.tier <= $1 \
+             AND (t.quorum > 1 OR $2 = 1) \
+             AND NOT EXISTS (SELECT 1 FROM replicas r WHERE r.task_id = t.id AND r.owner = $3) \
+             ORDER BY t.id LIMIT $4{skip}"
+        ))
+        .bind(tier_rank(runner.tier))
+        .bind(i64::from(runner.reputation.trusted()))
+        .bind(&runner.owner)
+        .bind(i64::from(n))
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<Result<_, _>>()?;
+        let mut leases = Vec::with_capacity(ids.len());
+        for id in ids {
+            let (before, info) = self.load(&mut tx, id).await?;
+            let mut after = before.clone();
+            let deadline = crate::task::lease_deadline(now, info.wall_seconds, grace_ms);
+            if after.lease(&runner.id, &runner.owner, deadline).is_err() {
+                continue;
+            }
+            self.save(&mut tx, id, &before, &after).await?;
+            leases.push(Lease {
+                task_id: id,
+                manifest: info.manifest()?,
+                batch: info.batch_id,
+                deadline_ms: deadline,
+            });
+        }
+        tx.commit().await?;
+        Ok(leases)
+    }
+
+    /// Hands `runner`'s leases of `tasks` back; returns how many it held.
+    pub async fn give_back(&self, runner: &str, tasks: &[i64]) -> Result<u32> {
+        let mut tasks = tasks.to_vec();
+        tasks.sort_unstable();
+        tasks.dedup();
+        let mut tx = self.pool.begin().await?;
+        let mut n = 0;
+        for id in tasks {
+            let Ok((before, _)) = self.load(&mut tx, id).await else {
+                continue;
+            };
+            let mut after = before.clone();
+            if after.give_back(runner).is_ok() {
+                self.save(&mut tx, id, &before, &after).await?;
+                n += 1;
+            }
+        }
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    /// Ends every lease past its deadline; returns how many ended.
+    pub async fn expire(&self, now: i64) -> Result<u32> {
+        let ids: Vec<i64> = sqlx::query(
+            "SELECT DISTINCT task_id FROM replicas WHERE state = 'leased' AND deadline_ms < $1 \
+             ORDER BY task_id LIMIT 1000",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<Result<_, _>>()?;
+        let mut tx = self.pool.begin().await?;
+        let mut ended = 0;
+        for id in ids {
+            let (before, _) = self.load(&mut tx, id).await?;
+            let mut after = before.clone();
+            let (missed, _) = after.expire(now);
+            self.save(&mut tx, id, &before, &after).await?;
+            for runner in &missed {
+                sqlx::query(
+                    "UPDATE runners SET missed_deadlines = missed_deadlines + 1 WHERE id = $1",
+                )
+                .bind(runner)
+                .execute(&mut *tx)
+                .await?;
+                tracing::info!(
+                    task = id,
+                    runner,
+                    "lease expired; the task goes to another runner"
+                );
+            }
+            ended += missed.len() as u32;
+        }
+        tx.commit().await?;
+        Ok(ended)
+    }
+
+    // ---- results ----
+
+    /// Records results `runner` reports, each checked (lease, digest, signature) and
+    /// applied in the same transaction as the acceptance and credits it completes.
+    pub async fn report(
+        &self,
+        runner: &RunnerRecord,
+        results: &[ResultReport],
+        now: i64,
+        blob_present: impl Fn(&Blake3Hash) -> bool + Sync,
+    ) -> Result<Vec<ReportAck>> {
+        // Lock tasks in id order, so that concurrent transactions never deadlock.
+        let mut order: Vec<usize> = (0..results.len()).collect();
+        order.sort_by_key(|&i| results[i].task_id);
+        let mut acks: Vec<Option<ReportAck>> = vec![None; results.len()];
+        let mut tx = self.pool.begin().await?;
+        for i in order {
+            let r = &results[i];
+            let refuse = |error: String| ReportAck {
+                task_id: r.task_id,
+                status: ReportStatus::Refused,
+                error: Some(error),
+                micro_credits: 0,
+                upload: Vec::new(),
+            };
+            let (before, info) = match self.load(&mut tx, r.task_id).await {
+                Ok(x) => x,
+                Err(StoreError::NotFound(what)) => {
+                    acks[i] = Some(refuse(format!("{what} not found")));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let report = &r.report;
+            let computed = RunReport::compute_digest(
+                &report.outcome,
+                report.fuel_consumed,
+                &report.stdout_blake3,
+                &report.outputs,
+            );
+            if computed != report.digest {
+                acks[i] = Some(refuse(format!(
+                    "the digest {} does not match the report's own fields (they give {computed})",
+                    report.digest
+                )));
+                continue;
+            }
+            let message = wire::result_message(&info.batch_id, &info.name, &report.digest);
+            if !wire::verify_signature(&runner.public_key, &message, &r.signature) {
+                acks[i] = Some(refuse(
+                    "the result's signature does not verify with this runner's key".into(),
+                ));
+                continue;
+            }
+            let mut after = before.clone();
+            let digest = report.outcome.is_deterministic().then_some(report.digest);
+            let effect = match after.report(&runner.id, digest, now) {
+                Ok(e) => e,
+                Err(refusal) => {
+                    acks[i] = Some(refuse(refusal.to_string()));
+                    continue;
+                }
+            };
+            if effect == Effect::Duplicate {
+                acks[i] = Some(ReportAck {
+                    task_id: r.task_id,
+                    status: ReportStatus::Duplicate,
+                    error: None,
+                    micro_credits: 0,
+                    upload: Vec::new(),
+                });
+                continue;
+            }
+            self.save(&mut tx, r.task_id, &before, &after).await?;
+            sqlx::query(
+                "UPDATE replicas SET report = $3, signature = $4, reported_ms = $5 \
+                 WHERE task_id = $1 AND runner_id = $2",
+            )
+            .bind(r.task_id)
+            .bind(&runner.id)
+            .bind(serde_json::to_string(report).expect("a report serializes"))
+            .bind(&r.signature)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            let applied = self
+                .apply(&mut tx, &info, &effect, Some(report), now, &blob_present)
+                .await?;
+            let status = match &effect {
+                Effect::Accepted { agreeing, .. } if agreeing.contains(&runner.id) => {
+                    ReportStatus::Accepted
+                }
+                Effect::Accepted { .. } | Effect::Late { agreed: false, .. } => {
+                    ReportStatus::Disagreed
+                }
+                Effect::Late { agreed: true, .. } => ReportStatus::Accepted,
+                _ => ReportStatus::Recorded,
+            };
+            let upload = if status == ReportStatus::Accepted {
+                result_blobs(report)
+                    .into_iter()
+                    .filter(|h| !blob_present(h))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            acks[i] = Some(ReportAck {
+                task_id: r.task_id,
+                status,
+                error: None,
+                micro_credits: applied.get(&runner.id).copied().unwrap_or(0),
+                upload,
+            });
+        }
+        tx.commit().await?;
+        Ok(acks
+            .into_iter()
+            .map(|a| a.expect("every result answered"))
+            .collect())
+    }
+
+    /// Applies an effect's consequences: acceptance, credits, flags, reputation. Returns the
+    /// micro-credits granted per runner.
+    async fn apply(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        info: &TaskInfo,
+        effect: &Effect,
+        report: Option<&RunReport>,
+        now: i64,
+        present: &(dyn Fn(&Blake3Hash) -> bool + Sync),
+    ) -> Result<BTreeMap<String, u64>> {
+        let task_id = info.id;
+        let mut granted = BTreeMap::new();
+        match effect {
+            Effect::Accepted {
+                digest,
+                agreeing,
+                disagreeing,
+            } => {
+                // The accepted result: this report if it agrees, else an agreeing one's.
+                let result = match report.filter(|r| r.digest == *digest) {
+                    Some(r) => r.clone(),
+                    None => self.agreeing_report(tx, task_id, digest).await?,
+                };
+                sqlx::query(
+                    "UPDATE tasks SET result = $2, succeeded = $3, accepted_ms = $4 WHERE id = $1",
+                )
+                .bind(task_id)
+                .bind(serde_json::to_string(&result).expect("a report serializes"))
+                .bind(i64::from(result.outcome.is_success()))
+                .bind(now)
+                .execute(&mut **tx)
+                .await?;
+                let wanted: Vec<Blake3Hash> = result_blobs(&result)
+                    .into_iter()
+                    .filter(|b| !present(b))
+                    .collect();
+                if wanted.is_empty() {
+                    sqlx::query("UPDATE tasks SET outputs_stored = 1 WHERE id = $1")
+                        .bind(task_id)
+                        .execute(&mut **tx)
+                        .await?;
+                }
+                for blob in wanted {
+                    sqlx::query(
+                        "INSERT INTO wanted_blobs (blake3, task_id) VALUES ($1, $2) \
+                         ON CONFLICT DO NOTHING",
+                    )
+                    .bind(blob.to_string())
+                    .bind(task_id)
+                    .execute(&mut **tx)
+                    .await?;
+                }
+                for runner in agreeing {
+                    let credit = self.credit(tx, info, runner, &result, now).await?;
+                    granted.insert(runner.clone(), credit);
+                }
+                for runner in disagreeing {
+                    self.flag(tx, runner, task_id).await?;
+                }
+            }
+            Effect::Late { runner, agreed } => {
+                if *agreed && let Some(result) = report {
+                    let credit = self.credit(tx, info, runner, result, now).await?;
+                    granted.insert(runner.clone(), credit);
+                } else {
+                    self.flag(tx, runner, task_id).await?;
+                }
+            }
+            Effect::RunAuthority => {
+                tracing::info!(
+                    task = task_id,
+                    "no quorum within max_replicas; the scheduler will run the task itself"
+                );
+            }
+            Effect::Nothing | Effect::Duplicate | Effect::Issue(_) => {}
+        }
+        Ok(granted)
+    }
+
+    async fn agreeing_report(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        task_id: i64,
+        digest: &Blake3Hash,
+    ) -> Result<RunReport> {
+        let row = sqlx::query(
+            "SELECT report FROM replicas WHERE task_id = $1 AND digest = $2 \
+             AND report IS NOT NULL ORDER BY report_seq LIMIT 1",
+        )
+        .bind(task_id)
+        .bind(digest.to_string())
+        .fetch_optional(&mut **tx)
+        .await?;
+        let text: String = match row {
+            Some(row) => row.try_get(0)?,
+            None => sqlx::query("SELECT result FROM tasks WHERE id = $1")
+                .bind(task_id)
+                .fetch_one(&mut **tx)
+                .await?
+                .try_get::<Option<String>, _>(0)?
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!("task {task_id}: no report of its digest"))
+                })?,
+        };
+        serde_json::from_str(&text)
+            .map_err(|e| StoreError::Corrupt(format!("task {task_id}: a bad report: {e}")))
+    }
+
+    async fn flag(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        runner: &str,
+        task_id: i64,
+    ) -> Result<()> {
+        tracing::warn!(
+            runner,
+            task = task_id,
+            "runner's digest disagreed with the accepted one; flagged"
+        );
+        sqlx::query("UPDATE runners SET disagreements = disagreements + 1 WHERE id = $1")
+            .bind(runner)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+
+    /// Appends one credit to the ledger and counts the agreement.
+    async fn credit(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        info: &TaskInfo,
+        runner: &str,
+        result: &RunReport,
+        now: i64,
+    ) -> Result<u64> {
+        let owner: String = sqlx::query("SELECT owner FROM runners WHERE id = $1")
+            .bind(runner)
+            .fetch_one(&mut **tx)
+            .await?
+            .try_get(0)?;
+        let head = sqlx::query(&format!(
+            "SELECT len, head FROM ledger_head WHERE id = 1{}",
+            self.for_update()
+        ))
+        .fetch_one(&mut **tx)
+        .await?;
+        let seq: i64 = head.try_get(0)?;
+        let prev = hash(&head.try_get::<String, _>(1)?)?;
+        let credit = Credit {
+            batch: info.batch_id.clone(),
+            task: info.name.clone(),
+            runner: runner.into(),
+            owner,
+            digest: result.digest,
+            fuel: result.fuel_consumed,
+            micro_credits: ledger::micro_credits(result.fuel_consumed, info.credit_rate),
+        };
+        let entry_hash = ledger::entry_hash(&prev, seq as u64, &credit);
+        sqlx::query(
+            "INSERT INTO ledger (seq, batch_id, task, runner_id, owner, digest, fuel, \
+             micro_credits, prev, hash, created_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(seq)
+        .bind(&credit.batch)
+        .bind(&credit.task)
+        .bind(&credit.runner)
+        .bind(&credit.owner)
+        .bind(credit.digest.to_string())
+        .bind(credit.fuel as i64)
+        .bind(credit.micro_credits as i64)
+        .bind(prev.to_string())
+        .bind(entry_hash.to_string())
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+        sqlx::query("UPDATE ledger_head SET len = $1, head = $2 WHERE id = 1")
+            .bind(seq + 1)
+            .bind(entry_hash.to_string())
+            .execute(&mut **tx)
+            .await?;
+        sqlx::query("UPDATE runners SET agreements = agreements + 1 WHERE id = $1")
+            .bind(runner)
+            .execute(&mut **tx)
+            .await?;
+        Ok(credit.micro_credits)
+    }
+
+    // ---- the scheduler's own runs ----
+
+    /// Tasks the scheduler must run itself: those no quorum decided, and accepted ones whose
+    /// outputs no runner uploaded within `upload_wait_ms`.
+    pub async fn authority_jobs(&self, now: i64, upload_wait_ms: i64) -> Result<Vec<AuthorityJob>> {
+        let mut jobs = Vec::new();
+        for row in sqlx::query(
+            "SELECT id, manifest, NULL FROM tasks WHERE phase = 'deciding' ORDER BY id LIMIT 16",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .chain(
+            sqlx::query(
+                "SELECT id, manifest, digest FROM tasks WHERE phase = 'accepted' \
+                 AND outputs_stored = 0 AND accepted_ms < $1 ORDER BY accepted_ms LIMIT 16",
+            )
+            .bind(now - upload_wait_ms)
+            .fetch_all(&self.pool)
+            .await?,
+        ) {
+            let task_id: i64 = row.try_get(0)?;
+            let manifest: String = row.try_get(1)?;
+            let expect: Option<String> = row.try_get(2)?;
+            jobs.push(AuthorityJob {
+                task_id,
+                manifest: parse_manifest(task_id, &manifest)?,
+                expect: expect.as_deref().map(hash).transpose()?,
+            });
+        }
+        Ok(jobs)
+    }
+
+    /// The scheduler's own run of a deciding task gave `report`: it decides the task.
+    /// `present` says which blobs the blob store holds.
+    pub async fn authority(
+        &self,
+        task_id: i64,
+        report: &RunReport,
+        now: i64,
+        present: impl Fn(&Blake3Hash) -> bool + Sync,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let (before, info) = self.load(&mut tx, task_id).await?;
+        let mut after = before.clone();
+        let effect = after.authority(report.digest);
+        self.save(&mut tx, task_id, &before, &after).await?;
+        sqlx::query("UPDATE tasks SET by_scheduler = 1 WHERE id = $1")
+            .bind(task_id)
+            .execute(&mut *tx)
+            .await?;
+        self.apply(&mut tx, &info, &effect, Some(report), now, &present)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    // ---- blobs ----
+
+    /// Whether some accepted result names `blob` and the blob store lacks it: a runner may
+    /// upload it.
+    pub async fn blob_wanted(&self, blob: &Blake3Hash) -> Result<bool> {
+        Ok(
+            sqlx::query("SELECT 1 FROM wanted_blobs WHERE blake3 = $1 LIMIT 1")
+                .bind(blob.to_string())
+                .fetch_optional(&self.pool)
+                .await?
+                .is_some(),
+        )
+    }
+
+    /// Records that the blob store now holds `blob`; marks the tasks whose outputs are now
+    /// all stored.
+    pub async fn blob_stored(&self, blob: &Blake3Hash) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let tasks: Vec<i64> =
+            sqlx::query("DELETE FROM wanted_blobs WHERE blake3 = $1 RETURNING task_id")
+                .bind(blob.to_string())
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|r| r.try_get(0))
+                .collect::<Result<_, _>>()?;
+        for id in tasks {
+            sqlx::query(
+                "UPDATE tasks SET outputs_stored = 1 WHERE id = $1 AND NOT EXISTS \
+                 (SELECT 1 FROM wanted_blobs w WHERE w.task_id = $1)",
+            )
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Marks a task's outputs stored when none of its blobs are wanted any more.
+    pub async fn outputs_complete(
+        &self,
+        task_id: i64,
+        present: impl Fn(&Blake3Hash) -> bool,
+    ) -> Result<()> {
+        let wanted: Vec<String> = sqlx::query("SELECT blake3 FROM wanted_blobs WHERE task_id = $1")
+            .bind(task_id)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<Result<_, _>>()?;
+        for blob in wanted {
+            let blob = hash(&blob)?;
+            if present(&blob) {
+                self.blob_stored(&blob).await?;
+            }
+        }
+        Ok(())
+    }
+
+    // ---- credits and the ledger ----
+
+    /// Credits summed per `owner`, `runner` or `batch`, highest first.
+    pub async fn credits(&self, by: &str) -> Result<Vec<CreditRow>> {
+        let column = match by {
+            "owner" => "owner",
+            "runner" => "runner_id",
+            "batch" => "batch_id",
+            other => {
+                return Err(StoreError::Conflict(format!(
+                    "credits by {other:?}: choose owner, runner or batch"
+                )));
+            }
+        };
+        sqlx::query(&format!(
+            "SELECT {column}, COUNT(*), CAST(COALESCE(SUM(fuel), 0) AS BIGINT), CAST(COALESCE(SUM(micro_credits), 0) AS BIGINT) \
+             FROM ledger GROUP BY {column} ORDER BY 4 DESC, 1"
+        ))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(CreditRow {
+                key: r.try_get(0)?,
+                tasks: r.try_get::<i64, _>(1)? as u64,
+                fuel: r.try_get::<i64, _>(2)? as u64,
+                micro_credits: r.try_get::<i64, _>(3)? as u64,
+            })
+        })
+        .collect()
+    }
+
+    /// The whole ledger in order, and its anchor (length and head hash).
+    pub async fn ledger(&self) -> Result<(Vec<Entry>, u64, Blake3Hash)> {
+        let entries = sqlx::query(
+            "SELECT seq, batch_id, task, runner_id, owner, digest, fuel, micro_credits, prev, \
+             hash FROM ledger ORDER BY seq",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(Entry {
+                seq: r.try_get::<i64, _>(0)? as u64,
+                credit: Credit {
+                    batch: r.try_get(1)?,
+                    task: r.try_get(2)?,
+                    runner: r.try_get(3)?,
+                    owner: r.try_get(4)?,
+                    digest: hash(&r.try_get::<String, _>(5)?)?,
+                    fuel: r.try_get::<i64, _>(6)? as u64,
+                    micro_credits: r.try_get::<i64, _>(7)? as u64,
+                },
+                prev: hash(&r.try_get::<String, _>(8)?)?,
+                hash: hash(&r.try_get::<String, _>(9)?)?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+        let head = sqlx::query("SELECT len, head FROM ledger_head WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok((
+            entries,
+            head.try_get::<i64, _>(0)? as u64,
+            hash(&head.try_get::<String, _>(1)?)?,
+        ))
+    }
+
+    /// Tasks per phase across the grid, and runners heard from since `since_ms`.
+    pub async fn grid_counts(&self, since_ms: i64) -> Result<(BTreeMap<String, u64>, u64)> {
+        let mut phases = BTreeMap::new();
+        for row in sqlx::query("SELECT phase, COUNT(*) FROM tasks GROUP BY phase")
+            .fetch_all(&self.pool)
+            .await?
+        {
+            phases.insert(row.try_get(0)?, row.try_get::<i64, _>(1)? as u64);
+        }
+        let online = sqlx::query("SELECT COUNT(*) FROM runners WHERE last_seen_ms >= $1")
+            .bind(since_ms)
+            .fetch_one(&self.pool)
+            .await?
+            .try_get::<i64, _>(0)? as u64;
+        Ok((phases, online))
+    }
+
+    // ---- loading and saving one task ----
+
+    async fn load(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        id: i64,
+    ) -> Result<(TaskState, TaskInfo)> {
+        let row = sqlx::query(&format!(
+            "SELECT t.phase, t.wanted, t.digest, t.by_scheduler, t.batch_id, t.name, \
+             t.manifest, t.wall_seconds, b.replicas, b.quorum, b.max_replicas, b.credit_rate \
+             FROM tasks t JOIN batches b ON b.id = t.batch_id WHERE t.id = $1{}",
+            if self.postgres {
+                " FOR UPDATE OF t"
+            } else {
+                ""
+            }
+        ))
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("task {id}")))?;
+        let phase: String = row.try_get(0)?;
+        let digest: Option<String> = row.try_get(2)?;
+        let phase = match (phase.as_str(), digest) {
+            ("open", _) => Phase::Open,
+            ("deciding", _) => Phase::Deciding,
+            ("accepted", Some(d)) => Phase::Accepted {
+                digest: hash(&d)?,
+                by_scheduler: row.try_get::<i64, _>(3)? == 1,
+            },
+            (other, _) => {
+                return Err(StoreError::Corrupt(format!("task {id} in phase {other:?}")));
+            }
+        };
+        let redundancy = Redundancy {
+            replicas: row.try_get::<i64, _>(8)? as u32,
+            quorum: row.try_get::<i64, _>(9)? as u32,
+            max_replicas: row.try_get::<i64, _>(10)? as u32,
+        };
+        let info = TaskInfo {
+            batch_id: row.try_get(4)?,
+            name: row.try_get(5)?,
+            manifest: row.try_get(6)?,
+            wall_seconds: row.try_get::<i64, _>(7)? as u64,
+            credit_rate: row.try_get(11)?,
+            id,
+        };
+        let mut replicas = Vec::new();
+        for r in sqlx::query(
+            "SELECT runner_id, owner, state, deadline_ms, digest, report_seq FROM replicas \
+             WHERE task_id = $1 ORDER BY lease_seq",
+        )
+        .bind(id)
+        .fetch_all(&mut **tx)
+        .await?
+        {
+            let state: String = r.try_get(2)?;
+            let digest: Option<String> = r.try_get(4)?;
+            let state = match state.as_str() {
+                "leased" => ReplicaState::Leased {
+                    deadline_ms: r.try_get(3)?,
+                },
+                "reported" => ReplicaState::Reported {
+                    digest: digest.as_deref().map(hash).transpose()?,
+                    seq: r.try_get::<Option<i64>, _>(5)?.unwrap_or(0) as u32,
+                },
+                "expired" => ReplicaState::Expired,
+                "returned" => ReplicaState::Returned,
+                other => {
+                    return Err(StoreError::Corrupt(format!(
+                        "a replica of task {id} in state {other:?}"
+                    )));
+                }
+            };
+            replicas.push(Replica {
+                runner: r.try_get(0)?,
+                owner: r.try_get(1)?,
+                state,
+            });
+        }
+        let state = TaskState {
+            redundancy,
+            replicas,
+            wanted: row.try_get::<i64, _>(1)? as u32,
+            phase,
+        };
+        Ok((state, info))
+    }
+
+    async fn save(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        id: i64,
+        before: &TaskState,
+        after: &TaskState,
+    ) -> Result<()> {
+        if before.phase != after.phase || before.wanted != after.wanted {
+            let (digest, by_scheduler) = match after.phase {
+                Phase::Accepted {
+                    digest,
+                    by_scheduler,
+                } => (Some(digest.to_string()), i64::from(by_scheduler)),
+                _ => (None, 0),
+            };
+            sqlx::query(
+                "UPDATE tasks SET phase = $2, wanted = $3, digest = $4, by_scheduler = $5 \
+                 WHERE id = $1",
+            )
+            .bind(id)
+            .bind(phase_name(after.phase))
+            .bind(i64::from(after.wanted))
+            .bind(digest)
+            .bind(by_scheduler)
+            .execute(&mut **tx)
+            .await?;
+        }
+        for (seq, replica) in after.replicas.iter().enumerate() {
+            let (state, deadline, digest, report_seq) = match replica.state {
+                ReplicaState::Leased { deadline_ms } => ("leased", Some(deadline_ms), None, None),
+                ReplicaState::Reported { digest, seq } => (
+                    "reported",
+                    None,
+                    digest.map(|d| d.to_string()),
+                    Some(i64::from(seq)),
+                ),
+                ReplicaState::Expired => ("expired", None, None, None),
+                ReplicaState::Returned => ("returned", None, None, None),
+            };
+            match before.replicas.get(seq) {
+                None => {
+                    sqlx::query(
+                        "INSERT INTO replicas (task_id, runner_id, owner, lease_seq, state, \
+                         deadline_ms) VALUES ($1, $2, $3, $4, $5, $6)",
+                    )
+                    .bind(id)
+                    .bind(&replica.runner)
+                    .bind(&replica.owner)
+                    .bind(seq as i64)
+                    .bind(state)
+                    .bind(deadline.unwrap_or(0))
+                    .execute(&mut **tx)
+                    .await?;
+                }
+                Some(old) if old != replica => {
+                    sqlx::query(
+                        "UPDATE replicas SET state = $3, digest = $4, report_seq = $5 \
+                         WHERE task_id = $1 AND runner_id = $2",
+                    )
+                    .bind(id)
+                    .bind(&replica.runner)
+                    .bind(state)
+                    .bind(digest)
+                    .bind(report_seq)
+                    .execute(&mut **tx)
+                    .await?;
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What the storage layer needs of a task beyond its [`TaskState`].
+struct TaskInfo {
+    id: i64,
+    batch_id: String,
+    name: String,
+    manifest: String,
+    wall_seconds: u64,
+    credit_rate: f64,
+}
+
+impl TaskInfo {
+    fn manifest(&self) -> Result<helio_sdk::TaskManifest> {
+        parse_manifest(self.id, &self.manifest)
+    }
+}
+
+fn parse_manifest(id: i64, text: &str) -> Result<helio_sdk::TaskManifest> {
+    helio_sdk::TaskManifest::from_json(text)
+        .map_err(|e| StoreError::Corrupt(format!("task {id}: a bad manifest: {e}")))
+}
+
+fn runner_record(r: &AnyRow) -> Result<RunnerRecord> {
+    let key: String = r.try_get(1)?;
+    Ok(RunnerRecord {
+        id: r.try_get(0)?,
+        public_key: wire::parse_public_key(&key).map_err(StoreError::Corrupt)?,
+        owner: r.try_get(2)?,
+        tier: TIERS
+            .get(r.try_get::<i64, _>(3)? as usize)
+            .copied()
+            .unwrap_or_default(),
+        slots: r.try_get::<i64, _>(4)? as u32,
+        reputation: Reputation {
+            agreements: r.try_get::<i64, _>(5)? as u64,
+            disagreements: r.try_get::<i64, _>(6)? as u64,
+            missed_deadlines: r.try_get::<i64, _>(7)? as u64,
+        },
+        last_seen_ms: r.try_get(8)?,
+    })
+}
+
+/// The blobs an accepted result names: its outputs and, unless empty, its standard output.
+pub fn result_blobs(report: &RunReport) -> Vec<Blake3Hash> {
+    let mut blobs: Vec<Blake3Hash> = report.outputs.iter().map(|o| o.blake3).collect();
+    if report.stdout_blake3 != Blake3Hash::of(b"") {
+        blobs.push(report.stdout_blake3);
+    }
+    blobs.sort();
+    blobs.dedup();
+    blobs
+}
+
+/// A batch's id: `b-` and 16 hex digits of the BLAKE3 of everything that defines it, so that
+/// the same manifest submitted twice is the same batch.
+pub fn batch_id(batch: &BatchManifest) -> String {
+    let mut h = blake3::Hasher::new_derive_key("helio batch id v1");
+    h.update(batch.batch.as_str().as_bytes());
+    h.update(&[0]);
+    let red = batch.redundancy;
+    for n in [red.replicas, red.quorum, red.max_replicas] {
+        h.update(&n.to_le_bytes());
+    }
+    h.update(&batch.credit_rate.to_le_bytes());
+    for task in &batch.tasks {
+        h.update(
+            serde_json::to_string(task)
+                .expect("a manifest serializes")
+                .as_bytes(),
+        );
+        h.update(&[0]);
+    }
+    format!("b-{}", &Blake3Hash::from(h.finalize()).to_string()[..16])
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

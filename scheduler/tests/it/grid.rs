@@ -1,0 +1,452 @@
+//! The grid end to end, in one process: a scheduler on port 0 with a fresh database, volunteer
+//! runners, dishonest and vanishing runners, `helio submit` and `helio results`. Each test
+//! runs on SQLite and on PostgreSQL (a fresh database per test, on this machine's server).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use helio_cli::grid::Grid;
+use helio_runner::agent::{self, AgentConfig, Client, Stop};
+use helio_scheduler::ledger;
+use helio_scheduler::service::{self, Config};
+use helio_scheduler::store::Role;
+use helio_sdk::wire::{self, BatchStatus, RegisterRunner, ReportStatus, ResultReport, RunnerKey};
+use helio_sdk::{Blake3Hash, DETERMINISM_PROFILE, Name, Outcome, RunReport, Tier};
+use sqlx::Connection;
+use tokio::sync::watch;
+
+/// Where the tests' PostgreSQL server is.
+fn postgres_admin_url() -> String {
+    std::env::var("HELIO_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+#[derive(Clone, Copy, Debug)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+/// A fresh database URL for one test: `None` for SQLite in the data directory.
+async fn fresh_database(db: Db) -> Option<String> {
+    match db {
+        Db::Sqlite => None,
+        Db::Postgres => {
+            let admin = postgres_admin_url();
+            let mut conn = sqlx::PgConnection::connect(&admin)
+                .await
+                .unwrap_or_else(|e| panic!("PostgreSQL at {admin}: {e} (.ci/run starts it)"));
+            let mut name = [0u8; 8];
+            getrandom::fill(&mut name).unwrap();
+            let name = format!("helio_test_{}", wire::to_hex(&name));
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            let (base, _) = admin.rsplit_once('/').unwrap();
+            Some(format!("{base}/{name}"))
+        }
+    }
+}
+
+/// A running scheduler with a submitter token.
+pub struct TestGrid {
+    pub url: String,
+    pub token: String,
+    pub config: Config,
+    pub dir: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl TestGrid {
+    pub async fn start(db: Db, grace_ms: i64) -> TestGrid {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::new(dir.path().join("data"));
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        config.database = fresh_database(db).await;
+        config.api.lease_grace_ms = grace_ms;
+        config.api.heartbeat_seconds = 1;
+        config.upload_wait_ms = 2_000;
+        let token = service::open_store(&config)
+            .await
+            .unwrap()
+            .create_token(Role::Submitter, "test")
+            .await
+            .unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let running = service::start(config.clone(), async {
+            let _ = rx.await;
+        })
+        .await
+        .unwrap();
+        TestGrid {
+            url: format!("http://{}", running.addr),
+            token,
+            config,
+            dir,
+            stop: Some(tx),
+            task: running.task,
+        }
+    }
+
+    pub fn submitter(&self) -> Grid {
+        Grid::new(&self.url, &self.token)
+    }
+
+    /// A volunteer runner of `owner`, running until the returned sender says stop.
+    pub fn runner(
+        &self,
+        owner: &str,
+        slots: u32,
+    ) -> (
+        watch::Sender<Stop>,
+        tokio::task::JoinHandle<anyhow::Result<agent::Summary>>,
+    ) {
+        let (tx, rx) = watch::channel(Stop::Run);
+        let config = AgentConfig {
+            scheduler: self.url.clone(),
+            owner: Name::parse(owner).unwrap(),
+            tier: Tier::Cpu,
+            slots,
+            state_dir: self.dir.path().join("runners").join(owner),
+            cache_dir: None,
+            quiet: true,
+        };
+        (tx, tokio::spawn(agent::run(config, rx)))
+    }
+
+    /// Waits (at most a minute) until `done` holds for the batch's status.
+    pub async fn wait_for(&self, batch: &str, done: impl Fn(&BatchStatus) -> bool) -> BatchStatus {
+        let start = Instant::now();
+        loop {
+            let status = self.submitter().status(batch).await.unwrap();
+            if done(&status) {
+                return status;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(90),
+                "the batch did not get there in time: {status:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.task.await.unwrap().unwrap();
+        if let Some(url) = &self.config.database {
+            let (_, name) = url.rsplit_once('/').unwrap();
+            let mut conn = sqlx::PgConnection::connect(&postgres_admin_url())
+                .await
+                .unwrap();
+            sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        }
+    }
+}
+
+/// The BLAKE3 chain the hashchain job computes.
+pub fn chain(start: [u8; 32], rounds: u32) -> String {
+    let mut h = start;
+    for _ in 0..rounds {
+        h = *blake3::hash(&h).as_bytes();
+    }
+    wire::to_hex(&h)
+}
+
+/// A batch of `n` hashchain tasks in `dir`; returns the manifest's path.
+pub fn hashchain_batch(dir: &Path, n: u32, rounds: u32, wall_seconds: u64) -> PathBuf {
+    let module = helio_jobs::bytes(helio_jobs::HASHCHAIN);
+    std::fs::write(dir.join("hashchain.wasm"), &module).unwrap();
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            serde_json::json!({
+                "name": format!("chain-{i:03}"),
+                "args": ["--rounds", rounds.to_string(), "--start", wire::to_hex(&[i as u8; 32])],
+            })
+        })
+        .collect();
+    let batch = serde_json::json!({
+        "schema_version": 1,
+        "batch": "chains",
+        "defaults": {
+            "module": { "uri": "hashchain.wasm", "blake3": Blake3Hash::of(&module).to_string() },
+            "outputs": [{ "name": "digest.txt", "max_bytes": 128 }],
+            "limits": { "fuel": 10_000_000_000u64, "wall_seconds": wall_seconds },
+        },
+        "redundancy": { "replicas": 2, "quorum": 2, "max_replicas": 5 },
+        "credit_rate": 2.0,
+        "tasks": tasks,
+    });
+    let path = dir.join("batch.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&batch).unwrap()).unwrap();
+    path
+}
+
+/// A registered runner that never runs anything: it reports whatever it is told to.
+pub async fn rogue(url: &str, owner: &str) -> Client {
+    let mut secret = [0u8; 32];
+    getrandom::fill(&mut secret).unwrap();
+    let client = Client::new(url, RunnerKey::from_secret(secret));
+    client
+        .register(&RegisterRunner {
+            public_key: client.key().public_hex(),
+            owner: owner.into(),
+            tier: Tier::Cpu,
+            slots: 2,
+            cores: 1,
+            memory_bytes: 0,
+            fuel_per_second: 1,
+            profile: DETERMINISM_PROFILE.into(),
+        })
+        .await
+        .unwrap();
+    client
+}
+
+/// A signed report of a made-up result.
+pub fn lie(client: &Client, lease: &wire::Lease) -> ResultReport {
+    let report = RunReport::new(
+        Outcome::Exited { exit_code: 0 },
+        4242,
+        Blake3Hash::of(b"made up"),
+        Vec::new(),
+        1,
+    );
+    let message = wire::result_message(&lease.batch, lease.manifest.name.as_str(), &report.digest);
+    ResultReport {
+        task_id: lease.task_id,
+        signature: client.key().sign(&message),
+        report,
+    }
+}
+
+/// Checks everything a finished batch must satisfy: every task accepted with the honest
+/// answer, every credit matching an accepted result, the ledger intact. Returns the
+/// micro-credits per runner.
+pub async fn check_finished(
+    grid: &TestGrid,
+    batch: &str,
+    n: u32,
+    rounds: u32,
+) -> std::collections::BTreeMap<String, u64> {
+    let out = grid.dir.path().join("results");
+    let results = grid.submitter().download(batch, &out).await.unwrap();
+    assert_eq!(results.tasks.len(), n as usize);
+    let mut expected_total = 0;
+    for (i, task) in results.tasks.iter().enumerate() {
+        let result = task.result.as_ref().expect("every task accepted");
+        assert!(
+            result.outcome.is_success(),
+            "{}: {:?}",
+            task.task,
+            result.outcome
+        );
+        let written = std::fs::read_to_string(out.join(&task.task).join("digest.txt")).unwrap();
+        assert_eq!(
+            written.trim(),
+            chain([i as u8; 32], rounds),
+            "{}",
+            task.task
+        );
+        assert!(
+            task.agreeing.len() >= 2,
+            "{}: {:?}",
+            task.task,
+            task.agreeing
+        );
+        let each = ledger::micro_credits(result.fuel_consumed, 2.0);
+        assert!(each > 0);
+        assert_eq!(task.micro_credits, each * task.agreeing.len() as u64);
+        expected_total += task.micro_credits;
+    }
+    let written: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
+    assert_eq!(written["tasks"].as_array().unwrap().len(), n as usize);
+    let status = grid.submitter().status(batch).await.unwrap();
+    assert_eq!(status.micro_credits, expected_total);
+    let store = service::open_store(&grid.config).await.unwrap();
+    let (entries, len, head) = store.ledger().await.unwrap();
+    ledger::verify_anchored(&entries, len, &head).unwrap();
+    assert_eq!(
+        entries.iter().map(|e| e.credit.micro_credits).sum::<u64>(),
+        expected_total
+    );
+    let by_runner = grid.submitter().credits("runner").await.unwrap();
+    by_runner
+        .rows
+        .into_iter()
+        .map(|r| (r.key, r.micro_credits))
+        .collect()
+}
+
+async fn honest_runners_outvote_a_liar(db: Db) {
+    let grid = TestGrid::start(db, 30_000).await;
+    let (n, rounds) = (12, 300);
+    let manifest = hashchain_batch(grid.dir.path(), n, rounds, 60);
+    let submitted = grid
+        .submitter()
+        .submit(manifest.to_str().unwrap())
+        .await
+        .unwrap();
+    assert!(submitted.created);
+    assert_eq!(submitted.tasks, 12);
+
+    // The liar takes work first, so it surely holds replicas.
+    let liar = rogue(&grid.url, "mallory").await;
+    let mut lied = 0;
+    for lease in liar.lease(2).await.unwrap() {
+        let acks = liar.report(vec![lie(&liar, &lease)]).await.unwrap();
+        assert_eq!(acks[0].status, ReportStatus::Recorded);
+        lied += 1;
+    }
+    assert_eq!(lied, 2);
+    let runners: Vec<_> = ["alice", "bob", "carol"]
+        .iter()
+        .map(|o| grid.runner(o, 2))
+        .collect();
+    grid.wait_for(&submitted.batch, BatchStatus::done).await;
+    for (stop, task) in runners {
+        stop.send(Stop::Drain).unwrap();
+        let summary = task.await.unwrap().unwrap();
+        assert_eq!(summary.disagreed, 0);
+    }
+    let credits = check_finished(&grid, &submitted.batch, n, rounds).await;
+    assert!(
+        !credits.contains_key(&liar.runner_id()),
+        "the liar earned credits: {credits:?}"
+    );
+    assert_eq!(credits.len(), 3);
+    let runners: Vec<wire::RunnerInfo> = reqwest::get(format!("{}/v1/runners", grid.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let liar_info = runners.iter().find(|r| r.id == liar.runner_id()).unwrap();
+    assert!(liar_info.flagged);
+    assert_eq!(liar_info.disagreements, 2);
+    assert_eq!(liar_info.agreements, 0);
+    for honest in runners.iter().filter(|r| r.id != liar.runner_id()) {
+        assert!(!honest.flagged, "{honest:?}");
+    }
+    // The same manifest again is the same batch.
+    let again = grid
+        .submitter()
+        .submit(manifest.to_str().unwrap())
+        .await
+        .unwrap();
+    assert_eq!((again.batch, again.created), (submitted.batch, false));
+    grid.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn honest_runners_outvote_a_liar_sqlite() {
+    honest_runners_outvote_a_liar(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn honest_runners_outvote_a_liar_postgres() {
+    honest_runners_outvote_a_liar(Db::Postgres).await;
+}
+
+async fn a_vanished_runners_lease_expires_and_replayed_reports_change_nothing(db: Db) {
+    let grid = TestGrid::start(db, 3_000).await;
+    let (n, rounds) = (4, 100);
+    let manifest = hashchain_batch(grid.dir.path(), n, rounds, 1);
+    let batch = grid
+        .submitter()
+        .submit(manifest.to_str().unwrap())
+        .await
+        .unwrap()
+        .batch;
+    // A runner takes two tasks and is never heard from again (as if killed mid-task).
+    let ghost = rogue(&grid.url, "ghost").await;
+    let taken = ghost.lease(2).await.unwrap();
+    assert_eq!(taken.len(), 2);
+    let (stop, task) = grid.runner("alice", 2);
+    let (stop2, task2) = grid.runner("bob", 2);
+    grid.wait_for(&batch, BatchStatus::done).await;
+    // The ghost's result after its deadline is refused, and earns nothing.
+    let late = ghost.report(vec![lie(&ghost, &taken[0])]).await.unwrap();
+    assert_eq!(late[0].status, ReportStatus::Refused, "{late:?}");
+    for (s, t) in [(stop, task), (stop2, task2)] {
+        s.send(Stop::Drain).unwrap();
+        t.await.unwrap().unwrap();
+    }
+    let credits = check_finished(&grid, &batch, n, rounds).await;
+    assert!(!credits.contains_key(&ghost.runner_id()));
+    // Replaying a runner's accepted report changes nothing.
+    let store = service::open_store(&grid.config).await.unwrap();
+    let (before, _, _) = store.ledger().await.unwrap();
+    let alice = store
+        .runners()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|r| r.owner == "alice")
+        .unwrap();
+    let results = grid.submitter().results(&batch).await.unwrap();
+    let task = results
+        .tasks
+        .iter()
+        .find(|t| t.agreeing.contains(&alice.id))
+        .unwrap();
+    let task_id = sqlx_task_id(&grid, &batch, &task.task).await;
+    let report = task.result.clone().unwrap();
+    let signature = RunnerKey::from_secret(read_key(&grid, "alice")).sign(&wire::result_message(
+        &batch,
+        &task.task,
+        &report.digest,
+    ));
+    let acks = store
+        .report(
+            &alice,
+            &[ResultReport {
+                task_id,
+                report,
+                signature,
+            }],
+            helio_scheduler::store::now_ms(),
+            |_| true,
+        )
+        .await
+        .unwrap();
+    assert_eq!(acks[0].status, ReportStatus::Duplicate);
+    let (after, _, _) = store.ledger().await.unwrap();
+    assert_eq!(before, after);
+    let runners = store.runners().await.unwrap();
+    let ghost_record = runners.iter().find(|r| r.id == ghost.runner_id()).unwrap();
+    assert_eq!(ghost_record.reputation.missed_deadlines, 2);
+    grid.stop().await;
+}
+
+async fn sqlx_task_id(grid: &TestGrid, batch: &str, task: &str) -> i64 {
+    let leases_of_batch = service::open_store(&grid.config).await.unwrap();
+    leases_of_batch.task_id(batch, task).await.unwrap()
+}
+
+fn read_key(grid: &TestGrid, owner: &str) -> [u8; 32] {
+    let text = std::fs::read_to_string(
+        grid.dir
+            .path()
+            .join("runners")
+            .join(owner)
+            .join("runner.key"),
+    )
+    .unwrap();
+    wire::from_hex(text.trim()).unwrap().try_into().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vanished_runners_lease_expires_and_replayed_reports_change_nothing_sqlite() {
+    a_vanished_runners_lease_expires_and_replayed_reports_change_nothing(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vanished_runners_lease_expires_and_replayed_reports_change_nothing_postgres() {
+    a_vanished_runners_lease_expires_and_replayed_reports_change_nothing(Db::Postgres).await;
+}

@@ -1,0 +1,337 @@
+//! Talking to a scheduler: `helio submit`, `status`, `results` and `credits`.
+//!
+//! A submission reads the batch manifest and every module and input it names, checks each
+//! against its BLAKE3, uploads the blobs the scheduler lacks, then submits the manifest. The
+//! scheduler names the batch by its content, so submitting again — after an interruption,
+//! say — gives the same batch, never a second copy of its tasks.
+
+use std::path::Path;
+use std::time::Duration;
+
+use helio_sdk::wire::{ApiError, BatchResults, BatchStatus, BlobList, Credits, Submitted};
+use helio_sdk::{BatchManifest, Blake3Hash};
+
+use crate::fetch::{self, Source};
+
+/// Why a grid command failed; each kind has its own exit status.
+#[derive(Debug, thiserror::Error)]
+pub enum GridError {
+    /// The manifest, or something it names, is wrong (exit status 2).
+    #[error("{0}")]
+    Manifest(String),
+    /// The scheduler could not be reached (exit status 3).
+    #[error("scheduler unreachable: {0}")]
+    Unreachable(String),
+    /// The scheduler refused the request (exit status 4).
+    #[error("scheduler refused {what} ({status}): {error}")]
+    Refused {
+        /// What was asked.
+        what: String,
+        /// The HTTP status.
+        status: u16,
+        /// Its reason.
+        error: String,
+    },
+    /// Writing results failed (exit status 5).
+    #[error("{0}")]
+    Output(String),
+}
+
+impl GridError {
+    /// The exit status a pipeline can branch on.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            GridError::Manifest(_) => 2,
+            GridError::Unreachable(_) => 3,
+            GridError::Refused { .. } => 4,
+            GridError::Output(_) => 5,
+        }
+    }
+}
+
+/// Exit status when every task was accepted but some result is not a success.
+pub const EXIT_TASKS_FAILED: u8 = 1;
+
+/// A scheduler, with the submitter's token.
+pub struct Grid {
+    base: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+impl Grid {
+    /// The scheduler at `base` (`http://host:port`), authenticating with `token`.
+    pub fn new(base: &str, token: &str) -> Grid {
+        Grid {
+            base: base.trim_end_matches('/').to_string(),
+            token: token.to_string(),
+            http: reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(10))
+                .build()
+                .expect("an HTTP client with default TLS builds"),
+        }
+    }
+
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<reqwest::Response, GridError> {
+        let mut request = self
+            .http
+            .request(method.clone(), format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| GridError::Unreachable(format!("{}: {e}", self.base)))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let text = response.text().await.unwrap_or_default();
+        let error = serde_json::from_str::<ApiError>(&text)
+            .map(|e| e.error)
+            .unwrap_or(text);
+        if status.is_server_error() {
+            return Err(GridError::Unreachable(format!(
+                "{method} {path}: {status}: {error}"
+            )));
+        }
+        Err(GridError::Refused {
+            what: format!("{method} {path}"),
+            status: status.as_u16(),
+            error,
+        })
+    }
+
+    async fn json<T: serde::de::DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<T, GridError> {
+        let bytes = self
+            .send(method, path, body)
+            .await?
+            .bytes()
+            .await
+            .map_err(|e| GridError::Unreachable(format!("{path}: {e}")))?;
+        serde_json::from_slice(&bytes).map_err(|e| {
+            GridError::Unreachable(format!("{path}: an answer helio cannot read: {e}"))
+        })
+    }
+
+    /// Submits the batch manifest at `manifest` (a path or URL) with everything it names.
+    pub async fn submit(&self, manifest: &str) -> Result<Submitted, GridError> {
+        let source = fetch::locate(manifest).map_err(GridError::Manifest)?;
+        let text = {
+            let source = source.clone();
+            tokio::task::spawn_blocking(move || fetch::read(&source))
+                .await
+                .map_err(|e| GridError::Manifest(e.to_string()))?
+                .map_err(GridError::Manifest)?
+        };
+        let value: serde_json::Value = serde_json::from_slice(&text)
+            .map_err(|e| GridError::Manifest(format!("{source}: not JSON: {e}")))?;
+        let batch = BatchManifest::from_value_all(value).map_err(|errors| {
+            let list: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+            GridError::Manifest(format!("{source}: {}", list.join("; ")))
+        })?;
+        let blobs = named_blobs(&source, &batch)?;
+        let hashes: Vec<Blake3Hash> = blobs.iter().map(|(h, _, _)| *h).collect();
+        let missing: BlobList = self
+            .json(
+                reqwest::Method::POST,
+                "/v1/blobs/missing",
+                Some(serde_json::to_vec(&BlobList { blobs: hashes }).expect("serializes")),
+            )
+            .await?;
+        for hash in missing.blobs {
+            let Some((_, what, from)) = blobs.iter().find(|(h, _, _)| *h == hash) else {
+                continue;
+            };
+            let (what, from) = (what.clone(), from.clone());
+            let bytes = tokio::task::spawn_blocking(move || {
+                let bytes = fetch::read(&from).map_err(|e| format!("{what}: {e}"))?;
+                let actual = Blake3Hash::of(&bytes);
+                if actual != hash {
+                    return Err(format!(
+                        "{what} ({from}): BLAKE3 mismatch: the manifest says {hash}, the bytes hash to {actual}"
+                    ));
+                }
+                Ok(bytes)
+            })
+            .await
+            .map_err(|e| GridError::Manifest(e.to_string()))?
+            .map_err(GridError::Manifest)?;
+            self.send(
+                reqwest::Method::PUT,
+                &format!("/v1/blobs/{hash}"),
+                Some(bytes),
+            )
+            .await?;
+        }
+        let submitted: Submitted = self
+            .json(reqwest::Method::POST, "/v1/batches", Some(text))
+            .await?;
+        Ok(submitted)
+    }
+
+    /// A batch's progress.
+    pub async fn status(&self, batch: &str) -> Result<BatchStatus, GridError> {
+        self.json(reqwest::Method::GET, &format!("/v1/batches/{batch}"), None)
+            .await
+    }
+
+    /// A batch's results.
+    pub async fn results(&self, batch: &str) -> Result<BatchResults, GridError> {
+        self.json(
+            reqwest::Method::GET,
+            &format!("/v1/batches/{batch}/results"),
+            None,
+        )
+        .await
+    }
+
+    /// Credits per `by` (owner, runner or batch).
+    pub async fn credits(&self, by: &str) -> Result<Credits, GridError> {
+        self.json(reqwest::Method::GET, &format!("/v1/credits?by={by}"), None)
+            .await
+    }
+
+    /// Fetches a blob and checks it.
+    pub async fn blob(&self, hash: &Blake3Hash) -> Result<Vec<u8>, GridError> {
+        let path = format!("/v1/blobs/{hash}");
+        let bytes = self
+            .send(reqwest::Method::GET, &path, None)
+            .await?
+            .bytes()
+            .await
+            .map_err(|e| GridError::Unreachable(format!("{path}: {e}")))?;
+        if Blake3Hash::of(&bytes) != *hash {
+            return Err(GridError::Unreachable(format!(
+                "{path}: the bytes do not hash to the blob's name"
+            )));
+        }
+        Ok(bytes.to_vec())
+    }
+
+    /// Polls a batch until every task is accepted, calling `progress` on each change.
+    pub async fn wait(
+        &self,
+        batch: &str,
+        mut progress: impl FnMut(&BatchStatus),
+    ) -> Result<BatchStatus, GridError> {
+        let mut last = None;
+        let mut away = 0u32;
+        loop {
+            match self.status(batch).await {
+                Ok(status) => {
+                    away = 0;
+                    if last.as_ref() != Some(&status) {
+                        progress(&status);
+                    }
+                    if status.done() {
+                        return Ok(status);
+                    }
+                    last = Some(status);
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+                // The scheduler restarting is no reason to give up on a batch.
+                Err(GridError::Unreachable(e)) if away < 100 => {
+                    away += 1;
+                    eprintln!("scheduler away ({e}); still waiting");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Writes every accepted task's outputs to `out/<task>/<output>` (standard output, when
+    /// not empty, to `out/<task>.stdout`) and the results manifest to `out/results.json`.
+    pub async fn download(&self, batch: &str, out: &Path) -> Result<BatchResults, GridError> {
+        let results = self.results(batch).await?;
+        let write = |path: &Path, bytes: &[u8]| {
+            std::fs::write(path, bytes)
+                .map_err(|e| GridError::Output(format!("cannot write {}: {e}", path.display())))
+        };
+        std::fs::create_dir_all(out)
+            .map_err(|e| GridError::Output(format!("cannot create {}: {e}", out.display())))?;
+        for task in &results.tasks {
+            let Some(result) = &task.result else { continue };
+            let dir = out.join(&task.task);
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| GridError::Output(format!("cannot create {}: {e}", dir.display())))?;
+            for output in &result.outputs {
+                let bytes = self.blob(&output.blake3).await?;
+                write(&dir.join(output.name.as_str()), &bytes)?;
+            }
+            if result.stdout_blake3 != Blake3Hash::of(b"") {
+                let bytes = self.blob(&result.stdout_blake3).await?;
+                write(&out.join(format!("{}.stdout", task.task)), &bytes)?;
+            }
+        }
+        let json = serde_json::to_vec_pretty(&results).expect("results serialize");
+        write(&out.join("results.json"), &json)?;
+        Ok(results)
+    }
+}
+
+/// Every distinct blob (module, inputs) a batch names: its hash, what it is, where it is.
+fn named_blobs(
+    base: &Source,
+    batch: &BatchManifest,
+) -> Result<Vec<(Blake3Hash, String, Source)>, GridError> {
+    let mut blobs: Vec<(Blake3Hash, String, Source)> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for task in &batch.tasks {
+        let refs = std::iter::once(("module".to_string(), &task.module.uri, task.module.blake3))
+            .chain(task.inputs.iter().map(|i| {
+                (
+                    format!("input {:?} of task {}", i.name.as_str(), task.name),
+                    &i.uri,
+                    i.blake3,
+                )
+            }));
+        for (what, uri, hash) in refs {
+            if !seen.insert(hash) {
+                continue;
+            }
+            let source = fetch::resolve(base, uri).ok_or_else(|| {
+                GridError::Manifest(format!(
+                    "{what}: {uri}: reading it arrives with object storage support (issue 5)"
+                ))
+            })?;
+            blobs.push((hash, what, source));
+        }
+    }
+    Ok(blobs)
+}
+
+/// A status line: how many tasks are in each state.
+pub fn progress_line(s: &BatchStatus) -> String {
+    format!(
+        "{}: {}/{} accepted ({} failed), {} running, {} pending, {} deciding, {} credits",
+        s.name,
+        s.succeeded + s.failed,
+        s.tasks,
+        s.failed,
+        s.running,
+        s.pending,
+        s.deciding,
+        format_credits(s.micro_credits)
+    )
+}
+
+/// Micro-credits as credits with six decimals.
+pub fn format_credits(micro: u64) -> String {
+    format!("{}.{:06}", micro / 1_000_000, micro % 1_000_000)
+}
