@@ -157,6 +157,7 @@ pub fn router(app: App) -> Router {
         .route("/v1/batches/{id}/results", get(batch_results))
         .route("/v1/credits", get(credits))
         .route("/v1/credits.csv", get(credits_csv))
+        .route("/v1/ledger", get(ledger))
         .layer(axum::extract::DefaultBodyLimit::max(limit))
         .with_state(app)
 }
@@ -654,4 +655,29 @@ async fn credits_csv(State(app): State<App>, Query(q): Query<CreditsQuery>) -> A
         ));
     }
     Ok(([(header::CONTENT_TYPE, "text/csv")], csv).into_response())
+}
+
+/// The whole ledger with its anchor, for audits: operators only.
+async fn ledger(State(app): State<App>, headers: HeaderMap) -> Answer<Response> {
+    token_auth(&app, &headers, Role::Admin).await?;
+    let (entries, len, head) = app.store.ledger().await?;
+    let verified = crate::ledger::verify_anchored(&entries, len, &head);
+    let entries: Vec<serde_json::Value> = entries
+        .iter()
+        .map(|e| {
+            serde_json::json!({
+                "seq": e.seq, "batch": e.credit.batch, "task": e.credit.task,
+                "runner": e.credit.runner, "owner": e.credit.owner,
+                "digest": e.credit.digest, "fuel": e.credit.fuel,
+                "micro_credits": e.credit.micro_credits, "prev": e.prev, "hash": e.hash,
+            })
+        })
+        .collect();
+    Ok(json(&serde_json::json!({
+        "len": len,
+        "head": head,
+        "verified": verified.is_ok(),
+        "error": verified.err().map(|e| e.to_string()),
+        "entries": entries,
+    })))
 }

@@ -477,6 +477,7 @@ impl Store {
             deciding: 0,
             succeeded: 0,
             failed: 0,
+            outputs_pending: 0,
             micro_credits: 0,
         };
         for row in rows {
@@ -492,6 +493,14 @@ impl Store {
                 _ => status.failed += n,
             }
         }
+        status.outputs_pending = sqlx::query(
+            "SELECT COUNT(*) FROM tasks WHERE batch_id = $1 AND phase = 'accepted' \
+             AND outputs_stored = 0",
+        )
+        .bind(id)
+        .fetch_one(&self.pool)
+        .await?
+        .try_get::<i64, _>(0)? as u64;
         status.micro_credits = sqlx::query(
             "SELECT CAST(COALESCE(SUM(micro_credits), 0) AS BIGINT) FROM ledger WHERE batch_id = $1",
         )

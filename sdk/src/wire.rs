@@ -277,14 +277,18 @@ pub struct BatchStatus {
     pub succeeded: u64,
     /// Accepted tasks whose result is any other outcome.
     pub failed: u64,
+    /// Accepted tasks whose outputs the scheduler does not hold yet (an agreeing runner
+    /// uploads them, or the scheduler's own run recovers them).
+    #[serde(default)]
+    pub outputs_pending: u64,
     /// Micro-credits granted for the batch.
     pub micro_credits: u64,
 }
 
 impl BatchStatus {
-    /// Whether every task is accepted.
+    /// Whether every task is accepted and its outputs are stored.
     pub fn done(&self) -> bool {
-        self.succeeded + self.failed == self.tasks
+        self.succeeded + self.failed == self.tasks && self.outputs_pending == 0
     }
 }
 

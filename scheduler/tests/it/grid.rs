@@ -95,25 +95,8 @@ impl TestGrid {
     }
 
     /// A volunteer runner of `owner`, running until the returned sender says stop.
-    pub fn runner(
-        &self,
-        owner: &str,
-        slots: u32,
-    ) -> (
-        watch::Sender<Stop>,
-        tokio::task::JoinHandle<anyhow::Result<agent::Summary>>,
-    ) {
-        let (tx, rx) = watch::channel(Stop::Run);
-        let config = AgentConfig {
-            scheduler: self.url.clone(),
-            owner: Name::parse(owner).unwrap(),
-            tier: Tier::Cpu,
-            slots,
-            state_dir: self.dir.path().join("runners").join(owner),
-            cache_dir: None,
-            quiet: true,
-        };
-        (tx, tokio::spawn(agent::run(config, rx)))
+    pub fn runner(&self, owner: &str, slots: u32) -> RunnerHandle {
+        runner(&self.url, self.dir.path(), owner, slots)
     }
 
     /// Waits (at most a minute) until `done` holds for the batch's status.
@@ -146,6 +129,28 @@ impl TestGrid {
                 .unwrap();
         }
     }
+}
+
+/// A runner's stop switch and its task.
+pub type RunnerHandle = (
+    watch::Sender<Stop>,
+    tokio::task::JoinHandle<anyhow::Result<agent::Summary>>,
+);
+
+/// A volunteer runner of `owner` working for the scheduler at `url`, keeping its key
+/// under `dir/runners/<owner>`.
+pub fn runner(url: &str, dir: &Path, owner: &str, slots: u32) -> RunnerHandle {
+    let (tx, rx) = watch::channel(Stop::Run);
+    let config = AgentConfig {
+        scheduler: url.to_string(),
+        owner: Name::parse(owner).unwrap(),
+        tier: Tier::Cpu,
+        slots,
+        state_dir: dir.join("runners").join(owner),
+        cache_dir: None,
+        quiet: true,
+    };
+    (tx, tokio::spawn(agent::run(config, rx)))
 }
 
 /// The BLAKE3 chain the hashchain job computes.
@@ -233,8 +238,28 @@ pub async fn check_finished(
     n: u32,
     rounds: u32,
 ) -> std::collections::BTreeMap<String, u64> {
-    let out = grid.dir.path().join("results");
-    let results = grid.submitter().download(batch, &out).await.unwrap();
+    check_batch(
+        &grid.submitter(),
+        &grid.config,
+        grid.dir.path(),
+        batch,
+        n,
+        rounds,
+    )
+    .await
+}
+
+/// [`check_finished`] for any scheduler.
+pub async fn check_batch(
+    submitter: &Grid,
+    config: &Config,
+    dir: &Path,
+    batch: &str,
+    n: u32,
+    rounds: u32,
+) -> std::collections::BTreeMap<String, u64> {
+    let out = dir.join("results");
+    let results = submitter.download(batch, &out).await.unwrap();
     assert_eq!(results.tasks.len(), n as usize);
     let mut expected_total = 0;
     for (i, task) in results.tasks.iter().enumerate() {
@@ -266,16 +291,16 @@ pub async fn check_finished(
     let written: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
     assert_eq!(written["tasks"].as_array().unwrap().len(), n as usize);
-    let status = grid.submitter().status(batch).await.unwrap();
+    let status = submitter.status(batch).await.unwrap();
     assert_eq!(status.micro_credits, expected_total);
-    let store = service::open_store(&grid.config).await.unwrap();
+    let store = service::open_store(config).await.unwrap();
     let (entries, len, head) = store.ledger().await.unwrap();
     ledger::verify_anchored(&entries, len, &head).unwrap();
     assert_eq!(
         entries.iter().map(|e| e.credit.micro_credits).sum::<u64>(),
         expected_total
     );
-    let by_runner = grid.submitter().credits("runner").await.unwrap();
+    let by_runner = submitter.credits("runner").await.unwrap();
     by_runner
         .rows
         .into_iter()

@@ -1,4 +1,6 @@
+mod api;
 mod consensus;
+mod crash;
 mod grid;
 mod ledger;
 mod task;
