@@ -100,9 +100,7 @@ impl Client {
             return Ok(response);
         }
         let text = response.text().await.unwrap_or_default();
-        let error = serde_json::from_str::<wire::ApiError>(&text)
-            .map(|e| e.error)
-            .unwrap_or(text);
+        let error = wire::ApiError::message(text);
         if status.is_server_error() {
             return Err(ClientError::Unreachable(format!(
                 "{method} {path}: {status}: {error}"

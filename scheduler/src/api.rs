@@ -5,7 +5,6 @@
 //! Runners authenticate each request with an Ed25519 signature (see `helio_sdk::wire`);
 //! submitters and operators with a bearer token of role `submitter` or `admin`.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -448,18 +447,19 @@ async fn report(
     let runner = runner_auth(&app, &method, &uri, &headers, &body).await?;
     app.counters.requests.fetch_add(1, Ordering::Relaxed);
     let req: ReportRequest = parse(&body)?;
-    let mut present = HashSet::new();
-    for r in &req.results {
-        for blob in crate::store::result_blobs(&r.report) {
+    let mut acks = app.store.report(&runner, &req.results, now_ms()).await?;
+    // Only accepted results name blobs to upload: ask for those the store lacks.
+    for ack in &mut acks {
+        let mut missing = Vec::new();
+        for blob in std::mem::take(&mut ack.upload) {
             if app.blobs.has(&blob).await? {
-                present.insert(blob);
+                app.store.blob_stored(&blob).await?;
+            } else {
+                missing.push(blob);
             }
         }
+        ack.upload = missing;
     }
-    let acks = app
-        .store
-        .report(&runner, &req.results, now_ms(), |h| present.contains(h))
-        .await?;
     let c = &app.counters;
     for ack in &acks {
         let counter = match ack.status {

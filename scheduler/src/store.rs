@@ -730,7 +730,6 @@ impl Store {
         runner: &RunnerRecord,
         results: &[ResultReport],
         now: i64,
-        blob_present: impl Fn(&Blake3Hash) -> bool + Sync,
     ) -> Result<Vec<ReportAck>> {
         // Lock tasks in id order, so that concurrent transactions never deadlock.
         let mut order: Vec<usize> = (0..results.len()).collect();
@@ -807,7 +806,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
             let applied = self
-                .apply(&mut tx, &info, &effect, Some(report), now, &blob_present)
+                .apply(&mut tx, &info, &effect, Some(report), now)
                 .await?;
             let status = match &effect {
                 Effect::Accepted { agreeing, .. } if agreeing.contains(&runner.id) => {
@@ -819,11 +818,9 @@ impl Store {
                 Effect::Late { agreed: true, .. } => ReportStatus::Accepted,
                 _ => ReportStatus::Recorded,
             };
+            // The blobs to upload if the store lacks them (the caller checks which it holds).
             let upload = if status == ReportStatus::Accepted {
                 result_blobs(report)
-                    .into_iter()
-                    .filter(|h| !blob_present(h))
-                    .collect()
             } else {
                 Vec::new()
             };
@@ -851,7 +848,6 @@ impl Store {
         effect: &Effect,
         report: Option<&RunReport>,
         now: i64,
-        present: &(dyn Fn(&Blake3Hash) -> bool + Sync),
     ) -> Result<BTreeMap<String, u64>> {
         let task_id = info.id;
         let mut granted = BTreeMap::new();
@@ -875,10 +871,9 @@ impl Store {
                 .bind(now)
                 .execute(&mut **tx)
                 .await?;
-                let wanted: Vec<Blake3Hash> = result_blobs(&result)
-                    .into_iter()
-                    .filter(|b| !present(b))
-                    .collect();
+                // Every blob the result names is wanted until `blob_stored` says the store
+                // holds it.
+                let wanted = result_blobs(&result);
                 if wanted.is_empty() {
                     sqlx::query("UPDATE tasks SET outputs_stored = 1 WHERE id = $1")
                         .bind(task_id)
@@ -1065,14 +1060,7 @@ impl Store {
     }
 
     /// The scheduler's own run of a deciding task gave `report`: it decides the task.
-    /// `present` says which blobs the blob store holds.
-    pub async fn authority(
-        &self,
-        task_id: i64,
-        report: &RunReport,
-        now: i64,
-        present: impl Fn(&Blake3Hash) -> bool + Sync,
-    ) -> Result<()> {
+    pub async fn authority(&self, task_id: i64, report: &RunReport, now: i64) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         let (before, info) = self.load(&mut tx, task_id).await?;
         let mut after = before.clone();
@@ -1082,7 +1070,7 @@ impl Store {
             .bind(task_id)
             .execute(&mut *tx)
             .await?;
-        self.apply(&mut tx, &info, &effect, Some(report), now, &present)
+        self.apply(&mut tx, &info, &effect, Some(report), now)
             .await?;
         tx.commit().await?;
         Ok(())
@@ -1124,28 +1112,6 @@ impl Store {
             .await?;
         }
         tx.commit().await?;
-        Ok(())
-    }
-
-    /// Marks a task's outputs stored when none of its blobs are wanted any more.
-    pub async fn outputs_complete(
-        &self,
-        task_id: i64,
-        present: impl Fn(&Blake3Hash) -> bool,
-    ) -> Result<()> {
-        let wanted: Vec<String> = sqlx::query("SELECT blake3 FROM wanted_blobs WHERE task_id = $1")
-            .bind(task_id)
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|r| r.try_get(0))
-            .collect::<Result<_, _>>()?;
-        for blob in wanted {
-            let blob = hash(&blob)?;
-            if present(&blob) {
-                self.blob_stored(&blob).await?;
-            }
-        }
         Ok(())
     }
 

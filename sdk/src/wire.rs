@@ -353,6 +353,13 @@ pub struct ApiError {
     pub error: String,
 }
 
+impl ApiError {
+    /// The message of an error answer's body, or the body itself when it is not one.
+    pub fn message(body: String) -> String {
+        serde_json::from_str::<ApiError>(&body).map_or(body, |e| e.error)
+    }
+}
+
 /// One runner in `GET /v1/runners`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunnerInfo {

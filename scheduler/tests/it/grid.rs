@@ -436,7 +436,6 @@ async fn a_vanished_runners_lease_expires_and_replayed_reports_change_nothing(db
                 signature,
             }],
             helio_scheduler::store::now_ms(),
-            |_| true,
         )
         .await
         .unwrap();

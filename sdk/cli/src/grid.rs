@@ -96,9 +96,7 @@ impl Grid {
             return Ok(response);
         }
         let text = response.text().await.unwrap_or_default();
-        let error = serde_json::from_str::<ApiError>(&text)
-            .map(|e| e.error)
-            .unwrap_or(text);
+        let error = ApiError::message(text);
         if status.is_server_error() {
             return Err(GridError::Unreachable(format!(
                 "{method} {path}: {status}: {error}"
