@@ -12,7 +12,7 @@
 //! use helio_runner::{load_task, Sandbox, SandboxConfig};
 //!
 //! let sandbox = Sandbox::new(SandboxConfig::default()).unwrap();
-//! let task = load_task("examples/hello/task.json".as_ref()).unwrap();
+//! let task = load_task("task.json".as_ref()).unwrap();
 //! let output = task.run(&sandbox).unwrap();
 //! println!("{} {}", output.report.outcome.name(), output.report.digest);
 //! ```
