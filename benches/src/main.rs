@@ -6,7 +6,11 @@
 //! - `compute`: an f64 n-body kernel and an integer kernel, natively and in the sandbox, and
 //!   in plain wasmtime with fuel and NaN canonicalization switched on and off one at a time.
 //!
-//! Run with `cargo run --release -p helio-benches -- all`; it prints Markdown tables.
+//! - `grid`: accepted tasks per second through a `scheduler serve` process with volunteer
+//!   runners on loopback, on SQLite and PostgreSQL, and the scheduler's memory (`grid.rs`).
+//!
+//! Run with `cargo run --release -p helio-benches -- all`; it prints Markdown tables. `grid`
+//! needs the scheduler binary: `cargo build --release -p helio-scheduler` first.
 
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
@@ -24,6 +28,7 @@ use wasmtime::{Config, Engine, Linker, Module, OptLevel, Store, Val};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
+mod grid;
 mod jobs;
 
 #[path = "../../runner/test-guests/guest/src/kernels.rs"]
@@ -44,7 +49,7 @@ struct Cli {
     wasmtime: PathBuf,
 }
 
-#[derive(Subcommand, Clone, Copy, PartialEq)]
+#[derive(Subcommand, Clone)]
 enum What {
     /// Per-task overhead.
     Overhead,
@@ -52,7 +57,9 @@ enum What {
     Compute,
     /// Every workload in jobs/: fuel, sandbox time, native time.
     Jobs,
-    /// All of the above.
+    /// Accepted tasks per second through the scheduler with runners on loopback.
+    Grid(grid::GridArgs),
+    /// Overhead, compute and jobs (the grid has its own command).
     All,
 }
 
@@ -67,6 +74,9 @@ fn main() -> Result<()> {
     }
     if matches!(cli.what, What::Jobs | What::All) {
         jobs::jobs()?;
+    }
+    if let What::Grid(args) = &cli.what {
+        grid::grid(args)?;
     }
     Ok(())
 }

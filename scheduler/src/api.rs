@@ -72,6 +72,40 @@ pub struct App {
     pub authority: Arc<Notify>,
     /// Counters for `/metrics`.
     pub counters: Arc<Counters>,
+    /// Runners recently authenticated, so that a busy runner's requests need no lookup.
+    pub runners: Arc<RunnerCache>,
+}
+
+/// Runners recently read from the database, by id, with when they were read. A runner's key
+/// never changes (its id is the key's); its tier and slots change only by registering again,
+/// which refreshes the entry. Its reputation is read inside the transactions that use it.
+/// Reading a runner also records that it was heard from, so `last_seen_ms` lags by at most
+/// [`RunnerCache::REFRESH_MS`] — far below the heartbeat interval offline detection uses.
+#[derive(Default)]
+pub struct RunnerCache(std::sync::Mutex<std::collections::HashMap<String, (RunnerRecord, i64)>>);
+
+impl RunnerCache {
+    /// How long an entry is used before the runner is read (and touched) again.
+    pub const REFRESH_MS: i64 = 2_000;
+
+    fn get(&self, id: &str, now: i64) -> Option<RunnerRecord> {
+        let map = self.0.lock().expect("runner cache");
+        map.get(id)
+            .filter(|(_, read)| now - read < Self::REFRESH_MS)
+            .map(|(r, _)| r.clone())
+    }
+
+    fn put(&self, runner: RunnerRecord, now: i64) {
+        let mut map = self.0.lock().expect("runner cache");
+        if map.len() > 100_000 {
+            map.retain(|_, (_, read)| now - *read < Self::REFRESH_MS);
+        }
+        map.insert(runner.id.clone(), (runner, now));
+    }
+
+    fn forget(&self, id: &str) {
+        self.0.lock().expect("runner cache").remove(id);
+    }
 }
 
 /// An error answer.
@@ -177,13 +211,19 @@ async fn runner_auth(
 ) -> Answer<RunnerRecord> {
     let id = header(headers, wire::RUNNER_HEADER)
         .ok_or_else(|| Fail::unauthorized(format!("missing header {}", wire::RUNNER_HEADER)))?;
+    let now = now_ms();
+    if let Some(runner) = app.runners.get(id, now) {
+        check_signature(method, uri, headers, body, &runner.public_key)?;
+        return Ok(runner);
+    }
     let runner = app.store.runner(id).await?.ok_or_else(|| {
         Fail::unauthorized(format!(
             "runner {id} is not registered (POST /v1/runners first)"
         ))
     })?;
     check_signature(method, uri, headers, body, &runner.public_key)?;
-    app.store.touch(&runner.id, now_ms()).await?;
+    app.store.touch(&runner.id, now).await?;
+    app.runners.put(runner.clone(), now);
     Ok(runner)
 }
 
@@ -364,6 +404,7 @@ async fn register(
         ));
     }
     let mut registered = app.store.register_runner(&reg, now_ms()).await?;
+    app.runners.forget(&registered.runner);
     registered.heartbeat_seconds = app.config.heartbeat_seconds;
     tracing::info!(runner = %registered.runner, owner = %reg.owner, tier = %reg.tier, slots = reg.slots, "runner registered");
     Ok(json(&registered))

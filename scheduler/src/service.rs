@@ -106,6 +106,7 @@ pub async fn start(
         config: config.api.clone(),
         authority: Arc::new(Notify::new()),
         counters: Arc::default(),
+        runners: Arc::default(),
     };
     let listener = TcpListener::bind(config.listen)
         .await

@@ -612,12 +612,23 @@ impl Store {
         grace_ms: i64,
     ) -> Result<Vec<Lease>> {
         let mut tx = self.pool.begin().await?;
-        let active: i64 =
-            sqlx::query("SELECT COUNT(*) FROM replicas WHERE runner_id = $1 AND state = 'leased'")
-                .bind(&runner.id)
-                .fetch_one(&mut *tx)
-                .await?
-                .try_get(0)?;
+        // The runner's reputation as of now (the caller's record may be a moment old), and
+        // how many leases it holds.
+        let row = sqlx::query(
+            "SELECT agreements, disagreements, missed_deadlines, \
+             (SELECT COUNT(*) FROM replicas WHERE runner_id = $1 AND state = 'leased') \
+             FROM runners WHERE id = $1",
+        )
+        .bind(&runner.id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("runner {}", runner.id)))?;
+        let reputation = Reputation {
+            agreements: row.try_get::<i64, _>(0)? as u64,
+            disagreements: row.try_get::<i64, _>(1)? as u64,
+            missed_deadlines: row.try_get::<i64, _>(2)? as u64,
+        };
+        let active: i64 = row.try_get(3)?;
         let n = crate::task::lease_count(runner.slots, active as u32, max);
         if n == 0 {
             return Ok(Vec::new());
@@ -634,7 +645,7 @@ impl Store {
              ORDER BY t.id LIMIT $4{skip}"
         ))
         .bind(tier_rank(runner.tier))
-        .bind(i64::from(runner.reputation.trusted()))
+        .bind(i64::from(reputation.trusted()))
         .bind(&runner.owner)
         .bind(i64::from(n))
         .fetch_all(&mut *tx)
@@ -650,7 +661,7 @@ impl Store {
             if after.lease(&runner.id, &runner.owner, deadline).is_err() {
                 continue;
             }
-            self.save(&mut tx, id, &before, &after).await?;
+            self.save(&mut tx, id, &before, &after, None).await?;
             leases.push(Lease {
                 task_id: id,
                 manifest: info.manifest()?,
@@ -675,7 +686,7 @@ impl Store {
             };
             let mut after = before.clone();
             if after.give_back(runner).is_ok() {
-                self.save(&mut tx, id, &before, &after).await?;
+                self.save(&mut tx, id, &before, &after, None).await?;
                 n += 1;
             }
         }
@@ -701,7 +712,7 @@ impl Store {
             let (before, _) = self.load(&mut tx, id).await?;
             let mut after = before.clone();
             let (missed, _) = after.expire(now);
-            self.save(&mut tx, id, &before, &after).await?;
+            self.save(&mut tx, id, &before, &after, None).await?;
             for runner in &missed {
                 sqlx::query(
                     "UPDATE runners SET missed_deadlines = missed_deadlines + 1 WHERE id = $1",
@@ -736,6 +747,7 @@ impl Store {
         order.sort_by_key(|&i| results[i].task_id);
         let mut acks: Vec<Option<ReportAck>> = vec![None; results.len()];
         let mut tx = self.pool.begin().await?;
+        let mut tail = None;
         for i in order {
             let r = &results[i];
             let refuse = |error: String| ReportAck {
@@ -793,20 +805,24 @@ impl Store {
                 });
                 continue;
             }
-            self.save(&mut tx, r.task_id, &before, &after).await?;
-            sqlx::query(
-                "UPDATE replicas SET report = $3, signature = $4, reported_ms = $5 \
-                 WHERE task_id = $1 AND runner_id = $2",
-            )
-            .bind(r.task_id)
-            .bind(&runner.id)
-            .bind(serde_json::to_string(report).expect("a report serializes"))
-            .bind(&r.signature)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+            let signed = SignedReport {
+                runner: &runner.id,
+                report: serde_json::to_string(report).expect("a report serializes"),
+                signature: &r.signature,
+                at: now,
+            };
+            self.save(&mut tx, r.task_id, &before, &after, Some(signed))
+                .await?;
             let applied = self
-                .apply(&mut tx, &info, &effect, Some(report), now)
+                .apply(
+                    &mut tx,
+                    &info,
+                    &after,
+                    &effect,
+                    Some(report),
+                    now,
+                    &mut tail,
+                )
                 .await?;
             let status = match &effect {
                 Effect::Accepted { agreeing, .. } if agreeing.contains(&runner.id) => {
@@ -832,6 +848,7 @@ impl Store {
                 upload,
             });
         }
+        self.write_tail(&mut tx, tail).await?;
         tx.commit().await?;
         Ok(acks
             .into_iter()
@@ -841,13 +858,16 @@ impl Store {
 
     /// Applies an effect's consequences: acceptance, credits, flags, reputation. Returns the
     /// micro-credits granted per runner.
+    #[allow(clippy::too_many_arguments)]
     async fn apply(
         &self,
         tx: &mut Transaction<'static, Any>,
         info: &TaskInfo,
+        state: &TaskState,
         effect: &Effect,
         report: Option<&RunReport>,
         now: i64,
+        tail: &mut Option<LedgerTail>,
     ) -> Result<BTreeMap<String, u64>> {
         let task_id = info.id;
         let mut granted = BTreeMap::new();
@@ -862,24 +882,21 @@ impl Store {
                     Some(r) => r.clone(),
                     None => self.agreeing_report(tx, task_id, digest).await?,
                 };
+                // Every blob the result names is wanted until `blob_stored` says the store
+                // holds it; a result that names none has all its outputs stored.
+                let wanted = result_blobs(&result);
                 sqlx::query(
-                    "UPDATE tasks SET result = $2, succeeded = $3, accepted_ms = $4 WHERE id = $1",
+                    "UPDATE tasks SET result = $2, succeeded = $3, accepted_ms = $4, \
+                     outputs_stored = CASE WHEN $5 = 1 THEN 1 ELSE outputs_stored END \
+                     WHERE id = $1",
                 )
                 .bind(task_id)
                 .bind(serde_json::to_string(&result).expect("a report serializes"))
                 .bind(i64::from(result.outcome.is_success()))
                 .bind(now)
+                .bind(i64::from(wanted.is_empty()))
                 .execute(&mut **tx)
                 .await?;
-                // Every blob the result names is wanted until `blob_stored` says the store
-                // holds it.
-                let wanted = result_blobs(&result);
-                if wanted.is_empty() {
-                    sqlx::query("UPDATE tasks SET outputs_stored = 1 WHERE id = $1")
-                        .bind(task_id)
-                        .execute(&mut **tx)
-                        .await?;
-                }
                 for blob in wanted {
                     sqlx::query(
                         "INSERT INTO wanted_blobs (blake3, task_id) VALUES ($1, $2) \
@@ -891,7 +908,9 @@ impl Store {
                     .await?;
                 }
                 for runner in agreeing {
-                    let credit = self.credit(tx, info, runner, &result, now).await?;
+                    let credit = self
+                        .credit(tx, info, state, runner, &result, now, tail)
+                        .await?;
                     granted.insert(runner.clone(), credit);
                 }
                 for runner in disagreeing {
@@ -900,7 +919,9 @@ impl Store {
             }
             Effect::Late { runner, agreed } => {
                 if *agreed && let Some(result) = report {
-                    let credit = self.credit(tx, info, runner, result, now).await?;
+                    let credit = self
+                        .credit(tx, info, state, runner, result, now, tail)
+                        .await?;
                     granted.insert(runner.clone(), credit);
                 } else {
                     self.flag(tx, runner, task_id).await?;
@@ -965,27 +986,42 @@ impl Store {
     }
 
     /// Appends one credit to the ledger and counts the agreement.
+    /// Appends a credit to the ledger (through `tail`, the chain's end as this transaction
+    /// sees it) and counts the runner's agreement.
+    #[allow(clippy::too_many_arguments)]
     async fn credit(
         &self,
         tx: &mut Transaction<'static, Any>,
         info: &TaskInfo,
+        state: &TaskState,
         runner: &str,
         result: &RunReport,
         now: i64,
+        tail: &mut Option<LedgerTail>,
     ) -> Result<u64> {
-        let owner: String = sqlx::query("SELECT owner FROM runners WHERE id = $1")
-            .bind(runner)
+        let owner = match state.replicas.iter().find(|r| r.runner == runner) {
+            Some(r) => r.owner.clone(),
+            None => sqlx::query("SELECT owner FROM runners WHERE id = $1")
+                .bind(runner)
+                .fetch_one(&mut **tx)
+                .await?
+                .try_get(0)?,
+        };
+        if tail.is_none() {
+            let row = sqlx::query(&format!(
+                "SELECT len, head FROM ledger_head WHERE id = 1{}",
+                self.for_update()
+            ))
             .fetch_one(&mut **tx)
-            .await?
-            .try_get(0)?;
-        let head = sqlx::query(&format!(
-            "SELECT len, head FROM ledger_head WHERE id = 1{}",
-            self.for_update()
-        ))
-        .fetch_one(&mut **tx)
-        .await?;
-        let seq: i64 = head.try_get(0)?;
-        let prev = hash(&head.try_get::<String, _>(1)?)?;
+            .await?;
+            *tail = Some(LedgerTail {
+                len: row.try_get(0)?,
+                head: hash(&row.try_get::<String, _>(1)?)?,
+                moved: false,
+            });
+        }
+        let tail = tail.as_mut().expect("read above");
+        let (seq, prev) = (tail.len, tail.head);
         let credit = Credit {
             batch: info.batch_id.clone(),
             task: info.name.clone(),
@@ -1014,16 +1050,32 @@ impl Store {
         .bind(now)
         .execute(&mut **tx)
         .await?;
-        sqlx::query("UPDATE ledger_head SET len = $1, head = $2 WHERE id = 1")
-            .bind(seq + 1)
-            .bind(entry_hash.to_string())
-            .execute(&mut **tx)
-            .await?;
+        *tail = LedgerTail {
+            len: seq + 1,
+            head: entry_hash,
+            moved: true,
+        };
         sqlx::query("UPDATE runners SET agreements = agreements + 1 WHERE id = $1")
             .bind(runner)
             .execute(&mut **tx)
             .await?;
         Ok(credit.micro_credits)
+    }
+
+    /// Writes the ledger's new end, if this transaction appended to it.
+    async fn write_tail(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        tail: Option<LedgerTail>,
+    ) -> Result<()> {
+        if let Some(tail) = tail.filter(|t| t.moved) {
+            sqlx::query("UPDATE ledger_head SET len = $1, head = $2 WHERE id = 1")
+                .bind(tail.len)
+                .bind(tail.head.to_string())
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
     }
 
     // ---- the scheduler's own runs ----
@@ -1065,13 +1117,23 @@ impl Store {
         let (before, info) = self.load(&mut tx, task_id).await?;
         let mut after = before.clone();
         let effect = after.authority(report.digest);
-        self.save(&mut tx, task_id, &before, &after).await?;
+        self.save(&mut tx, task_id, &before, &after, None).await?;
         sqlx::query("UPDATE tasks SET by_scheduler = 1 WHERE id = $1")
             .bind(task_id)
             .execute(&mut *tx)
             .await?;
-        self.apply(&mut tx, &info, &effect, Some(report), now)
-            .await?;
+        let mut tail = None;
+        self.apply(
+            &mut tx,
+            &info,
+            &after,
+            &effect,
+            Some(report),
+            now,
+            &mut tail,
+        )
+        .await?;
+        self.write_tail(&mut tx, tail).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -1207,10 +1269,15 @@ impl Store {
         tx: &mut Transaction<'static, Any>,
         id: i64,
     ) -> Result<(TaskState, TaskInfo)> {
-        let row = sqlx::query(&format!(
+        // The task, its batch's settings and its replicas, in one query: one row per replica,
+        // or one row with NULL replica columns when it has none.
+        let rows = sqlx::query(&format!(
             "SELECT t.phase, t.wanted, t.digest, t.by_scheduler, t.batch_id, t.name, \
-             t.manifest, t.wall_seconds, b.replicas, b.quorum, b.max_replicas, b.credit_rate \
-             FROM tasks t JOIN batches b ON b.id = t.batch_id WHERE t.id = $1{}",
+             t.manifest, t.wall_seconds, b.replicas, b.quorum, b.max_replicas, b.credit_rate, \
+             r.runner_id, r.owner, r.state, r.deadline_ms, r.digest, r.report_seq \
+             FROM tasks t JOIN batches b ON b.id = t.batch_id \
+             LEFT JOIN replicas r ON r.task_id = t.id \
+             WHERE t.id = $1 ORDER BY r.lease_seq{}",
             if self.postgres {
                 " FOR UPDATE OF t"
             } else {
@@ -1218,9 +1285,11 @@ impl Store {
             }
         ))
         .bind(id)
-        .fetch_optional(&mut **tx)
-        .await?
-        .ok_or_else(|| StoreError::NotFound(format!("task {id}")))?;
+        .fetch_all(&mut **tx)
+        .await?;
+        let row = rows
+            .first()
+            .ok_or_else(|| StoreError::NotFound(format!("task {id}")))?;
         let phase: String = row.try_get(0)?;
         let digest: Option<String> = row.try_get(2)?;
         let phase = match (phase.as_str(), digest) {
@@ -1248,23 +1317,19 @@ impl Store {
             id,
         };
         let mut replicas = Vec::new();
-        for r in sqlx::query(
-            "SELECT runner_id, owner, state, deadline_ms, digest, report_seq FROM replicas \
-             WHERE task_id = $1 ORDER BY lease_seq",
-        )
-        .bind(id)
-        .fetch_all(&mut **tx)
-        .await?
-        {
-            let state: String = r.try_get(2)?;
-            let digest: Option<String> = r.try_get(4)?;
+        for r in &rows {
+            let Some(runner) = r.try_get::<Option<String>, _>(12)? else {
+                continue;
+            };
+            let state: String = r.try_get(14)?;
+            let digest: Option<String> = r.try_get(16)?;
             let state = match state.as_str() {
                 "leased" => ReplicaState::Leased {
-                    deadline_ms: r.try_get(3)?,
+                    deadline_ms: r.try_get(15)?,
                 },
                 "reported" => ReplicaState::Reported {
                     digest: digest.as_deref().map(hash).transpose()?,
-                    seq: r.try_get::<Option<i64>, _>(5)?.unwrap_or(0) as u32,
+                    seq: r.try_get::<Option<i64>, _>(17)?.unwrap_or(0) as u32,
                 },
                 "expired" => ReplicaState::Expired,
                 "returned" => ReplicaState::Returned,
@@ -1275,8 +1340,8 @@ impl Store {
                 }
             };
             replicas.push(Replica {
-                runner: r.try_get(0)?,
-                owner: r.try_get(1)?,
+                runner,
+                owner: r.try_get(13)?,
                 state,
             });
         }
@@ -1289,12 +1354,15 @@ impl Store {
         Ok((state, info))
     }
 
+    /// Writes what changed between `before` and `after`, and `signed` (a report, stored with
+    /// its replica) when given.
     async fn save(
         &self,
         tx: &mut Transaction<'static, Any>,
         id: i64,
         before: &TaskState,
         after: &TaskState,
+        signed: Option<SignedReport<'_>>,
     ) -> Result<()> {
         if before.phase != after.phase || before.wanted != after.wanted {
             let (digest, by_scheduler) = match after.phase {
@@ -1343,9 +1411,15 @@ impl Store {
                     .execute(&mut **tx)
                     .await?;
                 }
-                Some(old) if old != replica => {
+                Some(old) => {
+                    let signed = signed.as_ref().filter(|s| s.runner == replica.runner);
+                    if old == replica && signed.is_none() {
+                        continue;
+                    }
                     sqlx::query(
-                        "UPDATE replicas SET state = $3, digest = $4, report_seq = $5 \
+                        "UPDATE replicas SET state = $3, digest = $4, report_seq = $5, \
+                         report = COALESCE($6, report), signature = COALESCE($7, signature), \
+                         reported_ms = COALESCE($8, reported_ms) \
                          WHERE task_id = $1 AND runner_id = $2",
                     )
                     .bind(id)
@@ -1353,14 +1427,32 @@ impl Store {
                     .bind(state)
                     .bind(digest)
                     .bind(report_seq)
+                    .bind(signed.map(|s| s.report.as_str()))
+                    .bind(signed.map(|s| s.signature))
+                    .bind(signed.map(|s| s.at))
                     .execute(&mut **tx)
                     .await?;
                 }
-                Some(_) => {}
             }
         }
         Ok(())
     }
+}
+
+/// A result report to store with its runner's replica.
+struct SignedReport<'a> {
+    runner: &'a str,
+    report: String,
+    signature: &'a str,
+    at: i64,
+}
+
+/// The ledger's end as one transaction sees it: read (and on PostgreSQL locked) at the first
+/// credit, written back once at the end.
+struct LedgerTail {
+    len: i64,
+    head: Blake3Hash,
+    moved: bool,
 }
 
 /// What the storage layer needs of a task beyond its [`TaskState`].

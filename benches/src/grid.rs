@@ -1,0 +1,339 @@
+//! `helio-bench grid`: accepted tasks per second through a real scheduler process with
+//! volunteer runners on loopback, on SQLite and PostgreSQL, and the scheduler's memory.
+//!
+//! Each measurement starts a fresh `scheduler serve` (the binary built beside this one), a
+//! fresh database, and `runners` in-process volunteer runners (`helio_runner::agent`, each of
+//! its own owner, signing every request), submits a batch of trivial tasks (an empty module,
+//! replicas 2, quorum 2) with `helio submit`'s library, and polls the batch until every task
+//! is accepted.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use helio_cli::grid::Grid;
+use helio_runner::agent::{self, AgentConfig, Stop};
+use helio_sdk::{Blake3Hash, Name, Tier};
+use serde_json::json;
+use sqlx::Connection;
+use tokio::sync::watch;
+
+/// Which database a measurement uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Db {
+    /// SQLite in the scheduler's data directory.
+    Sqlite,
+    /// A fresh database on the PostgreSQL server at `--postgres`.
+    Postgres,
+}
+
+/// What to measure.
+#[derive(clap::Args, Clone, Debug)]
+pub struct GridArgs {
+    /// Databases to measure.
+    #[arg(long, value_delimiter = ',', default_values = ["sqlite", "postgres"])]
+    db: Vec<Db>,
+    /// Runner counts for the scaling rows (at `--scale-tasks` tasks).
+    #[arg(long, value_delimiter = ',', default_values_t = [2usize, 4, 16, 64])]
+    runners: Vec<usize>,
+    /// Batch sizes for the size rows (at `--size-runners` runners).
+    #[arg(long, value_delimiter = ',', default_values_t = [1_000usize, 10_000, 100_000])]
+    sizes: Vec<usize>,
+    /// Tasks per batch in the runner-scaling rows.
+    #[arg(long, default_value_t = 10_000)]
+    scale_tasks: usize,
+    /// Runners in the batch-size rows.
+    #[arg(long, default_value_t = 16)]
+    size_runners: usize,
+    /// The scheduler binary (default: the one built beside this benchmark); name another
+    /// build to compare versions in one run.
+    #[arg(long)]
+    scheduler: Option<PathBuf>,
+    /// Slots per runner.
+    #[arg(long, default_value_t = 4)]
+    slots: u32,
+    /// The PostgreSQL server (a database is created and dropped per measurement).
+    #[arg(
+        long,
+        env = "HELIO_TEST_POSTGRES",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    postgres: String,
+}
+
+/// One measurement.
+struct Figures {
+    requests_per_task: f64,
+    leases_per_task: f64,
+    submit: Duration,
+    total: Duration,
+    steady_rate: f64,
+    rss_kib: u64,
+    peak_kib: u64,
+}
+
+/// Runs the measurements and prints a Markdown table.
+pub fn grid(args: &GridArgs) -> Result<()> {
+    let scheduler = match &args.scheduler {
+        Some(path) => path.clone(),
+        None => scheduler_binary()?,
+    };
+    let runtime = tokio::runtime::Runtime::new()?;
+    println!(
+        "\n## The grid: accepted tasks per second (empty module, replicas 2, {} slots per runner)\n\nscheduler: {}\n",
+        args.slots,
+        scheduler.display()
+    );
+    println!(
+        "| database | runners | tasks | submit | submit → all accepted | accepted tasks/s | steady tasks/s | scheduler RSS | scheduler peak RSS | requests per task | leases per task |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    let mut rows: Vec<(usize, usize)> = args
+        .runners
+        .iter()
+        .map(|&r| (r, args.scale_tasks))
+        .collect();
+    rows.extend(args.sizes.iter().map(|&n| (args.size_runners, n)));
+    rows.dedup();
+    for &db in &args.db {
+        for &(runners, tasks) in &rows {
+            let f = runtime
+                .block_on(measure(&scheduler, args, db, runners, tasks))
+                .with_context(|| format!("{db:?}, {runners} runners, {tasks} tasks"))?;
+            println!(
+                "| {db:?} | {runners} | {tasks} | {:.2} s | {:.2} s | {:.0} | {:.0} | {} MiB | {} MiB | {:.1} | {:.2} |",
+                f.submit.as_secs_f64(),
+                f.total.as_secs_f64(),
+                tasks as f64 / f.total.as_secs_f64(),
+                f.steady_rate,
+                f.rss_kib / 1024,
+                f.peak_kib / 1024,
+                f.requests_per_task,
+                f.leases_per_task,
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The `scheduler` binary built beside this benchmark.
+fn scheduler_binary() -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let path = exe
+        .parent()
+        .context("the benchmark's directory")?
+        .join("scheduler");
+    ensure!(
+        path.exists(),
+        "{} is missing: build it first with `cargo build --release -p helio-scheduler`",
+        path.display()
+    );
+    Ok(path)
+}
+
+/// A scheduler process and its database, removed on drop.
+struct Scheduler {
+    child: Child,
+    url: String,
+    token: String,
+    database: Option<(String, String)>,
+    _dir: tempfile::TempDir,
+}
+
+impl Scheduler {
+    async fn start(binary: &Path, db: Db, postgres: &str) -> Result<Scheduler> {
+        let dir = tempfile::tempdir()?;
+        let mut database = None;
+        if db == Db::Postgres {
+            let mut conn = sqlx::PgConnection::connect(postgres)
+                .await
+                .with_context(|| format!("PostgreSQL at {postgres}"))?;
+            let name = format!("helio_bench_{}", std::process::id());
+            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(&mut conn)
+                .await?;
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&mut conn)
+                .await?;
+            let (base, _) = postgres.rsplit_once('/').context("a database URL")?;
+            database = Some((format!("{base}/{name}"), name));
+        }
+        let command = |args: &[&str]| {
+            let mut c = Command::new(binary);
+            c.args(args).arg("--data-dir").arg(dir.path().join("data"));
+            if let Some((url, _)) = &database {
+                c.arg("--database").arg(url);
+            }
+            c
+        };
+        let out = command(&["token", "create", "--role", "submitter", "--name", "bench"])
+            .output()
+            .context("scheduler token create")?;
+        ensure!(
+            out.status.success(),
+            "scheduler token create: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let token = String::from_utf8(out.stdout)?.trim().to_string();
+        let mut child = command(&["serve", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("scheduler serve")?;
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().context("its standard output")?)
+            .read_line(&mut first)?;
+        let url = first.trim().to_string();
+        if !url.starts_with("http://") {
+            let _ = child.kill();
+            bail!("scheduler serve printed {first:?} instead of its URL");
+        }
+        Ok(Scheduler {
+            child,
+            url,
+            token,
+            database,
+            _dir: dir,
+        })
+    }
+
+    /// (VmRSS, VmHWM) of the scheduler process, in KiB.
+    fn memory(&self) -> (u64, u64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+
+    async fn stop(mut self, postgres: &str) -> Result<()> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some((_, name)) = &self.database {
+            let mut conn = sqlx::PgConnection::connect(postgres).await?;
+            sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
+                .execute(&mut conn)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes a batch of `n` trivial tasks into `dir`; returns the manifest's path.
+fn trivial_batch(dir: &Path, n: usize) -> Result<PathBuf> {
+    let module =
+        wat::parse_str(r#"(module (memory (export "memory") 1) (func (export "_start")))"#)?;
+    std::fs::write(dir.join("empty.wasm"), &module)?;
+    let tasks: Vec<_> = (0..n)
+        .map(|i| json!({ "name": format!("t-{i:06}"), "args": [i.to_string()] }))
+        .collect();
+    let batch = json!({
+        "schema_version": 1,
+        "batch": format!("trivial-{n}"),
+        "defaults": {
+            "module": { "uri": "empty.wasm", "blake3": Blake3Hash::of(&module).to_string() },
+            "limits": { "fuel": 1_000_000u64, "wall_seconds": 60 },
+        },
+        "redundancy": { "replicas": 2, "quorum": 2, "max_replicas": 5 },
+        "tasks": tasks,
+    });
+    let path = dir.join("batch.json");
+    std::fs::write(&path, serde_json::to_vec(&batch)?)?;
+    Ok(path)
+}
+
+async fn measure(
+    binary: &Path,
+    args: &GridArgs,
+    db: Db,
+    runners: usize,
+    tasks: usize,
+) -> Result<Figures> {
+    let scheduler = Scheduler::start(binary, db, &args.postgres).await?;
+    let work = tempfile::tempdir()?;
+    let manifest = trivial_batch(work.path(), tasks)?;
+    let grid = Grid::new(&scheduler.url, &scheduler.token);
+
+    let (stop_tx, stop_rx) = watch::channel(Stop::Run);
+    let mut handles = Vec::new();
+    for k in 0..runners {
+        let owner = format!("bench-{k:02}");
+        let config = AgentConfig {
+            scheduler: scheduler.url.clone(),
+            owner: Name::parse(&owner).map_err(anyhow::Error::msg)?,
+            tier: Tier::Cpu,
+            slots: args.slots,
+            state_dir: work.path().join("runners").join(&owner),
+            cache_dir: None,
+            quiet: true,
+        };
+        handles.push(tokio::spawn(agent::run(config, stop_rx.clone())));
+    }
+
+    let start = Instant::now();
+    let submitted = grid.submit(&manifest.display().to_string()).await?;
+    let submit = start.elapsed();
+    let (mut first, mut first_done) = (None, 0u64);
+    let status = loop {
+        let status = grid.status(&submitted.batch).await?;
+        let finished = status.succeeded + status.failed;
+        if first.is_none() && finished > 0 {
+            first = Some(Instant::now());
+            first_done = finished;
+        }
+        if status.done() {
+            break status;
+        }
+        ensure!(
+            start.elapsed() < Duration::from_secs(3600),
+            "the batch did not finish within an hour: {status:?}"
+        );
+        // As often as `helio submit --wait` asks (300 ms), or a little more.
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let done = Instant::now();
+    let total = done - start - submit;
+    ensure!(
+        status.failed == 0 && status.succeeded == tasks as u64,
+        "not every task was accepted: {status:?}"
+    );
+    let (rss_kib, peak_kib) = scheduler.memory();
+    let metrics = reqwest::get(format!("{}/metrics", scheduler.url))
+        .await?
+        .text()
+        .await?;
+    let metric = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with(name))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let requests_per_task = metric("helio_http_requests_total") / tasks as f64;
+    let leases_per_task = metric("helio_leases_total") / tasks as f64;
+    let steady = done - first.unwrap_or(start);
+    let steady_rate = (tasks as u64 - first_done) as f64 / steady.as_secs_f64().max(1e-3);
+
+    let _ = stop_tx.send(Stop::Now);
+    for h in handles {
+        let _ = h.await;
+    }
+    scheduler.stop(&args.postgres).await?;
+    Ok(Figures {
+        requests_per_task,
+        leases_per_task,
+        submit,
+        total,
+        steady_rate,
+        rss_kib,
+        peak_kib,
+    })
+}
