@@ -1269,21 +1269,25 @@ impl Store {
         tx: &mut Transaction<'static, Any>,
         id: i64,
     ) -> Result<(TaskState, TaskInfo)> {
+        // On PostgreSQL, lock the task first: the query below then starts after any other
+        // transaction on this task committed, and sees its replicas. (A row lock taken by the
+        // query itself would leave the joined replica rows as they were before the wait.)
+        if self.postgres {
+            sqlx::query("SELECT 1 FROM tasks WHERE id = $1 FOR UPDATE")
+                .bind(id)
+                .fetch_optional(&mut **tx)
+                .await?;
+        }
         // The task, its batch's settings and its replicas, in one query: one row per replica,
         // or one row with NULL replica columns when it has none.
-        let rows = sqlx::query(&format!(
+        let rows = sqlx::query(
             "SELECT t.phase, t.wanted, t.digest, t.by_scheduler, t.batch_id, t.name, \
              t.manifest, t.wall_seconds, b.replicas, b.quorum, b.max_replicas, b.credit_rate, \
              r.runner_id, r.owner, r.state, r.deadline_ms, r.digest, r.report_seq \
              FROM tasks t JOIN batches b ON b.id = t.batch_id \
              LEFT JOIN replicas r ON r.task_id = t.id \
-             WHERE t.id = $1 ORDER BY r.lease_seq{}",
-            if self.postgres {
-                " FOR UPDATE OF t"
-            } else {
-                ""
-            }
-        ))
+             WHERE t.id = $1 ORDER BY r.lease_seq",
+        )
         .bind(id)
         .fetch_all(&mut **tx)
         .await?;

@@ -193,6 +193,11 @@ pub fn hashchain_batch(dir: &Path, n: u32, rounds: u32, wall_seconds: u64) -> Pa
 
 /// A registered runner that never runs anything: it reports whatever it is told to.
 pub async fn rogue(url: &str, owner: &str) -> Client {
+    rogue_with_slots(url, owner, 2).await
+}
+
+/// [`rogue`] with `slots` slots.
+pub async fn rogue_with_slots(url: &str, owner: &str, slots: u32) -> Client {
     let mut secret = [0u8; 32];
     getrandom::fill(&mut secret).unwrap();
     let client = Client::new(url, RunnerKey::from_secret(secret));
@@ -201,7 +206,7 @@ pub async fn rogue(url: &str, owner: &str) -> Client {
             public_key: client.key().public_hex(),
             owner: owner.into(),
             tier: Tier::Cpu,
-            slots: 2,
+            slots,
             cores: 1,
             memory_bytes: 0,
             fuel_per_second: 1,
@@ -473,4 +478,68 @@ async fn a_vanished_runners_lease_expires_and_replayed_reports_change_nothing_sq
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_vanished_runners_lease_expires_and_replayed_reports_change_nothing_postgres() {
     a_vanished_runners_lease_expires_and_replayed_reports_change_nothing(Db::Postgres).await;
+}
+
+/// Two runners report the same tasks at the same moment, one request per result: whatever
+/// order the transactions meet in, every task is accepted once, by both, and credited once
+/// to each.
+async fn simultaneous_reports_accept_every_task_once(db: Db) {
+    let grid = TestGrid::start(db, 60_000).await;
+    let n = 40;
+    let manifest = hashchain_batch(grid.dir.path(), n, 10, 60);
+    let batch = grid
+        .submitter()
+        .submit(manifest.to_str().unwrap())
+        .await
+        .unwrap()
+        .batch;
+    let mut reports = Vec::new();
+    for owner in ["ann", "bob"] {
+        let runner = rogue_with_slots(&grid.url, owner, 64).await;
+        let leases = runner.lease(64).await.unwrap();
+        assert_eq!(leases.len(), n as usize, "{owner} leases every task");
+        for lease in &leases {
+            reports.push((runner.clone(), lie(&runner, lease)));
+        }
+    }
+    // Interleave the two runners' reports of each task, and send them all at once.
+    reports.sort_by_key(|(_, r)| r.task_id);
+    let mut sent = tokio::task::JoinSet::new();
+    for (runner, report) in reports {
+        sent.spawn(async move { runner.report(vec![report]).await.unwrap() });
+    }
+    let mut accepted = 0;
+    while let Some(acks) = sent.join_next().await {
+        let ack = &acks.unwrap()[0];
+        assert!(
+            matches!(ack.status, ReportStatus::Recorded | ReportStatus::Accepted),
+            "{ack:?}"
+        );
+        accepted += u32::from(ack.status == ReportStatus::Accepted);
+    }
+    // The first report of a task is recorded; the second completes its quorum.
+    assert_eq!(accepted, n, "one report of each task completes its quorum");
+    let results = grid.submitter().results(&batch).await.unwrap();
+    let each = ledger::micro_credits(4242, 2.0);
+    for task in &results.tasks {
+        assert_eq!(task.state, "accepted", "{}", task.task);
+        assert_eq!(task.agreeing.len(), 2, "{}", task.task);
+        assert_eq!(task.micro_credits, 2 * each, "{}", task.task);
+    }
+    let store = service::open_store(&grid.config).await.unwrap();
+    let (entries, len, head) = store.ledger().await.unwrap();
+    ledger::verify_anchored(&entries, len, &head).unwrap();
+    assert_eq!(entries.len(), 2 * n as usize);
+    drop(store);
+    grid.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simultaneous_reports_accept_every_task_once_sqlite() {
+    simultaneous_reports_accept_every_task_once(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simultaneous_reports_accept_every_task_once_postgres() {
+    simultaneous_reports_accept_every_task_once(Db::Postgres).await;
 }
