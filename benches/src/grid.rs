@@ -274,6 +274,8 @@ async fn measure(
             state_dir: work.path().join("runners").join(&owner),
             cache_dir: None,
             quiet: true,
+            location: None,
+            green_energy: None,
         };
         handles.push(tokio::spawn(agent::run(config, stop_rx.clone())));
     }

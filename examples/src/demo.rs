@@ -87,6 +87,8 @@ pub async fn run(out: &Path, jobs: &[String], say: &(dyn Fn(String) + Sync)) -> 
             state_dir,
             cache_dir: Some(out.join("runners").join("compiled")),
             quiet: true,
+            location: None,
+            green_energy: None,
         };
         runners.push(tokio::spawn(agent::run(config, stop.clone())));
     }

@@ -36,9 +36,17 @@ pub enum ClientError {
 }
 
 impl ClientError {
-    /// Whether trying again later may help.
+    /// Whether trying again later may help: the scheduler is unreachable, the runner asks
+    /// too often (429), or its tier's pool is full (503).
     pub fn is_transient(&self) -> bool {
-        matches!(self, ClientError::Unreachable(_))
+        matches!(
+            self,
+            ClientError::Unreachable(_)
+                | ClientError::Refused {
+                    status: 429 | 503,
+                    ..
+                }
+        )
     }
 }
 
@@ -347,6 +355,10 @@ pub struct AgentConfig {
     pub cache_dir: Option<PathBuf>,
     /// Print nothing but errors.
     pub quiet: bool,
+    /// Where the machine is, as its owner says.
+    pub location: Option<String>,
+    /// The share of its electricity from renewable sources, 0 to 1.
+    pub green_energy: Option<f64>,
 }
 
 /// How far a runner is asked to stop.
@@ -408,6 +420,18 @@ async fn register(
     }
 }
 
+/// The machine's memory in bytes, from `/proc/meminfo` (0 where there is none).
+pub fn total_memory() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|info| {
+            let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
+            let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kib * 1024)
+        })
+        .unwrap_or(0)
+}
+
 /// Runs the volunteer runner until `stop` says so.
 pub async fn run(config: AgentConfig, mut stop: watch::Receiver<Stop>) -> anyhow::Result<Summary> {
     let key = load_or_create_key(&config.state_dir)
@@ -428,9 +452,11 @@ pub async fn run(config: AgentConfig, mut stop: watch::Receiver<Stop>) -> anyhow
         tier: config.tier,
         slots: config.slots,
         cores: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
-        memory_bytes: 0,
+        memory_bytes: total_memory(),
         fuel_per_second,
         profile: DETERMINISM_PROFILE.to_string(),
+        location: config.location.clone(),
+        green_energy: config.green_energy,
     };
     let Some(registered) = register(&client, &reg, &stop, config.quiet).await? else {
         return Ok(Summary::default());

@@ -44,6 +44,31 @@ struct Volunteer {
     /// Print nothing but errors.
     #[arg(long)]
     quiet: bool,
+    /// Where this machine is, shown to the grid's operators (a city or region).
+    #[arg(long, env = "HELIO_LOCATION", value_parser = location_label)]
+    location: Option<String>,
+    /// The share of this machine's electricity from renewable sources, 0 to 1.
+    #[arg(long, env = "HELIO_GREEN_ENERGY", value_parser = green_share)]
+    green_energy: Option<f64>,
+}
+
+fn location_label(s: &str) -> Result<String, String> {
+    let n = s.chars().count();
+    if n == 0 || n > 64 || s.chars().any(char::is_control) {
+        return Err(format!(
+            "{s:?}: a location is 1 to 64 printable characters (\"Lagos, NG\", \"eu-west\")"
+        ));
+    }
+    Ok(s.to_string())
+}
+
+fn green_share(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(x) if (0.0..=1.0).contains(&x) => Ok(x),
+        _ => Err(format!(
+            "{s:?} is not a share from 0 to 1 (0.8 means 80% renewable)"
+        )),
+    }
 }
 
 #[derive(Subcommand)]
@@ -156,6 +181,8 @@ fn volunteer(v: Volunteer) -> ExitCode {
         state_dir,
         cache_dir: default_cache_dir(),
         quiet: v.quiet,
+        location: v.location,
+        green_energy: v.green_energy,
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,

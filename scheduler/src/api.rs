@@ -5,6 +5,7 @@
 //! Runners authenticate each request with an Ed25519 signature (see `helio_sdk::wire`);
 //! submitters and operators with a bearer token of role `submitter` or `admin`.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -18,12 +19,13 @@ use helio_sdk::wire::{
     self, ApiError, BlobList, Credits, LeaseRequest, Leases, RegisterRunner, ReportRequest,
     ReportStatus, ReturnRequest, RunnerInfo,
 };
-use helio_sdk::{BatchManifest, Blake3Hash, DETERMINISM_PROFILE, Name};
+use helio_sdk::{BatchManifest, Blake3Hash, DETERMINISM_PROFILE, Name, Tier};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 
 use crate::blobs::{BlobError, Blobs};
+use crate::limits::RateLimiter;
 use crate::store::{Role, RunnerRecord, Store, StoreError, now_ms};
 
 /// Settings of the service that requests see.
@@ -35,6 +37,11 @@ pub struct ApiConfig {
     pub heartbeat_seconds: u64,
     /// The largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// The most runners of a tier online at once; a tier not named has no limit.
+    pub max_runners: BTreeMap<Tier, u64>,
+    /// Requests a second each runner may make on average (twice as many at once; a flagged
+    /// runner a tenth); 0 for no limit.
+    pub runner_rate: f64,
 }
 
 impl Default for ApiConfig {
@@ -43,6 +50,8 @@ impl Default for ApiConfig {
             lease_grace_ms: 60_000,
             heartbeat_seconds: 15,
             max_body_bytes: 256 << 20,
+            max_runners: BTreeMap::new(),
+            runner_rate: 100.0,
         }
     }
 }
@@ -74,6 +83,23 @@ pub struct App {
     pub counters: Arc<Counters>,
     /// Runners recently authenticated, so that a busy runner's requests need no lookup.
     pub runners: Arc<RunnerCache>,
+    /// Each runner's request rate.
+    pub limits: Arc<RateLimiter>,
+}
+
+impl App {
+    /// The shared state of a service with `store`, `blobs` and `config`.
+    pub fn new(store: Store, blobs: Blobs, config: ApiConfig) -> App {
+        App {
+            limits: Arc::new(RateLimiter::new(config.runner_rate)),
+            store,
+            blobs,
+            config,
+            authority: Arc::new(Notify::new()),
+            counters: Arc::default(),
+            runners: Arc::default(),
+        }
+    }
 }
 
 /// Runners recently read from the database, by id, with when they were read. A runner's key
@@ -110,31 +136,61 @@ impl RunnerCache {
 
 /// An error answer.
 #[derive(Debug)]
-pub struct Fail(StatusCode, String);
+pub struct Fail {
+    status: StatusCode,
+    message: String,
+    retry_after_ms: Option<u64>,
+}
 
 impl Fail {
+    fn new(status: StatusCode, message: impl Into<String>) -> Fail {
+        Fail {
+            status,
+            message: message.into(),
+            retry_after_ms: None,
+        }
+    }
+    /// Refused for now: try again after `ms` milliseconds.
+    fn later(status: StatusCode, message: impl Into<String>, ms: u64) -> Fail {
+        Fail {
+            retry_after_ms: Some(ms),
+            ..Fail::new(status, message)
+        }
+    }
     fn bad(msg: impl Into<String>) -> Fail {
-        Fail(StatusCode::BAD_REQUEST, msg.into())
+        Fail::new(StatusCode::BAD_REQUEST, msg.into())
     }
     fn unauthorized(msg: impl Into<String>) -> Fail {
-        Fail(StatusCode::UNAUTHORIZED, msg.into())
+        Fail::new(StatusCode::UNAUTHORIZED, msg.into())
     }
 }
 
 impl IntoResponse for Fail {
     fn into_response(self) -> Response {
-        (self.0, axum::Json(ApiError { error: self.1 })).into_response()
+        let body = axum::Json(ApiError {
+            error: self.message,
+        });
+        match self.retry_after_ms {
+            // Retry-After counts whole seconds.
+            Some(ms) => (
+                self.status,
+                [(header::RETRY_AFTER, ms.div_ceil(1000).max(1).to_string())],
+                body,
+            )
+                .into_response(),
+            None => (self.status, body).into_response(),
+        }
     }
 }
 
 impl From<StoreError> for Fail {
     fn from(e: StoreError) -> Fail {
         match e {
-            StoreError::NotFound(_) => Fail(StatusCode::NOT_FOUND, e.to_string()),
-            StoreError::Conflict(_) => Fail(StatusCode::CONFLICT, e.to_string()),
+            StoreError::NotFound(_) => Fail::new(StatusCode::NOT_FOUND, e.to_string()),
+            StoreError::Conflict(_) => Fail::new(StatusCode::CONFLICT, e.to_string()),
             StoreError::Db(_) | StoreError::Corrupt(_) => {
                 tracing::error!(error = %e, "storage failed");
-                Fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+                Fail::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
             }
         }
     }
@@ -146,7 +202,7 @@ impl From<BlobError> for Fail {
             BlobError::Mismatch { .. } => Fail::bad(e.to_string()),
             BlobError::Store(_) => {
                 tracing::error!(error = %e, "blob store failed");
-                Fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+                Fail::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
             }
         }
     }
@@ -179,6 +235,7 @@ pub fn router(app: App) -> Router {
         .route("/metrics", get(metrics))
         .route("/v1/openapi.json", get(openapi))
         .route("/v1/runners", post(register).get(runners))
+        .route("/v1/runners/{id}/events", get(runner_events))
         .route("/v1/heartbeat", post(heartbeat))
         .route("/v1/leases", post(lease))
         .route("/v1/leases/return", post(give_back))
@@ -190,6 +247,8 @@ pub fn router(app: App) -> Router {
         .route("/v1/batches/{id}/results", get(batch_results))
         .route("/v1/credits", get(credits))
         .route("/v1/credits.csv", get(credits_csv))
+        .route("/v1/payouts", get(payouts).post(pay_out))
+        .route("/v1/payouts.csv", get(payouts_csv))
         .route("/v1/ledger", get(ledger))
         .layer(axum::extract::DefaultBodyLimit::max(limit))
         .with_state(app)
@@ -214,6 +273,7 @@ async fn runner_auth(
     let now = now_ms();
     if let Some(runner) = app.runners.get(id, now) {
         check_signature(method, uri, headers, body, &runner.public_key)?;
+        check_rate(app, &runner, now)?;
         return Ok(runner);
     }
     let runner = app.store.runner(id).await?.ok_or_else(|| {
@@ -222,9 +282,35 @@ async fn runner_auth(
         ))
     })?;
     check_signature(method, uri, headers, body, &runner.public_key)?;
-    app.store.touch(&runner.id, now).await?;
+    check_rate(app, &runner, now)?;
+    app.store.touch(&runner, now).await?;
     app.runners.put(runner.clone(), now);
     Ok(runner)
+}
+
+fn check_rate(app: &App, runner: &RunnerRecord, now: i64) -> Answer<()> {
+    let flagged = runner.reputation.flagged();
+    app.limits.check(&runner.id, flagged, now).map_err(|wait| {
+        let rate = app.config.runner_rate
+            * if flagged {
+                crate::limits::FLAGGED_SHARE
+            } else {
+                1.0
+            };
+        Fail::later(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "runner {} makes more than {rate} requests a second{}; try again in {wait} ms",
+                runner.id,
+                if flagged {
+                    " (the limit of a flagged runner)"
+                } else {
+                    ""
+                }
+            ),
+            wait,
+        )
+    })
 }
 
 fn check_signature(
@@ -270,7 +356,7 @@ async fn token_auth(app: &App, headers: &HeaderMap, need: Role) -> Answer<String
         .await?
         .ok_or_else(|| Fail::unauthorized("unknown token"))?;
     if role != need && role != Role::Admin {
-        return Err(Fail(
+        return Err(Fail::new(
             StatusCode::FORBIDDEN,
             format!(
                 "a {} token may not do this; it needs role {}",
@@ -393,8 +479,18 @@ async fn register(
             reg.slots
         )));
     }
+    if let Some(location) = &reg.location {
+        check_location(location)?;
+    }
+    if let Some(g) = reg.green_energy
+        && !(0.0..=1.0).contains(&g)
+    {
+        return Err(Fail::bad(format!(
+            "green_energy is the share of renewable energy, 0 to 1; got {g}"
+        )));
+    }
     if reg.profile != DETERMINISM_PROFILE {
-        return Err(Fail(
+        return Err(Fail::new(
             StatusCode::CONFLICT,
             format!(
                 "the runner implements determinism profile {:?}, this scheduler's is {DETERMINISM_PROFILE:?}: \
@@ -403,6 +499,25 @@ async fn register(
             ),
         ));
     }
+    if let Some(&max) = app.config.max_runners.get(&reg.tier) {
+        // A runner already online in the tier keeps its place when it registers again.
+        let here = app
+            .store
+            .runner(&id)
+            .await?
+            .is_some_and(|r| r.online && r.tier == reg.tier);
+        let online = app.store.online_in_tier(reg.tier).await?;
+        if !here && online >= max {
+            return Err(Fail::later(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "the {} pool is full: {online} runners online, at most {max}; try again later",
+                    reg.tier
+                ),
+                60_000,
+            ));
+        }
+    }
     let mut registered = app.store.register_runner(&reg, now_ms()).await?;
     app.runners.forget(&registered.runner);
     registered.heartbeat_seconds = app.config.heartbeat_seconds;
@@ -410,15 +525,30 @@ async fn register(
     Ok(json(&registered))
 }
 
+/// A location is a short label a volunteer chooses (`eu-west`, `Lagos, NG`).
+fn check_location(location: &str) -> Answer<()> {
+    if location.is_empty() || location.chars().count() > 64 {
+        return Err(Fail::bad(format!(
+            "location must be 1 to 64 characters, got {}",
+            location.chars().count()
+        )));
+    }
+    if let Some(c) = location.chars().find(|c| c.is_control()) {
+        return Err(Fail::bad(format!(
+            "location must be printable; it holds {c:?}"
+        )));
+    }
+    Ok(())
+}
+
 async fn runners(State(app): State<App>) -> Answer<Response> {
-    let online_since = now_ms() - 3 * 1000 * app.config.heartbeat_seconds as i64;
     let list: Vec<RunnerInfo> = app
         .store
         .runners()
         .await?
         .into_iter()
         .map(|r| RunnerInfo {
-            online: r.last_seen_ms >= online_since,
+            online: r.online,
             flagged: r.reputation.flagged(),
             trusted: r.reputation.trusted(),
             agreements: r.reputation.agreements,
@@ -429,9 +559,33 @@ async fn runners(State(app): State<App>) -> Answer<Response> {
             tier: r.tier,
             slots: r.slots,
             last_seen_ms: r.last_seen_ms,
+            location: r.location,
+            green_energy: r.green_energy,
+            uptime_ms: r.uptime_ms,
         })
         .collect();
     Ok(json(&list))
+}
+
+#[derive(Deserialize)]
+struct EventsQuery {
+    limit: Option<u32>,
+}
+
+/// A runner's activity log, newest first: operators only.
+async fn runner_events(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    Query(q): Query<EventsQuery>,
+    headers: HeaderMap,
+) -> Answer<Response> {
+    token_auth(&app, &headers, Role::Admin).await?;
+    let limit = q.limit.unwrap_or(100);
+    if limit == 0 || limit > 10_000 {
+        return Err(Fail::bad(format!("limit must be 1 to 10000, got {limit}")));
+    }
+    let events = app.store.runner_events(&id, limit).await?;
+    Ok(json(&serde_json::json!({ "runner": id, "events": events })))
 }
 
 async fn heartbeat(
@@ -474,7 +628,10 @@ async fn give_back(
 ) -> Answer<Response> {
     let runner = runner_auth(&app, &method, &uri, &headers, &body).await?;
     let req: ReturnRequest = parse(&body)?;
-    let returned = app.store.give_back(&runner.id, &req.task_ids).await?;
+    let returned = app
+        .store
+        .give_back(&runner.id, &req.task_ids, now_ms())
+        .await?;
     Ok(json(&serde_json::json!({ "returned": returned })))
 }
 
@@ -543,7 +700,7 @@ async fn get_blob(
         Some(bytes) => {
             Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
         }
-        None => Err(Fail(
+        None => Err(Fail::new(
             StatusCode::NOT_FOUND,
             format!("blob {hash} not found"),
         )),
@@ -563,7 +720,7 @@ async fn put_blob(
         // A runner uploads only what an accepted result names.
         runner_auth(&app, &method, &uri, &headers, &body).await?;
         if !app.store.blob_wanted(&hash).await? && !app.blobs.has(&hash).await? {
-            return Err(Fail(
+            return Err(Fail::new(
                 StatusCode::FORBIDDEN,
                 format!("blob {hash} is not an output of an accepted result"),
             ));
@@ -621,7 +778,7 @@ async fn submit(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Answ
         }
     }
     if !missing.is_empty() {
-        return Err(Fail(
+        return Err(Fail::new(
             StatusCode::CONFLICT,
             format!(
                 "the scheduler does not hold {} blob{} the batch names (upload with PUT /v1/blobs/{{blake3}}): {}",
@@ -683,19 +840,66 @@ async fn credits_csv(State(app): State<App>, Query(q): Query<CreditsQuery>) -> A
         StoreError::Conflict(m) => Fail::bad(m),
         e => e.into(),
     })?;
-    let mut csv = format!("{by},tasks,fuel,micro_credits,credits\n");
+    let mut csv = format!("{by},tasks,fuel,micro_credits,credits,paid_micro_credits\n");
     for r in rows {
         csv.push_str(&format!(
-            "{},{},{},{},{}.{:06}\n",
+            "{},{},{},{},{},{}\n",
             r.key,
             r.tasks,
             r.fuel,
             r.micro_credits,
-            r.micro_credits / 1_000_000,
-            r.micro_credits % 1_000_000
+            credits_text(r.micro_credits),
+            r.paid
         ));
     }
     Ok(([(header::CONTENT_TYPE, "text/csv")], csv).into_response())
+}
+
+/// Micro-credits as whole credits with six decimals.
+fn credits_text(micro: u64) -> String {
+    format!("{}.{:06}", micro / 1_000_000, micro % 1_000_000)
+}
+
+async fn payouts(State(app): State<App>) -> Answer<Response> {
+    Ok(json(
+        &serde_json::json!({ "payouts": app.store.payouts().await? }),
+    ))
+}
+
+async fn payouts_csv(State(app): State<App>) -> Answer<Response> {
+    let mut csv = String::from("seq,owner,micro_credits,credits,at_ms\n");
+    for p in app.store.payouts().await? {
+        csv.push_str(&format!(
+            "{},{},{},{},{}\n",
+            p.seq,
+            p.owner,
+            p.micro_credits,
+            credits_text(p.micro_credits),
+            p.at_ms
+        ));
+    }
+    Ok(([(header::CONTENT_TYPE, "text/csv")], csv).into_response())
+}
+
+#[derive(Deserialize)]
+struct PayoutRequest {
+    /// Pay owners whose balance is at least this many micro-credits.
+    threshold: u64,
+}
+
+/// Pays out every balance at or above the threshold now: operators only.
+async fn pay_out(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Answer<Response> {
+    let operator = token_auth(&app, &headers, Role::Admin).await?;
+    let req: PayoutRequest = parse(&body)?;
+    let paid = app.store.pay_out(req.threshold, now_ms()).await?;
+    let total: u64 = paid.iter().map(|p| p.micro_credits).sum();
+    tracing::info!(
+        operator,
+        owners = paid.len(),
+        micro_credits = total,
+        "paid out balances"
+    );
+    Ok(json(&serde_json::json!({ "payouts": paid })))
 }
 
 /// The whole ledger with its anchor, for audits: operators only.
@@ -707,7 +911,7 @@ async fn ledger(State(app): State<App>, headers: HeaderMap) -> Answer<Response> 
         .iter()
         .map(|e| {
             serde_json::json!({
-                "seq": e.seq, "batch": e.credit.batch, "task": e.credit.task,
+                "seq": e.seq, "kind": e.credit.kind.as_str(), "batch": e.credit.batch, "task": e.credit.task,
                 "runner": e.credit.runner, "owner": e.credit.owner,
                 "digest": e.credit.digest, "fuel": e.credit.fuel,
                 "micro_credits": e.credit.micro_credits, "prev": e.prev, "hash": e.hash,

@@ -7,8 +7,13 @@
 //!
 //! Credits are counted in micro-credits: one credit is 10⁹ units of fuel at a `credit_rate`
 //! of 1.0, so a task's credit is `fuel × credit_rate / 1000` micro-credits, rounded down.
+//!
+//! An entry is of one [`Kind`]: a runner's credit for an accepted task, the cooperative
+//! fund's share of such a credit, a runner's credit for time online, or a payout to an
+//! owner. Each kind has its own hash domain, so an entry cannot be passed off as another
+//! kind, and [`verify`] checks that no owner was ever paid more than it had earned.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use helio_sdk::Blake3Hash;
 
@@ -25,23 +30,84 @@ pub fn micro_credits(fuel: u64, credit_rate: f64) -> u64 {
     }
 }
 
-/// What one credit is for.
+/// What an entry records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    /// A runner's credit for a task it ran and whose accepted digest it matched.
+    Task,
+    /// The cooperative fund's share of the task credit of the same batch, task and runner.
+    Fund,
+    /// A runner's credit for time online: `task` names the span of its online time
+    /// (`uptime <from>..<to> ms`), `fuel` holds the milliseconds.
+    Uptime,
+    /// A payout of `micro_credits` to `owner`, taken from what it earned.
+    Payout,
+}
+
+impl Kind {
+    /// Every kind.
+    pub const ALL: [Kind; 4] = [Kind::Task, Kind::Fund, Kind::Uptime, Kind::Payout];
+
+    /// Its name, as stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Task => "task",
+            Kind::Fund => "fund",
+            Kind::Uptime => "uptime",
+            Kind::Payout => "payout",
+        }
+    }
+
+    /// The kind named `name`.
+    pub fn parse(name: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+
+    /// Whether the entry adds to its owner's earnings (every kind but a payout).
+    pub fn earns(self) -> bool {
+        self != Kind::Payout
+    }
+}
+
+/// What one entry is for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Credit {
-    /// The batch.
+    /// What the entry records.
+    pub kind: Kind,
+    /// The batch (empty for uptime and payouts).
     pub batch: String,
-    /// The accepted task.
+    /// The accepted task; for uptime the span of online time, for a payout its name.
     pub task: String,
-    /// The runner whose digest matched the accepted one.
+    /// The runner whose digest matched the accepted one (empty for a payout).
     pub runner: String,
-    /// The runner's owner.
+    /// Who the credit goes to: the runner's owner, or the cooperative fund.
     pub owner: String,
-    /// The accepted digest.
+    /// The accepted digest (zero for uptime and payouts).
     pub digest: Blake3Hash,
-    /// The fuel the task consumed.
+    /// The fuel the task consumed; for uptime, the milliseconds online.
     pub fuel: u64,
     /// The credit, in micro-credits.
     pub micro_credits: u64,
+}
+
+impl Credit {
+    /// What may appear once in a ledger: a kind of entry for a batch, task and runner.
+    pub fn key(&self) -> (Kind, String, String, String) {
+        (
+            self.kind,
+            self.batch.clone(),
+            self.task.clone(),
+            self.runner.clone(),
+        )
+    }
+}
+
+/// Splits `micro_credits` between a runner's owner and the cooperative fund, which gets
+/// `share` of it (0 to 1), rounded down: returns (owner's, fund's).
+pub fn split(micro_credits: u64, share: f64) -> (u64, u64) {
+    let fund = (micro_credits as f64 * share.clamp(0.0, 1.0)).floor() as u64;
+    let fund = fund.min(micro_credits);
+    (micro_credits - fund, fund)
 }
 
 /// One ledger entry.
@@ -60,8 +126,8 @@ pub struct Entry {
 /// Why the ledger refused an entry or failed verification.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LedgerError {
-    /// The runner was already credited for this task.
-    #[error("runner {runner} was already credited for task {task} of batch {batch}")]
+    /// The runner was already credited for this task (or this span, or payout).
+    #[error("runner {runner:?} was already credited for {task:?} of batch {batch:?}")]
     AlreadyCredited {
         /// The batch.
         batch: String,
@@ -80,9 +146,18 @@ pub enum LedgerError {
     },
 }
 
-/// The hash of an entry with these contents.
+/// The hash of an entry with these contents. Task credits keep the ledger's first hash
+/// domain; every other kind hashes in its own, with its name.
 pub fn entry_hash(prev: &Blake3Hash, seq: u64, c: &Credit) -> Blake3Hash {
-    let mut h = blake3::Hasher::new_derive_key("helio credit ledger v1");
+    let mut h = match c.kind {
+        Kind::Task => blake3::Hasher::new_derive_key("helio credit ledger v1"),
+        kind => {
+            let mut h = blake3::Hasher::new_derive_key("helio credit ledger v1 entry kind");
+            h.update(kind.as_str().as_bytes());
+            h.update(&[0]);
+            h
+        }
+    };
     h.update(prev.as_bytes());
     h.update(&seq.to_le_bytes());
     for text in [&c.batch, &c.task, &c.runner, &c.owner] {
@@ -95,11 +170,13 @@ pub fn entry_hash(prev: &Blake3Hash, seq: u64, c: &Credit) -> Blake3Hash {
     h.finalize().into()
 }
 
-/// A ledger held in memory: the entries and which (batch, task, runner) were credited.
+/// A ledger held in memory: the entries, which (kind, batch, task, runner) were credited,
+/// and each owner's balance.
 #[derive(Debug, Clone, Default)]
 pub struct Ledger {
     entries: Vec<Entry>,
-    credited: BTreeSet<(String, String, String)>,
+    credited: BTreeSet<(Kind, String, String, String)>,
+    balances: BTreeMap<String, u64>,
 }
 
 impl Ledger {
@@ -108,21 +185,21 @@ impl Ledger {
         Ledger::default()
     }
 
-    /// Appends `credit`, unless its runner was already credited for its task.
+    /// Appends `credit`, unless its runner was already credited for its task, or it is a
+    /// payout of more than its owner's balance.
     pub fn append(&mut self, credit: Credit) -> Result<&Entry, LedgerError> {
-        let key = (
-            credit.batch.clone(),
-            credit.task.clone(),
-            credit.runner.clone(),
-        );
+        let key = credit.key();
         if self.credited.contains(&key) {
             return Err(LedgerError::AlreadyCredited {
-                batch: key.0,
-                task: key.1,
-                runner: key.2,
+                batch: key.1,
+                task: key.2,
+                runner: key.3,
             });
         }
         let seq = self.entries.len() as u64;
+        let balance = self.balances.entry(credit.owner.clone()).or_default();
+        *balance =
+            settle(*balance, &credit).map_err(|reason| LedgerError::Broken { seq, reason })?;
         let prev = self.entries.last().map_or(GENESIS, |e| e.hash);
         let hash = entry_hash(&prev, seq, &credit);
         self.credited.insert(key);
@@ -139,13 +216,34 @@ impl Ledger {
     pub fn entries(&self) -> &[Entry] {
         &self.entries
     }
+
+    /// What `owner` has earned and not been paid, in micro-credits.
+    pub fn balance(&self, owner: &str) -> u64 {
+        self.balances.get(owner).copied().unwrap_or(0)
+    }
 }
 
-/// Checks that `entries` form an unbroken chain from [`GENESIS`] and that no runner is
-/// credited twice for a task.
+/// An owner's balance after `c`: raised by what it earns, lowered by a payout, which may not
+/// exceed it.
+fn settle(balance: u64, c: &Credit) -> Result<u64, String> {
+    if c.kind.earns() {
+        Ok(balance.saturating_add(c.micro_credits))
+    } else {
+        balance.checked_sub(c.micro_credits).ok_or_else(|| {
+            format!(
+                "pays {} {} micro-credits, more than its balance of {balance}",
+                c.owner, c.micro_credits
+            )
+        })
+    }
+}
+
+/// Checks that `entries` form an unbroken chain from [`GENESIS`], that no runner is
+/// credited twice for a task, and that no payout exceeds what its owner had earned.
 pub fn verify(entries: &[Entry]) -> Result<(), LedgerError> {
     let mut prev = GENESIS;
     let mut credited = BTreeSet::new();
+    let mut balances: BTreeMap<&str, u64> = BTreeMap::new();
     for (i, e) in entries.iter().enumerate() {
         let broken = |reason: String| LedgerError::Broken {
             seq: i as u64,
@@ -163,12 +261,16 @@ pub fn verify(entries: &[Entry]) -> Result<(), LedgerError> {
             return Err(broken("its contents do not match its hash (edited)".into()));
         }
         let c = &e.credit;
-        if !credited.insert((c.batch.clone(), c.task.clone(), c.runner.clone())) {
+        if !credited.insert(c.key()) {
             return Err(broken(format!(
-                "credits runner {} a second time for task {}",
-                c.runner, c.task
+                "a second {} entry for runner {:?} and {:?}",
+                c.kind.as_str(),
+                c.runner,
+                c.task
             )));
         }
+        let balance = balances.entry(&c.owner).or_default();
+        *balance = settle(*balance, c).map_err(broken)?;
         prev = e.hash;
     }
     Ok(())

@@ -7,6 +7,7 @@
 //!   machine), [`ledger`] (the hash chain and its verification).
 //! - [`store::Store`]: the state in SQLite or PostgreSQL. The only module that speaks SQL.
 //! - [`api`]: the HTTP API under `/v1`. The only module that knows routes.
+//! - [`limits::RateLimiter`]: per-runner request rates.
 //! - [`blobs::Blobs`]: content-addressed modules, inputs and outputs.
 //! - [`service`]: `scheduler serve`: all of the above and the background loops.
 //!
@@ -24,6 +25,7 @@ pub mod api;
 pub mod blobs;
 pub mod consensus;
 pub mod ledger;
+pub mod limits;
 pub mod service;
 pub mod store;
 pub mod task;

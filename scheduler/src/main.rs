@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use helio_scheduler::service::{self, Config};
 use helio_scheduler::store::Role;
+use helio_sdk::{Name, Tier};
 
 #[derive(Parser)]
 #[command(name = "scheduler", version, about = "The Helio scheduler")]
@@ -25,6 +26,89 @@ struct Db {
     database: Option<String>,
 }
 
+/// Limits on runners.
+#[derive(clap::Args, Clone)]
+struct Nodes {
+    /// The most runners of a tier online at once, as TIER=N (repeatable); registering
+    /// beyond it is refused with 503 until one goes offline.
+    #[arg(long = "max-runners", value_name = "TIER=N", value_parser = parse_pool)]
+    max_runners: Vec<(Tier, u64)>,
+    /// Requests a second each runner may make on average (twice as many at once, a
+    /// flagged runner a tenth); 0 for no limit.
+    #[arg(long, default_value_t = 100.0, value_parser = parse_rate)]
+    runner_rate: f64,
+}
+
+/// How credits are shared and paid.
+#[derive(clap::Args, Clone)]
+struct CreditArgs {
+    /// The share (0 to 1) of every task's credit that goes to the cooperative fund.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_share)]
+    cooperative_share: f64,
+    /// The owner name the fund's credits carry (no runner may register under it).
+    #[arg(long, default_value = "cooperative")]
+    cooperative_name: String,
+    /// Credits a runner earns per hour online (flagged runners earn none).
+    #[arg(long, default_value = "0", value_parser = parse_credits)]
+    uptime_credits_per_hour: u64,
+    /// Pay an owner once its balance reaches this many credits.
+    #[arg(long, default_value = "1", value_parser = parse_credits)]
+    payout_threshold: u64,
+    /// Pay out balances this often, in hours; without it, only `POST /v1/payouts` pays.
+    #[arg(long, value_parser = parse_hours)]
+    payout_every_hours: Option<f64>,
+}
+
+fn parse_pool(text: &str) -> Result<(Tier, u64), String> {
+    let (tier, n) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?}: write TIER=N, e.g. cpu=1000"))?;
+    let tier: Tier = tier.parse().map_err(|e| format!("{text:?}: {e}"))?;
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("{text:?}: {n:?} is not a whole number of runners"))?;
+    Ok((tier, n))
+}
+
+fn parse_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(r) if r.is_finite() && r >= 0.0 => Ok(r),
+        _ => Err(format!("{text:?}: give requests a second, 0 or more")),
+    }
+}
+
+fn parse_share(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
+        _ => Err(format!("{text:?}: give a share from 0 to 1")),
+    }
+}
+
+fn parse_hours(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(h) if h.is_finite() && h > 0.0 && h <= 24.0 * 366.0 => Ok(h),
+        _ => Err(format!("{text:?}: give hours, more than 0")),
+    }
+}
+
+/// Credits as a decimal with at most six places, in micro-credits.
+fn parse_credits(text: &str) -> Result<u64, String> {
+    let bad = || format!("{text:?}: give credits as a decimal with at most 6 places, e.g. 2.5");
+    let (whole, frac) = text.split_once('.').unwrap_or((text, ""));
+    if whole.is_empty()
+        || frac.len() > 6
+        || !(whole.bytes().chain(frac.bytes())).all(|b| b.is_ascii_digit())
+    {
+        return Err(bad());
+    }
+    let whole: u64 = whole.parse().map_err(|_| bad())?;
+    let frac: u64 = format!("{frac:0<6}").parse().map_err(|_| bad())?;
+    whole
+        .checked_mul(1_000_000)
+        .and_then(|w| w.checked_add(frac))
+        .ok_or_else(bad)
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Serve the HTTP API; prints the address it listens on as the first line.
@@ -41,9 +125,17 @@ enum Command {
         /// recovers them with its own run.
         #[arg(long, default_value_t = 60)]
         upload_wait_seconds: u64,
+        /// Seconds between a runner's heartbeats; a runner silent for three is marked
+        /// offline and its leases go to other runners.
+        #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        heartbeat_seconds: u64,
         /// Log JSON lines instead of text.
         #[arg(long)]
         json_logs: bool,
+        #[command(flatten)]
+        nodes: Nodes,
+        #[command(flatten)]
+        credits: CreditArgs,
     },
     /// Manage API tokens.
     Token {
@@ -105,7 +197,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             listen,
             lease_grace_seconds,
             upload_wait_seconds,
+            heartbeat_seconds,
             json_logs,
+            nodes,
+            credits,
         } => {
             let filter = tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "info".into());
@@ -121,6 +216,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             config.listen = listen;
             config.api.lease_grace_ms = lease_grace_seconds as i64 * 1000;
             config.upload_wait_ms = upload_wait_seconds as i64 * 1000;
+            config.api.heartbeat_seconds = heartbeat_seconds;
+            config.api.max_runners = nodes.max_runners.into_iter().collect();
+            config.api.runner_rate = nodes.runner_rate;
+            Name::parse(&credits.cooperative_name)
+                .map_err(|e| anyhow::anyhow!("--cooperative-name: {e}"))?;
+            config.policy.cooperative_share = credits.cooperative_share;
+            config.policy.cooperative = credits.cooperative_name;
+            config.policy.uptime_micro_per_hour = credits.uptime_credits_per_hour;
+            config.payout_threshold = credits.payout_threshold;
+            config.payout_every = credits
+                .payout_every_hours
+                .map(|h| std::time::Duration::from_secs_f64(h * 3600.0));
             let running = service::start(config, async {
                 let _ = tokio::signal::ctrl_c().await;
             })
@@ -153,6 +260,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
     }
+}
+
+#[test]
+fn credits_parse_exactly() {
+    assert_eq!(parse_credits("1"), Ok(1_000_000));
+    assert_eq!(parse_credits("2.5"), Ok(2_500_000));
+    assert_eq!(parse_credits("0.000001"), Ok(1));
+    for bad in ["", ".5", "1.0000001", "-1", "1e3", "x", "99999999999999999"] {
+        assert!(parse_credits(bad).is_err(), "{bad:?} parsed");
+    }
+    assert_eq!(parse_pool("gpu=12"), Ok((Tier::Gpu, 12)));
+    assert!(parse_pool("tpu=1").is_err());
+    assert!(parse_pool("cpu").is_err());
 }
 
 #[test]

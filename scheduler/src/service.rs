@@ -1,7 +1,8 @@
-//! `scheduler serve`: the database, the blob store, the HTTP API and two background loops —
-//! one ends leases past their deadline, the other runs tasks with the scheduler's own
-//! embedded sandbox when no quorum decided them, or when an accepted result's outputs never
-//! arrived.
+//! `scheduler serve`: the database, the blob store, the HTTP API and three background
+//! loops — one ends leases past their deadline and marks silent runners offline (handing
+//! their leases to others), one runs tasks with the scheduler's own embedded sandbox when no
+//! quorum decided them or when an accepted result's outputs never arrived, and one credits
+//! time online and pays out balances.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,11 +12,10 @@ use std::time::Duration;
 use helio_runner::{LoadedTask, Sandbox, SandboxConfig};
 use helio_sdk::Blake3Hash;
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
 
 use crate::api::{self, ApiConfig, App};
 use crate::blobs::Blobs;
-use crate::store::{AuthorityJob, Store, now_ms};
+use crate::store::{AuthorityJob, CreditPolicy, Store, now_ms};
 
 /// How to run the scheduler.
 #[derive(Debug, Clone)]
@@ -31,6 +31,13 @@ pub struct Config {
     /// How long an accepted result's outputs may take to arrive before the scheduler
     /// recovers them with its own run, in milliseconds.
     pub upload_wait_ms: i64,
+    /// How credits are shared and what time online earns. Its offline limit is set from
+    /// the heartbeat: three heartbeats.
+    pub policy: CreditPolicy,
+    /// Pay every owner whose balance reaches this many micro-credits...
+    pub payout_threshold: u64,
+    /// ...this often; `None` pays only when an operator asks (`POST /v1/payouts`).
+    pub payout_every: Option<Duration>,
 }
 
 impl Config {
@@ -42,6 +49,9 @@ impl Config {
             database: None,
             api: ApiConfig::default(),
             upload_wait_ms: 60_000,
+            policy: CreditPolicy::default(),
+            payout_threshold: 1_000_000,
+            payout_every: None,
         }
     }
 
@@ -66,9 +76,14 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
         )
     })?;
     let url = config.database_url();
-    Store::open(&url)
+    let store = Store::open(&url)
         .await
-        .map_err(|e| anyhow::anyhow!("cannot open database {}: {e}", redact(&url)))
+        .map_err(|e| anyhow::anyhow!("cannot open database {}: {e}", redact(&url)))?;
+    let policy = CreditPolicy {
+        offline_after_ms: 3 * 1000 * config.api.heartbeat_seconds as i64,
+        ..config.policy.clone()
+    };
+    Ok(store.with_policy(policy))
 }
 
 fn redact(url: &str) -> String {
@@ -100,14 +115,7 @@ pub async fn start(
         })
         .map_err(|e| anyhow::anyhow!("cannot start the scheduler's sandbox: {e}"))?,
     );
-    let app = App {
-        store,
-        blobs,
-        config: config.api.clone(),
-        authority: Arc::new(Notify::new()),
-        counters: Arc::default(),
-        runners: Arc::default(),
-    };
+    let app = App::new(store, blobs, config.api.clone());
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
@@ -115,6 +123,11 @@ pub async fn start(
     let loops = [
         tokio::spawn(expiry_loop(app.clone())),
         tokio::spawn(authority_loop(app.clone(), sandbox, config.upload_wait_ms)),
+        tokio::spawn(credit_loop(
+            app.clone(),
+            config.payout_threshold,
+            config.payout_every,
+        )),
     ];
     let router = api::router(app);
     let task = tokio::spawn(async move {
@@ -139,6 +152,41 @@ async fn expiry_loop(app: App) {
                 app.authority.notify_one();
             }
             Err(e) => tracing::error!(error = %e, "cannot end expired leases"),
+        }
+        match app.store.mark_offline(now_ms()).await {
+            Ok(gone) if gone.is_empty() => {}
+            Ok(_) => app.authority.notify_one(),
+            Err(e) => tracing::error!(error = %e, "cannot mark silent runners offline"),
+        }
+    }
+}
+
+/// Credits time online every minute, and pays out balances every `payout_every`.
+async fn credit_loop(app: App, threshold: u64, payout_every: Option<Duration>) {
+    let mut last_payout = tokio::time::Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        match app.store.credit_uptime(now_ms()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(runners = n, "credited time online"),
+            Err(e) => tracing::error!(error = %e, "cannot credit time online"),
+        }
+        if let Some(every) = payout_every
+            && last_payout.elapsed() >= every
+        {
+            last_payout = tokio::time::Instant::now();
+            match app.store.pay_out(threshold, now_ms()).await {
+                Ok(paid) if paid.is_empty() => {}
+                Ok(paid) => {
+                    let total: u64 = paid.iter().map(|p| p.micro_credits).sum();
+                    tracing::info!(
+                        owners = paid.len(),
+                        micro_credits = total,
+                        "paid out balances"
+                    );
+                }
+                Err(e) => tracing::error!(error = %e, "cannot pay out balances"),
+            }
         }
     }
 }

@@ -20,7 +20,7 @@ use helio_sdk::{BatchManifest, Blake3Hash, Redundancy, RunReport, Tier};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{Any, AnyPool, Executor, Row, Transaction};
 
-use crate::ledger::{self, Credit, Entry};
+use crate::ledger::{self, Credit, Entry, Kind};
 use crate::task::{Effect, Phase, Replica, ReplicaState, Reputation, TaskState};
 
 /// A storage error: the database failed, or its contents break an invariant.
@@ -91,6 +91,66 @@ pub struct RunnerRecord {
     pub reputation: Reputation,
     /// When it was last heard from.
     pub last_seen_ms: i64,
+    /// Whether it counts as online (the expiry loop marks runners offline).
+    pub online: bool,
+    /// Where it says it is.
+    pub location: String,
+    /// The share of its energy it says is renewable, 0 to 1.
+    pub green_energy: Option<f64>,
+    /// Milliseconds it was online.
+    pub uptime_ms: i64,
+}
+
+/// How credits are shared, and what runners earn besides tasks.
+#[derive(Debug, Clone)]
+pub struct CreditPolicy {
+    /// The share (0 to 1) of every task credit that goes to the cooperative fund.
+    pub cooperative_share: f64,
+    /// The owner name the fund's entries carry; no runner may register under it.
+    pub cooperative: String,
+    /// Micro-credits per hour online; 0 grants no credit for time online.
+    pub uptime_micro_per_hour: u64,
+    /// The least time online credited at once, in milliseconds.
+    pub uptime_min_ms: i64,
+    /// A runner not heard from for this long is offline, and a longer silence does not
+    /// count as time online, in milliseconds.
+    pub offline_after_ms: i64,
+}
+
+impl Default for CreditPolicy {
+    fn default() -> Self {
+        CreditPolicy {
+            cooperative_share: 0.0,
+            cooperative: "cooperative".into(),
+            uptime_micro_per_hour: 0,
+            uptime_min_ms: 60_000,
+            offline_after_ms: 45_000,
+        }
+    }
+}
+
+/// One payout of an owner's balance.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Payout {
+    /// Its ledger entry.
+    pub seq: u64,
+    /// Who is paid.
+    pub owner: String,
+    /// How much, in micro-credits.
+    pub micro_credits: u64,
+    /// When, in milliseconds since the Unix epoch.
+    pub at_ms: i64,
+}
+
+/// One entry of a runner's activity log.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RunnerEvent {
+    /// When, in milliseconds since the Unix epoch.
+    pub at_ms: i64,
+    /// What: registered, online, offline, flagged, missed deadline, handed back, uptime credit.
+    pub event: String,
+    /// The particulars.
+    pub detail: String,
 }
 
 /// A task the scheduler must run itself: to decide it, or to recover the outputs of an
@@ -112,18 +172,29 @@ struct Migration {
     sql: &'static str,
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "grid",
-    sql: include_str!("../migrations/0001_grid.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "grid",
+        sql: include_str!("../migrations/0001_grid.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "nodes and credits",
+        sql: include_str!("../migrations/0002_nodes_and_credits.sql"),
+    },
+];
 
 /// The database.
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
     postgres: bool,
+    policy: std::sync::Arc<CreditPolicy>,
 }
+
+const RUNNER_COLUMNS: &str = "id, public_key, owner, tier, slots, agreements, disagreements, \
+     missed_deadlines, last_seen_ms, online, location, green_energy, uptime_ms";
 
 const TIERS: [Tier; 3] = Tier::ALL;
 
@@ -168,9 +239,24 @@ impl Store {
                 })
         };
         let pool = options.connect(url).await?;
-        let store = Store { pool, postgres };
+        let store = Store {
+            pool,
+            postgres,
+            policy: Default::default(),
+        };
         store.migrate().await?;
         Ok(store)
+    }
+
+    /// This store with `policy` for credits.
+    pub fn with_policy(mut self, policy: CreditPolicy) -> Store {
+        self.policy = std::sync::Arc::new(policy);
+        self
+    }
+
+    /// The credit policy.
+    pub fn policy(&self) -> &CreditPolicy {
+        &self.policy
     }
 
     /// Which database this is: `sqlite` or `postgres`.
@@ -281,12 +367,25 @@ impl Store {
         let key = wire::parse_public_key(&reg.public_key)
             .map_err(|e| StoreError::Conflict(format!("public_key {e}")))?;
         let id = wire::runner_id(&key);
+        if reg.owner == self.policy.cooperative {
+            return Err(StoreError::Conflict(format!(
+                "owner {:?} is the cooperative fund's name; choose another owner",
+                reg.owner
+            )));
+        }
+        let mut tx = self.pool.begin().await?;
+        let known = sqlx::query("SELECT 1 FROM runners WHERE id = $1")
+            .bind(&id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_some();
         sqlx::query(
             "INSERT INTO runners (id, public_key, owner, tier, slots, cores, memory_bytes, \
-             fuel_per_second, profile, registered_ms, last_seen_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) \
+             fuel_per_second, profile, registered_ms, last_seen_ms, location, green_energy) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12) \
              ON CONFLICT (id) DO UPDATE SET tier = $4, slots = $5, cores = $6, \
-             memory_bytes = $7, fuel_per_second = $8, profile = $9, last_seen_ms = $10",
+             memory_bytes = $7, fuel_per_second = $8, profile = $9, last_seen_ms = $10, \
+             location = $11, green_energy = $12, online = 1",
         )
         .bind(&id)
         .bind(&reg.public_key)
@@ -298,12 +397,14 @@ impl Store {
         .bind(reg.fuel_per_second as i64)
         .bind(&reg.profile)
         .bind(now)
-        .execute(&self.pool)
+        .bind(reg.location.as_deref().unwrap_or(""))
+        .bind(reg.green_energy)
+        .execute(&mut *tx)
         .await?;
         // A key belongs to one owner for good: credits already granted name it.
         let owner: String = sqlx::query("SELECT owner FROM runners WHERE id = $1")
             .bind(&id)
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *tx)
             .await?
             .try_get(0)?;
         if owner != reg.owner {
@@ -312,6 +413,29 @@ impl Store {
                 reg.owner
             )));
         }
+        let detail = format!(
+            "owner {}, tier {}, {} slots, {} cores, {} MiB, {} fuel/s{}{}",
+            reg.owner,
+            reg.tier,
+            reg.slots,
+            reg.cores,
+            reg.memory_bytes >> 20,
+            reg.fuel_per_second,
+            reg.location
+                .as_deref()
+                .map(|l| format!(", in {l}"))
+                .unwrap_or_default(),
+            reg.green_energy
+                .map(|g| format!(", {:.0}% green energy", g * 100.0))
+                .unwrap_or_default(),
+        );
+        let event = if known {
+            "registered again"
+        } else {
+            "registered"
+        };
+        event_in(&mut tx, &id, now, event, &detail).await?;
+        tx.commit().await?;
         Ok(Registered {
             runner: id,
             heartbeat_seconds: 0,
@@ -320,32 +444,149 @@ impl Store {
 
     /// The runner with `id`.
     pub async fn runner(&self, id: &str) -> Result<Option<RunnerRecord>> {
-        let row = sqlx::query(
-            "SELECT id, public_key, owner, tier, slots, agreements, disagreements, \
-             missed_deadlines, last_seen_ms FROM runners WHERE id = $1",
-        )
+        let row = sqlx::query(&format!(
+            "SELECT {RUNNER_COLUMNS} FROM runners WHERE id = $1"
+        ))
         .bind(id)
         .fetch_optional(&self.pool)
         .await?;
         row.map(|r| runner_record(&r)).transpose()
     }
 
-    /// Records that the runner was heard from.
-    pub async fn touch(&self, id: &str, now: i64) -> Result<()> {
-        sqlx::query("UPDATE runners SET last_seen_ms = $2 WHERE id = $1 AND last_seen_ms < $2")
-            .bind(id)
-            .bind(now)
-            .execute(&self.pool)
-            .await?;
+    /// Records that `runner` (as read a moment ago) was heard from: the time since it was
+    /// last heard from counts as online unless it exceeds the offline limit; a runner marked
+    /// offline is online again.
+    pub async fn touch(&self, runner: &RunnerRecord, now: i64) -> Result<()> {
+        sqlx::query(
+            "UPDATE runners SET uptime_ms = uptime_ms + CASE WHEN online = 1 \
+             AND $2 - last_seen_ms <= $3 THEN $2 - last_seen_ms ELSE 0 END, \
+             last_seen_ms = $2 WHERE id = $1 AND last_seen_ms < $2",
+        )
+        .bind(&runner.id)
+        .bind(now)
+        .bind(self.policy.offline_after_ms)
+        .execute(&self.pool)
+        .await?;
+        if !runner.online {
+            let mut tx = self.pool.begin().await?;
+            let back = sqlx::query("UPDATE runners SET online = 1 WHERE id = $1 AND online = 0")
+                .bind(&runner.id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if back == 1 {
+                let away = (now - runner.last_seen_ms) / 1000;
+                let detail = format!("heard from again after {away} s");
+                event_in(&mut tx, &runner.id, now, "online", &detail).await?;
+            }
+            tx.commit().await?;
+        }
         Ok(())
+    }
+
+    /// Marks offline every online runner not heard from within the offline limit, and hands
+    /// the tasks it holds to other runners. Returns the runners marked.
+    pub async fn mark_offline(&self, now: i64) -> Result<Vec<String>> {
+        let silent = now - self.policy.offline_after_ms;
+        let ids: Vec<String> =
+            sqlx::query("SELECT id FROM runners WHERE online = 1 AND last_seen_ms < $1 LIMIT 1000")
+                .bind(silent)
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(|r| r.try_get(0))
+                .collect::<Result<_, _>>()?;
+        let mut marked = Vec::new();
+        for id in ids {
+            let mut tx = self.pool.begin().await?;
+            let changed = sqlx::query(
+                "UPDATE runners SET online = 0 WHERE id = $1 AND online = 1 AND last_seen_ms < $2",
+            )
+            .bind(&id)
+            .bind(silent)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if changed == 0 {
+                continue;
+            }
+            let mut tasks: Vec<i64> = sqlx::query(
+                "SELECT task_id FROM replicas WHERE runner_id = $1 AND state = 'leased'",
+            )
+            .bind(&id)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<Result<_, _>>()?;
+            tasks.sort_unstable();
+            let mut handed = 0;
+            for task in tasks {
+                let (before, _) = self.load(&mut tx, task).await?;
+                let mut after = before.clone();
+                if after.give_back(&id).is_ok() {
+                    self.save(&mut tx, task, &before, &after, None).await?;
+                    handed += 1;
+                }
+            }
+            let detail = format!(
+                "not heard from for {} s; {handed} leased task{} handed to other runners",
+                self.policy.offline_after_ms / 1000,
+                if handed == 1 { "" } else { "s" }
+            );
+            event_in(&mut tx, &id, now, "offline", &detail).await?;
+            tx.commit().await?;
+            tracing::info!(runner = %id, leases = handed, "runner went offline");
+            marked.push(id);
+        }
+        Ok(marked)
+    }
+
+    /// The newest `limit` entries of a runner's activity log, newest first.
+    pub async fn runner_events(&self, id: &str, limit: u32) -> Result<Vec<RunnerEvent>> {
+        if sqlx::query("SELECT 1 FROM runners WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .is_none()
+        {
+            return Err(StoreError::NotFound(format!("runner {id}")));
+        }
+        sqlx::query(
+            "SELECT at_ms, event, detail FROM runner_events WHERE runner_id = $1 \
+             ORDER BY at_ms DESC LIMIT $2",
+        )
+        .bind(id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(RunnerEvent {
+                at_ms: r.try_get(0)?,
+                event: r.try_get(1)?,
+                detail: r.try_get(2)?,
+            })
+        })
+        .collect()
+    }
+
+    /// Runners of `tier` online now.
+    pub async fn online_in_tier(&self, tier: Tier) -> Result<u64> {
+        Ok(
+            sqlx::query("SELECT COUNT(*) FROM runners WHERE tier = $1 AND online = 1")
+                .bind(tier_rank(tier))
+                .fetch_one(&self.pool)
+                .await?
+                .try_get::<i64, _>(0)? as u64,
+        )
     }
 
     /// Every runner, most recently seen first.
     pub async fn runners(&self) -> Result<Vec<RunnerRecord>> {
-        sqlx::query(
-            "SELECT id, public_key, owner, tier, slots, agreements, disagreements, \
-             missed_deadlines, last_seen_ms FROM runners ORDER BY last_seen_ms DESC, id",
-        )
+        sqlx::query(&format!(
+            "SELECT {RUNNER_COLUMNS} FROM runners ORDER BY last_seen_ms DESC, id"
+        ))
         .fetch_all(&self.pool)
         .await?
         .iter()
@@ -521,14 +762,17 @@ impl Store {
             .try_get(0)?;
         let mut credits: BTreeMap<String, (Vec<String>, u64)> = BTreeMap::new();
         for row in sqlx::query(
-            "SELECT task, runner_id, micro_credits FROM ledger WHERE batch_id = $1 ORDER BY seq",
+            "SELECT task, runner_id, micro_credits, kind FROM ledger WHERE batch_id = $1 \
+             AND kind IN ('task', 'fund') ORDER BY seq",
         )
         .bind(id)
         .fetch_all(&self.pool)
         .await?
         {
             let e = credits.entry(row.try_get(0)?).or_default();
-            e.0.push(row.try_get(1)?);
+            if row.try_get::<String, _>(3)? == "task" {
+                e.0.push(row.try_get(1)?);
+            }
             e.1 += row.try_get::<i64, _>(2)? as u64;
         }
         let mut tasks = Vec::new();
@@ -602,7 +846,8 @@ impl Store {
 
     // ---- leases ----
 
-    /// Leases up to `max` tasks to `runner` (never more than its free slots), each until
+    /// Leases up to `max` tasks to `runner` (never more than its free slots, one for a
+    /// flagged runner), each until
     /// its wall-clock limit plus `grace_ms` from `now`.
     pub async fn lease(
         &self,
@@ -629,7 +874,14 @@ impl Store {
             missed_deadlines: row.try_get::<i64, _>(2)? as u64,
         };
         let active: i64 = row.try_get(3)?;
-        let n = crate::task::lease_count(runner.slots, active as u32, max);
+        // A flagged runner's results are rechecked anyway: it holds one task at a time, so
+        // that it cannot tie up many tasks until their deadlines.
+        let slots = if reputation.flagged() {
+            1
+        } else {
+            runner.slots
+        };
+        let n = crate::task::lease_count(slots, active as u32, max);
         if n == 0 {
             return Ok(Vec::new());
         }
@@ -674,7 +926,7 @@ impl Store {
     }
 
     /// Hands `runner`'s leases of `tasks` back; returns how many it held.
-    pub async fn give_back(&self, runner: &str, tasks: &[i64]) -> Result<u32> {
+    pub async fn give_back(&self, runner: &str, tasks: &[i64], now: i64) -> Result<u32> {
         let mut tasks = tasks.to_vec();
         tasks.sort_unstable();
         tasks.dedup();
@@ -689,6 +941,13 @@ impl Store {
                 self.save(&mut tx, id, &before, &after, None).await?;
                 n += 1;
             }
+        }
+        if n > 0 {
+            let detail = format!(
+                "handed {n} leased task{} back",
+                if n == 1 { "" } else { "s" }
+            );
+            event_in(&mut tx, runner, now, "handed back", &detail).await?;
         }
         tx.commit().await?;
         Ok(n)
@@ -709,7 +968,7 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let mut ended = 0;
         for id in ids {
-            let (before, _) = self.load(&mut tx, id).await?;
+            let (before, info) = self.load(&mut tx, id).await?;
             let mut after = before.clone();
             let (missed, _) = after.expire(now);
             self.save(&mut tx, id, &before, &after, None).await?;
@@ -720,6 +979,11 @@ impl Store {
                 .bind(runner)
                 .execute(&mut *tx)
                 .await?;
+                let detail = format!(
+                    "no result for task {} of batch {} by its deadline",
+                    info.name, info.batch_id
+                );
+                event_in(&mut tx, runner, now, "missed deadline", &detail).await?;
                 tracing::info!(
                     task = id,
                     runner,
@@ -914,7 +1178,7 @@ impl Store {
                     granted.insert(runner.clone(), credit);
                 }
                 for runner in disagreeing {
-                    self.flag(tx, runner, task_id).await?;
+                    self.flag(tx, runner, info, now).await?;
                 }
             }
             Effect::Late { runner, agreed } => {
@@ -924,7 +1188,7 @@ impl Store {
                         .await?;
                     granted.insert(runner.clone(), credit);
                 } else {
-                    self.flag(tx, runner, task_id).await?;
+                    self.flag(tx, runner, info, now).await?;
                 }
             }
             Effect::RunAuthority => {
@@ -971,23 +1235,27 @@ impl Store {
         &self,
         tx: &mut Transaction<'static, Any>,
         runner: &str,
-        task_id: i64,
+        info: &TaskInfo,
+        now: i64,
     ) -> Result<()> {
         tracing::warn!(
             runner,
-            task = task_id,
+            task = info.id,
             "runner's digest disagreed with the accepted one; flagged"
         );
         sqlx::query("UPDATE runners SET disagreements = disagreements + 1 WHERE id = $1")
             .bind(runner)
             .execute(&mut **tx)
             .await?;
-        Ok(())
+        let detail = format!(
+            "its result of task {} of batch {} disagreed with the accepted one",
+            info.name, info.batch_id
+        );
+        event_in(tx, runner, now, "flagged", &detail).await
     }
 
-    /// Appends one credit to the ledger and counts the agreement.
-    /// Appends a credit to the ledger (through `tail`, the chain's end as this transaction
-    /// sees it) and counts the runner's agreement.
+    /// Credits `runner` for an accepted task (its owner's part, and the cooperative fund's
+    /// share when the policy sets one) and counts its agreement. Returns the owner's part.
     #[allow(clippy::too_many_arguments)]
     async fn credit(
         &self,
@@ -1007,37 +1275,51 @@ impl Store {
                 .await?
                 .try_get(0)?,
         };
-        if tail.is_none() {
-            let row = sqlx::query(&format!(
-                "SELECT len, head FROM ledger_head WHERE id = 1{}",
-                self.for_update()
-            ))
-            .fetch_one(&mut **tx)
-            .await?;
-            *tail = Some(LedgerTail {
-                len: row.try_get(0)?,
-                head: hash(&row.try_get::<String, _>(1)?)?,
-                moved: false,
-            });
-        }
-        let tail = tail.as_mut().expect("read above");
-        let (seq, prev) = (tail.len, tail.head);
-        let credit = Credit {
+        let total = ledger::micro_credits(result.fuel_consumed, info.credit_rate);
+        let (own, fund) = ledger::split(total, self.policy.cooperative_share);
+        let mut credit = Credit {
+            kind: Kind::Task,
             batch: info.batch_id.clone(),
             task: info.name.clone(),
             runner: runner.into(),
             owner,
             digest: result.digest,
             fuel: result.fuel_consumed,
-            micro_credits: ledger::micro_credits(result.fuel_consumed, info.credit_rate),
+            micro_credits: own,
         };
-        let entry_hash = ledger::entry_hash(&prev, seq as u64, &credit);
+        self.append(tx, &credit, now, tail).await?;
+        if fund > 0 {
+            credit.kind = Kind::Fund;
+            credit.owner = self.policy.cooperative.clone();
+            credit.micro_credits = fund;
+            self.append(tx, &credit, now, tail).await?;
+        }
+        sqlx::query("UPDATE runners SET agreements = agreements + 1 WHERE id = $1")
+            .bind(runner)
+            .execute(&mut **tx)
+            .await?;
+        Ok(own)
+    }
+
+    /// Appends `credit` to the ledger through `tail`, the chain's end as this transaction
+    /// sees it (read, and on PostgreSQL locked, at the first append).
+    async fn append(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        credit: &Credit,
+        now: i64,
+        tail: &mut Option<LedgerTail>,
+    ) -> Result<()> {
+        let tail = self.tail(tx, tail).await?;
+        let (seq, prev) = (tail.len, tail.head);
+        let entry_hash = ledger::entry_hash(&prev, seq as u64, credit);
         sqlx::query(
-            "INSERT INTO ledger (seq, batch_id, task, runner_id, owner, digest, fuel, \
+            "INSERT INTO ledger (seq, kind, batch_id, task, runner_id, owner, digest, fuel, \
              micro_credits, prev, hash, created_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(seq)
+        .bind(credit.kind.as_str())
         .bind(&credit.batch)
         .bind(&credit.task)
         .bind(&credit.runner)
@@ -1055,11 +1337,29 @@ impl Store {
             head: entry_hash,
             moved: true,
         };
-        sqlx::query("UPDATE runners SET agreements = agreements + 1 WHERE id = $1")
-            .bind(runner)
-            .execute(&mut **tx)
+        Ok(())
+    }
+
+    /// The ledger's end as this transaction sees it, read (and on PostgreSQL locked) once.
+    async fn tail<'t>(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        tail: &'t mut Option<LedgerTail>,
+    ) -> Result<&'t mut LedgerTail> {
+        if tail.is_none() {
+            let row = sqlx::query(&format!(
+                "SELECT len, head FROM ledger_head WHERE id = 1{}",
+                self.for_update()
+            ))
+            .fetch_one(&mut **tx)
             .await?;
-        Ok(credit.micro_credits)
+            *tail = Some(LedgerTail {
+                len: row.try_get(0)?,
+                head: hash(&row.try_get::<String, _>(1)?)?,
+                moved: false,
+            });
+        }
+        Ok(tail.as_mut().expect("read above"))
     }
 
     /// Writes the ledger's new end, if this transaction appended to it.
@@ -1179,21 +1479,28 @@ impl Store {
 
     // ---- credits and the ledger ----
 
-    /// Credits summed per `owner`, `runner` or `batch`, highest first.
+    /// Credits summed per `owner`, `runner` or `batch`, highest first. An owner's row
+    /// counts everything it earned (tasks, the fund's shares, uptime) and what it was paid;
+    /// a runner's its task and uptime credits; a batch's what its tasks earned in all.
     pub async fn credits(&self, by: &str) -> Result<Vec<CreditRow>> {
-        let column = match by {
-            "owner" => "owner",
-            "runner" => "runner_id",
-            "batch" => "batch_id",
+        let (column, kinds) = match by {
+            "owner" => ("owner", "'task', 'fund', 'uptime', 'payout'"),
+            "runner" => ("runner_id", "'task', 'uptime'"),
+            "batch" => ("batch_id", "'task', 'fund'"),
             other => {
                 return Err(StoreError::Conflict(format!(
                     "credits by {other:?}: choose owner, runner or batch"
                 )));
             }
         };
+        let sum = |what: &str| format!("CAST(COALESCE(SUM({what}), 0) AS BIGINT)");
         sqlx::query(&format!(
-            "SELECT {column}, COUNT(*), CAST(COALESCE(SUM(fuel), 0) AS BIGINT), CAST(COALESCE(SUM(micro_credits), 0) AS BIGINT) \
-             FROM ledger GROUP BY {column} ORDER BY 4 DESC, 1"
+            "SELECT {column}, {}, {}, {}, {} FROM ledger WHERE kind IN ({kinds}) \
+             GROUP BY {column} ORDER BY 4 DESC, 1",
+            sum("CASE WHEN kind IN ('task', 'fund') THEN 1 ELSE 0 END"),
+            sum("CASE WHEN kind = 'task' THEN fuel ELSE 0 END"),
+            sum("CASE WHEN kind <> 'payout' THEN micro_credits ELSE 0 END"),
+            sum("CASE WHEN kind = 'payout' THEN micro_credits ELSE 0 END"),
         ))
         .fetch_all(&self.pool)
         .await?
@@ -1204,6 +1511,125 @@ impl Store {
                 tasks: r.try_get::<i64, _>(1)? as u64,
                 fuel: r.try_get::<i64, _>(2)? as u64,
                 micro_credits: r.try_get::<i64, _>(3)? as u64,
+                paid: r.try_get::<i64, _>(4)? as u64,
+            })
+        })
+        .collect()
+    }
+
+    /// Credits every runner that is not flagged for its time online not yet credited, when
+    /// it is at least the policy's minimum. Returns how many runners were credited.
+    pub async fn credit_uptime(&self, now: i64) -> Result<u32> {
+        let per_hour = self.policy.uptime_micro_per_hour;
+        if per_hour == 0 {
+            return Ok(0);
+        }
+        let mut tx = self.pool.begin().await?;
+        let mut tail = None;
+        // Lock the ledger first: two rounds at once credit one after the other.
+        self.tail(&mut tx, &mut tail).await?;
+        let rows = sqlx::query(
+            "SELECT id, owner, uptime_credited_ms, uptime_ms FROM runners \
+             WHERE uptime_ms - uptime_credited_ms >= $1 AND disagreements = 0 ORDER BY id",
+        )
+        .bind(self.policy.uptime_min_ms)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut credited = 0;
+        for row in rows {
+            let runner: String = row.try_get(0)?;
+            let (from, to): (i64, i64) = (row.try_get(2)?, row.try_get(3)?);
+            let ms = (to - from) as u64;
+            let micro_credits = (u128::from(ms) * u128::from(per_hour) / 3_600_000) as u64;
+            let credit = Credit {
+                kind: Kind::Uptime,
+                batch: String::new(),
+                task: format!("uptime {from}..{to} ms"),
+                runner: runner.clone(),
+                owner: row.try_get(1)?,
+                digest: Blake3Hash::ZERO,
+                fuel: ms,
+                micro_credits,
+            };
+            self.append(&mut tx, &credit, now, &mut tail).await?;
+            sqlx::query("UPDATE runners SET uptime_credited_ms = $2 WHERE id = $1")
+                .bind(&runner)
+                .bind(to)
+                .execute(&mut *tx)
+                .await?;
+            let detail = format!(
+                "{} s online credited: {} micro-credits",
+                ms / 1000,
+                micro_credits
+            );
+            event_in(&mut tx, &runner, now, "uptime credit", &detail).await?;
+            credited += 1;
+        }
+        self.write_tail(&mut tx, tail).await?;
+        tx.commit().await?;
+        Ok(credited)
+    }
+
+    /// Pays every owner whose balance (earned, less paid) is at least `threshold`
+    /// micro-credits its whole balance: one payout entry each, in one transaction.
+    pub async fn pay_out(&self, threshold: u64, now: i64) -> Result<Vec<Payout>> {
+        let mut tx = self.pool.begin().await?;
+        let mut tail = None;
+        // Lock the ledger before reading balances, so that two rounds never pay one balance
+        // twice: the second waits, then sees the first's payouts.
+        self.tail(&mut tx, &mut tail).await?;
+        let rows = sqlx::query(
+            "SELECT owner, CAST(SUM(CASE WHEN kind = 'payout' THEN -micro_credits \
+             ELSE micro_credits END) AS BIGINT) FROM ledger GROUP BY owner ORDER BY owner",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut payouts = Vec::new();
+        for row in rows {
+            let owner: String = row.try_get(0)?;
+            let balance: i64 = row.try_get(1)?;
+            if balance <= 0 || (balance as u64) < threshold.max(1) {
+                continue;
+            }
+            let seq = self.tail(&mut tx, &mut tail).await?.len as u64;
+            let credit = Credit {
+                kind: Kind::Payout,
+                batch: String::new(),
+                task: format!("payout {seq}"),
+                runner: String::new(),
+                owner: owner.clone(),
+                digest: Blake3Hash::ZERO,
+                fuel: 0,
+                micro_credits: balance as u64,
+            };
+            self.append(&mut tx, &credit, now, &mut tail).await?;
+            payouts.push(Payout {
+                seq,
+                owner,
+                micro_credits: balance as u64,
+                at_ms: now,
+            });
+        }
+        self.write_tail(&mut tx, tail).await?;
+        tx.commit().await?;
+        Ok(payouts)
+    }
+
+    /// Every payout so far, oldest first.
+    pub async fn payouts(&self) -> Result<Vec<Payout>> {
+        sqlx::query(
+            "SELECT seq, owner, micro_credits, created_ms FROM ledger WHERE kind = 'payout' \
+             ORDER BY seq",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(Payout {
+                seq: r.try_get::<i64, _>(0)? as u64,
+                owner: r.try_get(1)?,
+                micro_credits: r.try_get::<i64, _>(2)? as u64,
+                at_ms: r.try_get(3)?,
             })
         })
         .collect()
@@ -1213,15 +1639,19 @@ impl Store {
     pub async fn ledger(&self) -> Result<(Vec<Entry>, u64, Blake3Hash)> {
         let entries = sqlx::query(
             "SELECT seq, batch_id, task, runner_id, owner, digest, fuel, micro_credits, prev, \
-             hash FROM ledger ORDER BY seq",
+             hash, kind FROM ledger ORDER BY seq",
         )
         .fetch_all(&self.pool)
         .await?
         .iter()
         .map(|r| {
+            let kind: String = r.try_get(10)?;
             Ok(Entry {
                 seq: r.try_get::<i64, _>(0)? as u64,
                 credit: Credit {
+                    kind: Kind::parse(&kind).ok_or_else(|| {
+                        StoreError::Corrupt(format!("a ledger entry of kind {kind:?}"))
+                    })?,
                     batch: r.try_get(1)?,
                     task: r.try_get(2)?,
                     runner: r.try_get(3)?,
@@ -1497,7 +1927,31 @@ fn runner_record(r: &AnyRow) -> Result<RunnerRecord> {
             missed_deadlines: r.try_get::<i64, _>(7)? as u64,
         },
         last_seen_ms: r.try_get(8)?,
+        online: r.try_get::<i64, _>(9)? == 1,
+        location: r.try_get(10)?,
+        green_energy: r.try_get(11)?,
+        uptime_ms: r.try_get(12)?,
     })
+}
+
+/// Appends an entry to a runner's activity log.
+async fn event_in(
+    tx: &mut Transaction<'static, Any>,
+    runner: &str,
+    at: i64,
+    event: &str,
+    detail: &str,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO runner_events (runner_id, at_ms, event, detail) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(runner)
+    .bind(at)
+    .bind(event)
+    .bind(detail)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 /// The blobs an accepted result names: its outputs and, unless empty, its standard output.

@@ -128,6 +128,12 @@ pub struct RegisterRunner {
     pub fuel_per_second: u64,
     /// The determinism profile its sandbox implements.
     pub profile: String,
+    /// Where it is, as its owner says (a city, a region; at most 64 characters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    /// The share of its electricity from renewable sources, as its owner says: 0 to 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub green_energy: Option<f64>,
 }
 
 /// The answer to [`RegisterRunner`].
@@ -333,8 +339,11 @@ pub struct CreditRow {
     pub tasks: u64,
     /// Fuel credited.
     pub fuel: u64,
-    /// Micro-credits.
+    /// Micro-credits earned.
     pub micro_credits: u64,
+    /// Micro-credits paid out (owners only).
+    #[serde(default)]
+    pub paid: u64,
 }
 
 /// `GET /v1/credits?by=owner|runner|batch`.
@@ -371,7 +380,8 @@ pub struct RunnerInfo {
     pub tier: Tier,
     /// Tasks it runs at once.
     pub slots: u32,
-    /// Whether it was heard from within three heartbeats.
+    /// Whether it counts as online: heard from since it was last marked offline (a runner
+    /// silent for three heartbeats is marked offline and its leases go to others).
     pub online: bool,
     /// When it was last heard from, in milliseconds since the Unix epoch.
     pub last_seen_ms: i64,
@@ -385,4 +395,13 @@ pub struct RunnerInfo {
     pub flagged: bool,
     /// Whether it may run tasks one runner's result decides alone.
     pub trusted: bool,
+    /// Where it says it is.
+    #[serde(default)]
+    pub location: String,
+    /// The share of renewable electricity it says it runs on, 0 to 1.
+    #[serde(default)]
+    pub green_energy: Option<f64>,
+    /// Milliseconds it was online.
+    #[serde(default)]
+    pub uptime_ms: i64,
 }

@@ -28,7 +28,7 @@ pub enum Db {
 }
 
 /// A fresh database URL for one test: `None` for SQLite in the data directory.
-async fn fresh_database(db: Db) -> Option<String> {
+pub async fn fresh_database(db: Db) -> Option<String> {
     match db {
         Db::Sqlite => None,
         Db::Postgres => {
@@ -49,6 +49,20 @@ async fn fresh_database(db: Db) -> Option<String> {
     }
 }
 
+/// Drops the test's PostgreSQL database, if it has one.
+pub async fn drop_database(config: &Config) {
+    if let Some(url) = &config.database {
+        let (_, name) = url.rsplit_once('/').unwrap();
+        let mut conn = sqlx::PgConnection::connect(&postgres_admin_url())
+            .await
+            .unwrap();
+        sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+}
+
 /// A running scheduler with a submitter token.
 pub struct TestGrid {
     pub url: String,
@@ -61,13 +75,18 @@ pub struct TestGrid {
 
 impl TestGrid {
     pub async fn start(db: Db, grace_ms: i64) -> TestGrid {
+        TestGrid::start_with(db, |c| c.api.lease_grace_ms = grace_ms).await
+    }
+
+    /// A scheduler with the tests' settings, then `adjust`'s.
+    pub async fn start_with(db: Db, adjust: impl FnOnce(&mut Config)) -> TestGrid {
         let dir = tempfile::tempdir().unwrap();
         let mut config = Config::new(dir.path().join("data"));
         config.listen = "127.0.0.1:0".parse().unwrap();
         config.database = fresh_database(db).await;
-        config.api.lease_grace_ms = grace_ms;
         config.api.heartbeat_seconds = 1;
         config.upload_wait_ms = 2_000;
+        adjust(&mut config);
         let token = service::open_store(&config)
             .await
             .unwrap()
@@ -118,16 +137,7 @@ impl TestGrid {
     pub async fn stop(mut self) {
         let _ = self.stop.take().unwrap().send(());
         self.task.await.unwrap().unwrap();
-        if let Some(url) = &self.config.database {
-            let (_, name) = url.rsplit_once('/').unwrap();
-            let mut conn = sqlx::PgConnection::connect(&postgres_admin_url())
-                .await
-                .unwrap();
-            sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
-                .execute(&mut conn)
-                .await
-                .unwrap();
-        }
+        drop_database(&self.config).await;
     }
 }
 
@@ -149,6 +159,8 @@ pub fn runner(url: &str, dir: &Path, owner: &str, slots: u32) -> RunnerHandle {
         state_dir: dir.join("runners").join(owner),
         cache_dir: None,
         quiet: true,
+        location: None,
+        green_energy: None,
     };
     (tx, tokio::spawn(agent::run(config, rx)))
 }
@@ -211,6 +223,8 @@ pub async fn rogue_with_slots(url: &str, owner: &str, slots: u32) -> Client {
             memory_bytes: 0,
             fuel_per_second: 1,
             profile: DETERMINISM_PROFILE.into(),
+            location: None,
+            green_energy: None,
         })
         .await
         .unwrap();
@@ -383,7 +397,7 @@ async fn honest_runners_outvote_a_liar_postgres() {
     honest_runners_outvote_a_liar(Db::Postgres).await;
 }
 
-async fn a_vanished_runners_lease_expires_and_replayed_reports_change_nothing(db: Db) {
+async fn a_stuck_runners_leases_expire_and_replayed_reports_change_nothing(db: Db) {
     let grid = TestGrid::start(db, 3_000).await;
     let (n, rounds) = (4, 100);
     let manifest = hashchain_batch(grid.dir.path(), n, rounds, 1);
@@ -393,13 +407,24 @@ async fn a_vanished_runners_lease_expires_and_replayed_reports_change_nothing(db
         .await
         .unwrap()
         .batch;
-    // A runner takes two tasks and is never heard from again (as if killed mid-task).
+    // A runner takes two tasks and never reports them (as if stuck in them); it keeps its
+    // heartbeat, so it stays online and only the leases' deadlines free the tasks.
     let ghost = rogue(&grid.url, "ghost").await;
     let taken = ghost.lease(2).await.unwrap();
     assert_eq!(taken.len(), 2);
+    let beating = {
+        let ghost = ghost.clone();
+        tokio::spawn(async move {
+            loop {
+                ghost.heartbeat().await.unwrap();
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        })
+    };
     let (stop, task) = grid.runner("alice", 2);
     let (stop2, task2) = grid.runner("bob", 2);
     grid.wait_for(&batch, BatchStatus::done).await;
+    beating.abort();
     // The ghost's result after its deadline is refused, and earns nothing.
     let late = ghost.report(vec![lie(&ghost, &taken[0])]).await.unwrap();
     assert_eq!(late[0].status, ReportStatus::Refused, "{late:?}");
@@ -471,13 +496,13 @@ fn read_key(grid: &TestGrid, owner: &str) -> [u8; 32] {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_vanished_runners_lease_expires_and_replayed_reports_change_nothing_sqlite() {
-    a_vanished_runners_lease_expires_and_replayed_reports_change_nothing(Db::Sqlite).await;
+async fn a_stuck_runners_leases_expire_and_replayed_reports_change_nothing_sqlite() {
+    a_stuck_runners_leases_expire_and_replayed_reports_change_nothing(Db::Sqlite).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_vanished_runners_lease_expires_and_replayed_reports_change_nothing_postgres() {
-    a_vanished_runners_lease_expires_and_replayed_reports_change_nothing(Db::Postgres).await;
+async fn a_stuck_runners_leases_expire_and_replayed_reports_change_nothing_postgres() {
+    a_stuck_runners_leases_expire_and_replayed_reports_change_nothing(Db::Postgres).await;
 }
 
 /// Two runners report the same tasks at the same moment, one request per result: whatever

@@ -1,11 +1,12 @@
 use helio_scheduler::ledger::{
-    Credit, Ledger, LedgerError, micro_credits, verify, verify_anchored,
+    Credit, Kind, Ledger, LedgerError, entry_hash, micro_credits, split, verify, verify_anchored,
 };
 use helio_sdk::Blake3Hash;
 use proptest::prelude::*;
 
 fn credit(task: u8, runner: u8) -> Credit {
     Credit {
+        kind: Kind::Task,
         batch: "b".into(),
         task: format!("t{task}"),
         runner: format!("r{runner}"),
@@ -35,6 +36,100 @@ fn a_runner_is_credited_once_per_task() {
     ));
     assert_eq!(ledger.entries().len(), 2);
     verify(ledger.entries()).unwrap();
+}
+
+fn payout(owner: &str, micro_credits: u64, n: u32) -> Credit {
+    Credit {
+        kind: Kind::Payout,
+        batch: String::new(),
+        task: format!("payout {n}"),
+        runner: String::new(),
+        owner: owner.into(),
+        digest: Blake3Hash::ZERO,
+        fuel: 0,
+        micro_credits,
+    }
+}
+
+#[test]
+fn the_fund_gets_its_share_rounded_down_and_nothing_is_lost() {
+    assert_eq!(split(1_000, 0.0), (1_000, 0));
+    assert_eq!(split(1_000, 0.1), (900, 100));
+    assert_eq!(split(999, 0.1), (900, 99));
+    assert_eq!(split(7, 1.0), (0, 7));
+    // Out-of-range shares are clamped, never more than the credit.
+    assert_eq!(split(10, 2.0), (0, 10));
+    assert_eq!(split(10, -1.0), (10, 0));
+}
+
+#[test]
+fn a_fund_entry_beside_the_task_credit_is_not_a_second_credit() {
+    let mut ledger = Ledger::new();
+    let task = credit(1, 1);
+    let fund = Credit {
+        kind: Kind::Fund,
+        owner: "cooperative".into(),
+        micro_credits: 10,
+        ..task.clone()
+    };
+    ledger.append(task).unwrap();
+    ledger.append(fund.clone()).unwrap();
+    assert!(matches!(
+        ledger.append(fund),
+        Err(LedgerError::AlreadyCredited { .. })
+    ));
+    assert_eq!(ledger.balance("cooperative"), 10);
+    verify(ledger.entries()).unwrap();
+}
+
+#[test]
+fn payouts_never_exceed_the_balance() {
+    let mut ledger = Ledger::new();
+    ledger.append(credit(0, 1)).unwrap(); // o1 earns 1_000
+    ledger.append(credit(1, 4)).unwrap(); // o1 earns 2_000
+    assert_eq!(ledger.balance("o1"), 3_000);
+    ledger.append(payout("o1", 2_500, 0)).unwrap();
+    assert_eq!(ledger.balance("o1"), 500);
+    assert!(matches!(
+        ledger.append(payout("o1", 501, 1)),
+        Err(LedgerError::Broken { seq: 3, .. })
+    ));
+    ledger.append(payout("o1", 500, 1)).unwrap();
+    assert_eq!(ledger.balance("o1"), 0);
+    verify(ledger.entries()).unwrap();
+
+    // A forged payout, rehashed so that the chain holds, is still caught: it pays more
+    // than was earned.
+    let mut forged = ledger.entries().to_vec();
+    forged[3].credit.micro_credits = 600;
+    let mut prev = forged[2].hash;
+    for e in &mut forged[3..] {
+        e.prev = prev;
+        e.hash = entry_hash(&e.prev, e.seq, &e.credit);
+        prev = e.hash;
+    }
+    let err = verify(&forged).unwrap_err();
+    assert!(
+        matches!(&err, LedgerError::Broken { seq: 3, reason } if reason.contains("more than its balance")),
+        "{err}"
+    );
+}
+
+#[test]
+fn changing_an_entrys_kind_breaks_its_hash() {
+    let mut ledger = Ledger::new();
+    ledger.append(credit(2, 2)).unwrap();
+    let mut entries = ledger.entries().to_vec();
+    for kind in [Kind::Fund, Kind::Uptime, Kind::Payout] {
+        entries[0].credit.kind = kind;
+        assert!(
+            matches!(verify(&entries), Err(LedgerError::Broken { seq: 0, .. })),
+            "a task credit relabelled {kind:?} verified"
+        );
+    }
+    for kind in Kind::ALL {
+        assert_eq!(Kind::parse(kind.as_str()), Some(kind));
+    }
 }
 
 proptest! {

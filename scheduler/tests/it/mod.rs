@@ -3,4 +3,5 @@ mod consensus;
 mod crash;
 mod grid;
 mod ledger;
+mod nodes;
 mod task;

@@ -1,0 +1,712 @@
+//! Volunteer nodes and what they earn: the cooperative fund's share, credit for time online,
+//! payouts, offline detection, pool sizes, rate limits and the activity log. Each test that
+//! touches the database runs on SQLite and on PostgreSQL.
+
+use std::time::Duration;
+
+use helio_runner::agent::{Client, ClientError};
+use helio_scheduler::ledger::{self, Kind};
+use helio_scheduler::service::{self, Config};
+use helio_scheduler::store::{Role, Store};
+use helio_sdk::wire::{self, RegisterRunner, ReportStatus, RunnerKey};
+use helio_sdk::{DETERMINISM_PROFILE, Tier};
+use reqwest::StatusCode;
+use sqlx::Connection;
+
+use super::grid::{
+    Db, TestGrid, drop_database, fresh_database, hashchain_batch, lie, rogue, rogue_with_slots,
+};
+
+fn registration(key: &RunnerKey, owner: &str) -> RegisterRunner {
+    RegisterRunner {
+        public_key: key.public_hex(),
+        owner: owner.into(),
+        tier: Tier::Cpu,
+        slots: 2,
+        cores: 2,
+        memory_bytes: 1 << 30,
+        fuel_per_second: 1_000_000_000,
+        profile: DETERMINISM_PROFILE.into(),
+        location: None,
+        green_energy: None,
+    }
+}
+
+fn new_key() -> RunnerKey {
+    let mut secret = [0u8; 32];
+    getrandom::fill(&mut secret).unwrap();
+    RunnerKey::from_secret(secret)
+}
+
+/// A store on a fresh database with the tests' settings and `adjust`'s, no service running
+/// (so that the test alone decides what time it is).
+async fn bare_store(
+    db: Db,
+    adjust: impl FnOnce(&mut Config),
+) -> (Store, Config, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::new(dir.path().join("data"));
+    config.database = fresh_database(db).await;
+    config.api.heartbeat_seconds = 1;
+    adjust(&mut config);
+    (service::open_store(&config).await.unwrap(), config, dir)
+}
+
+/// Runs one statement on the test's database, for what no API does on demand.
+async fn execute(config: &Config, sql: &str) {
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(&config.database_url())
+        .await
+        .unwrap();
+    sqlx::query(sql).execute(&mut conn).await.unwrap();
+}
+
+/// Time online is credited once, at the policy's rate, for spans no longer than the
+/// offline limit, never to a flagged runner; balances at the threshold are paid out once,
+/// even by two rounds at the same moment; the ledger verifies throughout.
+async fn time_online_is_credited_and_balances_paid_once(db: Db) {
+    // 3.6 credits an hour: one micro-credit a millisecond.
+    let (store, config, _dir) = bare_store(db, |c| {
+        c.policy.uptime_micro_per_hour = 3_600_000;
+        c.policy.uptime_min_ms = 1_000;
+    })
+    .await;
+    let t0 = 1_700_000_000_000;
+    let (alice, bob, mallory) = (new_key(), new_key(), new_key());
+    for (key, owner) in [(&alice, "alice"), (&bob, "bob"), (&mallory, "mallory")] {
+        store
+            .register_runner(&registration(key, owner), t0)
+            .await
+            .unwrap();
+    }
+    let touch = |key: &RunnerKey, at: i64| {
+        let store = store.clone();
+        let id = key.runner_id();
+        async move {
+            let runner = store.runner(&id).await.unwrap().unwrap();
+            store.touch(&runner, at).await.unwrap();
+        }
+    };
+    // Alice is heard from every two seconds: 4 s online.
+    touch(&alice, t0 + 2_000).await;
+    touch(&alice, t0 + 4_000).await;
+    // Bob for 2 s, then silent for 8 s: longer than the offline limit (three 1 s
+    // heartbeats), so those 8 s are not time online.
+    touch(&bob, t0 + 2_000).await;
+    touch(&bob, t0 + 10_000).await;
+    // Mallory is online as long as Alice, but flagged.
+    touch(&mallory, t0 + 2_000).await;
+    touch(&mallory, t0 + 4_000).await;
+    execute(
+        &config,
+        &format!(
+            "UPDATE runners SET disagreements = 1 WHERE id = '{}'",
+            mallory.runner_id()
+        ),
+    )
+    .await;
+    // A touch at an earlier time than the last (a request that took a while) adds nothing.
+    touch(&alice, t0 + 3_000).await;
+
+    assert_eq!(store.credit_uptime(t0 + 20_000).await.unwrap(), 2);
+    assert_eq!(
+        store.credit_uptime(t0 + 21_000).await.unwrap(),
+        0,
+        "nothing new"
+    );
+    let owners = store.credits("owner").await.unwrap();
+    let earned = |owner: &str| {
+        owners
+            .iter()
+            .find(|r| r.key == owner)
+            .map_or(0, |r| r.micro_credits)
+    };
+    assert_eq!(earned("alice"), 4_000);
+    assert_eq!(earned("bob"), 2_000);
+    assert_eq!(earned("mallory"), 0);
+    let events = store.runner_events(&alice.runner_id(), 10).await.unwrap();
+    assert_eq!(events[0].event, "uptime credit", "{events:?}");
+    assert!(events[0].detail.contains("4 s online"), "{events:?}");
+    assert_eq!(events.last().unwrap().event, "registered");
+
+    // Only Alice reaches the threshold.
+    let paid = store.pay_out(3_000, t0 + 30_000).await.unwrap();
+    assert_eq!(paid.len(), 1, "{paid:?}");
+    assert_eq!(
+        (paid[0].owner.as_str(), paid[0].micro_credits),
+        ("alice", 4_000)
+    );
+    assert!(store.pay_out(3_000, t0 + 31_000).await.unwrap().is_empty());
+
+    // Bob's next second online brings him to 3_000; two rounds at once pay him once.
+    touch(&bob, t0 + 11_000).await;
+    assert_eq!(store.credit_uptime(t0 + 40_000).await.unwrap(), 1);
+    let (a, b) = tokio::join!(
+        store.pay_out(3_000, t0 + 50_000),
+        store.pay_out(3_000, t0 + 50_000)
+    );
+    let rounds = [a.unwrap(), b.unwrap()];
+    let bob_paid: Vec<_> = rounds.iter().flatten().collect();
+    assert_eq!(bob_paid.len(), 1, "{rounds:?}");
+    assert_eq!(
+        (bob_paid[0].owner.as_str(), bob_paid[0].micro_credits),
+        ("bob", 3_000)
+    );
+
+    let owners = store.credits("owner").await.unwrap();
+    for row in &owners {
+        assert_eq!(row.paid, row.micro_credits, "{row:?}: everything paid");
+    }
+    let payouts = store.payouts().await.unwrap();
+    assert_eq!(payouts.len(), 2);
+    let (entries, len, head) = store.ledger().await.unwrap();
+    ledger::verify_anchored(&entries, len, &head).unwrap();
+    let kinds: Vec<Kind> = entries.iter().map(|e| e.credit.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            Kind::Uptime,
+            Kind::Uptime,
+            Kind::Payout,
+            Kind::Uptime,
+            Kind::Payout
+        ]
+    );
+    drop(store);
+    drop_database(&config).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn time_online_is_credited_and_balances_paid_once_sqlite() {
+    time_online_is_credited_and_balances_paid_once(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn time_online_is_credited_and_balances_paid_once_postgres() {
+    time_online_is_credited_and_balances_paid_once(Db::Postgres).await;
+}
+
+/// Every task credit is split with the cooperative fund: the two parts add up to the
+/// task's credit exactly, the fund's entries sit beside the runners' in the chain, and no
+/// runner may register under the fund's name.
+async fn the_cooperative_fund_gets_its_share(db: Db) {
+    let grid = TestGrid::start_with(db, |c| c.policy.cooperative_share = 0.25).await;
+    let n = 10;
+    let manifest = hashchain_batch(grid.dir.path(), n, 10, 60);
+    let batch = grid
+        .submitter()
+        .submit(manifest.to_str().unwrap())
+        .await
+        .unwrap()
+        .batch;
+    for owner in ["ann", "bob"] {
+        let runner = rogue_with_slots(&grid.url, owner, 16).await;
+        let leases = runner.lease(16).await.unwrap();
+        assert_eq!(leases.len(), n as usize);
+        let reports = leases.iter().map(|l| lie(&runner, l)).collect();
+        for ack in runner.report(reports).await.unwrap() {
+            assert!(
+                matches!(ack.status, ReportStatus::Recorded | ReportStatus::Accepted),
+                "{ack:?}"
+            );
+        }
+    }
+    let each = ledger::micro_credits(4242, 2.0);
+    let (own, fund) = ledger::split(each, 0.25);
+    assert_eq!(fund, each / 4, "the fund's share is rounded down");
+    assert_eq!(own + fund, each);
+
+    let results = grid.submitter().results(&batch).await.unwrap();
+    for task in &results.tasks {
+        assert_eq!(task.state, "accepted");
+        assert_eq!(task.agreeing.len(), 2, "the fund is not an agreeing runner");
+        assert_eq!(task.micro_credits, 2 * each, "{}", task.task);
+    }
+    let status = grid.submitter().status(&batch).await.unwrap();
+    assert_eq!(status.micro_credits, 2 * n as u64 * each);
+    let owners = grid.submitter().credits("owner").await.unwrap().rows;
+    let row = |owner: &str| owners.iter().find(|r| r.key == owner).unwrap().clone();
+    assert_eq!(row("cooperative").micro_credits, 2 * n as u64 * fund);
+    assert_eq!(row("ann").micro_credits, n as u64 * own);
+    assert_eq!(row("bob").micro_credits, n as u64 * own);
+    assert_eq!(row("ann").tasks, n as u64);
+    let runners = grid.submitter().credits("runner").await.unwrap().rows;
+    assert_eq!(runners.len(), 2, "the fund is no runner: {runners:?}");
+
+    let store = service::open_store(&grid.config).await.unwrap();
+    let (entries, len, head) = store.ledger().await.unwrap();
+    ledger::verify_anchored(&entries, len, &head).unwrap();
+    assert_eq!(entries.len(), 4 * n as usize);
+    for pair in entries.chunks(2) {
+        assert_eq!(pair[0].credit.kind, Kind::Task);
+        assert_eq!(pair[1].credit.kind, Kind::Fund);
+        assert_eq!(pair[1].credit.owner, "cooperative");
+        assert_eq!(
+            (&pair[0].credit.task, &pair[0].credit.runner),
+            (&pair[1].credit.task, &pair[1].credit.runner)
+        );
+    }
+    drop(store);
+
+    let impostor = Client::new(&grid.url, new_key());
+    let err = impostor
+        .register(&registration(impostor.key(), "cooperative"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ClientError::Refused { status: 409, error, .. } if error.contains("cooperative fund")),
+        "{err}"
+    );
+    grid.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cooperative_fund_gets_its_share_sqlite() {
+    the_cooperative_fund_gets_its_share(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cooperative_fund_gets_its_share_postgres() {
+    the_cooperative_fund_gets_its_share(Db::Postgres).await;
+}
+
+/// A runner silent for three heartbeats is marked offline and its leases go to other
+/// runners at once, long before their deadlines, with no mark against it; heard from again,
+/// it is online again, and its old leases stay gone.
+async fn a_silent_runner_goes_offline_and_its_leases_go_to_others(db: Db) {
+    // Leases last a minute beyond the task's wall time: only offline detection can free
+    // them within this test.
+    let grid = TestGrid::start(db, 60_000).await;
+    let manifest = hashchain_batch(grid.dir.path(), 2, 10, 60);
+    let batch = grid
+        .submitter()
+        .submit(manifest.to_str().unwrap())
+        .await
+        .unwrap()
+        .batch;
+    let ghost = rogue(&grid.url, "ghost").await;
+    let taken = ghost.lease(2).await.unwrap();
+    assert_eq!(taken.len(), 2);
+    let admin = service::open_store(&grid.config)
+        .await
+        .unwrap()
+        .create_token(Role::Admin, "ops")
+        .await
+        .unwrap();
+    let http = reqwest::Client::new();
+    let events = |id: String| {
+        let (http, url, admin) = (http.clone(), grid.url.clone(), admin.clone());
+        async move {
+            let body: serde_json::Value = http
+                .get(format!("{url}/v1/runners/{id}/events"))
+                .bearer_auth(&admin)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            body["events"].as_array().unwrap().clone()
+        }
+    };
+    // Wait for the offline mark: three 1 s heartbeats and the loop's half second.
+    let start = std::time::Instant::now();
+    let offline = loop {
+        let list = events(ghost.runner_id()).await;
+        if let Some(e) = list.iter().find(|e| e["event"] == "offline") {
+            break e.clone();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "never marked offline: {list:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        offline["detail"]
+            .as_str()
+            .unwrap()
+            .contains("2 leased tasks"),
+        "{offline}"
+    );
+    let runners: Vec<wire::RunnerInfo> = reqwest::get(format!("{}/v1/runners", grid.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let info = runners.iter().find(|r| r.id == ghost.runner_id()).unwrap();
+    assert!(!info.online);
+    assert_eq!(info.missed_deadlines, 0, "going offline is no offence");
+    // Another runner gets both tasks' replicas now.
+    let other = rogue(&grid.url, "other").await;
+    assert_eq!(other.lease(2).await.unwrap().len(), 2);
+    let status = grid.submitter().status(&batch).await.unwrap();
+    assert_eq!(status.running, 2);
+
+    // The ghost returns: online again; its old leases are gone, its old results refused.
+    ghost.heartbeat().await.unwrap();
+    let list = events(ghost.runner_id()).await;
+    assert_eq!(list[0]["event"], "online", "{list:?}");
+    let late = ghost.report(vec![lie(&ghost, &taken[0])]).await.unwrap();
+    assert_eq!(late[0].status, ReportStatus::Refused, "{late:?}");
+    let runners: Vec<wire::RunnerInfo> = reqwest::get(format!("{}/v1/runners", grid.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        runners
+            .iter()
+            .find(|r| r.id == ghost.runner_id())
+            .unwrap()
+            .online
+    );
+    grid.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_runner_goes_offline_and_its_leases_go_to_others_sqlite() {
+    a_silent_runner_goes_offline_and_its_leases_go_to_others(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_runner_goes_offline_and_its_leases_go_to_others_postgres() {
+    a_silent_runner_goes_offline_and_its_leases_go_to_others(Db::Postgres).await;
+}
+
+/// A signed request, as a runner sends it, so that the test sees status and headers.
+async fn signed(
+    http: &reqwest::Client,
+    url: &str,
+    key: &RunnerKey,
+    path: &str,
+    body: &serde_json::Value,
+) -> reqwest::Response {
+    let body = serde_json::to_vec(body).unwrap();
+    let time = helio_scheduler::store::now_ms();
+    let message = wire::request_message("POST", path, time, &body);
+    http.post(format!("{url}{path}"))
+        .header(wire::RUNNER_HEADER, key.runner_id())
+        .header(wire::TIME_HEADER, time.to_string())
+        .header(wire::SIGNATURE_HEADER, key.sign(&message))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn error(response: reqwest::Response) -> (StatusCode, Option<String>, String) {
+    let status = response.status();
+    let retry = response
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_string());
+    let body: serde_json::Value = response.json().await.unwrap();
+    (status, retry, body["error"].as_str().unwrap().to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runners_are_validated_pooled_rate_limited_and_audited() {
+    let grid = TestGrid::start_with(Db::Sqlite, |c| {
+        c.api.max_runners.insert(Tier::Cpu, 2);
+        c.api.runner_rate = 2.0;
+    })
+    .await;
+    let http = reqwest::Client::new();
+    let url = grid.url.clone();
+    let register = async |key: &RunnerKey, reg: &RegisterRunner| {
+        let body = serde_json::to_value(reg).unwrap();
+        signed(&http, &url, key, "/v1/runners", &body).await
+    };
+
+    // What a runner says about itself is checked.
+    let a = new_key();
+    for (location, green, says) in [
+        (Some("x".repeat(65)), None, "location must be 1 to 64"),
+        (Some("eu\nwest".to_string()), None, "printable"),
+        (Some(String::new()), None, "location must be 1 to 64"),
+        (None, Some(1.5), "green_energy"),
+        (None, Some(f64::NAN), "green_energy"),
+    ] {
+        let reg = RegisterRunner {
+            location: location.clone(),
+            green_energy: green,
+            ..registration(&a, "alice")
+        };
+        // NaN is no JSON number: send it as a string, which is refused just the same.
+        let response = if green.is_some_and(f64::is_nan) {
+            let mut body = serde_json::to_value(&reg).unwrap();
+            body["green_energy"] = "NaN".into();
+            signed(&http, &url, &a, "/v1/runners", &body).await
+        } else {
+            register(&a, &reg).await
+        };
+        let (status, _, msg) = error(response).await;
+        assert_eq!(
+            status,
+            StatusCode::BAD_REQUEST,
+            "{location:?} {green:?}: {msg}"
+        );
+        assert!(msg.contains(says), "{msg}");
+    }
+
+    // The cpu pool holds two runners.
+    let reg_a = RegisterRunner {
+        location: Some("Lagos, NG".into()),
+        green_energy: Some(0.8),
+        ..registration(&a, "alice")
+    };
+    assert_eq!(register(&a, &reg_a).await.status(), StatusCode::OK);
+    let b = new_key();
+    assert_eq!(
+        register(&b, &registration(&b, "bob")).await.status(),
+        StatusCode::OK
+    );
+    let c = new_key();
+    let (status, retry, msg) = error(register(&c, &registration(&c, "carol")).await).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{msg}");
+    assert!(msg.contains("cpu pool is full"), "{msg}");
+    assert!(retry.is_some(), "a full pool says when to try again");
+    // A runner already in the pool may register again.
+    assert_eq!(register(&a, &reg_a).await.status(), StatusCode::OK);
+    let runners: Vec<wire::RunnerInfo> = reqwest::get(format!("{url}/v1/runners"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let info = runners.iter().find(|r| r.id == a.runner_id()).unwrap();
+    assert_eq!(info.location, "Lagos, NG");
+    assert_eq!(info.green_energy, Some(0.8));
+    assert_eq!(runners.len(), 2);
+
+    // Two requests a second, four at once: a runner that asks faster is told to wait.
+    let mut served = 0;
+    let refused = loop {
+        let response = signed(&http, &url, &b, "/v1/heartbeat", &serde_json::json!({})).await;
+        if response.status() == StatusCode::OK {
+            served += 1;
+            assert!(served <= 6, "never limited");
+            continue;
+        }
+        break error(response).await;
+    };
+    assert!(served >= 4, "the burst of four was cut short at {served}");
+    assert_eq!(refused.0, StatusCode::TOO_MANY_REQUESTS, "{}", refused.2);
+    assert!(refused.2.contains("requests a second"), "{}", refused.2);
+    assert_eq!(refused.1.as_deref(), Some("1"));
+    // Another runner is not held back by it.
+    let response = signed(&http, &url, &a, "/v1/heartbeat", &serde_json::json!({})).await;
+    assert_eq!(response.status(), StatusCode::OK);
+
+    // The activity log is for operators.
+    let store = service::open_store(&grid.config).await.unwrap();
+    let admin = store.create_token(Role::Admin, "ops").await.unwrap();
+    let path = format!("{url}/v1/runners/{}/events", a.runner_id());
+    let (status, _, _) = error(
+        http.get(&path)
+            .bearer_auth(&grid.token)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let log: serde_json::Value = http
+        .get(&path)
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let names: Vec<&str> = log["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["registered again", "registered"]);
+    assert!(
+        log["events"][1]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("in Lagos, NG, 80% green energy"),
+        "{log}"
+    );
+    let (status, _, msg) = error(
+        http.get(format!("{path}?limit=0"))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{msg}");
+    let (status, _, _) = error(
+        http.get(format!("{url}/v1/runners/r-nobody/events"))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Payouts: operators pay, anyone may see what was paid.
+    let (status, _, _) = error(
+        http.post(format!("{url}/v1/payouts"))
+            .bearer_auth(&grid.token)
+            .body(r#"{"threshold": 0}"#)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _, msg) = error(
+        http.post(format!("{url}/v1/payouts"))
+            .bearer_auth(&admin)
+            .body(r#"{"threshold": -1}"#)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(msg.contains("threshold"), "{msg}");
+    let paid: serde_json::Value = http
+        .post(format!("{url}/v1/payouts"))
+        .bearer_auth(&admin)
+        .body(r#"{"threshold": 0}"#)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        paid["payouts"],
+        serde_json::json!([]),
+        "nobody earned anything"
+    );
+    let csv = reqwest::get(format!("{url}/v1/payouts.csv"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(csv, "seq,owner,micro_credits,credits,at_ms\n");
+    drop(store);
+    grid.stop().await;
+}
+
+/// A database a version-1 scheduler left, with a runner and two credits, is brought to the
+/// current schema without losing either: the old entries keep their hashes, the chain still
+/// verifies, and new entries of other kinds follow them.
+async fn a_version_1_database_is_upgraded_without_loss(db: Db) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::new(dir.path().join("data"));
+    config.database = fresh_database(db).await;
+    std::fs::create_dir_all(&config.data_dir).unwrap();
+    let url = match &config.database {
+        Some(url) => url.clone(),
+        None => config.database_url(),
+    };
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(&url).await.unwrap();
+    let v1 = include_str!("../../migrations/0001_grid.sql");
+    sqlx::raw_sql(v1).execute(&mut conn).await.unwrap();
+    sqlx::raw_sql(&format!(
+        "CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, \
+         checksum TEXT NOT NULL, applied_ms BIGINT NOT NULL); \
+         INSERT INTO schema_migrations VALUES (1, 'grid', '{}', 0);",
+        helio_sdk::Blake3Hash::of(v1.as_bytes())
+    ))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let key = new_key();
+    sqlx::raw_sql(&format!(
+        "INSERT INTO runners (id, public_key, owner, tier, slots, cores, memory_bytes, \
+         fuel_per_second, profile, registered_ms, last_seen_ms, agreements) VALUES \
+         ('{}', '{}', 'alice', 0, 2, 2, 0, 1, '{DETERMINISM_PROFILE}', 5, 5, 2)",
+        key.runner_id(),
+        key.public_hex()
+    ))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let mut old = ledger::Ledger::new();
+    for task in ["t1", "t2"] {
+        let entry = old
+            .append(ledger::Credit {
+                kind: Kind::Task,
+                batch: "b-1".into(),
+                task: task.into(),
+                runner: key.runner_id(),
+                owner: "alice".into(),
+                digest: helio_sdk::Blake3Hash::of(task.as_bytes()),
+                fuel: 2_000_000,
+                micro_credits: 2_000,
+            })
+            .unwrap()
+            .clone();
+        let c = &entry.credit;
+        sqlx::raw_sql(&format!(
+            "INSERT INTO ledger VALUES ({}, '{}', '{}', '{}', '{}', '{}', {}, {}, '{}', '{}', 7)",
+            entry.seq,
+            c.batch,
+            c.task,
+            c.runner,
+            c.owner,
+            c.digest,
+            c.fuel,
+            c.micro_credits,
+            entry.prev,
+            entry.hash
+        ))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+    let head = old.entries().last().unwrap().hash;
+    sqlx::raw_sql(&format!(
+        "UPDATE ledger_head SET len = 2, head = '{head}' WHERE id = 1"
+    ))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    drop(conn);
+
+    let store = service::open_store(&config).await.unwrap();
+    let (entries, len, anchored) = store.ledger().await.unwrap();
+    assert_eq!(entries, old.entries());
+    ledger::verify_anchored(&entries, len, &anchored).unwrap();
+    let runner = store.runner(&key.runner_id()).await.unwrap().unwrap();
+    assert_eq!(runner.owner, "alice");
+    assert_eq!(runner.reputation.agreements, 2);
+    assert_eq!((runner.uptime_ms, runner.location.as_str()), (0, ""));
+    // The upgraded ledger takes entries of the new kinds, after the old ones.
+    let paid = store.pay_out(1, 1_000).await.unwrap();
+    assert_eq!(paid.len(), 1);
+    assert_eq!((paid[0].seq, paid[0].micro_credits), (2, 4_000));
+    let (entries, len, anchored) = store.ledger().await.unwrap();
+    ledger::verify_anchored(&entries, len, &anchored).unwrap();
+    drop(store);
+    drop_database(&config).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_1_database_is_upgraded_without_loss_sqlite() {
+    a_version_1_database_is_upgraded_without_loss(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_1_database_is_upgraded_without_loss_postgres() {
+    a_version_1_database_is_upgraded_without_loss(Db::Postgres).await;
+}
