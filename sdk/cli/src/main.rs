@@ -345,24 +345,46 @@ fn main() -> ExitCode {
             if json {
                 println!("{}", serde_json::to_string(&credits).expect("serializes"));
             } else if csv {
-                println!("{by},tasks,fuel,micro_credits");
+                println!("{by},tasks,fuel,micro_credits,paid_micro_credits");
                 for r in &credits.rows {
-                    println!("{},{},{},{}", r.key, r.tasks, r.fuel, r.micro_credits);
+                    println!(
+                        "{},{},{},{},{}",
+                        r.key, r.tasks, r.fuel, r.micro_credits, r.paid
+                    );
                 }
             } else {
-                println!(
-                    "{:>4}  {:<24} {:>8} {:>16} {:>16}",
-                    "rank", by, "tasks", "fuel", "credits"
+                // Payouts go to owners: only their rows have a balance to show.
+                let owners = by == "owner";
+                let (paid, balance) = if owners {
+                    ("paid", "balance")
+                } else {
+                    ("", "")
+                };
+                let header = format!(
+                    "{:>4}  {:<24} {:>8} {:>16} {:>16} {:>16} {:>16}",
+                    "rank", by, "tasks", "fuel", "credits", paid, balance
                 );
+                println!("{}", header.trim_end());
                 for (i, r) in credits.rows.iter().enumerate() {
-                    println!(
-                        "{:>4}  {:<24} {:>8} {:>16} {:>16}",
+                    let (paid, balance) = if owners {
+                        (
+                            grid::format_credits(r.paid),
+                            grid::format_credits(r.micro_credits.saturating_sub(r.paid)),
+                        )
+                    } else {
+                        Default::default()
+                    };
+                    let line = format!(
+                        "{:>4}  {:<24} {:>8} {:>16} {:>16} {:>16} {:>16}",
                         i + 1,
                         r.key,
                         r.tasks,
                         r.fuel,
-                        grid::format_credits(r.micro_credits)
+                        grid::format_credits(r.micro_credits),
+                        paid,
+                        balance
                     );
+                    println!("{}", line.trim_end());
                 }
             }
             Ok(0)
