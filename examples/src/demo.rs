@@ -111,7 +111,9 @@ pub async fn run(out: &Path, jobs: &[String], say: &(dyn Fn(String) + Sync)) -> 
             .wait(&submitted.batch, |s| say(format!("  {}", progress_line(s))))
             .await?;
         let results_dir = out.join("results").join(example.job);
-        let results = grid.download(&submitted.batch, &results_dir).await?;
+        let results = grid
+            .download(&submitted.batch, &results_dir.to_string_lossy())
+            .await?;
         say(format!("results    {}", results_dir.display()));
         let width = results
             .tasks

@@ -278,7 +278,10 @@ pub async fn check_batch(
     rounds: u32,
 ) -> std::collections::BTreeMap<String, u64> {
     let out = dir.join("results");
-    let results = submitter.download(batch, &out).await.unwrap();
+    let results = submitter
+        .download(batch, out.to_str().unwrap())
+        .await
+        .unwrap();
     assert_eq!(results.tasks.len(), n as usize);
     let mut expected_total = 0;
     for (i, task) in results.tasks.iter().enumerate() {

@@ -4,4 +4,5 @@ mod crash;
 mod grid;
 mod ledger;
 mod nodes;
+mod s3;
 mod task;

@@ -5,13 +5,12 @@
 //! scheduler names the batch by its content, so submitting again — after an interruption,
 //! say — gives the same batch, never a second copy of its tasks.
 
-use std::path::Path;
 use std::time::Duration;
 
 use helio_sdk::wire::{ApiError, BatchResults, BatchStatus, BlobList, Credits, Submitted};
 use helio_sdk::{BatchManifest, Blake3Hash};
 
-use crate::fetch::{self, Source};
+use crate::fetch::{self, FetchError, Source};
 
 /// Why a grid command failed; each kind has its own exit status.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +34,20 @@ pub enum GridError {
     /// Writing results failed (exit status 5).
     #[error("{0}")]
     Output(String),
+    /// Object storage could not be reached, or refused the credentials (exit status 6).
+    #[error("storage: {0}")]
+    Storage(String),
+}
+
+impl From<FetchError> for GridError {
+    /// A missing object is the manifest's fault; a store that cannot be reached or refuses
+    /// the credentials is the storage's.
+    fn from(e: FetchError) -> GridError {
+        match e {
+            FetchError::NotFound(_) | FetchError::Bad(_) => GridError::Manifest(e.to_string()),
+            FetchError::Denied(_) | FetchError::Unreachable(_) => GridError::Storage(e.to_string()),
+        }
+    }
 }
 
 impl GridError {
@@ -45,6 +58,7 @@ impl GridError {
             GridError::Unreachable(_) => 3,
             GridError::Refused { .. } => 4,
             GridError::Output(_) => 5,
+            GridError::Storage(_) => 6,
         }
     }
 }
@@ -126,16 +140,16 @@ impl Grid {
         })
     }
 
-    /// Submits the batch manifest at `manifest` (a path or URL) with everything it names.
+    /// Submits the batch manifest at `manifest` (a path or a `file://`, `http(s)://` or
+    /// `s3://` URI) with everything it names.
     pub async fn submit(&self, manifest: &str) -> Result<Submitted, GridError> {
         let source = fetch::locate(manifest).map_err(GridError::Manifest)?;
-        let text = {
-            let source = source.clone();
-            tokio::task::spawn_blocking(move || fetch::read(&source))
-                .await
-                .map_err(|e| GridError::Manifest(e.to_string()))?
-                .map_err(GridError::Manifest)?
-        };
+        let text = source.get().await.map_err(|e| match e {
+            FetchError::NotFound(what) => {
+                GridError::Manifest(format!("the batch manifest {what} does not exist"))
+            }
+            e => e.into(),
+        })?;
         let value: serde_json::Value = serde_json::from_slice(&text)
             .map_err(|e| GridError::Manifest(format!("{source}: not JSON: {e}")))?;
         let batch = BatchManifest::from_value_all(value).map_err(|errors| {
@@ -155,20 +169,21 @@ impl Grid {
             let Some((_, what, from)) = blobs.iter().find(|(h, _, _)| *h == hash) else {
                 continue;
             };
-            let (what, from) = (what.clone(), from.clone());
-            let bytes = tokio::task::spawn_blocking(move || {
-                let bytes = fetch::read(&from).map_err(|e| format!("{what}: {e}"))?;
-                let actual = Blake3Hash::of(&bytes);
-                if actual != hash {
-                    return Err(format!(
-                        "{what} ({from}): BLAKE3 mismatch: the manifest says {hash}, the bytes hash to {actual}"
-                    ));
+            let bytes = from.get().await.map_err(|e| match e {
+                FetchError::NotFound(o) => {
+                    GridError::Manifest(format!("{what}: {o} does not exist"))
                 }
-                Ok(bytes)
-            })
-            .await
-            .map_err(|e| GridError::Manifest(e.to_string()))?
-            .map_err(GridError::Manifest)?;
+                e => match GridError::from(e) {
+                    GridError::Storage(m) => GridError::Storage(format!("{what}: {m}")),
+                    other => other,
+                },
+            })?;
+            let actual = Blake3Hash::of(&bytes);
+            if actual != hash {
+                return Err(GridError::Manifest(format!(
+                    "{what} ({from}): BLAKE3 mismatch: the manifest says {hash}, the bytes hash to {actual}"
+                )));
+            }
             self.send(
                 reqwest::Method::PUT,
                 &format!("/v1/blobs/{hash}"),
@@ -254,31 +269,37 @@ impl Grid {
     }
 
     /// Writes every accepted task's outputs to `out/<task>/<output>` (standard output, when
-    /// not empty, to `out/<task>.stdout`) and the results manifest to `out/results.json`.
-    pub async fn download(&self, batch: &str, out: &Path) -> Result<BatchResults, GridError> {
+    /// not empty, to `out/<task>.stdout`) and the results manifest to `out/results.json`;
+    /// `out` is a local directory or a `file://`, `s3://` or `http(s)://` prefix. The results
+    /// manifest is written last, so that a pipeline that finds it finds every output.
+    pub async fn download(&self, batch: &str, out: &str) -> Result<BatchResults, GridError> {
+        let out = fetch::locate(out).map_err(GridError::Output)?;
         let results = self.results(batch).await?;
-        let write = |path: &Path, bytes: &[u8]| {
-            std::fs::write(path, bytes)
-                .map_err(|e| GridError::Output(format!("cannot write {}: {e}", path.display())))
+        let write = async |to: Source, bytes: Vec<u8>| {
+            to.put(bytes).await.map_err(|e| match e {
+                FetchError::Bad(m) | FetchError::NotFound(m) => {
+                    GridError::Output(format!("cannot write {m}"))
+                }
+                e if matches!(to, Source::Local(_)) => {
+                    GridError::Output(format!("cannot write {e}"))
+                }
+                e => GridError::Storage(format!("cannot write {e}")),
+            })
         };
-        std::fs::create_dir_all(out)
-            .map_err(|e| GridError::Output(format!("cannot create {}: {e}", out.display())))?;
         for task in &results.tasks {
             let Some(result) = &task.result else { continue };
-            let dir = out.join(&task.task);
-            std::fs::create_dir_all(&dir)
-                .map_err(|e| GridError::Output(format!("cannot create {}: {e}", dir.display())))?;
+            let dir = out.child(&task.task);
             for output in &result.outputs {
                 let bytes = self.blob(&output.blake3).await?;
-                write(&dir.join(output.name.as_str()), &bytes)?;
+                write(dir.child(output.name.as_str()), bytes).await?;
             }
             if result.stdout_blake3 != Blake3Hash::of(b"") {
                 let bytes = self.blob(&result.stdout_blake3).await?;
-                write(&out.join(format!("{}.stdout", task.task)), &bytes)?;
+                write(out.child(&format!("{}.stdout", task.task)), bytes).await?;
             }
         }
         let json = serde_json::to_vec_pretty(&results).expect("results serialize");
-        write(&out.join("results.json"), &json)?;
+        write(out.child("results.json"), json).await?;
         Ok(results)
     }
 }
@@ -303,11 +324,8 @@ fn named_blobs(
             if !seen.insert(hash) {
                 continue;
             }
-            let source = fetch::resolve(base, uri).ok_or_else(|| {
-                GridError::Manifest(format!(
-                    "{what}: {uri}: reading it arrives with object storage support (issue 5)"
-                ))
-            })?;
+            let source = fetch::resolve(base, uri)
+                .map_err(|e| GridError::Manifest(format!("{what}: {e}")))?;
             blobs.push((hash, what, source));
         }
     }

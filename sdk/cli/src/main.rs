@@ -6,10 +6,12 @@
 //! - `helio validate MANIFEST` checks a manifest and everything it names, and lists every
 //!   problem. Exit status 0 when valid, 1 when not, 2 when it cannot be read.
 //! - `helio submit BATCH --scheduler URL [--wait]`, `helio status`, `helio results`,
-//!   `helio credits`: work with a scheduler. Exit status 0 when every task was accepted with
-//!   success, 1 when some task's accepted result is a failure, 2 for a rejected manifest,
+//!   `helio credits`: work with a scheduler. Manifests and results may be local, `file://`,
+//!   `http(s)://` or `s3://`. Exit status 0 when every task was accepted with success, 1 when
+//!   some task's accepted result is a failure (or, for `results`, not every task is accepted
+//!   yet), 2 for a rejected manifest (invalid, naming a missing object, or a hash mismatch),
 //!   3 when the scheduler is unreachable, 4 when it refused the request, 5 when results
-//!   could not be written.
+//!   could not be written, 6 when object storage is unreachable or denies access.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -44,7 +46,7 @@ struct Remote {
 enum Command {
     /// Submit a batch manifest and everything it names to a scheduler; prints the batch id.
     Submit {
-        /// The batch manifest: a path, a file:// or an http(s):// URL.
+        /// The batch manifest: a path, or a file://, http(s):// or s3:// URI.
         manifest: String,
         #[command(flatten)]
         remote: Remote,
@@ -69,9 +71,10 @@ enum Command {
     Results {
         /// The batch id.
         batch: String,
-        /// The directory to write (`<task>/<output>` and `results.json`).
+        /// Where to write `<task>/<output>` and `results.json`: a directory, or a
+        /// `file://`, `s3://` or `http(s)://` prefix.
         #[arg(long)]
-        out: PathBuf,
+        out: String,
         #[command(flatten)]
         remote: Remote,
         /// Print the results manifest as JSON.
@@ -324,12 +327,12 @@ fn main() -> ExitCode {
                 println!("{}", serde_json::to_string(&results).expect("serializes"));
             } else {
                 println!(
-                    "wrote {}: {accepted} of {} tasks accepted ({failed} failed)",
-                    out.join("results.json").display(),
+                    "wrote {}/results.json: {accepted} of {} tasks accepted ({failed} failed)",
+                    out.trim_end_matches('/'),
                     results.tasks.len()
                 );
             }
-            Ok(if failed == 0 {
+            Ok(if failed == 0 && accepted == results.tasks.len() {
                 0
             } else {
                 grid::EXIT_TASKS_FAILED

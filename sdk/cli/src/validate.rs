@@ -102,11 +102,12 @@ fn check_object(
     uri: &Uri,
     expected: &Blake3Hash,
 ) {
-    let Some(source) = resolve(base, uri) else {
-        report.notes.push(format!(
-            "task {task}: {what} at {uri} was not checked (s3:// arrives with issue 5)"
-        ));
-        return;
+    let source = match resolve(base, uri) {
+        Ok(s) => s,
+        Err(e) => {
+            report.problems.push(format!("task {task}: {what}: {e}"));
+            return;
+        }
     };
     let bytes = match read(&source) {
         Ok(b) => b,
