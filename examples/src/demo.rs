@@ -6,10 +6,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, ensure};
-use helio_cli::grid::{Grid, format_credits, progress_line};
+use helio_cli::grid::{Grid, progress_line};
 use helio_runner::agent::{self, AgentConfig, Stop};
 use helio_scheduler::service::{self, Config};
 use helio_scheduler::store::Role;
+use helio_sdk::wire::credits_text;
 use helio_sdk::wire::{BatchResults, BatchStatus, Credits};
 use helio_sdk::{Name, Tier};
 use tokio::sync::watch;
@@ -147,7 +148,7 @@ pub async fn run(out: &Path, jobs: &[String], say: &(dyn Fn(String) + Sync)) -> 
             row.key,
             row.tasks,
             row.fuel,
-            format_credits(row.micro_credits)
+            credits_text(row.micro_credits)
         ));
     }
     let _ = stop_scheduler.send(());
@@ -206,7 +207,7 @@ fn task_line(
         result.outcome.name(),
         result.fuel_consumed,
         by,
-        format_credits(task.micro_credits),
+        credits_text(task.micro_credits),
         first.as_deref().map(preview).unwrap_or_default()
     )
 }

@@ -565,15 +565,10 @@ pub async fn run(config: AgentConfig, mut stop: watch::Receiver<Stop>) -> anyhow
             summary.reported,
             summary.accepted,
             summary.disagreed,
-            credits_text(summary.micro_credits)
+            wire::credits_text(summary.micro_credits)
         ),
     );
     Ok(summary)
-}
-
-/// Micro-credits as credits with six decimals.
-pub fn credits_text(micro: u64) -> String {
-    format!("{}.{:06}", micro / 1_000_000, micro % 1_000_000)
 }
 
 /// Fetches a leased task's module and inputs (from the local blob cache or the scheduler)
@@ -712,8 +707,8 @@ async fn report_all(
                 quiet,
                 format_args!(
                     "task {name}: {outcome}, accepted, +{} credits (session {})",
-                    credits_text(ack.micro_credits),
-                    credits_text(summary.micro_credits)
+                    wire::credits_text(ack.micro_credits),
+                    wire::credits_text(summary.micro_credits)
                 ),
             ),
             _ => {}

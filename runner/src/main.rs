@@ -53,22 +53,14 @@ struct Volunteer {
 }
 
 fn location_label(s: &str) -> Result<String, String> {
-    let n = s.chars().count();
-    if n == 0 || n > 64 || s.chars().any(char::is_control) {
-        return Err(format!(
-            "{s:?}: a location is 1 to 64 printable characters (\"Lagos, NG\", \"eu-west\")"
-        ));
-    }
-    Ok(s.to_string())
+    helio_sdk::wire::check_location(s).map(|()| s.to_string())
 }
 
 fn green_share(s: &str) -> Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(x) if (0.0..=1.0).contains(&x) => Ok(x),
-        _ => Err(format!(
-            "{s:?} is not a share from 0 to 1 (0.8 means 80% renewable)"
-        )),
-    }
+    let share: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number; give a share from 0 to 1"))?;
+    helio_sdk::wire::check_green_energy(share).map(|()| share)
 }
 
 #[derive(Subcommand)]

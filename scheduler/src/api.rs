@@ -480,14 +480,10 @@ async fn register(
         )));
     }
     if let Some(location) = &reg.location {
-        check_location(location)?;
+        wire::check_location(location).map_err(Fail::bad)?;
     }
-    if let Some(g) = reg.green_energy
-        && !(0.0..=1.0).contains(&g)
-    {
-        return Err(Fail::bad(format!(
-            "green_energy is the share of renewable energy, 0 to 1; got {g}"
-        )));
+    if let Some(share) = reg.green_energy {
+        wire::check_green_energy(share).map_err(Fail::bad)?;
     }
     if reg.profile != DETERMINISM_PROFILE {
         return Err(Fail::new(
@@ -523,22 +519,6 @@ async fn register(
     registered.heartbeat_seconds = app.config.heartbeat_seconds;
     tracing::info!(runner = %registered.runner, owner = %reg.owner, tier = %reg.tier, slots = reg.slots, "runner registered");
     Ok(json(&registered))
-}
-
-/// A location is a short label a volunteer chooses (`eu-west`, `Lagos, NG`).
-fn check_location(location: &str) -> Answer<()> {
-    if location.is_empty() || location.chars().count() > 64 {
-        return Err(Fail::bad(format!(
-            "location must be 1 to 64 characters, got {}",
-            location.chars().count()
-        )));
-    }
-    if let Some(c) = location.chars().find(|c| c.is_control()) {
-        return Err(Fail::bad(format!(
-            "location must be printable; it holds {c:?}"
-        )));
-    }
-    Ok(())
 }
 
 async fn runners(State(app): State<App>) -> Answer<Response> {
@@ -848,16 +828,11 @@ async fn credits_csv(State(app): State<App>, Query(q): Query<CreditsQuery>) -> A
             r.tasks,
             r.fuel,
             r.micro_credits,
-            credits_text(r.micro_credits),
+            wire::credits_text(r.micro_credits),
             r.paid
         ));
     }
     Ok(([(header::CONTENT_TYPE, "text/csv")], csv).into_response())
-}
-
-/// Micro-credits as whole credits with six decimals.
-fn credits_text(micro: u64) -> String {
-    format!("{}.{:06}", micro / 1_000_000, micro % 1_000_000)
 }
 
 async fn payouts(State(app): State<App>) -> Answer<Response> {
@@ -874,7 +849,7 @@ async fn payouts_csv(State(app): State<App>) -> Answer<Response> {
             p.seq,
             p.owner,
             p.micro_credits,
-            credits_text(p.micro_credits),
+            wire::credits_text(p.micro_credits),
             p.at_ms
         ));
     }

@@ -254,11 +254,6 @@ impl Store {
         self
     }
 
-    /// The credit policy.
-    pub fn policy(&self) -> &CreditPolicy {
-        &self.policy
-    }
-
     /// Which database this is: `sqlite` or `postgres`.
     pub fn kind(&self) -> &'static str {
         if self.postgres { "postgres" } else { "sqlite" }
@@ -510,7 +505,7 @@ impl Store {
             if changed == 0 {
                 continue;
             }
-            let mut tasks: Vec<i64> = sqlx::query(
+            let tasks: Vec<i64> = sqlx::query(
                 "SELECT task_id FROM replicas WHERE runner_id = $1 AND state = 'leased'",
             )
             .bind(&id)
@@ -519,16 +514,7 @@ impl Store {
             .iter()
             .map(|r| r.try_get(0))
             .collect::<Result<_, _>>()?;
-            tasks.sort_unstable();
-            let mut handed = 0;
-            for task in tasks {
-                let (before, _) = self.load(&mut tx, task).await?;
-                let mut after = before.clone();
-                if after.give_back(&id).is_ok() {
-                    self.save(&mut tx, task, &before, &after, None).await?;
-                    handed += 1;
-                }
-            }
+            let handed = self.hand_back(&mut tx, &id, tasks).await?;
             let detail = format!(
                 "not heard from for {} s; {handed} leased task{} handed to other runners",
                 self.policy.offline_after_ms / 1000,
@@ -927,21 +913,8 @@ impl Store {
 
     /// Hands `runner`'s leases of `tasks` back; returns how many it held.
     pub async fn give_back(&self, runner: &str, tasks: &[i64], now: i64) -> Result<u32> {
-        let mut tasks = tasks.to_vec();
-        tasks.sort_unstable();
-        tasks.dedup();
         let mut tx = self.pool.begin().await?;
-        let mut n = 0;
-        for id in tasks {
-            let Ok((before, _)) = self.load(&mut tx, id).await else {
-                continue;
-            };
-            let mut after = before.clone();
-            if after.give_back(runner).is_ok() {
-                self.save(&mut tx, id, &before, &after, None).await?;
-                n += 1;
-            }
-        }
+        let n = self.hand_back(&mut tx, runner, tasks.to_vec()).await?;
         if n > 0 {
             let detail = format!(
                 "handed {n} leased task{} back",
@@ -950,6 +923,33 @@ impl Store {
             event_in(&mut tx, runner, now, "handed back", &detail).await?;
         }
         tx.commit().await?;
+        Ok(n)
+    }
+
+    /// Ends `runner`'s leases of `tasks` (unknown tasks and tasks it holds no lease of are
+    /// passed over), in task order so that concurrent transactions never deadlock; returns
+    /// how many it held.
+    async fn hand_back(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        runner: &str,
+        mut tasks: Vec<i64>,
+    ) -> Result<u32> {
+        tasks.sort_unstable();
+        tasks.dedup();
+        let mut n = 0;
+        for id in tasks {
+            let before = match self.load(tx, id).await {
+                Ok((state, _)) => state,
+                Err(StoreError::NotFound(_)) => continue,
+                Err(e) => return Err(e),
+            };
+            let mut after = before.clone();
+            if after.give_back(runner).is_ok() {
+                self.save(tx, id, &before, &after, None).await?;
+                n += 1;
+            }
+        }
         Ok(n)
     }
 

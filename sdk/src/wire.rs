@@ -346,6 +346,41 @@ pub struct CreditRow {
     pub paid: u64,
 }
 
+/// Checks a runner's location: a short label its volunteer chooses (`eu-west`,
+/// `Lagos, NG`), 1 to 64 printable characters.
+pub fn check_location(location: &str) -> Result<(), String> {
+    let n = location.chars().count();
+    if n == 0 || n > 64 {
+        return Err(format!("location must be 1 to 64 characters, got {n}"));
+    }
+    if let Some(c) = location.chars().find(|c| c.is_control()) {
+        return Err(format!("location must be printable; it holds {c:?}"));
+    }
+    Ok(())
+}
+
+/// Checks a runner's green-energy share: the part of its electricity from renewable
+/// sources, 0 to 1.
+pub fn check_green_energy(share: f64) -> Result<(), String> {
+    if (0.0..=1.0).contains(&share) {
+        Ok(())
+    } else {
+        Err(format!(
+            "green_energy is the share of renewable energy, 0 to 1 (0.8 means 80%); got {share}"
+        ))
+    }
+}
+
+/// Micro-credits as whole credits with six decimals (`1.500000`), as every Helio command and
+/// CSV export shows them.
+pub fn credits_text(micro_credits: u64) -> String {
+    format!(
+        "{}.{:06}",
+        micro_credits / 1_000_000,
+        micro_credits % 1_000_000
+    )
+}
+
 /// `GET /v1/credits?by=owner|runner|batch`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Credits {

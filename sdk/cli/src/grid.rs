@@ -343,11 +343,6 @@ pub fn progress_line(s: &BatchStatus) -> String {
         s.running,
         s.pending,
         s.deciding,
-        format_credits(s.micro_credits)
+        helio_sdk::wire::credits_text(s.micro_credits)
     )
-}
-
-/// Micro-credits as credits with six decimals.
-pub fn format_credits(micro: u64) -> String {
-    format!("{}.{:06}", micro / 1_000_000, micro % 1_000_000)
 }

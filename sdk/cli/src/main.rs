@@ -371,8 +371,8 @@ fn main() -> ExitCode {
                 for (i, r) in credits.rows.iter().enumerate() {
                     let (paid, balance) = if owners {
                         (
-                            grid::format_credits(r.paid),
-                            grid::format_credits(r.micro_credits.saturating_sub(r.paid)),
+                            helio_sdk::wire::credits_text(r.paid),
+                            helio_sdk::wire::credits_text(r.micro_credits.saturating_sub(r.paid)),
                         )
                     } else {
                         Default::default()
@@ -383,7 +383,7 @@ fn main() -> ExitCode {
                         r.key,
                         r.tasks,
                         r.fuel,
-                        grid::format_credits(r.micro_credits),
+                        helio_sdk::wire::credits_text(r.micro_credits),
                         paid,
                         balance
                     );
