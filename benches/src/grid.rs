@@ -134,16 +134,16 @@ fn scheduler_binary() -> Result<PathBuf> {
 }
 
 /// A scheduler process and its database, removed on drop.
-struct Scheduler {
+pub(crate) struct Scheduler {
     child: Child,
-    url: String,
-    token: String,
+    pub(crate) url: String,
+    pub(crate) token: String,
     database: Option<(String, String)>,
     _dir: tempfile::TempDir,
 }
 
 impl Scheduler {
-    async fn start(binary: &Path, db: Db, postgres: &str) -> Result<Scheduler> {
+    pub(crate) async fn start(binary: &Path, db: Db, postgres: &str) -> Result<Scheduler> {
         let dir = tempfile::tempdir()?;
         let mut database = None;
         if db == Db::Postgres {
@@ -214,7 +214,7 @@ impl Scheduler {
         (field("VmRSS:"), field("VmHWM:"))
     }
 
-    async fn stop(mut self, postgres: &str) -> Result<()> {
+    pub(crate) async fn stop(mut self, postgres: &str) -> Result<()> {
         let _ = self.child.kill();
         let _ = self.child.wait();
         if let Some((_, name)) = &self.database {

@@ -9,6 +9,9 @@
 //! - `grid`: accepted tasks per second through a `scheduler serve` process with volunteer
 //!   runners on loopback, on SQLite and PostgreSQL, and the scheduler's memory (`grid.rs`).
 //!
+//! - `storage`: `helio submit` from S3 on loopback: a 100,000-task batch, a batch with an
+//!   input per task, one large input; wall time, peak memory, throughput (`storage.rs`).
+//!
 //! Run with `cargo run --release -p helio-benches -- all`; it prints Markdown tables. `grid`
 //! needs the scheduler binary: `cargo build --release -p helio-scheduler` first.
 
@@ -30,6 +33,7 @@ use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
 mod grid;
 mod jobs;
+mod storage;
 
 #[path = "../../runner/test-guests/guest/src/kernels.rs"]
 mod kernels;
@@ -59,6 +63,8 @@ enum What {
     Jobs,
     /// Accepted tasks per second through the scheduler with runners on loopback.
     Grid(grid::GridArgs),
+    /// Submitting batches from object storage: time, peak memory, input throughput.
+    Storage(storage::StorageArgs),
     /// Overhead, compute and jobs (the grid has its own command).
     All,
 }
@@ -77,6 +83,9 @@ fn main() -> Result<()> {
     }
     if let What::Grid(args) = &cli.what {
         grid::grid(args)?;
+    }
+    if let What::Storage(args) = &cli.what {
+        storage::storage(args)?;
     }
     Ok(())
 }

@@ -199,7 +199,7 @@ impl From<StoreError> for Fail {
 impl From<BlobError> for Fail {
     fn from(e: BlobError) -> Fail {
         match e {
-            BlobError::Mismatch { .. } => Fail::bad(e.to_string()),
+            BlobError::Mismatch { .. } | BlobError::Interrupted { .. } => Fail::bad(e.to_string()),
             BlobError::Store(_) => {
                 tracing::error!(error = %e, "blob store failed");
                 Fail::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
@@ -676,10 +676,15 @@ async fn get_blob(
         token_auth(&app, &headers, Role::Submitter).await?;
     }
     let hash = parse_hash(&hash)?;
-    match app.blobs.get(&hash).await? {
-        Some(bytes) => {
-            Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
-        }
+    match app.blobs.get_stream(&hash).await? {
+        Some((size, stream)) => Ok((
+            [
+                (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+                (header::CONTENT_LENGTH, size.to_string()),
+            ],
+            axum::body::Body::from_stream(stream),
+        )
+            .into_response()),
         None => Err(Fail::new(
             StatusCode::NOT_FOUND,
             format!("blob {hash} not found"),
@@ -687,16 +692,22 @@ async fn get_blob(
     }
 }
 
+/// Stores a blob. A submitter's upload is streamed into the store, checked on the way;
+/// a runner's (an output, bounded by its manifest) is read whole, since its signature
+/// covers the body.
 async fn put_blob(
     State(app): State<App>,
     Path(hash): Path<String>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: axum::body::Body,
 ) -> Answer<Response> {
     let hash = parse_hash(&hash)?;
     if headers.contains_key(wire::RUNNER_HEADER) {
+        let body = axum::body::to_bytes(body, app.config.max_body_bytes)
+            .await
+            .map_err(|e| Fail::bad(format!("blob {hash}: {e}")))?;
         // A runner uploads only what an accepted result names.
         runner_auth(&app, &method, &uri, &headers, &body).await?;
         if !app.store.blob_wanted(&hash).await? && !app.blobs.has(&hash).await? {
@@ -705,10 +716,11 @@ async fn put_blob(
                 format!("blob {hash} is not an output of an accepted result"),
             ));
         }
+        app.blobs.put(&hash, body).await?;
     } else {
         token_auth(&app, &headers, Role::Submitter).await?;
+        app.blobs.put_stream(&hash, body.into_data_stream()).await?;
     }
-    app.blobs.put(&hash, body).await?;
     app.store.blob_stored(&hash).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -720,12 +732,7 @@ async fn missing_blobs(
 ) -> Answer<Response> {
     token_auth(&app, &headers, Role::Submitter).await?;
     let list: BlobList = parse(&body)?;
-    let mut missing = Vec::new();
-    for hash in list.blobs {
-        if !app.blobs.has(&hash).await? {
-            missing.push(hash);
-        }
-    }
+    let missing = app.blobs.missing(&list.blobs).await?;
     Ok(json(&BlobList { blobs: missing }))
 }
 
@@ -751,12 +758,13 @@ async fn submit(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Answ
         .collect();
     needed.sort();
     needed.dedup();
-    let mut missing = Vec::new();
-    for hash in &needed {
-        if !app.blobs.has(hash).await? {
-            missing.push(hash.to_string());
-        }
-    }
+    let missing: Vec<String> = app
+        .blobs
+        .missing(&needed)
+        .await?
+        .iter()
+        .map(Blake3Hash::to_string)
+        .collect();
     if !missing.is_empty() {
         return Err(Fail::new(
             StatusCode::CONFLICT,

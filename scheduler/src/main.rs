@@ -129,6 +129,11 @@ enum Command {
         /// offline and its leases go to other runners.
         #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=3600))]
         heartbeat_seconds: u64,
+        /// Where modules, inputs and outputs are kept: a directory, or s3://BUCKET/PREFIX
+        /// (credentials, region and endpoint from the standard AWS environment and files)
+        /// so that several schedulers can share them. Default: DATA_DIR/blobs.
+        #[arg(long, env = "HELIO_BLOBS", value_name = "DIR|s3://BUCKET/PREFIX")]
+        blobs: Option<String>,
         /// Log JSON lines instead of text.
         #[arg(long)]
         json_logs: bool,
@@ -198,6 +203,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             lease_grace_seconds,
             upload_wait_seconds,
             heartbeat_seconds,
+            blobs,
             json_logs,
             nodes,
             credits,
@@ -214,6 +220,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             let mut config = config(db);
             config.listen = listen;
+            config.blobs = blobs;
             config.api.lease_grace_ms = lease_grace_seconds as i64 * 1000;
             config.upload_wait_ms = upload_wait_seconds as i64 * 1000;
             config.api.heartbeat_seconds = heartbeat_seconds;

@@ -26,6 +26,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// A `postgres://` (or `sqlite://`) URL instead of the data directory's SQLite file.
     pub database: Option<String>,
+    /// Where blobs are kept (a directory or `s3://bucket/prefix`); `None` for the data
+    /// directory's `blobs`.
+    pub blobs: Option<String>,
     /// Settings requests see.
     pub api: ApiConfig,
     /// How long an accepted result's outputs may take to arrive before the scheduler
@@ -47,6 +50,7 @@ impl Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir,
             database: None,
+            blobs: None,
             api: ApiConfig::default(),
             upload_wait_ms: 60_000,
             policy: CreditPolicy::default(),
@@ -107,7 +111,10 @@ pub async fn start(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<Running> {
     let store = open_store(&config).await?;
-    let blobs = Blobs::local(&config.data_dir.join("blobs"))?;
+    let blobs = match &config.blobs {
+        Some(place) => Blobs::open(place).map_err(|e| anyhow::anyhow!(e))?,
+        None => Blobs::local(&config.data_dir.join("blobs"))?,
+    };
     let sandbox = Arc::new(
         Sandbox::new(SandboxConfig {
             cache_dir: Some(config.data_dir.join("compiled")),

@@ -31,6 +31,8 @@ mod contract;
 mod digest;
 mod error;
 mod manifest;
+#[cfg(feature = "storage")]
+pub mod storage;
 mod types;
 pub mod wire;
 

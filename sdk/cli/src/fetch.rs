@@ -4,16 +4,17 @@
 //! credentials and config files; `AWS_ENDPOINT_URL` for an S3-compatible store, addressed
 //! path-style). Relative URIs resolve against the manifest's own location.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 
-use helio_sdk::{Blake3Hash, Uri};
-use object_store::aws::AmazonS3Builder;
+use bytes::Bytes;
+use futures::stream::{BoxStream, StreamExt};
+use helio_sdk::Uri;
+use helio_sdk::storage::{retries, s3_builder};
 use object_store::http::HttpBuilder;
 use object_store::local::LocalFileSystem;
-use object_store::{
-    BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig,
-};
+use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, PutPayload};
 
 /// A place to read bytes from or write them to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,38 +144,72 @@ impl Source {
         }
     }
 
-    /// The store that holds the object, and its path there.
+    /// The store that holds the object, and its path there. Stores (and their connection
+    /// pools) are made once per bucket or origin and shared.
     fn open(&self) -> Result<(Arc<dyn ObjectStore>, object_store::path::Path), FetchError> {
+        static STORES: OnceLock<Mutex<HashMap<String, Arc<dyn ObjectStore>>>> = OnceLock::new();
         let bad = |e: &dyn std::fmt::Display| FetchError::Bad(format!("{self}: {e}"));
-        match self {
+        let (key, path) = match self {
             Source::Local(p) => {
                 let absolute = std::path::absolute(p).map_err(|e| bad(&e))?;
                 let path =
                     object_store::path::Path::from_absolute_path(&absolute).map_err(|e| bad(&e))?;
-                Ok((Arc::new(LocalFileSystem::new()), path))
+                ("file://".to_string(), path)
             }
             Source::Http(url) => {
-                let store = HttpBuilder::new()
+                let path =
+                    object_store::path::Path::from_url_path(url.path()).map_err(|e| bad(&e))?;
+                (url.origin().ascii_serialization(), path)
+            }
+            Source::S3 { bucket, key } => {
+                let path = object_store::path::Path::parse(key).map_err(|e| bad(&e))?;
+                (format!("s3://{bucket}"), path)
+            }
+        };
+        let mut stores = STORES
+            .get_or_init(Mutex::default)
+            .lock()
+            .expect("not poisoned");
+        if let Some(store) = stores.get(&key) {
+            return Ok((store.clone(), path));
+        }
+        let store: Arc<dyn ObjectStore> = match self {
+            Source::Local(_) => Arc::new(LocalFileSystem::new()),
+            Source::Http(url) => Arc::new(
+                HttpBuilder::new()
                     .with_retry(retries())
-                    .with_url(url.origin().ascii_serialization())
+                    .with_url(key.as_str())
                     .with_client_options(
                         ClientOptions::new().with_allow_http(url.scheme() == "http"),
                     )
                     .build()
-                    .map_err(|e| bad(&e))?;
-                let path =
-                    object_store::path::Path::from_url_path(url.path()).map_err(|e| bad(&e))?;
-                Ok((Arc::new(store), path))
-            }
-            Source::S3 { bucket, key } => {
-                let store = s3_builder(bucket)
+                    .map_err(|e| bad(&e))?,
+            ),
+            Source::S3 { bucket, .. } => Arc::new(
+                s3_builder(bucket)
                     .with_retry(retries())
                     .build()
-                    .map_err(|e| bad(&e))?;
-                let path = object_store::path::Path::parse(key).map_err(|e| bad(&e))?;
-                Ok((Arc::new(store), path))
-            }
-        }
+                    .map_err(|e| bad(&e))?,
+            ),
+        };
+        stores.insert(key, store.clone());
+        Ok((store, path))
+    }
+
+    /// The object as a stream of chunks, for objects too large to hold in memory.
+    pub async fn stream(
+        &self,
+    ) -> Result<BoxStream<'static, Result<Bytes, FetchError>>, FetchError> {
+        let (store, path) = self.open()?;
+        let got = store
+            .get(&path)
+            .await
+            .map_err(|e| FetchError::from_store(self, e))?;
+        let this = self.clone();
+        Ok(got
+            .into_stream()
+            .map(move |chunk| chunk.map_err(|e| FetchError::from_store(&this, e)))
+            .boxed())
     }
 
     /// Reads all of the object.
@@ -190,19 +225,6 @@ impl Source {
             .map_err(|e| FetchError::from_store(self, e))
     }
 
-    /// Reads the object and checks that its bytes hash to `expected`; `what` names it in
-    /// the error.
-    pub async fn get_verified(&self, what: &str, expected: &Blake3Hash) -> Result<Vec<u8>, String> {
-        let bytes = self.get().await.map_err(|e| format!("{what}: {e}"))?;
-        let actual = Blake3Hash::of(&bytes);
-        if actual != *expected {
-            return Err(format!(
-                "{what} ({self}): BLAKE3 mismatch: the manifest says {expected}, the bytes hash to {actual}"
-            ));
-        }
-        Ok(bytes)
-    }
-
     /// Writes `bytes` as the object (creating directories on the file system).
     pub async fn put(&self, bytes: Vec<u8>) -> Result<(), FetchError> {
         let (store, path) = self.open()?;
@@ -211,21 +233,6 @@ impl Source {
             .await
             .map(|_| ())
             .map_err(|e| FetchError::from_store(self, e))
-    }
-}
-
-/// Transient errors (a dropped connection, a 5xx, throttling) are retried five times over
-/// about three seconds, then reported: a pipeline learns of an outage in seconds, not
-/// minutes.
-fn retries() -> RetryConfig {
-    RetryConfig {
-        backoff: BackoffConfig {
-            init_backoff: std::time::Duration::from_millis(100),
-            max_backoff: std::time::Duration::from_secs(2),
-            base: 2.0,
-        },
-        max_retries: 5,
-        retry_timeout: std::time::Duration::from_secs(30),
     }
 }
 
@@ -241,78 +248,6 @@ fn join_key(dir: &str, relative: &str) -> String {
         }
     }
     parts.join("/")
-}
-
-/// An S3 client for `bucket` from the standard AWS settings: the environment first, then
-/// the shared credentials and config files (`AWS_SHARED_CREDENTIALS_FILE`,
-/// `AWS_CONFIG_FILE`, profile `AWS_PROFILE` or `default`). An `http://` endpoint (a store on
-/// loopback) is allowed without TLS; requests are path-style unless
-/// `AWS_VIRTUAL_HOSTED_STYLE_REQUEST=true`.
-fn s3_builder(bucket: &str) -> AmazonS3Builder {
-    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
-    let home = env("HOME").map(PathBuf::from);
-    let profile = env("AWS_PROFILE").unwrap_or_else(|| "default".into());
-    if env("AWS_ACCESS_KEY_ID").is_none() {
-        let file = env("AWS_SHARED_CREDENTIALS_FILE")
-            .map(PathBuf::from)
-            .or_else(|| home.as_ref().map(|h| h.join(".aws/credentials")));
-        if let Some(section) = file.and_then(|f| ini_section(&f, &profile)) {
-            for (key, value) in section {
-                builder = match key.as_str() {
-                    "aws_access_key_id" => builder.with_access_key_id(value),
-                    "aws_secret_access_key" => builder.with_secret_access_key(value),
-                    "aws_session_token" => builder.with_token(value),
-                    _ => builder,
-                };
-            }
-        }
-    }
-    if env("AWS_REGION").is_none() && env("AWS_DEFAULT_REGION").is_none() {
-        let file = env("AWS_CONFIG_FILE")
-            .map(PathBuf::from)
-            .or_else(|| home.as_ref().map(|h| h.join(".aws/config")));
-        let name = if profile == "default" {
-            profile.clone()
-        } else {
-            format!("profile {profile}")
-        };
-        if let Some(region) = file
-            .and_then(|f| ini_section(&f, &name))
-            .and_then(|s| s.into_iter().find(|(k, _)| k == "region"))
-        {
-            builder = builder.with_region(region.1);
-        }
-    }
-    let endpoint = env("AWS_ENDPOINT_URL_S3")
-        .or_else(|| env("AWS_ENDPOINT_URL"))
-        .or_else(|| env("AWS_ENDPOINT"));
-    if let Some(endpoint) = endpoint
-        && endpoint.starts_with("http://")
-    {
-        builder = builder.with_allow_http(true);
-    }
-    builder
-}
-
-/// The `key = value` lines of section `[name]` of an INI file, if it has one.
-fn ini_section(file: &Path, name: &str) -> Option<Vec<(String, String)>> {
-    let text = std::fs::read_to_string(file).ok()?;
-    let mut inside = false;
-    let mut found = None;
-    for line in text.lines().map(str::trim) {
-        if let Some(header) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-            inside = header.trim() == name;
-            if inside {
-                found.get_or_insert_with(Vec::new);
-            }
-        } else if inside && let Some((k, v)) = line.split_once('=') {
-            found
-                .get_or_insert_with(Vec::new)
-                .push((k.trim().to_string(), v.trim().to_string()));
-        }
-    }
-    found
 }
 
 /// Reads all of `source` from synchronous code.
@@ -355,27 +290,5 @@ mod tests {
         );
         assert!(locate("s3:///key").is_err());
         assert!(locate("gs://bucket/key").unwrap_err().contains("\"gs\""));
-    }
-
-    #[test]
-    fn profiles_are_read_from_ini_sections() {
-        let dir = std::env::temp_dir().join(format!("helio-ini-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("credentials");
-        std::fs::write(
-            &file,
-            "[default]\naws_access_key_id = A\n\n[profile ci]\nregion=eu-west-1\n",
-        )
-        .unwrap();
-        assert_eq!(
-            ini_section(&file, "default"),
-            Some(vec![("aws_access_key_id".into(), "A".into())])
-        );
-        assert_eq!(
-            ini_section(&file, "profile ci"),
-            Some(vec![("region".into(), "eu-west-1".into())])
-        );
-        assert_eq!(ini_section(&file, "other"), None);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -5,7 +5,12 @@
 //! scheduler names the batch by its content, so submitting again — after an interruption,
 //! say — gives the same batch, never a second copy of its tasks.
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use futures::stream::{StreamExt, TryStreamExt};
 
 use helio_sdk::wire::{ApiError, BatchResults, BatchStatus, BlobList, Credits, Submitted};
 use helio_sdk::{BatchManifest, Blake3Hash};
@@ -51,6 +56,18 @@ impl From<FetchError> for GridError {
 }
 
 impl GridError {
+    /// The kind of failure, one word: `manifest`, `scheduler_unreachable`, `refused`,
+    /// `output` or `storage`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            GridError::Manifest(_) => "manifest",
+            GridError::Unreachable(_) => "scheduler_unreachable",
+            GridError::Refused { .. } => "refused",
+            GridError::Output(_) => "output",
+            GridError::Storage(_) => "storage",
+        }
+    }
+
     /// The exit status a pipeline can branch on.
     pub fn exit_code(&self) -> u8 {
         match self {
@@ -62,6 +79,9 @@ impl GridError {
         }
     }
 }
+
+/// Blobs uploaded at once.
+const UPLOADS_IN_FLIGHT: usize = 8;
 
 /// Exit status when every task was accepted but some result is not a success.
 pub const EXIT_TASKS_FAILED: u8 = 1;
@@ -92,15 +112,40 @@ impl Grid {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Result<reqwest::Response, GridError> {
-        let mut request = self
+        let request = self
             .http
             .request(method.clone(), format!("{}{path}", self.base))
             .bearer_auth(&self.token);
-        if let Some(body) = body {
-            request = request
+        let request = match body {
+            Some(body) => request
                 .header("content-type", "application/json")
-                .body(body);
-        }
+                .body(body),
+            None => request,
+        };
+        self.answer(method, path, request).await
+    }
+
+    async fn send_body(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: reqwest::Body,
+    ) -> Result<reqwest::Response, GridError> {
+        let request = self
+            .http
+            .request(method.clone(), format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .header("content-type", "application/octet-stream")
+            .body(body);
+        self.answer(method, path, request).await
+    }
+
+    async fn answer(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, GridError> {
         let response = request
             .send()
             .await
@@ -157,7 +202,7 @@ impl Grid {
             GridError::Manifest(format!("{source}: {}", list.join("; ")))
         })?;
         let blobs = named_blobs(&source, &batch)?;
-        let hashes: Vec<Blake3Hash> = blobs.iter().map(|(h, _, _)| *h).collect();
+        let hashes: Vec<Blake3Hash> = blobs.keys().copied().collect();
         let missing: BlobList = self
             .json(
                 reqwest::Method::POST,
@@ -165,36 +210,65 @@ impl Grid {
                 Some(serde_json::to_vec(&BlobList { blobs: hashes }).expect("serializes")),
             )
             .await?;
-        for hash in missing.blobs {
-            let Some((_, what, from)) = blobs.iter().find(|(h, _, _)| *h == hash) else {
-                continue;
-            };
-            let bytes = from.get().await.map_err(|e| match e {
-                FetchError::NotFound(o) => {
-                    GridError::Manifest(format!("{what}: {o} does not exist"))
-                }
-                e => match GridError::from(e) {
-                    GridError::Storage(m) => GridError::Storage(format!("{what}: {m}")),
-                    other => other,
-                },
-            })?;
-            let actual = Blake3Hash::of(&bytes);
-            if actual != hash {
-                return Err(GridError::Manifest(format!(
-                    "{what} ({from}): BLAKE3 mismatch: the manifest says {hash}, the bytes hash to {actual}"
-                )));
-            }
-            self.send(
-                reqwest::Method::PUT,
-                &format!("/v1/blobs/{hash}"),
-                Some(bytes),
-            )
+        futures::stream::iter(missing.blobs.iter().filter_map(|h| blobs.get_key_value(h)))
+            .map(|(hash, (what, from))| self.upload(*hash, what, from))
+            .buffer_unordered(UPLOADS_IN_FLIGHT)
+            .try_collect::<()>()
             .await?;
-        }
         let submitted: Submitted = self
             .json(reqwest::Method::POST, "/v1/batches", Some(text))
             .await?;
         Ok(submitted)
+    }
+
+    /// Streams the object at `from` to the scheduler as blob `hash`, checking on the way
+    /// that it hashes to `hash`; a mismatch aborts the upload, so the scheduler never
+    /// stores it.
+    async fn upload(&self, hash: Blake3Hash, what: &str, from: &Source) -> Result<(), GridError> {
+        let chunks = from.stream().await.map_err(|e| named_owned(what, e))?;
+        let failure: Arc<Mutex<Option<GridError>>> = Arc::default();
+        let fail = failure.clone();
+        let (what_, from_) = (what.to_string(), from.to_string());
+        let checked =
+            futures::stream::unfold(Some((chunks, blake3::Hasher::new())), move |state| {
+                let fail = fail.clone();
+                let (what, from) = (what_.clone(), from_.clone());
+                async move {
+                    let (mut chunks, mut hasher) = state?;
+                    let abort = |e: GridError| {
+                        *fail.lock().expect("not poisoned") = Some(e);
+                        Some((Err(std::io::Error::other("upload aborted")), None))
+                    };
+                    match chunks.next().await {
+                        Some(Ok(chunk)) => {
+                            hasher.update(&chunk);
+                            Some((Ok(chunk), Some((chunks, hasher))))
+                        }
+                        Some(Err(e)) => abort(named_owned(&what, e)),
+                        None => {
+                            let actual = Blake3Hash::from(hasher.finalize());
+                            if actual == hash {
+                                return None;
+                            }
+                            abort(GridError::Manifest(format!(
+                                "{what} ({from}): BLAKE3 mismatch: the manifest says {hash}, \
+                                 the bytes hash to {actual}"
+                            )))
+                        }
+                    }
+                }
+            });
+        let sent = self
+            .send_body(
+                reqwest::Method::PUT,
+                &format!("/v1/blobs/{hash}"),
+                reqwest::Body::wrap_stream(checked),
+            )
+            .await;
+        if let Some(e) = failure.lock().expect("not poisoned").take() {
+            return Err(e);
+        }
+        sent.map(|_| ())
     }
 
     /// A batch's progress.
@@ -304,13 +378,23 @@ impl Grid {
     }
 }
 
-/// Every distinct blob (module, inputs) a batch names: its hash, what it is, where it is.
+/// A storage error while reading `what`, named.
+fn named_owned(what: &str, e: FetchError) -> GridError {
+    match e {
+        FetchError::NotFound(o) => GridError::Manifest(format!("{what}: {o} does not exist")),
+        e => match GridError::from(e) {
+            GridError::Storage(m) => GridError::Storage(format!("{what}: {m}")),
+            other => other,
+        },
+    }
+}
+
+/// Every distinct blob (module, inputs) a batch names: by hash, what it is and where it is.
 fn named_blobs(
     base: &Source,
     batch: &BatchManifest,
-) -> Result<Vec<(Blake3Hash, String, Source)>, GridError> {
-    let mut blobs: Vec<(Blake3Hash, String, Source)> = Vec::new();
-    let mut seen = std::collections::HashSet::new();
+) -> Result<HashMap<Blake3Hash, (String, Source)>, GridError> {
+    let mut blobs = HashMap::new();
     for task in &batch.tasks {
         let refs = std::iter::once(("module".to_string(), &task.module.uri, task.module.blake3))
             .chain(task.inputs.iter().map(|i| {
@@ -321,12 +405,11 @@ fn named_blobs(
                 )
             }));
         for (what, uri, hash) in refs {
-            if !seen.insert(hash) {
-                continue;
+            if let Entry::Vacant(entry) = blobs.entry(hash) {
+                let source = fetch::resolve(base, uri)
+                    .map_err(|e| GridError::Manifest(format!("{what}: {e}")))?;
+                entry.insert((what, source));
             }
-            let source = fetch::resolve(base, uri)
-                .map_err(|e| GridError::Manifest(format!("{what}: {e}")))?;
-            blobs.push((hash, what, source));
         }
     }
     Ok(blobs)

@@ -257,9 +257,10 @@ fn main() -> ExitCode {
             remote,
             wait,
             json,
-        } => grid(remote, |g| async move {
+        } => grid(remote, json, |g| async move {
             let submitted = g.submit(&manifest).await?;
-            if json && !wait {
+            if json {
+                // JSON lines: what was submitted, then (with --wait) how it ended.
                 println!("{}", serde_json::to_string(&submitted).expect("serializes"));
             } else {
                 println!("{}", submitted.batch);
@@ -297,7 +298,7 @@ fn main() -> ExitCode {
             batch,
             remote,
             json,
-        } => grid(remote, |g| async move {
+        } => grid(remote, json, |g| async move {
             let status = g.status(&batch).await?;
             if json {
                 println!("{}", serde_json::to_string(&status).expect("serializes"));
@@ -315,7 +316,7 @@ fn main() -> ExitCode {
             out,
             remote,
             json,
-        } => grid(remote, |g| async move {
+        } => grid(remote, json, |g| async move {
             let results = g.download(&batch, &out).await?;
             let accepted = results.tasks.iter().filter(|t| t.result.is_some()).count();
             let failed = results
@@ -343,7 +344,7 @@ fn main() -> ExitCode {
             remote,
             csv,
             json,
-        } => grid(remote, |g| async move {
+        } => grid(remote, json, |g| async move {
             let credits = g.credits(&by).await?;
             if json {
                 println!("{}", serde_json::to_string(&credits).expect("serializes"));
@@ -460,7 +461,9 @@ fn main() -> ExitCode {
 }
 
 /// Runs a command against the scheduler and maps its errors to exit statuses.
-fn grid<F, Fut>(remote: Remote, command: F) -> ExitCode
+/// With `json`, a failure is also printed to standard output as one JSON object:
+/// `{"error": …, "kind": …, "exit_code": …}`.
+fn grid<F, Fut>(remote: Remote, json: bool, command: F) -> ExitCode
 where
     F: FnOnce(Grid) -> Fut,
     Fut: std::future::Future<Output = Result<u8, GridError>>,
@@ -480,6 +483,16 @@ where
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("helio: {e}");
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "error": e.to_string(),
+                        "kind": e.kind(),
+                        "exit_code": e.exit_code(),
+                    })
+                );
+            }
             ExitCode::from(e.exit_code())
         }
     }
