@@ -189,14 +189,10 @@ impl Bench {
         timed(command)
     }
 
-    fn row(&self, what: &str, case: &str, run: &Run, bytes: Option<u64>) {
-        let rate = bytes
-            .map(|b| {
-                format!(
-                    "{:.0} MiB/s",
-                    b as f64 / (1 << 20) as f64 / run.seconds.max(0.01)
-                )
-            })
+    /// A table row; `amount` is what the throughput counts: (how many, unit).
+    fn row(&self, what: &str, case: &str, run: &Run, amount: Option<(f64, &str)>) {
+        let rate = amount
+            .map(|(n, unit)| format!("{:.0} {unit}/s", n / run.seconds.max(0.01)))
             .unwrap_or_else(|| "—".into());
         println!(
             "| {what} | {case} | {:.2} s | {rate} | {:.0} MiB |",
@@ -355,12 +351,10 @@ pub fn storage(args: &StorageArgs) -> Result<()> {
     let store = bench.bucket("helio-bench-distinct")?;
     let mut objects = vec![("distinct/empty.wasm".to_string(), module.clone())];
     let mut tasks = Vec::new();
-    let mut input_bytes = 0u64;
     for i in 0..args.distinct {
         let bytes = format!("{i}\n")
             .repeat(1024 / (format!("{i}\n").len()))
             .into_bytes();
-        input_bytes += bytes.len() as u64;
         tasks.push(json!({
             "name": format!("t-{i:06}"),
             "inputs": [{ "name": "data.txt", "uri": format!("inputs/{i:06}.txt"),
@@ -379,7 +373,12 @@ pub fn storage(args: &StorageArgs) -> Result<()> {
     let case = format!("{} tasks, an input each (1 KiB)", args.distinct);
     for (what, helio) in bench.helios() {
         let run = bench.submit(&helio, "s3://helio-bench-distinct/distinct/batch.json")?;
-        bench.row(&format!("{what} s3://"), &case, &run, Some(input_bytes));
+        bench.row(
+            &format!("{what} s3://"),
+            &case,
+            &run,
+            Some((args.distinct as f64, "objects")),
+        );
     }
     let run = bench.submit(
         &bench.helio,
@@ -389,19 +388,18 @@ pub fn storage(args: &StorageArgs) -> Result<()> {
         "helio submit (local directory)",
         &case,
         &run,
-        Some(input_bytes),
+        Some((args.distinct as f64, "objects")),
     );
     let run = bench.aws_copy("s3://helio-bench-distinct/distinct/inputs/", true)?;
     bench.row(
         "aws s3 cp --recursive (inputs only)",
         &case,
         &run,
-        Some(input_bytes),
+        Some((args.distinct as f64, "objects")),
     );
 
     // One large input, streamed.
     let store = bench.bucket("helio-bench-large")?;
-    let size = args.large_mib << 20;
     let mut hasher = blake3::Hasher::new();
     let chunk: Vec<u8> = (0..(1 << 20))
         .map(|i: u32| (i.wrapping_mul(2654435761) >> 13) as u8)
@@ -445,7 +443,12 @@ pub fn storage(args: &StorageArgs) -> Result<()> {
     let case = format!("one input of {} MiB", args.large_mib);
     for (what, helio) in bench.helios() {
         let run = bench.submit(&helio, "s3://helio-bench-large/large/batch.json")?;
-        bench.row(&format!("{what} s3://"), &case, &run, Some(size as u64));
+        bench.row(
+            &format!("{what} s3://"),
+            &case,
+            &run,
+            Some((args.large_mib as f64, "MiB")),
+        );
     }
     let run = bench.submit(
         &bench.helio,
@@ -455,14 +458,14 @@ pub fn storage(args: &StorageArgs) -> Result<()> {
         "helio submit (local directory)",
         &case,
         &run,
-        Some(size as u64),
+        Some((args.large_mib as f64, "MiB")),
     );
     let run = bench.aws_copy("s3://helio-bench-large/large/data.bin", false)?;
     bench.row(
         "aws s3 cp (the input only, to disk)",
         &case,
         &run,
-        Some(size as u64),
+        Some((args.large_mib as f64, "MiB")),
     );
     drop(moto);
     Ok(())
