@@ -371,16 +371,14 @@ async fn token_auth(app: &App, headers: &HeaderMap, need: Role) -> Answer<String
 // ---- service ----
 
 async fn health(State(app): State<App>) -> Answer<Response> {
-    app.store.grid_counts(now_ms()).await?;
+    app.store.grid_counts().await?;
     Ok(json(
         &serde_json::json!({ "status": "ok", "database": app.store.kind() }),
     ))
 }
 
 async fn metrics(State(app): State<App>) -> Answer<Response> {
-    let now = now_ms();
-    let online_since = now - 3 * 1000 * app.config.heartbeat_seconds as i64;
-    let (phases, online) = app.store.grid_counts(online_since).await?;
+    let (phases, online) = app.store.grid_counts().await?;
     let c = &app.counters;
     let mut out = String::new();
     let mut metric = |name: &str, kind: &str, help: &str, lines: Vec<(String, u64)>| {
@@ -406,8 +404,15 @@ async fn metrics(State(app): State<App>) -> Answer<Response> {
     metric(
         "helio_runners_online",
         "gauge",
-        "Runners heard from within three heartbeats.",
-        vec![(String::new(), online)],
+        "Runners online, by tier (offline after three heartbeats of silence).",
+        Tier::ALL
+            .iter()
+            .map(|t| {
+                let tier = t.to_string();
+                let n = online.get(&tier).copied().unwrap_or(0);
+                (format!("{{tier=\"{tier}\"}}"), n)
+            })
+            .collect(),
     );
     metric(
         "helio_leases_total",

@@ -1675,8 +1675,8 @@ impl Store {
         ))
     }
 
-    /// Tasks per phase across the grid, and runners heard from since `since_ms`.
-    pub async fn grid_counts(&self, since_ms: i64) -> Result<(BTreeMap<String, u64>, u64)> {
+    /// Tasks per phase across the grid, and runners online per tier.
+    pub async fn grid_counts(&self) -> Result<(BTreeMap<String, u64>, BTreeMap<String, u64>)> {
         let mut phases = BTreeMap::new();
         for row in sqlx::query("SELECT phase, COUNT(*) FROM tasks GROUP BY phase")
             .fetch_all(&self.pool)
@@ -1684,11 +1684,17 @@ impl Store {
         {
             phases.insert(row.try_get(0)?, row.try_get::<i64, _>(1)? as u64);
         }
-        let online = sqlx::query("SELECT COUNT(*) FROM runners WHERE last_seen_ms >= $1")
-            .bind(since_ms)
-            .fetch_one(&self.pool)
+        let mut online = BTreeMap::new();
+        for row in sqlx::query("SELECT tier, COUNT(*) FROM runners WHERE online = 1 GROUP BY tier")
+            .fetch_all(&self.pool)
             .await?
-            .try_get::<i64, _>(0)? as u64;
+        {
+            let rank = row.try_get::<i64, _>(0)?;
+            let tier = TIERS
+                .get(rank as usize)
+                .ok_or_else(|| StoreError::Corrupt(format!("a runner of tier rank {rank}")))?;
+            online.insert(tier.to_string(), row.try_get::<i64, _>(1)? as u64);
+        }
         Ok((phases, online))
     }
 

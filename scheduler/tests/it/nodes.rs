@@ -309,6 +309,17 @@ async fn a_silent_runner_goes_offline_and_its_leases_go_to_others(db: Db) {
             body["events"].as_array().unwrap().clone()
         }
     };
+    let online = || {
+        let url = format!("{}/metrics", grid.url);
+        async move {
+            let text = reqwest::get(url).await.unwrap().text().await.unwrap();
+            text.lines()
+                .find_map(|l| l.strip_prefix("helio_runners_online{tier=\"cpu\"} "))
+                .unwrap_or_else(|| panic!("no online gauge for cpu: {text}"))
+                .to_string()
+        }
+    };
+    assert_eq!(online().await, "1");
     // Wait for the offline mark: three 1 s heartbeats and the loop's half second.
     let start = std::time::Instant::now();
     let offline = loop {
@@ -338,6 +349,7 @@ async fn a_silent_runner_goes_offline_and_its_leases_go_to_others(db: Db) {
     let info = runners.iter().find(|r| r.id == ghost.runner_id()).unwrap();
     assert!(!info.online);
     assert_eq!(info.missed_deadlines, 0, "going offline is no offence");
+    assert_eq!(online().await, "0");
     // Another runner gets both tasks' replicas now.
     let other = rogue(&grid.url, "other").await;
     assert_eq!(other.lease(2).await.unwrap().len(), 2);
