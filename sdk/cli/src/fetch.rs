@@ -14,7 +14,7 @@ use helio_sdk::Uri;
 use helio_sdk::storage::{retries, s3_builder};
 use object_store::http::HttpBuilder;
 use object_store::local::LocalFileSystem;
-use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 
 /// A place to read bytes from or write them to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -239,6 +239,72 @@ impl Source {
     }
 }
 
+/// Why a streamed write failed.
+#[derive(Debug)]
+pub enum PutError<E> {
+    /// The stream being written failed (nothing was written).
+    Source(E),
+    /// The store failed.
+    Store(FetchError),
+}
+
+/// Objects up to this size are gathered and written in one request; larger ones go out in
+/// parts of this size.
+const PART_BYTES: usize = 8 << 20;
+
+impl Source {
+    /// Writes the chunks `chunks` yields as the object, never holding more than a few parts
+    /// in memory. If the stream fails, nothing is written.
+    pub async fn put_stream<E>(
+        &self,
+        chunks: impl futures::Stream<Item = Result<Bytes, E>>,
+    ) -> Result<(), PutError<E>> {
+        let mut chunks = std::pin::pin!(chunks);
+        let (store, path) = self.open().map_err(PutError::Store)?;
+        let failed = |e| PutError::Store(FetchError::from_store(self, e));
+        let mut small: Vec<Bytes> = Vec::new();
+        let mut size = 0;
+        let mut upload: Option<WriteMultipart> = None;
+        while let Some(chunk) = chunks.next().await {
+            let chunk = match chunk {
+                Ok(chunk) => chunk,
+                Err(e) => {
+                    if let Some(upload) = upload {
+                        let _ = upload.abort().await;
+                    }
+                    return Err(PutError::Source(e));
+                }
+            };
+            size += chunk.len();
+            match &mut upload {
+                Some(parts) => {
+                    parts.wait_for_capacity(4).await.map_err(failed)?;
+                    parts.put(chunk);
+                }
+                None if size > PART_BYTES => {
+                    let mut parts = WriteMultipart::new_with_chunk_size(
+                        store.put_multipart(&path).await.map_err(failed)?,
+                        PART_BYTES,
+                    );
+                    for part in small.drain(..).chain(std::iter::once(chunk)) {
+                        parts.put(part);
+                    }
+                    upload = Some(parts);
+                }
+                None => small.push(chunk),
+            }
+        }
+        match upload {
+            Some(parts) => parts.finish().await.map(|_| ()).map_err(failed),
+            None => store
+                .put(&path, small.into_iter().collect::<PutPayload>())
+                .await
+                .map(|_| ())
+                .map_err(failed),
+        }
+    }
+}
+
 fn join_key(dir: &str, relative: &str) -> String {
     let mut parts: Vec<&str> = dir.split('/').filter(|s| !s.is_empty()).collect();
     for part in relative.split('/') {
@@ -350,5 +416,39 @@ mod tests {
             .err()
             .unwrap();
         assert!(matches!(missing, FetchError::NotFound(_)), "{missing}");
+    }
+
+    #[test]
+    fn streamed_writes_land_whole_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        for size in [0, 100, PART_BYTES + (3 << 20)] {
+            let bytes: Vec<u8> = (0..size).map(|i| (i % 241) as u8).collect();
+            let chunks = || {
+                bytes
+                    .chunks(1 << 20)
+                    .map(|c| Ok::<_, String>(Bytes::copy_from_slice(c)))
+                    .collect::<Vec<_>>()
+            };
+            let to = Source::Local(dir.path().join(format!("out/{size}/file.bin")));
+            // A stream that fails half-way leaves no file.
+            let mut broken = chunks();
+            broken.push(Err("the scheduler went away".to_string()));
+            let err = runtime
+                .block_on(to.put_stream(futures::stream::iter(broken)))
+                .unwrap_err();
+            assert!(matches!(err, PutError::Source(ref m) if m.contains("went away")));
+            assert!(!dir.path().join(format!("out/{size}/file.bin")).exists());
+            runtime
+                .block_on(to.put_stream(futures::stream::iter(chunks())))
+                .unwrap();
+            assert_eq!(
+                std::fs::read(dir.path().join(format!("out/{size}/file.bin"))).unwrap(),
+                bytes
+            );
+        }
     }
 }

@@ -15,7 +15,7 @@ use futures::stream::{StreamExt, TryStreamExt};
 use helio_sdk::wire::{ApiError, BatchResults, BatchStatus, BlobList, Credits, Submitted};
 use helio_sdk::{BatchManifest, Blake3Hash};
 
-use crate::fetch::{self, FetchError, Source};
+use crate::fetch::{self, FetchError, PutError, Source};
 
 /// Why a grid command failed; each kind has its own exit status.
 #[derive(Debug, thiserror::Error)]
@@ -226,38 +226,25 @@ impl Grid {
     /// stores it.
     async fn upload(&self, hash: Blake3Hash, what: &str, from: &Source) -> Result<(), GridError> {
         let chunks = from.stream().await.map_err(|e| named_owned(what, e))?;
+        let (what_, named) = (what.to_string(), what.to_string());
+        let from_ = from.to_string();
+        let checked = hashed(
+            chunks.map_err(move |e| named_owned(&named, e)),
+            hash,
+            move |actual| {
+                GridError::Manifest(format!(
+                    "{what_} ({from_}): BLAKE3 mismatch: the manifest says {hash}, \
+                     the bytes hash to {actual}"
+                ))
+            },
+        );
+        // reqwest sees only that the body failed; the reason is kept here.
         let failure: Arc<Mutex<Option<GridError>>> = Arc::default();
         let fail = failure.clone();
-        let (what_, from_) = (what.to_string(), from.to_string());
-        let checked =
-            futures::stream::unfold(Some((chunks, blake3::Hasher::new())), move |state| {
-                let fail = fail.clone();
-                let (what, from) = (what_.clone(), from_.clone());
-                async move {
-                    let (mut chunks, mut hasher) = state?;
-                    let abort = |e: GridError| {
-                        *fail.lock().expect("not poisoned") = Some(e);
-                        Some((Err(std::io::Error::other("upload aborted")), None))
-                    };
-                    match chunks.next().await {
-                        Some(Ok(chunk)) => {
-                            hasher.update(&chunk);
-                            Some((Ok(chunk), Some((chunks, hasher))))
-                        }
-                        Some(Err(e)) => abort(named_owned(&what, e)),
-                        None => {
-                            let actual = Blake3Hash::from(hasher.finalize());
-                            if actual == hash {
-                                return None;
-                            }
-                            abort(GridError::Manifest(format!(
-                                "{what} ({from}): BLAKE3 mismatch: the manifest says {hash}, \
-                                 the bytes hash to {actual}"
-                            )))
-                        }
-                    }
-                }
-            });
+        let checked = checked.map_err(move |e| {
+            *fail.lock().expect("not poisoned") = Some(e);
+            std::io::Error::other("upload aborted")
+        });
         let sent = self
             .send_body(
                 reqwest::Method::PUT,
@@ -349,33 +336,80 @@ impl Grid {
     pub async fn download(&self, batch: &str, out: &str) -> Result<BatchResults, GridError> {
         let out = fetch::locate(out).map_err(GridError::Output)?;
         let results = self.results(batch).await?;
-        let write = async |to: Source, bytes: Vec<u8>| {
-            to.put(bytes).await.map_err(|e| match e {
-                FetchError::Bad(m) | FetchError::NotFound(m) => {
-                    GridError::Output(format!("cannot write {m}"))
-                }
-                e if matches!(to, Source::Local(_)) => {
-                    GridError::Output(format!("cannot write {e}"))
-                }
-                e => GridError::Storage(format!("cannot write {e}")),
-            })
-        };
         for task in &results.tasks {
             let Some(result) = &task.result else { continue };
             let dir = out.child(&task.task);
             for output in &result.outputs {
-                let bytes = self.blob(&output.blake3).await?;
-                write(dir.child(output.name.as_str()), bytes).await?;
+                self.copy_blob(&output.blake3, &dir.child(output.name.as_str()))
+                    .await?;
             }
             if result.stdout_blake3 != Blake3Hash::of(b"") {
-                let bytes = self.blob(&result.stdout_blake3).await?;
-                write(out.child(&format!("{}.stdout", task.task)), bytes).await?;
+                let to = out.child(&format!("{}.stdout", task.task));
+                self.copy_blob(&result.stdout_blake3, &to).await?;
             }
         }
         let json = serde_json::to_vec_pretty(&results).expect("results serialize");
-        write(out.child("results.json"), json).await?;
+        let to = out.child("results.json");
+        to.put(json).await.map_err(|e| written(&to, e))?;
         Ok(results)
     }
+
+    /// Streams blob `hash` from the scheduler to `to`, checking it on the way: nothing is
+    /// written if the bytes do not hash to `hash`.
+    async fn copy_blob(&self, hash: &Blake3Hash, to: &Source) -> Result<(), GridError> {
+        let path = format!("/v1/blobs/{hash}");
+        let response = self.send(reqwest::Method::GET, &path, None).await?;
+        let path_ = path.clone();
+        let chunks = hashed(
+            response
+                .bytes_stream()
+                .map_err(move |e| GridError::Unreachable(format!("{path_}: {e}"))),
+            *hash,
+            move |_| GridError::Unreachable(format!("{path}: the bytes do not hash to its name")),
+        );
+        to.put_stream(chunks).await.map_err(|e| match e {
+            PutError::Source(e) => e,
+            PutError::Store(e) => written(to, e),
+        })
+    }
+}
+
+/// Why writing `to` failed: the output's fault, or the storage's.
+fn written(to: &Source, e: FetchError) -> GridError {
+    match e {
+        FetchError::Bad(m) | FetchError::NotFound(m) => {
+            GridError::Output(format!("cannot write {m}"))
+        }
+        e if matches!(to, Source::Local(_)) => GridError::Output(format!("cannot write {e}")),
+        e => GridError::Storage(format!("cannot write {e}")),
+    }
+}
+
+/// `chunks`, passed on while they are hashed; at their end, the error `mismatch(actual)`
+/// instead if they do not hash to `expected`. Nothing follows an error.
+fn hashed<E: Send + 'static>(
+    chunks: impl futures::Stream<Item = Result<bytes::Bytes, E>> + Send + Unpin + 'static,
+    expected: Blake3Hash,
+    mismatch: impl Fn(Blake3Hash) -> E + Send + Sync + 'static,
+) -> impl futures::Stream<Item = Result<bytes::Bytes, E>> + Send + 'static {
+    let mismatch = Arc::new(mismatch);
+    futures::stream::unfold(Some((chunks, blake3::Hasher::new())), move |state| {
+        let mismatch = mismatch.clone();
+        async move {
+            let (mut chunks, mut hasher) = state?;
+            match chunks.next().await {
+                Some(Ok(chunk)) => {
+                    hasher.update(&chunk);
+                    Some((Ok(chunk), Some((chunks, hasher))))
+                }
+                Some(Err(e)) => Some((Err(e), None)),
+                None => {
+                    let actual = Blake3Hash::from(hasher.finalize());
+                    (actual != expected).then(|| (Err(mismatch(actual)), None))
+                }
+            }
+        }
+    })
 }
 
 /// A storage error while reading `what`, named.
