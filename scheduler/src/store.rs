@@ -19,6 +19,7 @@ use helio_sdk::wire::{
 use helio_sdk::{BatchManifest, Blake3Hash, Redundancy, RunReport, Tier};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{Any, AnyPool, Executor, Row, Transaction};
+use tokio::sync::oneshot;
 
 use crate::ledger::{self, Credit, Entry, Kind};
 use crate::task::{Effect, Phase, Replica, ReplicaState, Reputation, TaskState};
@@ -191,6 +192,53 @@ pub struct Store {
     pool: AnyPool,
     postgres: bool,
     policy: std::sync::Arc<CreditPolicy>,
+    group: std::sync::Arc<Group>,
+}
+
+/// Runners' leases and reports waiting to be committed: whatever queues up while one
+/// transaction commits is committed together in the next (group commit), so that a busy
+/// grid pays one synchronous disk write for many requests, not one each.
+#[derive(Default)]
+struct Group {
+    queue: std::sync::Mutex<Vec<Job>>,
+    /// Held while a group commits.
+    committing: tokio::sync::Mutex<()>,
+}
+
+/// One request in a group, and where its answer goes.
+enum Job {
+    Lease {
+        runner: RunnerRecord,
+        max: u32,
+        now: i64,
+        grace_ms: i64,
+        reply: oneshot::Sender<Result<Vec<Lease>>>,
+    },
+    Report {
+        runner: RunnerRecord,
+        results: Vec<ResultReport>,
+        now: i64,
+        reply: oneshot::Sender<Result<Vec<ReportAck>>>,
+    },
+}
+
+/// A job's answer, before it is sent.
+enum Done {
+    Leases(Vec<Lease>),
+    Acks(Vec<ReportAck>),
+}
+
+impl Job {
+    fn answer(self, done: Result<Done>) {
+        // A requester that went away no longer wants its answer; what committed stays.
+        match (self, done) {
+            (Job::Lease { reply, .. }, Ok(Done::Leases(l))) => drop(reply.send(Ok(l))),
+            (Job::Report { reply, .. }, Ok(Done::Acks(a))) => drop(reply.send(Ok(a))),
+            (Job::Lease { reply, .. }, Err(e)) => drop(reply.send(Err(e))),
+            (Job::Report { reply, .. }, Err(e)) => drop(reply.send(Err(e))),
+            _ => unreachable!("each job is answered in its own kind"),
+        }
+    }
 }
 
 const RUNNER_COLUMNS: &str = "id, public_key, owner, tier, slots, agreements, disagreements, \
@@ -243,9 +291,85 @@ impl Store {
             pool,
             postgres,
             policy: Default::default(),
+            group: Default::default(),
         };
         store.migrate().await?;
         Ok(store)
+    }
+
+    /// Queues `job` and commits it with whatever else is queued. The commit runs in a task
+    /// of its own, so a requester that goes away never cuts a group's transaction short.
+    async fn grouped<T>(&self, job: Job, answer: oneshot::Receiver<Result<T>>) -> Result<T> {
+        self.group.queue.lock().expect("not poisoned").push(job);
+        let store = self.clone();
+        tokio::spawn(async move {
+            let _committing = store.group.committing.lock().await;
+            let jobs = std::mem::take(&mut *store.group.queue.lock().expect("not poisoned"));
+            if !jobs.is_empty() {
+                store.commit_group(jobs).await;
+            }
+        });
+        answer
+            .await
+            .map_err(|_| StoreError::Corrupt("a grouped commit ended without an answer".into()))?
+    }
+
+    /// Runs `jobs` in one transaction and answers each. If any fails, the transaction is
+    /// rolled back and each job runs again in its own, so that one bad request costs the
+    /// others nothing.
+    async fn commit_group(&self, jobs: Vec<Job>) {
+        if jobs.len() > 1 {
+            match self.run_jobs(&jobs).await {
+                Ok(done) => {
+                    for (job, done) in jobs.into_iter().zip(done) {
+                        job.answer(Ok(done));
+                    }
+                    return;
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, jobs = jobs.len(), "a group failed; committing its requests one by one")
+                }
+            }
+        }
+        for job in jobs {
+            let done = self
+                .run_jobs(std::slice::from_ref(&job))
+                .await
+                .map(|mut d| d.pop().expect("one answer per job"));
+            job.answer(done);
+        }
+    }
+
+    async fn run_jobs(&self, jobs: &[Job]) -> Result<Vec<Done>> {
+        let mut tx = self.pool.begin().await?;
+        let mut tail = None;
+        let mut done = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            done.push(match job {
+                Job::Lease {
+                    runner,
+                    max,
+                    now,
+                    grace_ms,
+                    ..
+                } => Done::Leases(
+                    self.lease_in(&mut tx, runner, *max, *now, *grace_ms)
+                        .await?,
+                ),
+                Job::Report {
+                    runner,
+                    results,
+                    now,
+                    ..
+                } => Done::Acks(
+                    self.report_in(&mut tx, runner, results, *now, &mut tail)
+                        .await?,
+                ),
+            });
+        }
+        self.write_tail(&mut tx, tail).await?;
+        tx.commit().await?;
+        Ok(done)
     }
 
     /// This store with `policy` for credits.
@@ -842,7 +966,28 @@ impl Store {
         now: i64,
         grace_ms: i64,
     ) -> Result<Vec<Lease>> {
-        let mut tx = self.pool.begin().await?;
+        let (reply, answer) = oneshot::channel();
+        self.grouped(
+            Job::Lease {
+                runner: runner.clone(),
+                max,
+                now,
+                grace_ms,
+                reply,
+            },
+            answer,
+        )
+        .await
+    }
+
+    async fn lease_in(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        runner: &RunnerRecord,
+        max: u32,
+        now: i64,
+        grace_ms: i64,
+    ) -> Result<Vec<Lease>> {
         // The runner's reputation as of now (the caller's record may be a moment old), and
         // how many leases it holds.
         let row = sqlx::query(
@@ -851,7 +996,7 @@ impl Store {
              FROM runners WHERE id = $1",
         )
         .bind(&runner.id)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&mut **tx)
         .await?
         .ok_or_else(|| StoreError::NotFound(format!("runner {}", runner.id)))?;
         let reputation = Reputation {
@@ -886,20 +1031,20 @@ impl Store {
         .bind(i64::from(reputation.trusted()))
         .bind(&runner.owner)
         .bind(i64::from(n))
-        .fetch_all(&mut *tx)
+        .fetch_all(&mut **tx)
         .await?
         .iter()
         .map(|r| r.try_get(0))
         .collect::<Result<_, _>>()?;
         let mut leases = Vec::with_capacity(ids.len());
         for id in ids {
-            let (before, info) = self.load(&mut tx, id).await?;
+            let (before, info) = self.load(tx, id).await?;
             let mut after = before.clone();
             let deadline = crate::task::lease_deadline(now, info.wall_seconds, grace_ms);
             if after.lease(&runner.id, &runner.owner, deadline).is_err() {
                 continue;
             }
-            self.save(&mut tx, id, &before, &after, None).await?;
+            self.save(tx, id, &before, &after, None).await?;
             leases.push(Lease {
                 task_id: id,
                 manifest: info.manifest()?,
@@ -907,7 +1052,6 @@ impl Store {
                 deadline_ms: deadline,
             });
         }
-        tx.commit().await?;
         Ok(leases)
     }
 
@@ -1006,12 +1150,31 @@ impl Store {
         results: &[ResultReport],
         now: i64,
     ) -> Result<Vec<ReportAck>> {
+        let (reply, answer) = oneshot::channel();
+        self.grouped(
+            Job::Report {
+                runner: runner.clone(),
+                results: results.to_vec(),
+                now,
+                reply,
+            },
+            answer,
+        )
+        .await
+    }
+
+    async fn report_in(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        runner: &RunnerRecord,
+        results: &[ResultReport],
+        now: i64,
+        tail: &mut Option<LedgerTail>,
+    ) -> Result<Vec<ReportAck>> {
         // Lock tasks in id order, so that concurrent transactions never deadlock.
         let mut order: Vec<usize> = (0..results.len()).collect();
         order.sort_by_key(|&i| results[i].task_id);
         let mut acks: Vec<Option<ReportAck>> = vec![None; results.len()];
-        let mut tx = self.pool.begin().await?;
-        let mut tail = None;
         for i in order {
             let r = &results[i];
             let refuse = |error: String| ReportAck {
@@ -1021,7 +1184,7 @@ impl Store {
                 micro_credits: 0,
                 upload: Vec::new(),
             };
-            let (before, info) = match self.load(&mut tx, r.task_id).await {
+            let (before, info) = match self.load(tx, r.task_id).await {
                 Ok(x) => x,
                 Err(StoreError::NotFound(what)) => {
                     acks[i] = Some(refuse(format!("{what} not found")));
@@ -1075,18 +1238,10 @@ impl Store {
                 signature: &r.signature,
                 at: now,
             };
-            self.save(&mut tx, r.task_id, &before, &after, Some(signed))
+            self.save(tx, r.task_id, &before, &after, Some(signed))
                 .await?;
             let applied = self
-                .apply(
-                    &mut tx,
-                    &info,
-                    &after,
-                    &effect,
-                    Some(report),
-                    now,
-                    &mut tail,
-                )
+                .apply(tx, &info, &after, &effect, Some(report), now, tail)
                 .await?;
             let status = match &effect {
                 Effect::Accepted { agreeing, .. } if agreeing.contains(&runner.id) => {
@@ -1112,8 +1267,6 @@ impl Store {
                 upload,
             });
         }
-        self.write_tail(&mut tx, tail).await?;
-        tx.commit().await?;
         Ok(acks
             .into_iter()
             .map(|a| a.expect("every result answered"))
@@ -1998,4 +2151,89 @@ pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Requests that queue up while a group commits are committed together; one that fails
+    /// (a runner the database does not know) costs the others nothing.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failing_request_in_a_group_costs_the_others_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("s.db").display());
+        let store = Store::open(&url).await.unwrap();
+        let module = Blake3Hash::of(b"module").to_string();
+        let tasks: Vec<_> = (0..4)
+            .map(|i| serde_json::json!({ "name": format!("t{i}") }))
+            .collect();
+        let batch = BatchManifest::from_value(serde_json::json!({
+            "schema_version": 1,
+            "batch": "group",
+            "defaults": {
+                "module": { "uri": "m.wasm", "blake3": module },
+                "limits": { "fuel": 1000 },
+            },
+            "redundancy": { "replicas": 2, "quorum": 2, "max_replicas": 3 },
+            "tasks": tasks,
+        }))
+        .unwrap();
+        store.submit(&batch, "test", 0).await.unwrap();
+        let mut runners = Vec::new();
+        for (i, owner) in ["alice", "bob"].iter().enumerate() {
+            let key = wire::RunnerKey::from_secret([i as u8 + 1; 32]);
+            let registered = store
+                .register_runner(
+                    &RegisterRunner {
+                        public_key: key.public_hex(),
+                        owner: owner.to_string(),
+                        tier: Tier::Cpu,
+                        slots: 2,
+                        cores: 2,
+                        memory_bytes: 1 << 30,
+                        fuel_per_second: 1,
+                        profile: helio_sdk::DETERMINISM_PROFILE.to_string(),
+                        location: None,
+                        green_energy: None,
+                    },
+                    0,
+                )
+                .await
+                .unwrap();
+            runners.push(store.runner(&registered.runner).await.unwrap().unwrap());
+        }
+        let mut ghost = runners[0].clone();
+        ghost.id = "never-registered".into();
+
+        // Hold the commit while three requests queue, so that they form one group.
+        let held = store.group.committing.lock().await;
+        let requests: Vec<_> = [runners[0].clone(), ghost, runners[1].clone()]
+            .into_iter()
+            .map(|r| {
+                let store = store.clone();
+                tokio::spawn(async move { store.lease(&r, 2, 1, 60_000).await })
+            })
+            .collect();
+        while store.group.queue.lock().unwrap().len() < 3 {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        drop(held);
+        let mut answers = Vec::new();
+        for r in requests {
+            answers.push(r.await.unwrap());
+        }
+        assert_eq!(answers[0].as_ref().unwrap().len(), 2);
+        assert!(
+            matches!(&answers[1], Err(StoreError::NotFound(w)) if w.contains("never-registered")),
+            "{:?}",
+            answers[1].as_ref().err()
+        );
+        let bob = answers[2].as_ref().unwrap();
+        assert_eq!(bob.len(), 2);
+        // Alice and Bob got the same two tasks (one replica each), as they would have
+        // one after the other.
+        let ids = |l: &Vec<Lease>| l.iter().map(|l| l.task_id).collect::<Vec<_>>();
+        assert_eq!(ids(answers[0].as_ref().unwrap()), ids(bob));
+    }
 }
