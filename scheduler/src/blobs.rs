@@ -5,8 +5,8 @@
 //! what its name says.
 //!
 //! An upload is streamed: small blobs are gathered in memory and written at once, a large
-//! one goes out in parts under a temporary name as it arrives and is renamed to its hash
-//! once the last byte checked out. Neither is ever held whole in memory.
+//! one goes out in parts as it arrives, and the upload completes only once the last byte
+//! checked out. Neither is ever held whole in memory.
 
 use std::collections::HashSet;
 use std::path::Path as FsPath;
@@ -14,11 +14,11 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt, TryStreamExt};
-use helio_sdk::Blake3Hash;
+use helio_sdk::{Blake3Hash, storage};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::prefix::PrefixStore;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
 /// Why a blob could not be stored or read.
 #[derive(Debug, thiserror::Error)]
@@ -44,11 +44,6 @@ pub enum BlobError {
     Store(#[from] object_store::Error),
 }
 
-/// Blobs up to this size are gathered in memory and written in one request; larger ones
-/// are written in parts of this size.
-const PART_BYTES: usize = 8 << 20;
-/// Parts of one large upload in flight at once.
-const PARTS_IN_FLIGHT: usize = 4;
 /// Existence checks in flight at once (each a HEAD request on S3).
 const CHECKS_IN_FLIGHT: usize = 32;
 
@@ -151,75 +146,31 @@ impl Blobs {
     }
 
     /// Stores the bytes `body` yields as `hash`, streaming: they are checked as they pass,
-    /// and stored under `hash` only if they hash to it. Returns how many bytes there were.
+    /// and the write completes only if they hash to `hash` (a large blob goes out as a
+    /// multipart upload, which the store shows only once it is complete). Returns how many
+    /// bytes there were.
     pub async fn put_stream<E: std::fmt::Display>(
         &self,
         hash: &Blake3Hash,
-        mut body: impl futures::Stream<Item = Result<Bytes, E>> + Unpin,
+        body: impl futures::Stream<Item = Result<Bytes, E>> + Send + Unpin + 'static,
     ) -> Result<u64, BlobError> {
-        let mut hasher = blake3::Hasher::new();
-        let mut small: Vec<Bytes> = Vec::new();
-        let mut size = 0usize;
-        let mut large: Option<(Path, WriteMultipart)> = None;
-        loop {
-            let chunk = match body.next().await {
-                None => break,
-                Some(Ok(chunk)) => chunk,
-                Some(Err(e)) => {
-                    if let Some((_, upload)) = large {
-                        let _ = upload.abort().await;
-                    }
-                    return Err(BlobError::Interrupted {
-                        hash: *hash,
-                        reason: e.to_string(),
-                    });
-                }
-            };
-            hasher.update(&chunk);
-            size += chunk.len();
-            match &mut large {
-                Some((_, upload)) => {
-                    upload.wait_for_capacity(PARTS_IN_FLIGHT).await?;
-                    upload.put(chunk);
-                }
-                None if size > PART_BYTES => {
-                    let temp = Path::from(format!("tmp/{hash}-{:016x}", nonce()));
-                    let mut upload = WriteMultipart::new_with_chunk_size(
-                        self.store.put_multipart(&temp).await?,
-                        PART_BYTES,
-                    );
-                    for part in small.drain(..).chain(std::iter::once(chunk)) {
-                        upload.put(part);
-                    }
-                    large = Some((temp, upload));
-                }
-                None => small.push(chunk),
-            }
-        }
-        let actual = Blake3Hash::from(hasher.finalize());
-        if actual != *hash {
-            if let Some((_, upload)) = large {
-                let _ = upload.abort().await;
-            }
-            return Err(BlobError::Mismatch {
-                expected: *hash,
-                actual,
-            });
-        }
-        match large {
-            Some((temp, upload)) => {
-                upload.finish().await?;
-                self.store.rename(&temp, &path(hash)).await?;
-            }
-            None => {
-                if !self.has(hash).await? {
-                    let payload: PutPayload = small.into_iter().collect();
-                    self.store.put(&path(hash), payload).await?;
-                }
-            }
-        }
+        let expected = *hash;
+        let checked = storage::hashed(
+            body.map_err(move |e| BlobError::Interrupted {
+                hash: expected,
+                reason: e.to_string(),
+            }),
+            expected,
+            move |actual| BlobError::Mismatch { expected, actual },
+        );
+        let size = storage::put_stream(self.store.as_ref(), &path(hash), checked)
+            .await
+            .map_err(|e| match e {
+                storage::PutError::Source(e) => e,
+                storage::PutError::Store(e) => BlobError::Store(e),
+            })?;
         self.remember(hash);
-        Ok(size as u64)
+        Ok(size)
     }
 
     /// The blob `hash`, or `None` when the store lacks it.
@@ -277,13 +228,6 @@ impl Blobs {
     }
 }
 
-/// A random number naming a temporary upload.
-fn nonce() -> u64 {
-    let mut bytes = [0u8; 8];
-    getrandom::fill(&mut bytes).expect("the system's random source works");
-    u64::from_le_bytes(bytes)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -299,7 +243,12 @@ mod tests {
     async fn streamed_uploads_are_stored_only_when_they_hash_to_their_name() {
         let dir = tempfile::tempdir().unwrap();
         let blobs = Blobs::local(dir.path()).unwrap();
-        for size in [0, 1000, PART_BYTES + 1, 2 * PART_BYTES + 12345] {
+        for size in [
+            0,
+            1000,
+            storage::PART_BYTES + 1,
+            2 * storage::PART_BYTES + 12345,
+        ] {
             let bytes: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
             let hash = Blake3Hash::of(&bytes);
             // Wrong bytes under this name are refused and leave nothing behind.

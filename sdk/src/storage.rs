@@ -3,9 +3,108 @@
 //! are retried.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use bytes::Bytes;
+use futures::stream::{Stream, StreamExt};
 use object_store::aws::AmazonS3Builder;
-use object_store::{BackoffConfig, RetryConfig};
+use object_store::{
+    BackoffConfig, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig, WriteMultipart,
+};
+
+use crate::Blake3Hash;
+
+/// Objects up to this size are gathered in memory and written in one request; larger ones
+/// go out in parts of this size.
+pub const PART_BYTES: usize = 8 << 20;
+
+/// Why a streamed write failed.
+#[derive(Debug)]
+pub enum PutError<E> {
+    /// The stream being written failed; nothing was written.
+    Source(E),
+    /// The store failed.
+    Store(object_store::Error),
+}
+
+/// Writes the chunks `chunks` yields as `path` in `store`, never holding more than a few
+/// parts in memory: a small object in one request, a large one as a multipart upload,
+/// which the store shows only once it is complete. If the stream fails, the upload is
+/// aborted and nothing is written. Returns the object's size.
+pub async fn put_stream<E>(
+    store: &dyn ObjectStore,
+    path: &object_store::path::Path,
+    chunks: impl Stream<Item = Result<Bytes, E>>,
+) -> Result<u64, PutError<E>> {
+    let mut chunks = std::pin::pin!(chunks);
+    let mut small: Vec<Bytes> = Vec::new();
+    let mut size = 0;
+    let mut upload: Option<WriteMultipart> = None;
+    while let Some(chunk) = chunks.next().await {
+        let chunk = match chunk {
+            Ok(chunk) => chunk,
+            Err(e) => {
+                if let Some(upload) = upload {
+                    let _ = upload.abort().await;
+                }
+                return Err(PutError::Source(e));
+            }
+        };
+        size += chunk.len();
+        match &mut upload {
+            Some(parts) => {
+                parts.wait_for_capacity(4).await.map_err(PutError::Store)?;
+                parts.put(chunk);
+            }
+            None if size > PART_BYTES => {
+                let mut parts = WriteMultipart::new_with_chunk_size(
+                    store.put_multipart(path).await.map_err(PutError::Store)?,
+                    PART_BYTES,
+                );
+                for part in small.drain(..).chain(std::iter::once(chunk)) {
+                    parts.put(part);
+                }
+                upload = Some(parts);
+            }
+            None => small.push(chunk),
+        }
+    }
+    match upload {
+        Some(parts) => parts.finish().await.map_err(PutError::Store)?,
+        None => store
+            .put(path, small.into_iter().collect::<PutPayload>())
+            .await
+            .map_err(PutError::Store)?,
+    };
+    Ok(size as u64)
+}
+
+/// `chunks`, passed on while they are hashed; at their end, the error `mismatch(actual)`
+/// instead if they do not hash to `expected`. Nothing follows an error.
+pub fn hashed<E: Send + 'static>(
+    chunks: impl Stream<Item = Result<Bytes, E>> + Send + Unpin + 'static,
+    expected: Blake3Hash,
+    mismatch: impl Fn(Blake3Hash) -> E + Send + Sync + 'static,
+) -> impl Stream<Item = Result<Bytes, E>> + Send + 'static {
+    let mismatch = Arc::new(mismatch);
+    futures::stream::unfold(Some((chunks, blake3::Hasher::new())), move |state| {
+        let mismatch = mismatch.clone();
+        async move {
+            let (mut chunks, mut hasher) = state?;
+            match chunks.next().await {
+                Some(Ok(chunk)) => {
+                    hasher.update(&chunk);
+                    Some((Ok(chunk), Some((chunks, hasher))))
+                }
+                Some(Err(e)) => Some((Err(e), None)),
+                None => {
+                    let actual = Blake3Hash::from(hasher.finalize());
+                    (actual != expected).then(|| (Err(mismatch(actual)), None))
+                }
+            }
+        }
+    })
+}
 
 /// Transient errors (a dropped connection, a 5xx, throttling) are retried five times over
 /// about three seconds, then reported: a pipeline learns of an outage in seconds, not

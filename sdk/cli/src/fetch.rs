@@ -11,10 +11,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt};
 use helio_sdk::Uri;
-use helio_sdk::storage::{retries, s3_builder};
+use helio_sdk::storage::{self, retries, s3_builder};
 use object_store::http::HttpBuilder;
 use object_store::local::LocalFileSystem;
-use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, PutPayload};
 
 /// A place to read bytes from or write them to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -239,6 +239,24 @@ impl Source {
     }
 }
 
+impl Source {
+    /// Writes the chunks `chunks` yields as the object (see [`storage::put_stream`]): if the
+    /// stream fails, nothing is written.
+    pub async fn put_stream<E>(
+        &self,
+        chunks: impl futures::Stream<Item = Result<Bytes, E>>,
+    ) -> Result<(), PutError<E>> {
+        let (store, path) = self.open().map_err(PutError::Store)?;
+        storage::put_stream(store.as_ref(), &path, chunks)
+            .await
+            .map(|_| ())
+            .map_err(|e| match e {
+                storage::PutError::Source(e) => PutError::Source(e),
+                storage::PutError::Store(e) => PutError::Store(FetchError::from_store(self, e)),
+            })
+    }
+}
+
 /// Why a streamed write failed.
 #[derive(Debug)]
 pub enum PutError<E> {
@@ -246,63 +264,6 @@ pub enum PutError<E> {
     Source(E),
     /// The store failed.
     Store(FetchError),
-}
-
-/// Objects up to this size are gathered and written in one request; larger ones go out in
-/// parts of this size.
-const PART_BYTES: usize = 8 << 20;
-
-impl Source {
-    /// Writes the chunks `chunks` yields as the object, never holding more than a few parts
-    /// in memory. If the stream fails, nothing is written.
-    pub async fn put_stream<E>(
-        &self,
-        chunks: impl futures::Stream<Item = Result<Bytes, E>>,
-    ) -> Result<(), PutError<E>> {
-        let mut chunks = std::pin::pin!(chunks);
-        let (store, path) = self.open().map_err(PutError::Store)?;
-        let failed = |e| PutError::Store(FetchError::from_store(self, e));
-        let mut small: Vec<Bytes> = Vec::new();
-        let mut size = 0;
-        let mut upload: Option<WriteMultipart> = None;
-        while let Some(chunk) = chunks.next().await {
-            let chunk = match chunk {
-                Ok(chunk) => chunk,
-                Err(e) => {
-                    if let Some(upload) = upload {
-                        let _ = upload.abort().await;
-                    }
-                    return Err(PutError::Source(e));
-                }
-            };
-            size += chunk.len();
-            match &mut upload {
-                Some(parts) => {
-                    parts.wait_for_capacity(4).await.map_err(failed)?;
-                    parts.put(chunk);
-                }
-                None if size > PART_BYTES => {
-                    let mut parts = WriteMultipart::new_with_chunk_size(
-                        store.put_multipart(&path).await.map_err(failed)?,
-                        PART_BYTES,
-                    );
-                    for part in small.drain(..).chain(std::iter::once(chunk)) {
-                        parts.put(part);
-                    }
-                    upload = Some(parts);
-                }
-                None => small.push(chunk),
-            }
-        }
-        match upload {
-            Some(parts) => parts.finish().await.map(|_| ()).map_err(failed),
-            None => store
-                .put(&path, small.into_iter().collect::<PutPayload>())
-                .await
-                .map(|_| ())
-                .map_err(failed),
-        }
-    }
 }
 
 fn join_key(dir: &str, relative: &str) -> String {
@@ -425,7 +386,7 @@ mod tests {
             .enable_all()
             .build()
             .unwrap();
-        for size in [0, 100, PART_BYTES + (3 << 20)] {
+        for size in [0, 100, storage::PART_BYTES + (3 << 20)] {
             let bytes: Vec<u8> = (0..size).map(|i| (i % 241) as u8).collect();
             let chunks = || {
                 bytes

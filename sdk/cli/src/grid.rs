@@ -13,7 +13,7 @@ use std::time::Duration;
 use futures::stream::{StreamExt, TryStreamExt};
 
 use helio_sdk::wire::{ApiError, BatchResults, BatchStatus, BlobList, Credits, Submitted};
-use helio_sdk::{BatchManifest, Blake3Hash};
+use helio_sdk::{BatchManifest, Blake3Hash, storage};
 
 use crate::fetch::{self, FetchError, PutError, Source};
 
@@ -228,7 +228,7 @@ impl Grid {
         let chunks = from.stream().await.map_err(|e| named_owned(what, e))?;
         let (what_, named) = (what.to_string(), what.to_string());
         let from_ = from.to_string();
-        let checked = hashed(
+        let checked = storage::hashed(
             chunks.map_err(move |e| named_owned(&named, e)),
             hash,
             move |actual| {
@@ -278,23 +278,6 @@ impl Grid {
     pub async fn credits(&self, by: &str) -> Result<Credits, GridError> {
         self.json(reqwest::Method::GET, &format!("/v1/credits?by={by}"), None)
             .await
-    }
-
-    /// Fetches a blob and checks it.
-    pub async fn blob(&self, hash: &Blake3Hash) -> Result<Vec<u8>, GridError> {
-        let path = format!("/v1/blobs/{hash}");
-        let bytes = self
-            .send(reqwest::Method::GET, &path, None)
-            .await?
-            .bytes()
-            .await
-            .map_err(|e| GridError::Unreachable(format!("{path}: {e}")))?;
-        if Blake3Hash::of(&bytes) != *hash {
-            return Err(GridError::Unreachable(format!(
-                "{path}: the bytes do not hash to the blob's name"
-            )));
-        }
-        Ok(bytes.to_vec())
     }
 
     /// Polls a batch until every task is accepted, calling `progress` on each change.
@@ -360,7 +343,7 @@ impl Grid {
         let path = format!("/v1/blobs/{hash}");
         let response = self.send(reqwest::Method::GET, &path, None).await?;
         let path_ = path.clone();
-        let chunks = hashed(
+        let chunks = storage::hashed(
             response
                 .bytes_stream()
                 .map_err(move |e| GridError::Unreachable(format!("{path_}: {e}"))),
@@ -383,33 +366,6 @@ fn written(to: &Source, e: FetchError) -> GridError {
         e if matches!(to, Source::Local(_)) => GridError::Output(format!("cannot write {e}")),
         e => GridError::Storage(format!("cannot write {e}")),
     }
-}
-
-/// `chunks`, passed on while they are hashed; at their end, the error `mismatch(actual)`
-/// instead if they do not hash to `expected`. Nothing follows an error.
-fn hashed<E: Send + 'static>(
-    chunks: impl futures::Stream<Item = Result<bytes::Bytes, E>> + Send + Unpin + 'static,
-    expected: Blake3Hash,
-    mismatch: impl Fn(Blake3Hash) -> E + Send + Sync + 'static,
-) -> impl futures::Stream<Item = Result<bytes::Bytes, E>> + Send + 'static {
-    let mismatch = Arc::new(mismatch);
-    futures::stream::unfold(Some((chunks, blake3::Hasher::new())), move |state| {
-        let mismatch = mismatch.clone();
-        async move {
-            let (mut chunks, mut hasher) = state?;
-            match chunks.next().await {
-                Some(Ok(chunk)) => {
-                    hasher.update(&chunk);
-                    Some((Ok(chunk), Some((chunks, hasher))))
-                }
-                Some(Err(e)) => Some((Err(e), None)),
-                None => {
-                    let actual = Blake3Hash::from(hasher.finalize());
-                    (actual != expected).then(|| (Err(mismatch(actual)), None))
-                }
-            }
-        }
-    })
 }
 
 /// A storage error while reading `what`, named.
