@@ -273,7 +273,7 @@ async fn measure(
             slots: args.slots,
             state_dir: work.path().join("runners").join(&owner),
             cache_dir: None,
-            quiet: true,
+            output: agent::Output::Quiet,
             location: None,
             green_energy: None,
         };
@@ -319,7 +319,7 @@ async fn measure(
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
     };
-    let requests_per_task = metric("helio_http_requests_total") / tasks as f64;
+    let requests_per_task = metric("helio_runner_requests_total") / tasks as f64;
     let leases_per_task = metric("helio_leases_total") / tasks as f64;
     let steady = done - first.unwrap_or(start);
     let steady_rate = (tasks as u64 - first_done) as f64 / steady.as_secs_f64().max(1e-3);

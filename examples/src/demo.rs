@@ -87,7 +87,7 @@ pub async fn run(out: &Path, jobs: &[String], say: &(dyn Fn(String) + Sync)) -> 
             slots: 1,
             state_dir,
             cache_dir: Some(out.join("runners").join("compiled")),
-            quiet: true,
+            output: agent::Output::Quiet,
             location: None,
             green_energy: None,
         };

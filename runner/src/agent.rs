@@ -8,14 +8,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use helio_sdk::wire::{
-    self, Lease, Leases, RegisterRunner, Registered, ReportAck, ReportRequest, ReportStatus,
-    Reported, ResultReport, ReturnRequest, RunnerKey,
+    self, HeartbeatAck, Lease, Leases, RegisterRunner, Registered, ReportAck, ReportRequest,
+    ReportStatus, Reported, ResultReport, ReturnRequest, RunnerKey,
 };
 use helio_sdk::{Blake3Hash, DETERMINISM_PROFILE, Name, TaskManifest, Tier};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::{LoadedTask, RunOutput, Sandbox, SandboxConfig};
+pub use crate::display::Output;
+use crate::display::{Display, Event};
+use crate::{LoadedTask, Progress, RunOutput, Sandbox, SandboxConfig};
 
 /// Why a request to the scheduler failed.
 #[derive(Debug, thiserror::Error)]
@@ -145,10 +147,9 @@ impl Client {
     }
 
     /// Says the runner is alive.
-    pub async fn heartbeat(&self) -> Result<(), ClientError> {
-        self.call::<serde_json::Value>("/v1/heartbeat", &serde_json::json!({}))
-            .await
-            .map(|_| ())
+    /// Says the runner is alive; the answer holds what the ledger has for it.
+    pub async fn heartbeat(&self) -> Result<wire::HeartbeatAck, ClientError> {
+        self.call("/v1/heartbeat", &serde_json::json!({})).await
     }
 
     /// Asks for up to `max` tasks.
@@ -353,8 +354,8 @@ pub struct AgentConfig {
     pub state_dir: PathBuf,
     /// Where compiled modules are cached.
     pub cache_dir: Option<PathBuf>,
-    /// Print nothing but errors.
-    pub quiet: bool,
+    /// What it shows.
+    pub output: Output,
     /// Where the machine is, as its owner says.
     pub location: Option<String>,
     /// The share of its electricity from renewable sources, 0 to 1.
@@ -390,26 +391,21 @@ pub fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(250u64.saturating_mul(1 << attempt.min(7)).min(30_000))
 }
 
-fn say(quiet: bool, line: std::fmt::Arguments) {
-    if !quiet {
-        eprintln!("{line}");
-    }
-}
-
 /// Registers, retrying while the scheduler is away; a refusal is final.
 async fn register(
     client: &Client,
     reg: &RegisterRunner,
     stop: &watch::Receiver<Stop>,
-    quiet: bool,
+    display: &Display,
 ) -> anyhow::Result<Option<Registered>> {
     let mut attempt = 0;
     loop {
         match client.register(reg).await {
             Ok(r) => return Ok(Some(r)),
             Err(e) if e.is_transient() => {
-                say(quiet, format_args!("scheduler away ({e}); retrying"));
-                tokio::time::sleep(backoff(attempt)).await;
+                let wait = backoff(attempt);
+                display.event(away(&e, wait));
+                tokio::time::sleep(wait).await;
                 attempt += 1;
                 if *stop.borrow() != Stop::Run {
                     return Ok(None);
@@ -417,6 +413,36 @@ async fn register(
             }
             Err(e) => anyhow::bail!("{e}"),
         }
+    }
+}
+
+/// Shows what changed in the ledger's account of this runner since the last heartbeat.
+fn news(display: &Display, baseline: &HeartbeatAck, before: &HeartbeatAck, now: &HeartbeatAck) {
+    if now.micro_credits != before.micro_credits {
+        display.event(Event::Credits {
+            session_micro_credits: now.micro_credits.saturating_sub(baseline.micro_credits),
+            session_tasks: now.tasks.saturating_sub(baseline.tasks),
+            total_micro_credits: now.micro_credits,
+        });
+    }
+    if now.flagged && !before.flagged {
+        display.event(Event::Warning {
+            message: "the scheduler flagged this runner: a result it reported disagreed with \
+                      the one other runners agreed on. It earns nothing for such results and \
+                      gets less work; unstable hardware (memory errors, an overclock) is the \
+                      usual cause"
+                .into(),
+        });
+    }
+}
+
+/// The warning that the scheduler cannot be reached, and when the runner tries again.
+fn away(error: &ClientError, wait: Duration) -> Event {
+    Event::Warning {
+        message: format!(
+            "scheduler away ({error}); trying again in {:.1} s",
+            wait.as_secs_f64()
+        ),
     }
 }
 
@@ -458,46 +484,64 @@ pub async fn run(config: AgentConfig, mut stop: watch::Receiver<Stop>) -> anyhow
         location: config.location.clone(),
         green_energy: config.green_energy,
     };
-    let Some(registered) = register(&client, &reg, &stop, config.quiet).await? else {
+    let display = Display::new(config.output, config.slots);
+    let Some(registered) = register(&client, &reg, &stop, &display).await? else {
         return Ok(Summary::default());
     };
-    say(
-        config.quiet,
-        format_args!(
-            "runner {} (owner {}, tier {}, {} slots, {:.1} Gfuel/s) joined {}",
-            registered.runner,
-            config.owner,
-            config.tier,
-            config.slots,
-            fuel_per_second as f64 / 1e9,
-            config.scheduler
-        ),
-    );
+    display.event(Event::Joined {
+        runner: registered.runner.clone(),
+        owner: config.owner.to_string(),
+        tier: config.tier,
+        slots: config.slots,
+        fuel_per_second,
+        scheduler: config.scheduler.clone(),
+    });
+    let ticker = display.is_live().then(|| {
+        let display = display.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Display::TICK).await;
+                display.tick();
+            }
+        })
+    });
+    // Credits granted while this runner waited for others to agree reach it through the
+    // heartbeat: the session's credits are the ledger's total now less the total at start.
+    let baseline = client.heartbeat().await.unwrap_or_default();
+    let ledger = Arc::new(std::sync::Mutex::new(baseline.clone()));
     let heartbeat = {
-        let client = client.clone();
+        let (client, display, ledger) = (client.clone(), display.clone(), ledger.clone());
         let every = Duration::from_secs(registered.heartbeat_seconds.max(1));
+        let baseline = baseline.clone();
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(every).await;
-                let _ = client.heartbeat().await;
+                if let Ok(ack) = client.heartbeat().await {
+                    let before = std::mem::replace(&mut *ledger.lock().unwrap(), ack.clone());
+                    news(&display, &baseline, &before, &ack);
+                }
             }
         })
     };
     let blobs = config.state_dir.join("blobs");
     let mut summary = Summary::default();
-    let mut running: JoinSet<(Lease, Result<RunOutput, String>)> = JoinSet::new();
+    let mut running: JoinSet<(u32, Lease, Result<RunOutput, String>)> = JoinSet::new();
     let mut running_ids: Vec<i64> = Vec::new();
+    // Free slots, numbered from 1; a task takes the lowest.
+    let mut free_slots: std::collections::BTreeSet<u32> = (1..=config.slots).collect();
     let mut idle = 0u32;
-    let mut away = 0u32;
+    let mut away_count = 0u32;
     loop {
         let level = *stop.borrow();
         if level == Stop::Now {
             if !running_ids.is_empty() {
                 let _ = client.give_back(running_ids.clone()).await;
-                say(
-                    config.quiet,
-                    format_args!("handed {} leases back", running_ids.len()),
-                );
+                display.event(Event::Warning {
+                    message: format!(
+                        "stopped now: handed {} leases back to the scheduler",
+                        running_ids.len()
+                    ),
+                });
             }
             running.abort_all();
             break;
@@ -511,7 +555,7 @@ pub async fn run(config: AgentConfig, mut stop: watch::Receiver<Stop>) -> anyhow
         if level == Stop::Run && free > 0 {
             match client.lease(free).await {
                 Ok(leases) => {
-                    away = 0;
+                    away_count = 0;
                     if (leases.len() as u32) < free {
                         poll = Duration::from_millis((25u64 << idle.min(5)).min(1000));
                         idle += 1;
@@ -519,19 +563,29 @@ pub async fn run(config: AgentConfig, mut stop: watch::Receiver<Stop>) -> anyhow
                         idle = 0;
                     }
                     for lease in leases {
+                        let slot = free_slots.pop_first().unwrap_or(0);
                         running_ids.push(lease.task_id);
+                        let progress = Arc::new(Progress::default());
+                        display.event(Event::Started {
+                            slot,
+                            task_id: lease.task_id,
+                            task: lease.manifest.name.to_string(),
+                            batch: lease.batch.clone(),
+                            fuel_limit: lease.manifest.limits.fuel,
+                        });
+                        display.started(slot, lease.manifest.name.as_str(), progress.clone());
                         let (client, sandbox, blobs) =
                             (client.clone(), sandbox.clone(), blobs.clone());
                         running.spawn(async move {
-                            let out = execute(&client, &sandbox, &blobs, &lease).await;
-                            (lease, out)
+                            let out = execute(&client, &sandbox, &blobs, &lease, progress).await;
+                            (slot, lease, out)
                         });
                     }
                 }
                 Err(e) if e.is_transient() => {
-                    say(config.quiet, format_args!("scheduler away ({e}); retrying"));
-                    poll = backoff(away);
-                    away += 1;
+                    poll = backoff(away_count);
+                    display.event(away(&e, poll));
+                    away_count += 1;
                 }
                 Err(e) => anyhow::bail!("{e}"),
             }
@@ -553,21 +607,30 @@ pub async fn run(config: AgentConfig, mut stop: watch::Receiver<Stop>) -> anyhow
             }
         }
         if !done.is_empty() {
-            running_ids.retain(|id| !done.iter().any(|(l, _)| l.task_id == *id));
-            report_all(&client, done, &mut summary, config.quiet).await;
+            running_ids.retain(|id| !done.iter().any(|(_, l, _)| l.task_id == *id));
+            for (slot, _, _) in &done {
+                display.ended(*slot);
+                free_slots.insert(*slot);
+            }
+            report_all(&client, done, &mut summary, &display).await;
         }
     }
     heartbeat.abort();
-    say(
-        config.quiet,
-        format_args!(
-            "session: {} tasks reported, {} accepted, {} disagreed, {} credits",
-            summary.reported,
-            summary.accepted,
-            summary.disagreed,
-            wire::credits_text(summary.micro_credits)
-        ),
-    );
+    if let Some(ticker) = ticker {
+        ticker.abort();
+    }
+    // The ledger's word on the session, if the scheduler answers.
+    if let Ok(ack) = client.heartbeat().await {
+        let before = std::mem::replace(&mut *ledger.lock().unwrap(), ack.clone());
+        news(&display, &baseline, &before, &ack);
+        summary.micro_credits = ack.micro_credits.saturating_sub(baseline.micro_credits);
+    }
+    display.event(Event::Session {
+        reported: summary.reported,
+        accepted: summary.accepted,
+        disagreed: summary.disagreed,
+        micro_credits: summary.micro_credits,
+    });
     Ok(summary)
 }
 
@@ -578,6 +641,7 @@ async fn execute(
     sandbox: &Arc<Sandbox>,
     blobs: &Path,
     lease: &Lease,
+    progress: Arc<Progress>,
 ) -> Result<RunOutput, String> {
     let m = &lease.manifest;
     let module = cached_blob(client, blobs, &m.module.blake3).await?;
@@ -594,7 +658,7 @@ async fn execute(
         inputs,
     };
     let sandbox = sandbox.clone();
-    tokio::task::spawn_blocking(move || task.run(&sandbox))
+    tokio::task::spawn_blocking(move || task.run_watched(&sandbox, Some(progress)))
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())
@@ -625,27 +689,26 @@ async fn cached_blob(client: &Client, dir: &Path, hash: &Blake3Hash) -> Result<A
 /// uploads outputs when asked, and hands back tasks this runner could not run.
 async fn report_all(
     client: &Client,
-    done: Vec<(Lease, Result<RunOutput, String>)>,
+    done: Vec<(u32, Lease, Result<RunOutput, String>)>,
     summary: &mut Summary,
-    quiet: bool,
+    display: &Display,
 ) {
     let mut results = Vec::new();
     let mut outputs = Vec::new();
     let mut failed = Vec::new();
-    for (lease, out) in done {
+    for (slot, lease, out) in done {
         match out {
             Ok(output) => {
                 results.push(client.result(&lease, &output));
-                outputs.push((lease, output));
+                outputs.push((slot, lease, output));
             }
             Err(e) => {
-                say(
-                    quiet,
-                    format_args!(
+                display.event(Event::Warning {
+                    message: format!(
                         "task {}: cannot run it here: {e}; handing it back",
                         lease.manifest.name
                     ),
-                );
+                });
                 failed.push(lease.task_id);
             }
         }
@@ -658,7 +721,7 @@ async fn report_all(
     }
     let deadline = outputs
         .iter()
-        .map(|(l, _)| l.deadline_ms)
+        .map(|(_, l, _)| l.deadline_ms)
         .max()
         .unwrap_or(0);
     let mut attempt = 0;
@@ -666,20 +729,24 @@ async fn report_all(
         match client.report(results.clone()).await {
             Ok(acks) => break acks,
             Err(e) if e.is_transient() && now_ms() < deadline => {
-                say(
-                    quiet,
-                    format_args!("scheduler away ({e}); will report again"),
-                );
-                tokio::time::sleep(backoff(attempt)).await;
+                let wait = backoff(attempt);
+                display.event(away(&e, wait));
+                tokio::time::sleep(wait).await;
                 attempt += 1;
             }
             Err(e) => {
-                say(quiet, format_args!("results lost: {e}"));
+                display.event(Event::Error {
+                    message: format!(
+                        "{} results lost, the scheduler did not take them before their leases \
+                         ended: {e}",
+                        results.len()
+                    ),
+                });
                 return;
             }
         }
     };
-    for ((lease, output), ack) in outputs.iter().zip(acks) {
+    for ((slot, lease, output), ack) in outputs.iter().zip(acks) {
         summary.reported += 1;
         summary.micro_credits += ack.micro_credits;
         match ack.status {
@@ -688,31 +755,25 @@ async fn report_all(
             _ => {}
         }
         let name = lease.manifest.name.as_str();
-        let outcome = output.report.outcome.name();
-        match &ack.status {
-            ReportStatus::Refused => say(
-                quiet,
-                format_args!(
-                    "task {name}: result refused: {}",
-                    ack.error.as_deref().unwrap_or("")
-                ),
-            ),
-            ReportStatus::Disagreed => say(
-                quiet,
-                format_args!(
-                    "task {name}: {outcome}: the accepted result differs from this runner's"
-                ),
-            ),
-            ReportStatus::Accepted => say(
-                quiet,
-                format_args!(
-                    "task {name}: {outcome}, accepted, +{} credits (session {})",
-                    wire::credits_text(ack.micro_credits),
-                    wire::credits_text(summary.micro_credits)
-                ),
-            ),
-            _ => {}
-        }
+        let result = match ack.status {
+            ReportStatus::Accepted => "accepted",
+            ReportStatus::Disagreed => "disagreed",
+            ReportStatus::Recorded => "recorded",
+            ReportStatus::Duplicate => "duplicate",
+            ReportStatus::Refused => "refused",
+        };
+        display.event(Event::Finished {
+            slot: *slot,
+            task_id: lease.task_id,
+            task: name.to_string(),
+            outcome: output.report.outcome.name().to_string(),
+            fuel: output.report.fuel_consumed,
+            wall_ms: output.report.wall_ms,
+            result: result.to_string(),
+            micro_credits: ack.micro_credits,
+            error: ack.error.clone(),
+            session_accepted: summary.accepted,
+        });
         for hash in &ack.upload {
             let bytes = if *hash == output.report.stdout_blake3 {
                 Some(output.stdout.clone())
@@ -726,10 +787,12 @@ async fn report_all(
             if let Some(bytes) = bytes
                 && let Err(e) = client.upload(hash, bytes).await
             {
-                say(
-                    quiet,
-                    format_args!("task {name}: cannot upload output {hash}: {e}"),
-                );
+                display.event(Event::Warning {
+                    message: format!(
+                        "task {name}: cannot upload output {hash} ({e}); the scheduler will \
+                         ask another runner or run the task itself"
+                    ),
+                });
             }
         }
     }

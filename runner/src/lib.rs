@@ -20,6 +20,7 @@
 
 pub mod agent;
 mod cache;
+pub mod display;
 mod errno;
 mod instrument;
 mod load;
@@ -37,6 +38,7 @@ pub use sandbox::{
 };
 pub use vfs::SPILL_BYTES;
 pub use wasi::{HOST_BYTES_PER_FUEL, HOST_CALL_FUEL, REALTIME_EPOCH_NS, STDERR_CAP, STDOUT_CAP};
+pub use watchdog::Progress;
 
 use helio_sdk::{Blake3Hash, ManifestError};
 

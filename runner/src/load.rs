@@ -9,6 +9,7 @@ use helio_sdk::{BatchManifest, Blake3Hash, Name, TaskManifest, Uri};
 
 use crate::Rejection;
 use crate::sandbox::{RunOutput, Sandbox};
+use crate::watchdog::Progress;
 
 /// A task whose manifest, module and inputs have been read and verified.
 #[derive(Debug, Clone)]
@@ -24,8 +25,17 @@ pub struct LoadedTask {
 impl LoadedTask {
     /// Prepares the module and runs the task.
     pub fn run(&self, sandbox: &Sandbox) -> Result<RunOutput, Rejection> {
+        self.run_watched(sandbox, None)
+    }
+
+    /// [`LoadedTask::run`], publishing the fuel used to `progress` while it runs.
+    pub fn run_watched(
+        &self,
+        sandbox: &Sandbox,
+        progress: Option<Arc<Progress>>,
+    ) -> Result<RunOutput, Rejection> {
         let prepared = sandbox.prepare(&self.manifest.module.blake3, &self.module)?;
-        sandbox.run(&prepared, &self.manifest, self.inputs.clone())
+        sandbox.run_watched(&prepared, &self.manifest, self.inputs.clone(), progress)
     }
 }
 

@@ -42,8 +42,18 @@ struct Volunteer {
     #[arg(long, env = "HELIO_STATE_DIR")]
     state_dir: Option<PathBuf>,
     /// Print nothing but errors.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "json")]
     quiet: bool,
+    /// Print one JSON object per event on standard output (for service managers and logs).
+    #[arg(long)]
+    json: bool,
+    /// A TOML file of settings, keyed by these flags' long names (scheduler = "https://...",
+    /// owner = "ada", slots = 4); flags and environment variables win over it.
+    #[arg(long, env = "HELIO_RUNNER_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// On SIGTERM, seconds to let running tasks finish before handing them back.
+    #[arg(long, default_value_t = 30)]
+    drain_seconds: u64,
     /// Where this machine is, shown to the grid's operators (a city or region).
     #[arg(long, env = "HELIO_LOCATION", value_parser = location_label)]
     location: Option<String>,
@@ -93,7 +103,18 @@ fn main() -> ExitCode {
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("HELIO_LOG"))
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
+    let args = match helio_sdk::config::with_file(
+        &<Cli as clap::CommandFactory>::command(),
+        std::env::args_os().collect(),
+        "HELIO_RUNNER_CONFIG",
+    ) {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("runner: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let cli = Cli::parse_from(args);
     let Some(command) = cli.command else {
         return volunteer(cli.volunteer);
     };
@@ -172,10 +193,17 @@ fn volunteer(v: Volunteer) -> ExitCode {
             .max(1),
         state_dir,
         cache_dir: default_cache_dir(),
-        quiet: v.quiet,
+        output: if v.json {
+            agent::Output::Json
+        } else if v.quiet {
+            agent::Output::Quiet
+        } else {
+            agent::Output::Human
+        },
         location: v.location,
         green_energy: v.green_energy,
     };
+    let (json, drain_seconds) = (v.json, v.drain_seconds);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -185,15 +213,34 @@ fn volunteer(v: Volunteer) -> ExitCode {
     };
     let result = runtime.block_on(async {
         let (tx, rx) = tokio::sync::watch::channel(agent::Stop::Run);
-        tokio::spawn(async move {
-            // First Ctrl-C: finish the tasks running; second: hand them back.
-            let _ = tokio::signal::ctrl_c().await;
-            eprintln!("finishing the tasks running (Ctrl-C again to hand them back)");
-            let _ = tx.send(agent::Stop::Drain);
-            let _ = tokio::signal::ctrl_c().await;
-            let _ = tx.send(agent::Stop::Now);
-            std::future::pending::<()>().await;
-        });
+        let tx = std::sync::Arc::new(tx);
+        {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                // First Ctrl-C: finish the tasks running; second: hand them back.
+                let _ = tokio::signal::ctrl_c().await;
+                if !json {
+                    eprintln!("finishing the tasks running (Ctrl-C again to hand them back)");
+                }
+                let _ = tx.send(agent::Stop::Drain);
+                let _ = tokio::signal::ctrl_c().await;
+                let _ = tx.send(agent::Stop::Now);
+                std::future::pending::<()>().await;
+            });
+        }
+        // A service manager stops with SIGTERM: let running tasks finish for a while, then
+        // hand what still runs back, so that other runners take it at once.
+        #[cfg(unix)]
+        if let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            tokio::spawn(async move {
+                term.recv().await;
+                let _ = tx.send(agent::Stop::Drain);
+                tokio::time::sleep(std::time::Duration::from_secs(drain_seconds)).await;
+                let _ = tx.send(agent::Stop::Now);
+            });
+        }
         agent::run(config, rx).await
     });
     match result {

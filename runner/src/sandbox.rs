@@ -20,7 +20,7 @@ use crate::cache::DiskCache;
 use crate::instrument::{self, FUEL_EXPORT, INTERRUPT_EXPORT, STOP_EXPORT};
 use crate::vfs::{Data, Kind, Vfs};
 use crate::wasi::{self, Host, Stop};
-use crate::watchdog::Watchdog;
+use crate::watchdog::{Progress, Watchdog};
 
 /// Linear memory a pooled slot keeps resident between tasks (reset with memset).
 const KEEP_RESIDENT: usize = 4 << 20;
@@ -251,6 +251,18 @@ impl Sandbox {
         task: &TaskManifest,
         inputs: Vec<(Name, Arc<[u8]>)>,
     ) -> Result<RunOutput, Rejection> {
+        self.run_watched(prepared, task, inputs, None)
+    }
+
+    /// [`Sandbox::run`], publishing the fuel used to `progress` about ten times a second
+    /// while the guest runs. Watching changes nothing in the result.
+    pub fn run_watched(
+        &self,
+        prepared: &Prepared,
+        task: &TaskManifest,
+        inputs: Vec<(Name, Arc<[u8]>)>,
+        progress: Option<Arc<Progress>>,
+    ) -> Result<RunOutput, Rejection> {
         let started = Instant::now();
         let declared: BTreeMap<String, u64> = task
             .outputs
@@ -293,12 +305,20 @@ impl Sandbox {
             m.fuel.set(&mut store, Val::I64(fuel_limit))?;
             store.data_mut().fuel = Some(m.fuel);
             store.data_mut().memory = instance.get_memory(&mut store, "memory");
+            // The fuel left as the guest last told it, until it first does: all of it.
+            let slot = instrument::PROGRESS_FUEL as usize;
+            m.interrupt.data_mut(&mut store)[slot..slot + 8]
+                .copy_from_slice(&fuel_limit.to_le_bytes());
+            let watched = progress.map(|p| {
+                p.begin(fuel_limit as u64);
+                (p, fuel_limit)
+            });
             let flag = m.interrupt.data_ptr(&store);
             meter = Some(m);
             // SAFETY: the interrupt memory is one page that cannot grow, only the inserted
             // checks read it, and the store that owns it outlives the guard, which is dropped
             // at the end of this closure.
-            let _watch = unsafe { self.watchdog.watch(deadline, flag) };
+            let _watch = unsafe { self.watchdog.watch(deadline, flag, watched) };
             let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
             start.call(&mut store, ())
         })();
@@ -482,7 +502,7 @@ fn collect_outputs(task: &TaskManifest, vfs: Vfs) -> (Vec<OutputFile>, Option<St
 }
 
 /// What a cached artifact must have been compiled for: this wasmtime build and its
-/// settings, and the determinism profile.
+/// settings, the determinism profile and the module rewrite.
 fn compatibility_key(engine: &Engine, nan: NanMode) -> String {
     struct Blake3Writer(blake3::Hasher);
     impl Hasher for Blake3Writer {
@@ -496,6 +516,6 @@ fn compatibility_key(engine: &Engine, nan: NanMode) -> String {
     let mut h = Blake3Writer(blake3::Hasher::new());
     engine.precompile_compatibility_hash().hash(&mut h);
     h.0.update(DETERMINISM_PROFILE.as_bytes());
-    h.0.update(format!("{nan:?}").as_bytes());
+    h.0.update(format!("{nan:?} rewrite {}", instrument::REWRITE_VERSION).as_bytes());
     h.0.finalize().to_hex()[..32].to_string()
 }

@@ -1,13 +1,51 @@
 //! The wall-clock safety net: one thread that sets a running task's interrupt flag once its
 //! `wall_seconds` have passed. The instrumented guest reads the flag at every loop header
-//! and call (see [`crate::instrument`]) and stops with `timeout`.
+//! and call (see [`crate::instrument`]) and stops with `timeout`. The same thread asks
+//! watched tasks for their fuel every [`PROGRESS_EVERY`] ticks, for progress displays.
 
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 /// How often the watchdog looks at the clock.
 pub const TICK: Duration = Duration::from_millis(10);
+
+/// Ticks between two progress requests to a task.
+pub const PROGRESS_EVERY: u32 = 10;
+
+/// How far a running task is, as its guest last said: fuel used of its limit. Updated about
+/// ten times a second while the task runs; never part of its result.
+#[derive(Debug, Default)]
+pub struct Progress {
+    used: AtomicU64,
+    limit: AtomicU64,
+}
+
+impl Progress {
+    /// Fuel used so far.
+    pub fn fuel_used(&self) -> u64 {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    /// The task's fuel limit (0 before it starts).
+    pub fn fuel_limit(&self) -> u64 {
+        self.limit.load(Ordering::Relaxed)
+    }
+
+    /// A new run with fuel `limit`: nothing used yet.
+    pub(crate) fn begin(&self, limit: u64) {
+        self.used.store(0, Ordering::Relaxed);
+        self.limit.store(limit, Ordering::Relaxed);
+    }
+
+    /// `fuel_used / fuel_limit`, from 0 to 1.
+    pub fn fraction(&self) -> f64 {
+        match self.fuel_limit() {
+            0 => 0.0,
+            limit => (self.fuel_used() as f64 / limit as f64).min(1.0),
+        }
+    }
+}
 
 /// The tasks being watched.
 pub struct Watchdog {
@@ -20,6 +58,8 @@ struct Watch {
     deadline: Instant,
     /// The address of the interrupt flag: byte 0 of the task's one-page interrupt memory.
     flag: usize,
+    /// Where to publish the task's fuel, with its limit.
+    progress: Option<(Arc<Progress>, i64)>,
 }
 
 /// Watches one task until dropped.
@@ -39,8 +79,10 @@ impl Watchdog {
         std::thread::Builder::new()
             .name("helio-watchdog".into())
             .spawn(move || {
+                let mut ticks = 0u32;
                 while let Some(dog) = weak.upgrade() {
-                    dog.tick(Instant::now());
+                    ticks = ticks.wrapping_add(1);
+                    dog.tick(Instant::now(), ticks.is_multiple_of(PROGRESS_EVERY));
                     drop(dog);
                     std::thread::sleep(TICK);
                 }
@@ -49,27 +91,53 @@ impl Watchdog {
         dog
     }
 
-    /// Sets the flag at `flag` once `deadline` passes, until the guard is dropped.
+    /// Sets the flag at `flag` once `deadline` passes, until the guard is dropped; with
+    /// `progress`, also asks for the fuel left now and then and publishes the fuel used of
+    /// the limit given.
     ///
     /// # Safety
     ///
-    /// `flag` must stay valid for writes of one byte until the guard is dropped, and nothing
-    /// may hold a Rust reference to that byte meanwhile. The sandbox passes byte 0 of the
-    /// task's interrupt memory: a one-page memory that cannot grow (so it never moves), that
-    /// only the inserted checks read, and that lives as long as the task's store, which
-    /// outlives the guard.
-    pub unsafe fn watch(&self, deadline: Instant, flag: *mut u8) -> Guard<'_> {
+    /// `flag` must point at the start of the task's interrupt memory and stay valid for
+    /// reads and writes of its first 16 bytes until the guard is dropped, and nothing may
+    /// hold a Rust reference to those bytes meanwhile. The sandbox passes its task's
+    /// interrupt memory: one page that cannot grow (so it never moves), that only the
+    /// inserted checks use, and that lives as long as the task's store, which outlives the
+    /// guard.
+    pub unsafe fn watch(
+        &self,
+        deadline: Instant,
+        flag: *mut u8,
+        progress: Option<(Arc<Progress>, i64)>,
+    ) -> Guard<'_> {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         self.watches.lock().unwrap().push(Watch {
             id,
             deadline,
             flag: flag as usize,
+            progress,
         });
         Guard { dog: self, id }
     }
 
-    fn tick(&self, now: Instant) {
+    fn tick(&self, now: Instant, ask: bool) {
         for watch in self.watches.lock().unwrap().iter() {
+            if ask && let Some((progress, limit)) = &watch.progress {
+                let base = watch.flag as *mut u8;
+                // SAFETY: as for the flag below; the fuel slot is 8-aligned (a memory's base
+                // is page-aligned) and the guest writes it with one aligned 8-byte store.
+                let left = unsafe {
+                    AtomicI64::from_ptr(base.add(crate::instrument::PROGRESS_FUEL as usize).cast())
+                }
+                .load(Ordering::Relaxed);
+                progress
+                    .used
+                    .store((limit - left).clamp(0, *limit) as u64, Ordering::Relaxed);
+                // SAFETY: as for the flag below.
+                unsafe {
+                    AtomicU8::from_ptr(base.add(crate::instrument::PROGRESS_REQUEST as usize))
+                }
+                .store(1, Ordering::Relaxed);
+            }
             if now >= watch.deadline {
                 // SAFETY: `watch`'s contract keeps the byte valid while the watch is listed,
                 // and the list is locked. The guest reads the byte with a plain aligned

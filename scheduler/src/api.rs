@@ -7,7 +7,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -25,7 +24,9 @@ use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 
 use crate::blobs::{BlobError, Blobs};
+use crate::dashboard::Pulse;
 use crate::limits::RateLimiter;
+use crate::metrics::Metrics;
 use crate::store::{Role, RunnerRecord, Store, StoreError, now_ms};
 
 /// Settings of the service that requests see.
@@ -56,18 +57,6 @@ impl Default for ApiConfig {
     }
 }
 
-/// Counters `/metrics` reports beside what it reads from the database.
-#[derive(Debug, Default)]
-pub struct Counters {
-    leases: AtomicU64,
-    results_accepted: AtomicU64,
-    results_disagreed: AtomicU64,
-    results_recorded: AtomicU64,
-    results_refused: AtomicU64,
-    micro_credits: AtomicU64,
-    requests: AtomicU64,
-}
-
 /// What every handler shares.
 #[derive(Clone)]
 pub struct App {
@@ -79,12 +68,14 @@ pub struct App {
     pub config: ApiConfig,
     /// Woken when a task needs the scheduler's own run.
     pub authority: Arc<Notify>,
-    /// Counters for `/metrics`.
-    pub counters: Arc<Counters>,
+    /// What `/metrics` shows.
+    pub metrics: Arc<Metrics>,
     /// Runners recently authenticated, so that a busy runner's requests need no lookup.
     pub runners: Arc<RunnerCache>,
     /// Each runner's request rate.
     pub limits: Arc<RateLimiter>,
+    /// The dashboard's snapshots.
+    pub pulse: Arc<Pulse>,
 }
 
 impl App {
@@ -96,8 +87,9 @@ impl App {
             blobs,
             config,
             authority: Arc::new(Notify::new()),
-            counters: Arc::default(),
+            metrics: Arc::default(),
             runners: Arc::default(),
+            pulse: Arc::default(),
         }
     }
 }
@@ -231,6 +223,11 @@ fn parse<T: DeserializeOwned>(body: &[u8]) -> Answer<T> {
 pub fn router(app: App) -> Router {
     let limit = app.config.max_body_bytes;
     Router::new()
+        .route("/", get(dashboard_page))
+        .route("/dashboard.js", get(dashboard_script))
+        .route("/dashboard.css", get(dashboard_style))
+        .route("/v1/dashboard", get(dashboard))
+        .route("/v1/dashboard/events", get(dashboard_events))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .route("/v1/openapi.json", get(openapi))
@@ -250,6 +247,7 @@ pub fn router(app: App) -> Router {
         .route("/v1/payouts", get(payouts).post(pay_out))
         .route("/v1/payouts.csv", get(payouts_csv))
         .route("/v1/ledger", get(ledger))
+        .route_layer(axum::middleware::from_fn_with_state(app.clone(), observe))
         .layer(axum::extract::DefaultBodyLimit::max(limit))
         .with_state(app)
 }
@@ -378,75 +376,125 @@ async fn health(State(app): State<App>) -> Answer<Response> {
 }
 
 async fn metrics(State(app): State<App>) -> Answer<Response> {
-    let (phases, online) = app.store.grid_counts().await?;
-    let c = &app.counters;
-    let mut out = String::new();
-    let mut metric = |name: &str, kind: &str, help: &str, lines: Vec<(String, u64)>| {
-        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
-        for (labels, value) in lines {
-            out.push_str(&format!("{name}{labels} {value}\n"));
-        }
-    };
-    metric(
-        "helio_tasks",
-        "gauge",
-        "Tasks by phase.",
-        ["open", "deciding", "accepted"]
-            .iter()
-            .map(|p| {
-                (
-                    format!("{{phase=\"{p}\"}}"),
-                    phases.get(*p).copied().unwrap_or(0),
-                )
-            })
-            .collect(),
+    let grid = app.pulse.read(&app.store, false).await?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        app.metrics.render(&grid),
+    )
+        .into_response())
+}
+
+/// Counts every request and how long it took to answer, by its route's pattern.
+async fn observe(
+    State(app): State<App>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let started = std::time::Instant::now();
+    let method = request.method().to_string();
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let response = next.run(request).await;
+    app.metrics.answered(
+        &method,
+        &route,
+        response.status().as_u16(),
+        started.elapsed(),
     );
-    metric(
-        "helio_runners_online",
-        "gauge",
-        "Runners online, by tier (offline after three heartbeats of silence).",
-        Tier::ALL
-            .iter()
-            .map(|t| {
-                let tier = t.to_string();
-                let n = online.get(&tier).copied().unwrap_or(0);
-                (format!("{{tier=\"{tier}\"}}"), n)
-            })
-            .collect(),
-    );
-    metric(
-        "helio_leases_total",
-        "counter",
-        "Leases granted by this scheduler process.",
-        vec![(String::new(), c.leases.load(Ordering::Relaxed))],
-    );
-    metric(
-        "helio_results_total",
-        "counter",
-        "Results reported to this scheduler process, by what became of them.",
+    response
+}
+
+// ---- the dashboard ----
+
+/// A static part of the dashboard. The page loads nothing from elsewhere, and the policy
+/// says so to the browser.
+fn page(content_type: &'static str, body: &'static str) -> Response {
+    (
         [
-            ("accepted", &c.results_accepted),
-            ("disagreed", &c.results_disagreed),
-            ("recorded", &c.results_recorded),
-            ("refused", &c.results_refused),
-        ]
-        .iter()
-        .map(|(s, n)| (format!("{{status=\"{s}\"}}"), n.load(Ordering::Relaxed)))
-        .collect(),
-    );
-    metric(
-        "helio_micro_credits_total",
-        "counter",
-        "Micro-credits granted through this scheduler process.",
-        vec![(String::new(), c.micro_credits.load(Ordering::Relaxed))],
-    );
-    metric(
-        "helio_http_requests_total",
-        "counter",
-        "Authenticated runner requests served by this scheduler process.",
-        vec![(String::new(), c.requests.load(Ordering::Relaxed))],
-    );
-    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
+            ),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+async fn dashboard_page() -> Response {
+    page(
+        "text/html; charset=utf-8",
+        include_str!("dashboard/index.html"),
+    )
+}
+
+async fn dashboard_script() -> Response {
+    page(
+        "text/javascript; charset=utf-8",
+        include_str!("dashboard/dashboard.js"),
+    )
+}
+
+async fn dashboard_style() -> Response {
+    page(
+        "text/css; charset=utf-8",
+        include_str!("dashboard/dashboard.css"),
+    )
+}
+
+/// Whether the viewer sees batches: anyone may watch the grid, but batches are their
+/// submitters' business, shown with a submitter or admin token. A token that is given but
+/// wrong is refused rather than ignored, so that a mistyped token does not look like an
+/// empty grid.
+async fn sees_batches(app: &App, headers: &HeaderMap) -> Answer<bool> {
+    if headers.get(header::AUTHORIZATION).is_none() {
+        return Ok(false);
+    }
+    token_auth(app, headers, Role::Submitter).await?;
+    Ok(true)
+}
+
+async fn dashboard(State(app): State<App>, headers: HeaderMap) -> Answer<Response> {
+    let full = sees_batches(&app, &headers).await?;
+    Ok(json(&app.pulse.read(&app.store, full).await?))
+}
+
+/// Server-sent events: a `snapshot` event with the grid's JSON whenever the pulse reads one.
+async fn dashboard_events(State(app): State<App>, headers: HeaderMap) -> Answer<Response> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    let full = sees_batches(&app, &headers).await?;
+    let pulse = app.pulse.clone();
+    let mut latest = pulse.subscribe();
+    // Send what is there at once, then every change.
+    latest.mark_changed();
+    let stream = futures::stream::unfold(latest, move |mut latest| {
+        let pulse = pulse.clone();
+        async move {
+            loop {
+                latest.changed().await.ok()?;
+                if pulse.is_closed() {
+                    return None;
+                }
+                let published = latest.borrow_and_update().clone();
+                if let Some(p) = published {
+                    let data = if full { &p.full } else { &p.public };
+                    let event = Event::default().event("snapshot").data(data.as_str());
+                    return Some((Ok::<_, std::convert::Infallible>(event), latest));
+                }
+            }
+        }
+    });
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response())
 }
 
 async fn openapi() -> Response {
@@ -532,22 +580,7 @@ async fn runners(State(app): State<App>) -> Answer<Response> {
         .runners()
         .await?
         .into_iter()
-        .map(|r| RunnerInfo {
-            online: r.online,
-            flagged: r.reputation.flagged(),
-            trusted: r.reputation.trusted(),
-            agreements: r.reputation.agreements,
-            disagreements: r.reputation.disagreements,
-            missed_deadlines: r.reputation.missed_deadlines,
-            id: r.id,
-            owner: r.owner,
-            tier: r.tier,
-            slots: r.slots,
-            last_seen_ms: r.last_seen_ms,
-            location: r.location,
-            green_energy: r.green_energy,
-            uptime_ms: r.uptime_ms,
-        })
+        .map(RunnerInfo::from)
         .collect();
     Ok(json(&list))
 }
@@ -580,8 +613,15 @@ async fn heartbeat(
     headers: HeaderMap,
     body: Bytes,
 ) -> Answer<Response> {
-    runner_auth(&app, &method, &uri, &headers, &body).await?;
-    Ok(json(&serde_json::json!({})))
+    let runner = runner_auth(&app, &method, &uri, &headers, &body).await?;
+    let (tasks, micro_credits) = app.store.runner_totals(&runner.id).await?;
+    // The cached record may be up to RunnerCache::REFRESH_MS old; a flag set since shows
+    // at the next heartbeat.
+    Ok(json(&wire::HeartbeatAck {
+        micro_credits,
+        tasks,
+        flagged: runner.reputation.flagged(),
+    }))
 }
 
 async fn lease(
@@ -592,15 +632,13 @@ async fn lease(
     body: Bytes,
 ) -> Answer<Response> {
     let runner = runner_auth(&app, &method, &uri, &headers, &body).await?;
-    app.counters.requests.fetch_add(1, Ordering::Relaxed);
+    app.metrics.runner_requests.inc();
     let req: LeaseRequest = parse(&body)?;
     let leases = app
         .store
         .lease(&runner, req.max, now_ms(), app.config.lease_grace_ms)
         .await?;
-    app.counters
-        .leases
-        .fetch_add(leases.len() as u64, Ordering::Relaxed);
+    app.metrics.leases.inc_by(leases.len() as u64);
     Ok(json(&Leases { leases }))
 }
 
@@ -628,7 +666,7 @@ async fn report(
     body: Bytes,
 ) -> Answer<Response> {
     let runner = runner_auth(&app, &method, &uri, &headers, &body).await?;
-    app.counters.requests.fetch_add(1, Ordering::Relaxed);
+    app.metrics.runner_requests.inc();
     let req: ReportRequest = parse(&body)?;
     let mut acks = app.store.report(&runner, &req.results, now_ms()).await?;
     // Only accepted results name blobs to upload: ask for those the store lacks.
@@ -643,17 +681,19 @@ async fn report(
         }
         ack.upload = missing;
     }
-    let c = &app.counters;
     for ack in &acks {
-        let counter = match ack.status {
-            ReportStatus::Accepted => &c.results_accepted,
-            ReportStatus::Disagreed => &c.results_disagreed,
-            ReportStatus::Recorded | ReportStatus::Duplicate => &c.results_recorded,
-            ReportStatus::Refused => &c.results_refused,
+        let status = match ack.status {
+            ReportStatus::Accepted => "accepted",
+            ReportStatus::Disagreed => "disagreed",
+            ReportStatus::Recorded => "recorded",
+            ReportStatus::Duplicate => "duplicate",
+            ReportStatus::Refused => "refused",
         };
-        counter.fetch_add(1, Ordering::Relaxed);
-        c.micro_credits
-            .fetch_add(ack.micro_credits, Ordering::Relaxed);
+        app.metrics
+            .results
+            .get_or_create(&crate::metrics::Status { status })
+            .inc();
+        app.metrics.micro_credits.inc_by(ack.micro_credits);
     }
     if acks.iter().any(|a| a.status == ReportStatus::Recorded) {
         // A recorded result may have used up the replicas: the authority loop looks.

@@ -9,6 +9,8 @@
 //! - [`api`]: the HTTP API under `/v1`. The only module that knows routes.
 //! - [`limits::RateLimiter`]: per-runner request rates.
 //! - [`blobs::Blobs`]: content-addressed modules, inputs and outputs.
+//! - [`dashboard::Pulse`]: the dashboard's snapshots of the grid, read once for every viewer.
+//! - [`metrics::Metrics`]: what `/metrics` shows, in the Prometheus (OpenMetrics) format.
 //! - [`service`]: `scheduler serve`: all of the above and the background loops.
 //!
 //! ```no_run
@@ -24,8 +26,10 @@
 pub mod api;
 pub mod blobs;
 pub mod consensus;
+pub mod dashboard;
 pub mod ledger;
 pub mod limits;
+pub mod metrics;
 pub mod service;
 pub mod store;
 pub mod task;

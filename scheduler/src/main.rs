@@ -137,6 +137,10 @@ enum Command {
         /// Log JSON lines instead of text.
         #[arg(long)]
         json_logs: bool,
+        /// A TOML file of settings, keyed by these flags' long names (listen = "0.0.0.0:8080",
+        /// max-runners = ["cpu=1000"]); flags and environment variables win over it.
+        #[arg(long, env = "HELIO_SCHEDULER_CONFIG", value_name = "FILE")]
+        config: Option<PathBuf>,
         #[command(flatten)]
         nodes: Nodes,
         #[command(flatten)]
@@ -186,7 +190,19 @@ fn config(db: Db) -> Config {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    match run(Cli::parse()).await {
+    use clap::CommandFactory;
+    let args = match helio_sdk::config::with_file(
+        &Cli::command(),
+        std::env::args_os().collect(),
+        "HELIO_SCHEDULER_CONFIG",
+    ) {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("scheduler: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(Cli::parse_from(args)).await {
         Ok(code) => code,
         Err(e) => {
             eprintln!("scheduler: {e:#}");
@@ -205,6 +221,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             heartbeat_seconds,
             blobs,
             json_logs,
+            config: _,
             nodes,
             credits,
         } => {
@@ -235,10 +252,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             config.payout_every = credits
                 .payout_every_hours
                 .map(|h| std::time::Duration::from_secs_f64(h * 3600.0));
-            let running = service::start(config, async {
-                let _ = tokio::signal::ctrl_c().await;
-            })
-            .await?;
+            let running = service::start(config, shutdown_signal()).await?;
             println!("http://{}", running.addr);
             running.task.await??;
             Ok(ExitCode::SUCCESS)
@@ -266,6 +280,29 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
+    }
+}
+
+/// Ctrl-C, or SIGTERM from a service manager.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
 

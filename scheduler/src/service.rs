@@ -136,14 +136,25 @@ pub async fn start(
             config.payout_every,
         )),
     ];
+    let pulse = app.pulse.clone();
+    let mut loops = Vec::from(loops);
+    loops.push(tokio::spawn(pulse.clone().run(app.store.clone())));
+    let store = app.store.clone();
     let router = api::router(app);
     let task = tokio::spawn(async move {
         let served = axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                tracing::info!("shutting down: finishing the requests in flight");
+                pulse.close();
+            })
             .await;
         for l in loops {
             l.abort();
         }
+        // Every request has been answered; let the database finish cleanly (SQLite folds
+        // its write-ahead log back into the database file).
+        store.close().await;
         served.map_err(|e| anyhow::anyhow!("server failed: {e}"))
     });
     Ok(Running { addr, task })

@@ -102,6 +102,38 @@ pub struct RunnerRecord {
     pub uptime_ms: i64,
 }
 
+/// Tasks across the grid by where they stand.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct TaskCounts {
+    /// Open: waiting for runners or for their results.
+    pub open: u64,
+    /// Open tasks with at least one lease out.
+    pub running: u64,
+    /// Leases out.
+    pub leases: u64,
+    /// Tasks the scheduler decides with its own run.
+    pub deciding: u64,
+    /// Accepted with a successful result.
+    pub succeeded: u64,
+    /// Accepted with any other outcome.
+    pub failed: u64,
+    /// Tasks whose runners reported different digests, whatever became of them.
+    pub disputed: u64,
+}
+
+/// What volunteers gave the grid.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Impact {
+    /// Wall-clock milliseconds of every reported run.
+    pub compute_ms: u64,
+    /// Results reported.
+    pub results: u64,
+    /// Fuel of the results credited.
+    pub fuel: u64,
+    /// Micro-credits granted for tasks.
+    pub micro_credits: u64,
+}
+
 /// How credits are shared, and what runners earn besides tasks.
 #[derive(Debug, Clone)]
 pub struct CreditPolicy {
@@ -183,6 +215,11 @@ const MIGRATIONS: &[Migration] = &[
         version: 2,
         name: "nodes and credits",
         sql: include_str!("../migrations/0002_nodes_and_credits.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "dashboard",
+        sql: include_str!("../migrations/0003_dashboard.sql"),
     },
 ];
 
@@ -1237,6 +1274,7 @@ impl Store {
                 report: serde_json::to_string(report).expect("a report serializes"),
                 signature: &r.signature,
                 at: now,
+                wall_ms: report.wall_ms.min(i64::MAX as u64) as i64,
             };
             self.save(tx, r.task_id, &before, &after, Some(signed))
                 .await?;
@@ -1851,6 +1889,95 @@ impl Store {
         Ok((phases, online))
     }
 
+    /// Tasks credited to `runner` and the micro-credits it earned (tasks and time online).
+    pub async fn runner_totals(&self, runner: &str) -> Result<(u64, u64)> {
+        let row = sqlx::query(
+            "SELECT CAST(COALESCE(SUM(CASE WHEN kind = 'task' THEN 1 ELSE 0 END), 0) AS BIGINT), \
+             CAST(COALESCE(SUM(micro_credits), 0) AS BIGINT) FROM ledger \
+             WHERE runner_id = $1 AND kind IN ('task', 'uptime')",
+        )
+        .bind(runner)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((
+            row.try_get::<i64, _>(0)? as u64,
+            row.try_get::<i64, _>(1)? as u64,
+        ))
+    }
+
+    /// Closes the database's connections, waiting for those in use.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Tasks across the grid by where they stand, for the dashboard.
+    pub async fn task_counts(&self) -> Result<TaskCounts> {
+        let mut counts = TaskCounts::default();
+        for row in
+            sqlx::query("SELECT phase, succeeded, disputed, COUNT(*) FROM tasks GROUP BY 1, 2, 3")
+                .fetch_all(&self.pool)
+                .await?
+        {
+            let phase: String = row.try_get(0)?;
+            let ok: i64 = row.try_get(1)?;
+            let n = row.try_get::<i64, _>(3)? as u64;
+            match (phase.as_str(), ok) {
+                ("open", _) => counts.open += n,
+                ("deciding", _) => counts.deciding += n,
+                ("accepted", 1) => counts.succeeded += n,
+                _ => counts.failed += n,
+            }
+            if row.try_get::<i64, _>(2)? == 1 {
+                counts.disputed += n;
+            }
+        }
+        let row = sqlx::query(
+            "SELECT COUNT(*), COUNT(DISTINCT task_id) FROM replicas WHERE state = 'leased'",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        counts.leases = row.try_get::<i64, _>(0)? as u64;
+        counts.running = row.try_get::<i64, _>(1)? as u64;
+        Ok(counts)
+    }
+
+    /// The `limit` most recently submitted batches, newest first: id, submitter, when.
+    pub async fn recent_batches(&self, limit: u32) -> Result<Vec<(String, String, i64)>> {
+        sqlx::query(
+            "SELECT id, submitted_by, created_ms FROM batches \
+             ORDER BY created_ms DESC, id LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+        .collect()
+    }
+
+    /// What volunteers gave: wall time of reported runs, and fuel and micro-credits of
+    /// accepted work (the ledger's task entries).
+    pub async fn impact(&self) -> Result<Impact> {
+        let compute_ms = sqlx::query(
+            "SELECT CAST(COALESCE(SUM(wall_ms), 0) AS BIGINT), COUNT(*) FROM replicas \
+             WHERE state = 'reported'",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        let ledger = sqlx::query(
+            "SELECT CAST(COALESCE(SUM(fuel), 0) AS BIGINT), \
+             CAST(COALESCE(SUM(micro_credits), 0) AS BIGINT) FROM ledger WHERE kind = 'task'",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Impact {
+            compute_ms: compute_ms.try_get::<i64, _>(0)? as u64,
+            results: compute_ms.try_get::<i64, _>(1)? as u64,
+            fuel: ledger.try_get::<i64, _>(0)? as u64,
+            micro_credits: ledger.try_get::<i64, _>(1)? as u64,
+        })
+    }
+
     // ---- loading and saving one task ----
 
     async fn load(
@@ -1977,6 +2104,12 @@ impl Store {
             .execute(&mut **tx)
             .await?;
         }
+        if after.disputed() && !before.disputed() {
+            sqlx::query("UPDATE tasks SET disputed = 1 WHERE id = $1")
+                .bind(id)
+                .execute(&mut **tx)
+                .await?;
+        }
         for (seq, replica) in after.replicas.iter().enumerate() {
             let (state, deadline, digest, report_seq) = match replica.state {
                 ReplicaState::Leased { deadline_ms } => ("leased", Some(deadline_ms), None, None),
@@ -2012,7 +2145,8 @@ impl Store {
                     sqlx::query(
                         "UPDATE replicas SET state = $3, digest = $4, report_seq = $5, \
                          report = COALESCE($6, report), signature = COALESCE($7, signature), \
-                         reported_ms = COALESCE($8, reported_ms) \
+                         reported_ms = COALESCE($8, reported_ms), \
+                         wall_ms = COALESCE($9, wall_ms) \
                          WHERE task_id = $1 AND runner_id = $2",
                     )
                     .bind(id)
@@ -2023,6 +2157,7 @@ impl Store {
                     .bind(signed.map(|s| s.report.as_str()))
                     .bind(signed.map(|s| s.signature))
                     .bind(signed.map(|s| s.at))
+                    .bind(signed.map(|s| s.wall_ms))
                     .execute(&mut **tx)
                     .await?;
                 }
@@ -2038,6 +2173,7 @@ struct SignedReport<'a> {
     report: String,
     signature: &'a str,
     at: i64,
+    wall_ms: i64,
 }
 
 /// The ledger's end as one transaction sees it: read (and on PostgreSQL locked) at the first

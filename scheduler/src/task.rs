@@ -271,6 +271,19 @@ impl TaskState {
         reports.into_iter().map(|(_, r)| r).collect()
     }
 
+    /// Whether two runners reported different digests (a `timeout`, which never counts, is
+    /// no digest); what the dashboard counts as a disputed task.
+    pub fn disputed(&self) -> bool {
+        let mut digests = self.replicas.iter().filter_map(|r| match r.state {
+            ReplicaState::Reported { digest, .. } => digest,
+            _ => None,
+        });
+        match digests.next() {
+            Some(first) => digests.any(|d| d != first),
+            None => false,
+        }
+    }
+
     /// Leases out and not reported.
     pub fn leased(&self) -> u32 {
         self.replicas

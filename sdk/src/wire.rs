@@ -145,6 +145,21 @@ pub struct Registered {
     pub heartbeat_seconds: u64,
 }
 
+/// The answer to `POST /v1/heartbeat`: what the ledger holds for the runner, so that it can
+/// show credits granted when other runners later agreed with results it reported.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeartbeatAck {
+    /// Micro-credits the runner earned in all (tasks and time online).
+    #[serde(default)]
+    pub micro_credits: u64,
+    /// Tasks it was credited for.
+    #[serde(default)]
+    pub tasks: u64,
+    /// Whether it is flagged: a result it reported disagreed with an accepted one.
+    #[serde(default)]
+    pub flagged: bool,
+}
+
 /// `POST /v1/leases`: a runner asks for work.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

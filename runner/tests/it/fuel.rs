@@ -189,3 +189,58 @@ fn a_start_section_is_rejected_by_name() {
     let wat = module(r#"(func $init) (start $init) (func (export "_start"))"#);
     task(&wat).exec().assert_rejected(&["start section"]);
 }
+
+/// A watched task tells its fuel as it runs, and being watched changes nothing in its result.
+#[test]
+fn a_watched_task_shows_its_fuel_as_it_runs_and_the_same_result() {
+    use std::sync::Arc;
+
+    use helio_runner::{LoadedTask, Progress, Sandbox, SandboxConfig};
+    use helio_sdk::{Blake3Hash, TaskManifest};
+
+    let limit = 40_000_000_000u64;
+    let module = helio_test_guests::bytes(helio_test_guests::SPIN);
+    let manifest = TaskManifest::from_value(json!({
+        "schema_version": 1,
+        "name": "spin",
+        "module": { "uri": "spin.wasm", "blake3": Blake3Hash::of(&module).to_string() },
+        "limits": { "fuel": limit, "wall_seconds": 120 },
+    }))
+    .unwrap();
+    let task = Arc::new(LoadedTask {
+        manifest,
+        module: module.into(),
+        inputs: Vec::new(),
+    });
+    let sandbox = Arc::new(Sandbox::new(SandboxConfig::default()).unwrap());
+    // Compiled before the watched run, so that it measures only running.
+    let unwatched = task.run(&sandbox).unwrap();
+    assert_eq!(unwatched.report.outcome.name(), "out_of_fuel");
+
+    let progress = Arc::new(Progress::default());
+    let run = {
+        let (task, sandbox, progress) = (task.clone(), sandbox.clone(), progress.clone());
+        std::thread::spawn(move || task.run_watched(&sandbox, Some(progress)))
+    };
+    let mut seen: Vec<u64> = Vec::new();
+    while !run.is_finished() {
+        let used = progress.fuel_used();
+        if seen.last() != Some(&used) {
+            seen.push(used);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let watched = run.join().unwrap().unwrap();
+    assert_eq!(progress.fuel_limit(), limit);
+    let during: Vec<u64> = seen.into_iter().filter(|&u| u > 0 && u < limit).collect();
+    assert!(
+        during.len() >= 3,
+        "fewer than three readings while the task ran: {during:?}"
+    );
+    assert!(
+        during.windows(2).all(|w| w[0] < w[1]),
+        "fuel used went backwards: {during:?}"
+    );
+    assert_eq!(watched.report.digest, unwatched.report.digest);
+    assert_eq!(watched.report.fuel_consumed, unwatched.report.fuel_consumed);
+}

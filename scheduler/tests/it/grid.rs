@@ -150,15 +150,20 @@ pub type RunnerHandle = (
 /// A volunteer runner of `owner` working for the scheduler at `url`, keeping its key
 /// under `dir/runners/<owner>`.
 pub fn runner(url: &str, dir: &Path, owner: &str, slots: u32) -> RunnerHandle {
+    runner_of_tier(url, dir, owner, slots, Tier::Cpu)
+}
+
+/// [`runner`] of `tier`.
+pub fn runner_of_tier(url: &str, dir: &Path, owner: &str, slots: u32, tier: Tier) -> RunnerHandle {
     let (tx, rx) = watch::channel(Stop::Run);
     let config = AgentConfig {
         scheduler: url.to_string(),
         owner: Name::parse(owner).unwrap(),
-        tier: Tier::Cpu,
+        tier,
         slots,
         state_dir: dir.join("runners").join(owner),
         cache_dir: None,
-        quiet: true,
+        output: agent::Output::Quiet,
         location: None,
         green_energy: None,
     };
@@ -233,10 +238,16 @@ pub async fn rogue_with_slots(url: &str, owner: &str, slots: u32) -> Client {
 
 /// A signed report of a made-up result.
 pub fn lie(client: &Client, lease: &wire::Lease) -> ResultReport {
+    lie_with(client, lease, 4242, b"made up")
+}
+
+/// A signed report of a made-up result with `fuel` and standard output `stdout`: liars who
+/// pick different ones disagree with each other too.
+pub fn lie_with(client: &Client, lease: &wire::Lease, fuel: u64, stdout: &[u8]) -> ResultReport {
     let report = RunReport::new(
         Outcome::Exited { exit_code: 0 },
-        4242,
-        Blake3Hash::of(b"made up"),
+        fuel,
+        Blake3Hash::of(stdout),
         Vec::new(),
         1,
     );

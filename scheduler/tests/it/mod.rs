@@ -1,8 +1,10 @@
 mod api;
 mod consensus;
 mod crash;
+mod dashboard;
 mod grid;
 mod ledger;
 mod nodes;
 mod s3;
 mod task;
+mod volunteer;

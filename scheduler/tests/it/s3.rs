@@ -127,12 +127,18 @@ impl S3Server {
 
 /// The `helio` binary `cargo test --workspace` builds beside this test.
 fn helio_binary() -> PathBuf {
+    workspace_binary("helio")
+}
+
+/// A binary of the workspace (`helio`, `runner`) that `cargo test --workspace` builds
+/// beside this test.
+pub fn workspace_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let helio = exe
         .parent()
         .and_then(|deps| deps.parent())
         .unwrap()
-        .join(format!("helio{}", std::env::consts::EXE_SUFFIX));
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     assert!(
         helio.exists(),
         "{} is missing: run the workspace's tests (cargo test --workspace), which build it",

@@ -36,6 +36,16 @@ fn two_agreeing_runners_accept_and_both_are_credited() {
 }
 
 #[test]
+fn a_timeout_beside_a_digest_is_no_dispute() {
+    let mut t = TaskState::new(RED);
+    t.lease("a", "alice", 100).unwrap();
+    t.lease("b", "bob", 100).unwrap();
+    t.report("a", None, 1).unwrap();
+    t.report("b", Some(d(1)), 2).unwrap();
+    assert!(!t.disputed());
+}
+
+#[test]
 fn a_runner_or_owner_never_gets_two_replicas_of_one_task() {
     let mut t = TaskState::new(RED);
     t.lease("a", "alice", 100).unwrap();
@@ -56,7 +66,9 @@ fn disagreement_issues_one_more_and_the_tie_breaker_decides() {
     t.lease("a", "alice", 100).unwrap();
     t.lease("liar", "mallory", 100).unwrap();
     t.report("a", Some(d(1)), 1).unwrap();
+    assert!(!t.disputed(), "one digest is no dispute");
     assert_eq!(t.report("liar", Some(d(9)), 2), Ok(Effect::Issue(1)));
+    assert!(t.disputed());
     t.lease("c", "carol", 100).unwrap();
     assert_eq!(
         t.report("c", Some(d(1)), 3),

@@ -1,0 +1,218 @@
+//! The binaries as a service manager runs them: the runner's `--json` events on standard
+//! output, settings files, and a clean stop on SIGTERM.
+
+use std::process::{Command, Stdio};
+
+use helio_sdk::wire::BatchStatus;
+use serde_json::Value;
+
+use super::grid::{Db, TestGrid, check_finished, hashchain_batch};
+use super::s3::workspace_binary;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_runner_binary_prints_json_events_and_stops_cleanly_on_sigterm() {
+    let grid = TestGrid::start(Db::Sqlite, 30_000).await;
+    let (n, rounds) = (6, 300);
+    let manifest = hashchain_batch(grid.dir.path(), n, rounds, 60);
+    let batch = grid
+        .submitter()
+        .submit(manifest.to_str().unwrap())
+        .await
+        .unwrap()
+        .batch;
+    let runner = workspace_binary("runner");
+    let start = |owner: &str| {
+        let dir = grid.dir.path().join("cli-runners").join(owner);
+        Command::new(&runner)
+            .args([
+                "--scheduler",
+                &grid.url,
+                "--owner",
+                owner,
+                "--slots",
+                "2",
+                "--json",
+            ])
+            .arg("--state-dir")
+            .arg(dir.join("state"))
+            .env("XDG_CACHE_HOME", dir.join("cache"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let runners = [start("alice"), start("bob")];
+    grid.wait_for(&batch, BatchStatus::done).await;
+    for r in &runners {
+        let killed = Command::new("kill")
+            .args(["-TERM", &r.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+    }
+    let credits = check_finished(&grid, &batch, n, rounds).await;
+    let by_owner = grid.submitter().credits("owner").await.unwrap();
+    for (owner, r) in ["alice", "bob"].iter().zip(runners) {
+        let out = tokio::task::spawn_blocking(move || r.wait_with_output())
+            .await
+            .unwrap()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{owner}: {:?}\n{stderr}", out.status);
+        let events: Vec<Value> = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+            .collect();
+        let kinds: Vec<&str> = events
+            .iter()
+            .map(|e| e["event"].as_str().unwrap())
+            .collect();
+        assert_eq!(kinds.first(), Some(&"joined"), "{kinds:?}");
+        assert_eq!(kinds.last(), Some(&"session"), "{kinds:?}");
+        assert_eq!(events[0]["owner"], *owner);
+        let runner_id = events[0]["runner"].as_str().unwrap();
+        let started = kinds.iter().filter(|k| **k == "started").count();
+        let finished: Vec<&Value> = events.iter().filter(|e| e["event"] == "finished").collect();
+        assert_eq!(started, finished.len(), "{kinds:?}");
+        assert!(!finished.is_empty());
+        for f in &finished {
+            let slot = f["slot"].as_u64().unwrap();
+            assert!((1..=2).contains(&slot), "{f}");
+            assert_eq!(f["outcome"], "exited", "{f}");
+        }
+        // What it says it earned is what the ledger holds for it: credits granted when it
+        // reported, and those granted when another runner agreed later, which the heartbeat
+        // brings.
+        let session = events.last().unwrap();
+        let earned = session["micro_credits"].as_u64().unwrap();
+        assert_eq!(credits.get(runner_id).copied(), Some(earned));
+        let at_report: u64 = finished
+            .iter()
+            .map(|f| f["micro_credits"].as_u64().unwrap())
+            .sum();
+        assert!(at_report <= earned, "{at_report} > {earned}");
+        let news: Vec<&Value> = events.iter().filter(|e| e["event"] == "credits").collect();
+        assert_eq!(
+            news.last().unwrap()["session_micro_credits"].as_u64(),
+            Some(earned)
+        );
+        let row = by_owner.rows.iter().find(|r| r.key == *owner).unwrap();
+        assert_eq!(row.micro_credits, earned);
+        assert_eq!(
+            session["accepted"].as_u64().unwrap(),
+            finished
+                .iter()
+                .filter(|f| f["result"] == "accepted")
+                .count() as u64
+        );
+        // JSON on standard output, nothing for people on standard error.
+        assert!(stderr.trim().is_empty(), "{stderr}");
+    }
+    grid.stop().await;
+}
+
+#[test]
+fn quiet_and_json_do_not_go_together() {
+    let out = Command::new(workspace_binary("runner"))
+        .args([
+            "--scheduler",
+            "http://127.0.0.1:9",
+            "--owner",
+            "x",
+            "--quiet",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--quiet") && stderr.contains("--json"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn the_scheduler_reads_a_settings_file_and_stops_cleanly_on_sigterm() {
+    use std::io::BufRead;
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let file = dir.path().join("scheduler.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\nheartbeat-seconds = 7\n\
+             max-runners = [\"cpu=5\", \"gpu=1\"]\njson-logs = true\n",
+            data.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let mut scheduler = Command::new(workspace_binary("scheduler"))
+        .args(["serve", "--config"])
+        .arg(&file)
+        .env_remove("HELIO_DATA_DIR")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(scheduler.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let url = first.trim().to_string();
+    assert!(url.starts_with("http://127.0.0.1:"), "{first:?}");
+    // The file's data directory holds the database.
+    assert!(data.join("scheduler.db").exists());
+    let health: Value = reqwest::get(format!("{url}/health"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["status"], "ok");
+    let killed = Command::new("kill")
+        .args(["-TERM", &scheduler.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = scheduler.wait_with_output().unwrap();
+    let logs = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}\n{logs}", out.status);
+    // json-logs = true: every log line is JSON, and the last says it shut down.
+    let lines: Vec<Value> = logs
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+        .collect();
+    assert!(
+        lines.iter().any(|l| l["fields"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("shutting down"))),
+        "{logs}"
+    );
+
+    // A setting the scheduler does not have is named, with the ones it has.
+    std::fs::write(&file, "listen = \"127.0.0.1:0\"\nheartbeat = 7\n").unwrap();
+    let out = Command::new(workspace_binary("scheduler"))
+        .args(["serve", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("unknown setting `heartbeat`") && stderr.contains("heartbeat-seconds"),
+        "{stderr}"
+    );
+    // A bad value is refused as the flag's would be.
+    std::fs::write(&file, "heartbeat-seconds = 0\n").unwrap();
+    let out = Command::new(workspace_binary("scheduler"))
+        .args(["serve", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--heartbeat-seconds"), "{stderr}");
+}
