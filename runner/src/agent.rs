@@ -311,8 +311,8 @@ fn calibration_module() -> Vec<u8> {
 
 const CALIBRATION_ITERATIONS: i64 = 2_000_000;
 
-/// Runs the calibration task and returns fuel per second (0 if it could not run).
-pub fn calibrate(sandbox: &Sandbox) -> u64 {
+/// Runs the calibration task and returns this machine's fuel per second.
+pub fn calibrate(sandbox: &Sandbox) -> Result<u64, String> {
     let wasm = calibration_module();
     let hash = Blake3Hash::of(&wasm);
     let manifest = TaskManifest::from_value(serde_json::json!({
@@ -321,22 +321,27 @@ pub fn calibrate(sandbox: &Sandbox) -> u64 {
         "module": { "uri": "calibration.wasm", "blake3": hash.to_string() },
         "limits": { "fuel": 1_000_000_000u64, "wall_seconds": 10 },
     }));
-    let Ok(manifest) = manifest else { return 0 };
+    let manifest = manifest.map_err(|e| format!("the calibration task: {e}"))?;
     let task = LoadedTask {
         manifest,
         module: wasm.into(),
         inputs: Vec::new(),
     };
     // The first run compiles; the second measures.
-    let _ = task.run(sandbox);
+    task.run(sandbox)
+        .map_err(|e| format!("the calibration task: {e}"))?;
     let start = Instant::now();
-    match task.run(sandbox) {
-        Ok(out) => {
-            let secs = start.elapsed().as_secs_f64().max(1e-6);
-            (out.report.fuel_consumed as f64 / secs) as u64
-        }
-        Err(_) => 0,
+    let out = task
+        .run(sandbox)
+        .map_err(|e| format!("the calibration task: {e}"))?;
+    if !out.report.outcome.is_success() {
+        return Err(format!(
+            "the calibration task ended {:?}",
+            out.report.outcome
+        ));
     }
+    let secs = start.elapsed().as_secs_f64().max(1e-6);
+    Ok((out.report.fuel_consumed as f64 / secs) as u64)
 }
 
 /// How a volunteer runner runs.
@@ -469,7 +474,14 @@ pub async fn run(config: AgentConfig, mut stop: watch::Receiver<Stop>) -> anyhow
     })?);
     let fuel_per_second = {
         let sandbox = sandbox.clone();
-        tokio::task::spawn_blocking(move || calibrate(&sandbox)).await?
+        // A runner that cannot calibrate still works; it registers 0, which the scheduler
+        // shows as unknown.
+        tokio::task::spawn_blocking(move || calibrate(&sandbox))
+            .await?
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "cannot measure this machine's speed");
+                0
+            })
     };
     let client = Client::new(&config.scheduler, key);
     let reg = RegisterRunner {

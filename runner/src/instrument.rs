@@ -46,7 +46,7 @@ use crate::sandbox::NanMode;
 
 /// The rewrite's version, part of the compiled-module cache's key: bump it whenever the
 /// rewrite changes, so that no runner runs an artifact an older rewrite made.
-pub const REWRITE_VERSION: u32 = 2;
+pub const REWRITE_VERSION: u32 = 3;
 
 /// The exported `i64` global holding the fuel left, as of the last call or return.
 pub const FUEL_EXPORT: &str = "helio:fuel";
@@ -490,6 +490,11 @@ impl Reencode for Rewriter {
                     if matches!(op, Operator::If { .. }) {
                         depth += 1;
                     }
+                    // A branch to the function's own label returns: store the fuel, as a
+                    // `return` does, or the caller would never see what this call burned.
+                    if branches_out(&op, depth) {
+                        self.store(&mut f, &s);
+                    }
                 }
                 Flow::End => {
                     if depth == 0 {
@@ -544,6 +549,27 @@ impl Reencode for Rewriter {
         }
         code.function(&f);
         Ok(())
+    }
+}
+
+/// Whether `op` may branch to the label of the function itself, with `depth` blocks open
+/// inside the function's body.
+fn branches_out(op: &Operator<'_>, depth: usize) -> bool {
+    use Operator as O;
+    let Ok(out) = u32::try_from(depth) else {
+        return false;
+    };
+    match op {
+        O::Br { relative_depth }
+        | O::BrIf { relative_depth }
+        | O::BrOnNull { relative_depth }
+        | O::BrOnNonNull { relative_depth }
+        | O::BrOnCast { relative_depth, .. }
+        | O::BrOnCastFail { relative_depth, .. } => *relative_depth == out,
+        O::BrTable { targets } => {
+            targets.default() == out || targets.targets().any(|t| t.is_ok_and(|t| t == out))
+        }
+        _ => false,
     }
 }
 

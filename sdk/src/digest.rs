@@ -8,7 +8,9 @@ use crate::types::{Blake3Hash, Name};
 /// It keys the result digest, so runners with different profiles can never agree by accident.
 ///
 /// `helio-det-2` meters fuel with checks the module rewrite inserts instead of wasmtime's.
-pub const DETERMINISM_PROFILE: &str = "helio-det-2";
+/// `helio-det-3` also counts the fuel of a function left by a branch to its own label (before,
+/// such a call's fuel was lost to its caller).
+pub const DETERMINISM_PROFILE: &str = "helio-det-3";
 
 /// How one run ended. Every variant but [`Outcome::Timeout`] is deterministic.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -48,6 +48,18 @@ fn fuel_is_counted_in_wasmtimes_unit() {
                 (br 0))
               (local.set 0 (i32.add (local.get 0) (i32.const 1)))
               (br_if 0 (i32.lt_u (local.get 0) (i32.const 500)))))"#,
+        // A function left by branches to its own label (br, br_if, br_table), called in a
+        // loop: its fuel must reach the caller as a return's does.
+        r#"(func $f (param i32)
+            (br_if 0 (i32.eqz (local.get 0)))
+            (block (block
+              (br_table 0 1 2 (i32.rem_u (local.get 0) (i32.const 3)))))
+            (br 0))
+           (func (export "_start") (local i32)
+            (loop
+              (call $f (local.get 0))
+              (local.set 0 (i32.add (local.get 0) (i32.const 1)))
+              (br_if 0 (i32.lt_u (local.get 0) (i32.const 300)))))"#,
         // Calls, returns and recursion.
         r#"(func $fib (param i32) (result i32)
             (if (i32.lt_u (local.get 0) (i32.const 2)) (then (return (local.get 0))))
@@ -243,4 +255,16 @@ fn a_watched_task_shows_its_fuel_as_it_runs_and_the_same_result() {
     );
     assert_eq!(watched.report.digest, unwatched.report.digest);
     assert_eq!(watched.report.fuel_consumed, unwatched.report.fuel_consumed);
+}
+
+/// The calibration figure a runner registers with is a real measurement.
+#[test]
+fn calibration_measures_fuel_per_second() {
+    use helio_runner::{Sandbox, SandboxConfig, agent};
+
+    let sandbox = Sandbox::new(SandboxConfig::default()).unwrap();
+    let rate = agent::calibrate(&sandbox).unwrap();
+    // The loop burns tens of millions of fuel; any machine this runs on does more than a
+    // million a second, and none a hundred trillion.
+    assert!((1_000_000..100_000_000_000_000).contains(&rate), "{rate}");
 }
