@@ -72,6 +72,8 @@ struct Figures {
     steady_rate: f64,
     rss_kib: u64,
     peak_kib: u64,
+    /// One read of the dashboard's snapshot with the batch finished (best of three).
+    dashboard: Duration,
 }
 
 /// Runs the measurements and prints a Markdown table.
@@ -87,9 +89,9 @@ pub fn grid(args: &GridArgs) -> Result<()> {
         scheduler.display()
     );
     println!(
-        "| database | runners | tasks | submit | submit → all accepted | accepted tasks/s | steady tasks/s | scheduler RSS | scheduler peak RSS | requests per task | leases per task |"
+        "| database | runners | tasks | submit | submit → all accepted | accepted tasks/s | steady tasks/s | scheduler RSS | scheduler peak RSS | requests per task | leases per task | dashboard read |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     let mut rows: Vec<(usize, usize)> = args
         .runners
         .iter()
@@ -103,7 +105,7 @@ pub fn grid(args: &GridArgs) -> Result<()> {
                 .block_on(measure(&scheduler, args, db, runners, tasks))
                 .with_context(|| format!("{db:?}, {runners} runners, {tasks} tasks"))?;
             println!(
-                "| {db:?} | {runners} | {tasks} | {:.2} s | {:.2} s | {:.0} | {:.0} | {} MiB | {} MiB | {:.1} | {:.2} |",
+                "| {db:?} | {runners} | {tasks} | {:.2} s | {:.2} s | {:.0} | {:.0} | {} MiB | {} MiB | {:.1} | {:.2} | {:.0} ms |",
                 f.submit.as_secs_f64(),
                 f.total.as_secs_f64(),
                 tasks as f64 / f.total.as_secs_f64(),
@@ -112,6 +114,7 @@ pub fn grid(args: &GridArgs) -> Result<()> {
                 f.peak_kib / 1024,
                 f.requests_per_task,
                 f.leases_per_task,
+                f.dashboard.as_secs_f64() * 1000.0,
             );
         }
     }
@@ -321,6 +324,22 @@ async fn measure(
     };
     let requests_per_task = metric("helio_runner_requests_total") / tasks as f64;
     let leases_per_task = metric("helio_leases_total") / tasks as f64;
+    let mut dashboard = Duration::MAX;
+    for _ in 0..3 {
+        let asked = Instant::now();
+        let response = reqwest::Client::new()
+            .get(format!("{}/v1/dashboard", scheduler.url))
+            .bearer_auth(&scheduler.token)
+            .send()
+            .await?;
+        ensure!(
+            response.status().is_success(),
+            "dashboard: {}",
+            response.status()
+        );
+        response.bytes().await?;
+        dashboard = dashboard.min(asked.elapsed());
+    }
     let steady = done - first.unwrap_or(start);
     let steady_rate = (tasks as u64 - first_done) as f64 / steady.as_secs_f64().max(1e-3);
 
@@ -337,5 +356,6 @@ async fn measure(
         steady_rate,
         rss_kib,
         peak_kib,
+        dashboard,
     })
 }

@@ -46,7 +46,7 @@ use crate::sandbox::NanMode;
 
 /// The rewrite's version, part of the compiled-module cache's key: bump it whenever the
 /// rewrite changes, so that no runner runs an artifact an older rewrite made.
-pub const REWRITE_VERSION: u32 = 3;
+pub const REWRITE_VERSION: u32 = 4;
 
 /// The exported `i64` global holding the fuel left, as of the last call or return.
 pub const FUEL_EXPORT: &str = "helio:fuel";
@@ -55,10 +55,11 @@ pub const FUEL_EXPORT: &str = "helio:fuel";
 pub const STOP_EXPORT: &str = "helio:stop";
 /// The exported one-page memory whose first byte is the wall-clock interrupt flag.
 pub const INTERRUPT_EXPORT: &str = "helio:interrupt";
-/// The byte of the interrupt memory that asks the guest for its fuel: the next check that
-/// sees it set writes the fuel left at [`PROGRESS_FUEL`] and clears it. The guest's own state
-/// and fuel are untouched, so a run's result is the same whether anyone watches or not.
-pub const PROGRESS_REQUEST: u32 = 1;
+/// The interrupt flag's value that asks the guest for its fuel (1 means the deadline
+/// passed): the next check that sees it writes the fuel left at [`PROGRESS_FUEL`] and clears
+/// the flag. The guest's own state and fuel are untouched, so a run's result is the same
+/// whether anyone watches or not.
+pub const PROGRESS_REQUEST: u8 = 2;
 /// Where in the interrupt memory the guest writes its fuel left (an `i64`, little-endian).
 pub const PROGRESS_FUEL: u32 = 8;
 /// [`STOP_EXPORT`]'s value when fuel ran out.
@@ -284,30 +285,33 @@ impl Rewriter {
         }
     }
 
-    /// Traps, saying why, when fuel is below zero or the interrupt flag is set; answers a
-    /// progress request ([`PROGRESS_REQUEST`]) by writing the fuel left at
-    /// [`PROGRESS_FUEL`] and going on. The common case costs what a check of one flag costs:
-    /// one load of both flag bytes, a compare and a branch not taken.
+    /// Traps, saying why, when fuel is below zero or the interrupt flag says the deadline
+    /// passed; answers a progress request (the flag set to [`PROGRESS_REQUEST`]) by writing the
+    /// fuel left at [`PROGRESS_FUEL`], clearing the flag and going on. The common case is
+    /// what it always was: one load of the flag byte, a compare and a branch not taken; the
+    /// rest is on the cold path.
     fn check(&self, f: &mut Function, s: &Scratch) {
         let at = |offset: u64, align: u32| MemArg {
             offset,
             align,
             memory_index: self.interrupt,
         };
+        let flag = Instruction::I32Load8U(at(0, 0));
         f.instruction(&Instruction::LocalGet(s.fuel))
             .instruction(&Instruction::I64Const(0))
             .instruction(&Instruction::I64LtS)
             .instruction(&Instruction::I32Const(0))
-            .instruction(&Instruction::I32Load16U(at(0, 1)))
+            .instruction(&flag)
             .instruction(&Instruction::I32Or)
             .instruction(&Instruction::If(wasm_encoder::BlockType::Empty));
-        // Only a progress request (fuel left, no interrupt): answer it and go on.
+        // Only a progress request (and fuel left): answer it and go on.
         f.instruction(&Instruction::LocalGet(s.fuel))
             .instruction(&Instruction::I64Const(0))
             .instruction(&Instruction::I64GeS)
             .instruction(&Instruction::I32Const(0))
-            .instruction(&Instruction::I32Load8U(at(0, 0)))
-            .instruction(&Instruction::I32Eqz)
+            .instruction(&flag)
+            .instruction(&Instruction::I32Const(PROGRESS_REQUEST as i32))
+            .instruction(&Instruction::I32Eq)
             .instruction(&Instruction::I32And)
             .instruction(&Instruction::If(wasm_encoder::BlockType::Empty))
             .instruction(&Instruction::I32Const(0))
@@ -315,13 +319,15 @@ impl Rewriter {
             .instruction(&Instruction::I64Store(at(PROGRESS_FUEL as u64, 3)))
             .instruction(&Instruction::I32Const(0))
             .instruction(&Instruction::I32Const(0))
-            .instruction(&Instruction::I32Store8(at(PROGRESS_REQUEST as u64, 0)))
+            .instruction(&Instruction::I32Store8(at(0, 0)))
             .instruction(&Instruction::Else);
         self.store(f, s);
-        // STOP_OUT_OF_FUEL + flag: 1 when fuel ran out, 2 when the deadline passed.
-        f.instruction(&Instruction::I32Const(0))
-            .instruction(&Instruction::I32Load8U(at(0, 0)))
-            .instruction(&Instruction::I32Const(STOP_OUT_OF_FUEL))
+        // STOP_OUT_OF_FUEL, or STOP_TIMEOUT when the flag says the deadline passed.
+        f.instruction(&Instruction::I32Const(STOP_OUT_OF_FUEL))
+            .instruction(&Instruction::I32Const(0))
+            .instruction(&flag)
+            .instruction(&Instruction::I32Const(1))
+            .instruction(&Instruction::I32Eq)
             .instruction(&Instruction::I32Add)
             .instruction(&Instruction::GlobalSet(self.stop))
             .instruction(&Instruction::Unreachable)

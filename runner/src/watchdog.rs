@@ -121,28 +121,33 @@ impl Watchdog {
 
     fn tick(&self, now: Instant, ask: bool) {
         for watch in self.watches.lock().unwrap().iter() {
+            // SAFETY: `watch`'s contract keeps the interrupt memory's first 16 bytes valid
+            // while the watch is listed, and the list is locked. The guest reads and writes
+            // the flag with one-byte accesses and the fuel slot (8-aligned: a memory's base
+            // is page-aligned) with one aligned 8-byte store; neither can tear.
+            let base = watch.flag as *mut u8;
+            // SAFETY: as above.
+            let flag = unsafe { AtomicU8::from_ptr(base) };
             if ask && let Some((progress, limit)) = &watch.progress {
-                let base = watch.flag as *mut u8;
-                // SAFETY: as for the flag below; the fuel slot is 8-aligned (a memory's base
-                // is page-aligned) and the guest writes it with one aligned 8-byte store.
-                let left = unsafe {
-                    AtomicI64::from_ptr(base.add(crate::instrument::PROGRESS_FUEL as usize).cast())
-                }
-                .load(Ordering::Relaxed);
+                let slot = base.wrapping_add(crate::instrument::PROGRESS_FUEL as usize);
+                // SAFETY: as above.
+                let left = unsafe { AtomicI64::from_ptr(slot.cast()) }.load(Ordering::Relaxed);
                 progress
                     .used
                     .store((limit - left).clamp(0, *limit) as u64, Ordering::Relaxed);
-                // SAFETY: as for the flag below.
-                unsafe {
-                    AtomicU8::from_ptr(base.add(crate::instrument::PROGRESS_REQUEST as usize))
-                }
-                .store(1, Ordering::Relaxed);
+                // Ask again, unless the flag is already set (a deadline is never overwritten;
+                // a pending request stays pending).
+                let _ = flag.compare_exchange(
+                    0,
+                    crate::instrument::PROGRESS_REQUEST,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
             }
             if now >= watch.deadline {
-                // SAFETY: `watch`'s contract keeps the byte valid while the watch is listed,
-                // and the list is locked. The guest reads the byte with a plain aligned
-                // load; a one-byte store cannot tear.
-                unsafe { AtomicU8::from_ptr(watch.flag as *mut u8) }.store(1, Ordering::Relaxed);
+                // Set at every tick past the deadline: a guest answering a progress request
+                // at the same moment may clear it once, and then sees it 10 ms later.
+                flag.store(1, Ordering::Relaxed);
             }
         }
     }
