@@ -421,8 +421,15 @@ async fn register(
     }
 }
 
-/// Shows what changed in the ledger's account of this runner since the last heartbeat.
-fn news(display: &Display, baseline: &HeartbeatAck, before: &HeartbeatAck, now: &HeartbeatAck) {
+/// Keeps `now`, the ledger's latest account of this runner, in `ledger`, and shows what
+/// changed since the one before.
+fn news(
+    display: &Display,
+    baseline: &HeartbeatAck,
+    ledger: &std::sync::Mutex<HeartbeatAck>,
+    now: HeartbeatAck,
+) {
+    let before = std::mem::replace(&mut *ledger.lock().expect("ledger account"), now.clone());
     if now.micro_credits != before.micro_credits {
         display.event(Event::Credits {
             session_micro_credits: now.micro_credits.saturating_sub(baseline.micro_credits),
@@ -529,8 +536,7 @@ pub async fn run(config: AgentConfig, mut stop: watch::Receiver<Stop>) -> anyhow
             loop {
                 tokio::time::sleep(every).await;
                 if let Ok(ack) = client.heartbeat().await {
-                    let before = std::mem::replace(&mut *ledger.lock().unwrap(), ack.clone());
-                    news(&display, &baseline, &before, &ack);
+                    news(&display, &baseline, &ledger, ack);
                 }
             }
         })
@@ -578,14 +584,16 @@ pub async fn run(config: AgentConfig, mut stop: watch::Receiver<Stop>) -> anyhow
                         let slot = free_slots.pop_first().unwrap_or(0);
                         running_ids.push(lease.task_id);
                         let progress = Arc::new(Progress::default());
-                        display.event(Event::Started {
-                            slot,
-                            task_id: lease.task_id,
-                            task: lease.manifest.name.to_string(),
-                            batch: lease.batch.clone(),
-                            fuel_limit: lease.manifest.limits.fuel,
-                        });
-                        display.started(slot, lease.manifest.name.as_str(), progress.clone());
+                        display.started(
+                            Event::Started {
+                                slot,
+                                task_id: lease.task_id,
+                                task: lease.manifest.name.to_string(),
+                                batch: lease.batch.clone(),
+                                fuel_limit: lease.manifest.limits.fuel,
+                            },
+                            progress.clone(),
+                        );
                         let (client, sandbox, blobs) =
                             (client.clone(), sandbox.clone(), blobs.clone());
                         running.spawn(async move {
@@ -633,9 +641,8 @@ pub async fn run(config: AgentConfig, mut stop: watch::Receiver<Stop>) -> anyhow
     }
     // The ledger's word on the session, if the scheduler answers.
     if let Ok(ack) = client.heartbeat().await {
-        let before = std::mem::replace(&mut *ledger.lock().unwrap(), ack.clone());
-        news(&display, &baseline, &before, &ack);
         summary.micro_credits = ack.micro_credits.saturating_sub(baseline.micro_credits);
+        news(&display, &baseline, &ledger, ack);
     }
     display.event(Event::Session {
         reported: summary.reported,
@@ -767,13 +774,6 @@ async fn report_all(
             _ => {}
         }
         let name = lease.manifest.name.as_str();
-        let result = match ack.status {
-            ReportStatus::Accepted => "accepted",
-            ReportStatus::Disagreed => "disagreed",
-            ReportStatus::Recorded => "recorded",
-            ReportStatus::Duplicate => "duplicate",
-            ReportStatus::Refused => "refused",
-        };
         display.event(Event::Finished {
             slot: *slot,
             task_id: lease.task_id,
@@ -781,7 +781,7 @@ async fn report_all(
             outcome: output.report.outcome.name().to_string(),
             fuel: output.report.fuel_consumed,
             wall_ms: output.report.wall_ms,
-            result: result.to_string(),
+            result: ack.status.clone(),
             micro_credits: ack.micro_credits,
             error: ack.error.clone(),
             session_accepted: summary.accepted,

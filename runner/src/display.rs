@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use helio_sdk::Tier;
-use helio_sdk::wire::credits_text;
+use helio_sdk::wire::{ReportStatus, credits_text};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
@@ -72,9 +72,8 @@ pub enum Event {
         fuel: u64,
         /// How long it ran, in milliseconds.
         wall_ms: u64,
-        /// `accepted`, `disagreed`, `recorded` (waiting for other runners), `duplicate` or
-        /// `refused`.
-        result: String,
+        /// What the scheduler made of the result (`recorded`: waiting for other runners).
+        result: ReportStatus,
         /// Micro-credits it earned.
         micro_credits: u64,
         /// Why it was refused.
@@ -142,23 +141,23 @@ impl Event {
                 error,
                 wall_ms,
                 ..
-            } => match result.as_str() {
-                "accepted" => format!(
+            } => match result {
+                ReportStatus::Accepted => format!(
                     "task {task}: {outcome} in {}, accepted, +{} credits",
                     seconds(*wall_ms),
                     credits_text(*micro_credits),
                 ),
-                "disagreed" => format!(
+                ReportStatus::Disagreed => format!(
                     "task {task}: {outcome}, but the accepted result differs from this runner's: \
                      no credit, and the scheduler flags this runner (unstable hardware, an \
                      overclock or a modified runner can cause this)"
                 ),
-                "refused" => format!(
+                ReportStatus::Refused => format!(
                     "task {task}: result refused: {}",
                     error.as_deref().unwrap_or("no reason given")
                 ),
-                "duplicate" => format!("task {task}: already reported"),
-                _ => format!(
+                ReportStatus::Duplicate => format!("task {task}: already reported"),
+                ReportStatus::Recorded => format!(
                     "task {task}: {outcome} in {}, reported; waiting for other runners to agree",
                     seconds(*wall_ms)
                 ),
@@ -274,7 +273,6 @@ impl Display {
 
     fn live_event(&self, live: &mut Live, event: Event) {
         match &event {
-            Event::Started { .. } => return,
             Event::Finished {
                 session_accepted, ..
             } => {
@@ -315,9 +313,16 @@ impl Display {
         ));
     }
 
-    /// A task started in slot `slot` (from 1); `progress` tells its fuel.
-    pub fn started(&self, slot: u32, task: &str, progress: Arc<Progress>) {
-        let Some(live) = &self.live else { return };
+    /// A task started: shows `started` (an [`Event::Started`]) and, on a live display, a
+    /// line for its slot that `progress` fills.
+    pub fn started(&self, started: Event, progress: Arc<Progress>) {
+        let Event::Started { slot, task, .. } = &started else {
+            return self.event(started);
+        };
+        let (slot, task) = (*slot, task.clone());
+        let Some(live) = &self.live else {
+            return self.event(started);
+        };
         let mut live = live.lock().expect("display");
         let bar = live.multi.add(ProgressBar::new(1000));
         bar.set_style(
@@ -328,7 +333,7 @@ impl Display {
             .progress_chars("=> "),
         );
         bar.set_prefix(slot.to_string());
-        bar.set_message(task.to_string());
+        bar.set_message(task.clone());
         let index = (slot as usize).saturating_sub(1);
         if let Some(entry) = live.slots.get_mut(index) {
             if let Some(old) = entry.take() {
@@ -336,7 +341,7 @@ impl Display {
             }
             *entry = Some(Slot {
                 bar,
-                task: task.to_string(),
+                task,
                 progress,
             });
         }

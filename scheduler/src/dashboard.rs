@@ -38,6 +38,8 @@ pub struct BatchView {
     pub submitted_by: String,
     /// When, in milliseconds since the Unix epoch.
     pub created_ms: i64,
+    /// Whether every task is accepted and its outputs stored ([`BatchStatus::done`]).
+    pub done: bool,
 }
 
 /// The grid at one moment.
@@ -162,8 +164,10 @@ impl Pulse {
             true => {
                 let mut views = Vec::new();
                 for (id, submitted_by, created_ms) in store.recent_batches(BATCHES).await? {
+                    let status = store.batch_status(&id).await?;
                     views.push(BatchView {
-                        status: store.batch_status(&id).await?,
+                        done: status.done(),
+                        status,
                         submitted_by,
                         created_ms,
                     });

@@ -1866,29 +1866,6 @@ impl Store {
         ))
     }
 
-    /// Tasks per phase across the grid, and runners online per tier.
-    pub async fn grid_counts(&self) -> Result<(BTreeMap<String, u64>, BTreeMap<String, u64>)> {
-        let mut phases = BTreeMap::new();
-        for row in sqlx::query("SELECT phase, COUNT(*) FROM tasks GROUP BY phase")
-            .fetch_all(&self.pool)
-            .await?
-        {
-            phases.insert(row.try_get(0)?, row.try_get::<i64, _>(1)? as u64);
-        }
-        let mut online = BTreeMap::new();
-        for row in sqlx::query("SELECT tier, COUNT(*) FROM runners WHERE online = 1 GROUP BY tier")
-            .fetch_all(&self.pool)
-            .await?
-        {
-            let rank = row.try_get::<i64, _>(0)?;
-            let tier = TIERS
-                .get(rank as usize)
-                .ok_or_else(|| StoreError::Corrupt(format!("a runner of tier rank {rank}")))?;
-            online.insert(tier.to_string(), row.try_get::<i64, _>(1)? as u64);
-        }
-        Ok((phases, online))
-    }
-
     /// Tasks credited to `runner` and the micro-credits it earned (tasks and time online).
     pub async fn runner_totals(&self, runner: &str) -> Result<(u64, u64)> {
         let row = sqlx::query(
@@ -1903,6 +1880,12 @@ impl Store {
             row.try_get::<i64, _>(0)? as u64,
             row.try_get::<i64, _>(1)? as u64,
         ))
+    }
+
+    /// Whether the database answers (for `/health`).
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").fetch_one(&self.pool).await?;
+        Ok(())
     }
 
     /// Closes the database's connections, waiting for those in use.

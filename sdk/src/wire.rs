@@ -225,6 +225,19 @@ pub enum ReportStatus {
     Refused,
 }
 
+impl ReportStatus {
+    /// Its name, as it is written in JSON (`accepted`, `disagreed`, ...).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ReportStatus::Recorded => "recorded",
+            ReportStatus::Accepted => "accepted",
+            ReportStatus::Disagreed => "disagreed",
+            ReportStatus::Duplicate => "duplicate",
+            ReportStatus::Refused => "refused",
+        }
+    }
+}
+
 /// The answer for one [`ResultReport`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ReportAck {

@@ -230,3 +230,17 @@ fn report_json_has_the_contract_shape() {
     let back: RunReport = serde_json::from_value(v).unwrap();
     assert_eq!(back, r);
 }
+
+#[test]
+fn a_report_status_is_named_as_json_names_it() {
+    use helio_sdk::wire::ReportStatus;
+    for status in [
+        ReportStatus::Recorded,
+        ReportStatus::Accepted,
+        ReportStatus::Disagreed,
+        ReportStatus::Duplicate,
+        ReportStatus::Refused,
+    ] {
+        assert_eq!(serde_json::to_value(&status).unwrap(), status.as_str());
+    }
+}

@@ -117,7 +117,7 @@ function renderBatches(s) {
     const tr = el("tr");
     tr.dataset.batch = b.batch;
     const done = b.succeeded + b.failed;
-    const finished = done === b.tasks && b.outputs_pending === 0;
+    const finished = b.done;
     const name = el("td");
     name.append(el("div", b.name), el("div", shortId(b.batch) + " · " + b.submitted_by, "sub id"));
     const progress = el("td", null, "progress");

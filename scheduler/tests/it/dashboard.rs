@@ -31,12 +31,7 @@ async fn dashboard_counts_what_the_grid_did(db: Db) {
     let grid = TestGrid::start(db, 30_000).await;
     let (n, rounds) = (8, 200);
     let manifest = hashchain_batch(grid.dir.path(), n, rounds, 60);
-    let batch = grid
-        .submitter()
-        .submit(manifest.to_str().unwrap())
-        .await
-        .unwrap()
-        .batch;
+    let batch = grid.submit(&manifest).await;
 
     // Before any work: the batch is there, nothing accepted, nobody online.
     let url = format!("{}/v1/dashboard", grid.url);
@@ -152,6 +147,7 @@ async fn dashboard_counts_what_the_grid_did(db: Db) {
     assert_eq!(b["batch"], batch.as_str());
     assert_eq!(b["succeeded"], n);
     assert_eq!(b["submitted_by"], "test");
+    assert_eq!(b["done"], true);
     assert_eq!(
         b["micro_credits"].as_u64().unwrap(),
         credits.values().sum::<u64>()
@@ -365,12 +361,7 @@ async fn the_dashboard_shows_a_batch_finish_live_in_a_browser() {
         task["tier"] = "gpu".into();
     }
     std::fs::write(&manifest, serde_json::to_vec(&json).unwrap()).unwrap();
-    let batch = grid
-        .submitter()
-        .submit(manifest.to_str().unwrap())
-        .await
-        .unwrap()
-        .batch;
+    let batch = grid.submit(&manifest).await;
 
     let browser = Browser::start().await;
     let page = &browser.client;

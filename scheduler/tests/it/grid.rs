@@ -113,6 +113,15 @@ impl TestGrid {
         Grid::new(&self.url, &self.token)
     }
 
+    /// Submits the batch manifest at `manifest`; returns the batch's id.
+    pub async fn submit(&self, manifest: &Path) -> String {
+        self.submitter()
+            .submit(manifest.to_str().unwrap())
+            .await
+            .unwrap()
+            .batch
+    }
+
     /// A volunteer runner of `owner`, running until the returned sender says stop.
     pub fn runner(&self, owner: &str, slots: u32) -> RunnerHandle {
         runner(&self.url, self.dir.path(), owner, slots)

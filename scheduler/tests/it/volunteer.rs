@@ -9,17 +9,21 @@ use serde_json::Value;
 use super::grid::{Db, TestGrid, check_finished, hashchain_batch};
 use super::s3::workspace_binary;
 
+/// Sends SIGTERM to process `pid`, as a service manager stops a service.
+fn sigterm(pid: u32) {
+    let sent = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_runner_binary_prints_json_events_and_stops_cleanly_on_sigterm() {
     let grid = TestGrid::start(Db::Sqlite, 30_000).await;
     let (n, rounds) = (6, 300);
     let manifest = hashchain_batch(grid.dir.path(), n, rounds, 60);
-    let batch = grid
-        .submitter()
-        .submit(manifest.to_str().unwrap())
-        .await
-        .unwrap()
-        .batch;
+    let batch = grid.submit(&manifest).await;
     let runner = workspace_binary("runner");
     let start = |owner: &str| {
         let dir = grid.dir.path().join("cli-runners").join(owner);
@@ -44,11 +48,7 @@ async fn the_runner_binary_prints_json_events_and_stops_cleanly_on_sigterm() {
     let runners = [start("alice"), start("bob")];
     grid.wait_for(&batch, BatchStatus::done).await;
     for r in &runners {
-        let killed = Command::new("kill")
-            .args(["-TERM", &r.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(killed.success());
+        sigterm(r.id());
     }
     let credits = check_finished(&grid, &batch, n, rounds).await;
     let by_owner = grid.submitter().credits("owner").await.unwrap();
@@ -172,11 +172,7 @@ async fn the_scheduler_reads_a_settings_file_and_stops_cleanly_on_sigterm() {
         .await
         .unwrap();
     assert_eq!(health["status"], "ok");
-    let killed = Command::new("kill")
-        .args(["-TERM", &scheduler.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    sigterm(scheduler.id());
     let out = scheduler.wait_with_output().unwrap();
     let logs = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{:?}\n{logs}", out.status);
@@ -192,27 +188,23 @@ async fn the_scheduler_reads_a_settings_file_and_stops_cleanly_on_sigterm() {
         "{logs}"
     );
 
-    // A setting the scheduler does not have is named, with the ones it has.
-    std::fs::write(&file, "listen = \"127.0.0.1:0\"\nheartbeat = 7\n").unwrap();
-    let out = Command::new(workspace_binary("scheduler"))
-        .args(["serve", "--config"])
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("unknown setting `heartbeat`") && stderr.contains("heartbeat-seconds"),
-        "{stderr}"
-    );
-    // A bad value is refused as the flag's would be.
-    std::fs::write(&file, "heartbeat-seconds = 0\n").unwrap();
-    let out = Command::new(workspace_binary("scheduler"))
-        .args(["serve", "--config"])
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("--heartbeat-seconds"), "{stderr}");
+    // A setting the scheduler does not have is named, with the ones it has; a bad value is
+    // refused as the flag's would be.
+    for (settings, words) in [
+        (
+            "listen = \"127.0.0.1:0\"\nheartbeat = 7\n",
+            &["unknown setting `heartbeat`", "heartbeat-seconds"][..],
+        ),
+        ("heartbeat-seconds = 0\n", &["--heartbeat-seconds"][..]),
+    ] {
+        std::fs::write(&file, settings).unwrap();
+        let out = Command::new(workspace_binary("scheduler"))
+            .args(["serve", "--config"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{settings}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(words.iter().all(|w| stderr.contains(w)), "{stderr}");
+    }
 }
