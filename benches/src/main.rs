@@ -32,6 +32,7 @@ use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
 mod grid;
+mod instructions;
 mod jobs;
 mod storage;
 
@@ -67,11 +68,19 @@ enum What {
     Storage(storage::StorageArgs),
     /// Overhead, compute and jobs (the grid has its own command).
     All,
+    /// The n-body kernel's instructions per variant, counted by callgrind (deterministic,
+    /// whatever else the machine is doing): each variant runs under valgrind at two lengths
+    /// and the difference is the kernel's own count, compilation and start-up cancelled out.
+    Instructions(instructions::InstructionArgs),
+    /// Runs the n-body kernel once in one variant (what `instructions` runs under valgrind).
+    Kernel(instructions::KernelArgs),
 }
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    println!("machine: {} cores, {}", cores(), cpu_model());
+    if !matches!(cli.what, What::Kernel(_)) {
+        println!("machine: {} cores, {}", cores(), cpu_model());
+    }
     if matches!(cli.what, What::Overhead | What::All) {
         overhead(cli.tasks, &cli.wasmtime)?;
     }
@@ -86,6 +95,12 @@ fn main() -> Result<()> {
     }
     if let What::Storage(args) = &cli.what {
         storage::storage(args)?;
+    }
+    if let What::Instructions(args) = &cli.what {
+        instructions::instructions(args)?;
+    }
+    if let What::Kernel(args) = &cli.what {
+        instructions::kernel(args)?;
     }
     Ok(())
 }
@@ -344,34 +359,39 @@ fn best_of<T>(mut f: impl FnMut() -> Result<T>) -> Result<(Duration, T)> {
     Ok(best.unwrap())
 }
 
-/// Runs a guest's `_start` in plain wasmtime with the given switches; returns its stdout.
-fn plain_wasmtime(
-    module: &[u8],
-    args: &[&str],
+/// A guest's `_start` in plain wasmtime with the given switches, compiled and ready to run.
+struct Plain {
+    engine: Engine,
+    pre: wasmtime::InstancePre<WasiP1Ctx>,
     fuel: bool,
-    epoch: bool,
-    nan: bool,
-) -> Result<Duration> {
-    let mut config = Config::new();
-    config
-        .consume_fuel(fuel)
-        .epoch_interruption(epoch)
-        .cranelift_nan_canonicalization(nan)
-        .cranelift_opt_level(OptLevel::Speed);
-    let engine = Engine::new(&config)?;
-    let mut linker: Linker<WasiP1Ctx> = Linker::new(&engine);
-    wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |t| t)?;
-    let module = Module::new(&engine, module)?;
-    let pre = linker.instantiate_pre(&module)?;
-    let (took, ()) = best_of(|| {
+}
+
+impl Plain {
+    fn new(module: &[u8], fuel: bool, epoch: bool, nan: bool) -> Result<Plain> {
+        let mut config = Config::new();
+        config
+            .consume_fuel(fuel)
+            .epoch_interruption(epoch)
+            .cranelift_nan_canonicalization(nan)
+            .cranelift_opt_level(OptLevel::Speed);
+        let engine = Engine::new(&config)?;
+        let mut linker: Linker<WasiP1Ctx> = Linker::new(&engine);
+        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |t| t)?;
+        let module = Module::new(&engine, module)?;
+        let pre = linker.instantiate_pre(&module)?;
+        Ok(Plain { engine, pre, fuel })
+    }
+
+    /// Runs `_start` once with `args`.
+    fn run(&self, args: &[&str]) -> Result<()> {
         let mut argv = vec!["kernel"];
         argv.extend_from_slice(args);
-        let mut store = Store::new(&engine, WasiCtxBuilder::new().args(&argv).build_p1());
-        if fuel {
+        let mut store = Store::new(&self.engine, WasiCtxBuilder::new().args(&argv).build_p1());
+        if self.fuel {
             store.set_fuel(u64::MAX / 4)?;
         }
         store.set_epoch_deadline(u64::MAX / 4);
-        let instance = pre.instantiate(&mut store)?;
+        let instance = self.pre.instantiate(&mut store)?;
         // A module with Helio's metering inserted keeps its fuel in this global.
         if let Some(fuel) = instance.get_global(&mut store, "helio:fuel") {
             fuel.set(&mut store, Val::I64(i64::MAX / 4))?;
@@ -380,7 +400,19 @@ fn plain_wasmtime(
             .get_typed_func::<(), ()>(&mut store, "_start")?
             .call(&mut store, ())?;
         Ok(())
-    })?;
+    }
+}
+
+/// Runs a guest's `_start` in plain wasmtime with the given switches; returns the best time.
+fn plain_wasmtime(
+    module: &[u8],
+    args: &[&str],
+    fuel: bool,
+    epoch: bool,
+    nan: bool,
+) -> Result<Duration> {
+    let plain = Plain::new(module, fuel, epoch, nan)?;
+    let (took, ()) = best_of(|| plain.run(args))?;
     Ok(took)
 }
 

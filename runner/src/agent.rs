@@ -160,8 +160,21 @@ impl Client {
 
     /// Reports results.
     pub async fn report(&self, results: Vec<ResultReport>) -> Result<Vec<ReportAck>, ClientError> {
-        let reported: Reported = self.call("/v1/results", &ReportRequest { results }).await?;
-        Ok(reported.results)
+        Ok(self.report_and_lease(results, 0).await?.0)
+    }
+
+    /// Reports results and asks for up to `max` new tasks in the same request.
+    pub async fn report_and_lease(
+        &self,
+        results: Vec<ResultReport>,
+        max: u32,
+    ) -> Result<(Vec<ReportAck>, Vec<Lease>), ClientError> {
+        let request = ReportRequest {
+            results,
+            lease: max,
+        };
+        let reported: Reported = self.call("/v1/results", &request).await?;
+        Ok((reported.results, reported.leases))
     }
 
     /// Hands leases back.
@@ -549,8 +562,18 @@ pub async fn run(config: AgentConfig, mut stop: watch::Receiver<Stop>) -> anyhow
     let mut free_slots: std::collections::BTreeSet<u32> = (1..=config.slots).collect();
     let mut idle = 0u32;
     let mut away_count = 0u32;
+    // Tasks leased with the last report, to start before asking again.
+    let mut offered: Option<Vec<Lease>> = None;
     loop {
         let level = *stop.borrow();
+        if level != Stop::Run
+            && let Some(leases) = offered.take().filter(|l| !l.is_empty())
+        {
+            // Told to stop while the last report brought new work: none of it started.
+            let _ = client
+                .give_back(leases.iter().map(|l| l.task_id).collect())
+                .await;
+        }
         if level == Stop::Now {
             if !running_ids.is_empty() {
                 let _ = client.give_back(running_ids.clone()).await;
@@ -567,11 +590,16 @@ pub async fn run(config: AgentConfig, mut stop: watch::Receiver<Stop>) -> anyhow
         if level == Stop::Drain && running.is_empty() {
             break;
         }
-        // Ask for work while slots are free; poll more slowly while there is none.
+        // Ask for work while slots are free (unless the last report brought it); poll more
+        // slowly while there is none.
         let mut poll = Duration::from_secs(3600);
         let free = config.slots.saturating_sub(running.len() as u32);
         if level == Stop::Run && free > 0 {
-            match client.lease(free).await {
+            let leased = match offered.take() {
+                Some(leases) => Ok(leases),
+                None => client.lease(free).await,
+            };
+            match leased {
                 Ok(leases) => {
                     away_count = 0;
                     if (leases.len() as u32) < free {
@@ -632,7 +660,10 @@ pub async fn run(config: AgentConfig, mut stop: watch::Receiver<Stop>) -> anyhow
                 display.ended(*slot);
                 free_slots.insert(*slot);
             }
-            report_all(&client, done, &mut summary, &display).await;
+            // Ask for the freed slots' next tasks with the results, unless stopping.
+            let free = config.slots.saturating_sub(running.len() as u32);
+            let want = if *stop.borrow() == Stop::Run { free } else { 0 };
+            offered = report_all(&client, done, want, &mut summary, &display).await;
         }
     }
     heartbeat.abort();
@@ -705,13 +736,16 @@ async fn cached_blob(client: &Client, dir: &Path, hash: &Blake3Hash) -> Result<A
 }
 
 /// Reports finished tasks (retrying while the scheduler is away and the leases last),
-/// uploads outputs when asked, and hands back tasks this runner could not run.
+/// uploads outputs when asked, and hands back tasks this runner could not run. Asks for up
+/// to `want` new tasks with the report; returns those leased (`None` when no report was
+/// answered, so the caller asks on its own).
 async fn report_all(
     client: &Client,
     done: Vec<(u32, Lease, Result<RunOutput, String>)>,
+    want: u32,
     summary: &mut Summary,
     display: &Display,
-) {
+) -> Option<Vec<Lease>> {
     let mut results = Vec::new();
     let mut outputs = Vec::new();
     let mut failed = Vec::new();
@@ -736,7 +770,7 @@ async fn report_all(
         let _ = client.give_back(failed).await;
     }
     if results.is_empty() {
-        return;
+        return None;
     }
     let deadline = outputs
         .iter()
@@ -744,9 +778,9 @@ async fn report_all(
         .max()
         .unwrap_or(0);
     let mut attempt = 0;
-    let acks = loop {
-        match client.report(results.clone()).await {
-            Ok(acks) => break acks,
+    let (acks, leases) = loop {
+        match client.report_and_lease(results.clone(), want).await {
+            Ok(answer) => break answer,
             Err(e) if e.is_transient() && now_ms() < deadline => {
                 let wait = backoff(attempt);
                 display.event(away(&e, wait));
@@ -761,7 +795,7 @@ async fn report_all(
                         results.len()
                     ),
                 });
-                return;
+                return None;
             }
         }
     };
@@ -808,4 +842,5 @@ async fn report_all(
             }
         }
     }
+    (want > 0).then_some(leases)
 }

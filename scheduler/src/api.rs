@@ -668,7 +668,12 @@ async fn report(
     let runner = runner_auth(&app, &method, &uri, &headers, &body).await?;
     app.metrics.runner_requests.inc();
     let req: ReportRequest = parse(&body)?;
-    let mut acks = app.store.report(&runner, &req.results, now_ms()).await?;
+    let lease = (req.lease > 0).then_some((req.lease, app.config.lease_grace_ms));
+    let (mut acks, leases) = app
+        .store
+        .report(&runner, &req.results, lease, now_ms())
+        .await?;
+    app.metrics.leases.inc_by(leases.len() as u64);
     // Only accepted results name blobs to upload: ask for those the store lacks.
     for ack in &mut acks {
         let mut missing = Vec::new();
@@ -694,7 +699,10 @@ async fn report(
         // A recorded result may have used up the replicas: the authority loop looks.
         app.authority.notify_one();
     }
-    Ok(json(&wire::Reported { results: acks }))
+    Ok(json(&wire::Reported {
+        results: acks,
+        leases,
+    }))
 }
 
 // ---- blobs ----

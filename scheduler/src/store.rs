@@ -254,15 +254,18 @@ enum Job {
     Report {
         runner: RunnerRecord,
         results: Vec<ResultReport>,
+        /// New leases wanted after the results are recorded: at most this many, with this
+        /// grace.
+        lease: Option<(u32, i64)>,
         now: i64,
-        reply: oneshot::Sender<Result<Vec<ReportAck>>>,
+        reply: oneshot::Sender<Result<(Vec<ReportAck>, Vec<Lease>)>>,
     },
 }
 
 /// A job's answer, before it is sent.
 enum Done {
     Leases(Vec<Lease>),
-    Acks(Vec<ReportAck>),
+    Acks(Vec<ReportAck>, Vec<Lease>),
 }
 
 impl Job {
@@ -270,7 +273,7 @@ impl Job {
         // A requester that went away no longer wants its answer; what committed stays.
         match (self, done) {
             (Job::Lease { reply, .. }, Ok(Done::Leases(l))) => drop(reply.send(Ok(l))),
-            (Job::Report { reply, .. }, Ok(Done::Acks(a))) => drop(reply.send(Ok(a))),
+            (Job::Report { reply, .. }, Ok(Done::Acks(a, l))) => drop(reply.send(Ok((a, l)))),
             (Job::Lease { reply, .. }, Err(e)) => drop(reply.send(Err(e))),
             (Job::Report { reply, .. }, Err(e)) => drop(reply.send(Err(e))),
             _ => unreachable!("each job is answered in its own kind"),
@@ -396,12 +399,21 @@ impl Store {
                 Job::Report {
                     runner,
                     results,
+                    lease,
                     now,
                     ..
-                } => Done::Acks(
-                    self.report_in(&mut tx, runner, results, *now, &mut tail)
-                        .await?,
-                ),
+                } => {
+                    let acks = self
+                        .report_in(&mut tx, runner, results, *now, &mut tail)
+                        .await?;
+                    let leases = match *lease {
+                        Some((max, grace_ms)) if max > 0 => {
+                            self.lease_in(&mut tx, runner, max, *now, grace_ms).await?
+                        }
+                        _ => Vec::new(),
+                    };
+                    Done::Acks(acks, leases)
+                }
             });
         }
         self.write_tail(&mut tx, tail).await?;
@@ -1180,18 +1192,22 @@ impl Store {
     // ---- results ----
 
     /// Records results `runner` reports, each checked (lease, digest, signature) and
-    /// applied in the same transaction as the acceptance and credits it completes.
+    /// applied in the same transaction as the acceptance and credits it completes; then,
+    /// when `lease` asks for `(max, grace_ms)`, leases new tasks as [`Store::lease`] does,
+    /// in that transaction too.
     pub async fn report(
         &self,
         runner: &RunnerRecord,
         results: &[ResultReport],
+        lease: Option<(u32, i64)>,
         now: i64,
-    ) -> Result<Vec<ReportAck>> {
+    ) -> Result<(Vec<ReportAck>, Vec<Lease>)> {
         let (reply, answer) = oneshot::channel();
         self.grouped(
             Job::Report {
                 runner: runner.clone(),
                 results: results.to_vec(),
+                lease,
                 now,
                 reply,
             },

@@ -207,6 +207,15 @@ pub struct ResultReport {
 pub struct ReportRequest {
     /// The results.
     pub results: Vec<ResultReport>,
+    /// The most new tasks the runner wants leased in the same exchange (0: none), as
+    /// [`LeaseRequest::max`] would ask: a busy runner reports and takes its next work in one
+    /// request, and the scheduler records both in one transaction.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub lease: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// What became of one reported result.
@@ -262,6 +271,9 @@ pub struct ReportAck {
 pub struct Reported {
     /// One per result, in order.
     pub results: Vec<ReportAck>,
+    /// The tasks leased when the request asked for some ([`ReportRequest::lease`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub leases: Vec<Lease>,
 }
 
 /// `POST /v1/leases/return`: a runner that stops hands back leases it will not finish.

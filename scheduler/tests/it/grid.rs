@@ -480,7 +480,7 @@ async fn a_stuck_runners_leases_expire_and_replayed_reports_change_nothing(db: D
         &task.task,
         &report.digest,
     ));
-    let acks = store
+    let (acks, _) = store
         .report(
             &alice,
             &[ResultReport {
@@ -488,6 +488,7 @@ async fn a_stuck_runners_leases_expire_and_replayed_reports_change_nothing(db: D
                 report,
                 signature,
             }],
+            None,
             helio_scheduler::store::now_ms(),
         )
         .await
@@ -590,4 +591,67 @@ async fn simultaneous_reports_accept_every_task_once_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simultaneous_reports_accept_every_task_once_postgres() {
     simultaneous_reports_accept_every_task_once(Db::Postgres).await;
+}
+
+/// A runner reports and takes its next work in one request: the new leases come with the
+/// acknowledgements, never exceed its free slots, never repeat a task it ran, and the tasks
+/// finish as with separate requests.
+async fn a_report_takes_the_next_tasks_in_the_same_request(db: Db) {
+    let grid = TestGrid::start(db, 60_000).await;
+    let n = 5;
+    let manifest = hashchain_batch(grid.dir.path(), n, 10, 60);
+    let batch = grid
+        .submitter()
+        .submit(manifest.to_str().unwrap())
+        .await
+        .unwrap()
+        .batch;
+    for owner in ["ann", "bob"] {
+        let runner = rogue_with_slots(&grid.url, owner, 2).await;
+        let mut held = runner.lease(2).await.unwrap();
+        assert_eq!(held.len(), 2);
+        let mut ran = std::collections::BTreeSet::new();
+        while !held.is_empty() {
+            // Report one of the two held, asking for more than the one slot it frees.
+            let done = held.remove(0);
+            assert!(
+                ran.insert(done.task_id),
+                "task {} leased twice",
+                done.task_id
+            );
+            let (acks, leases) = runner
+                .report_and_lease(vec![lie(&runner, &done)], 5)
+                .await
+                .unwrap();
+            assert_eq!(acks.len(), 1);
+            assert!(
+                matches!(
+                    acks[0].status,
+                    ReportStatus::Recorded | ReportStatus::Accepted
+                ),
+                "{:?}",
+                acks[0]
+            );
+            assert!(leases.len() <= 1, "one slot was free: {leases:?}");
+            held.extend(leases);
+            assert!(held.len() <= 2);
+        }
+        assert_eq!(ran.len(), n as usize, "{owner} ran every task once");
+    }
+    let results = grid.submitter().results(&batch).await.unwrap();
+    for task in &results.tasks {
+        assert_eq!(task.state, "accepted", "{}", task.task);
+        assert_eq!(task.agreeing.len(), 2, "{}", task.task);
+    }
+    grid.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_takes_the_next_tasks_in_the_same_request_sqlite() {
+    a_report_takes_the_next_tasks_in_the_same_request(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_takes_the_next_tasks_in_the_same_request_postgres() {
+    a_report_takes_the_next_tasks_in_the_same_request(Db::Postgres).await;
 }
