@@ -382,7 +382,16 @@ impl Store {
 
     async fn run_jobs(&self, jobs: &[Job]) -> Result<Vec<Done>> {
         let mut tx = self.pool.begin().await?;
-        let mut tail = None;
+        let mut p = Pending::default();
+        // Every task the group's reports name, read in one query.
+        let reported: Vec<i64> = jobs
+            .iter()
+            .flat_map(|job| match job {
+                Job::Report { results, .. } => results.iter().map(|r| r.task_id).collect(),
+                Job::Lease { .. } => Vec::new(),
+            })
+            .collect();
+        self.fetch(&mut tx, &mut p, reported).await?;
         let mut done = Vec::with_capacity(jobs.len());
         for job in jobs {
             done.push(match job {
@@ -393,7 +402,7 @@ impl Store {
                     grace_ms,
                     ..
                 } => Done::Leases(
-                    self.lease_in(&mut tx, runner, *max, *now, *grace_ms)
+                    self.lease_in(&mut tx, &mut p, runner, *max, *now, *grace_ms)
                         .await?,
                 ),
                 Job::Report {
@@ -404,11 +413,12 @@ impl Store {
                     ..
                 } => {
                     let acks = self
-                        .report_in(&mut tx, runner, results, *now, &mut tail)
+                        .report_in(&mut tx, &mut p, runner, results, *now)
                         .await?;
                     let leases = match *lease {
                         Some((max, grace_ms)) if max > 0 => {
-                            self.lease_in(&mut tx, runner, max, *now, grace_ms).await?
+                            self.lease_in(&mut tx, &mut p, runner, max, *now, grace_ms)
+                                .await?
                         }
                         _ => Vec::new(),
                     };
@@ -416,7 +426,7 @@ impl Store {
                 }
             });
         }
-        self.write_tail(&mut tx, tail).await?;
+        self.flush(&mut tx, p).await?;
         tx.commit().await?;
         Ok(done)
     }
@@ -687,7 +697,9 @@ impl Store {
             .iter()
             .map(|r| r.try_get(0))
             .collect::<Result<_, _>>()?;
-            let handed = self.hand_back(&mut tx, &id, tasks).await?;
+            let mut p = Pending::default();
+            let handed = self.hand_back(&mut tx, &mut p, &id, tasks).await?;
+            self.flush(&mut tx, p).await?;
             let detail = format!(
                 "not heard from for {} s; {handed} leased task{} handed to other runners",
                 self.policy.offline_after_ms / 1000,
@@ -1032,6 +1044,7 @@ impl Store {
     async fn lease_in(
         &self,
         tx: &mut Transaction<'static, Any>,
+        p: &mut Pending,
         runner: &RunnerRecord,
         max: u32,
         now: i64,
@@ -1048,12 +1061,14 @@ impl Store {
         .fetch_optional(&mut **tx)
         .await?
         .ok_or_else(|| StoreError::NotFound(format!("runner {}", runner.id)))?;
+        // What this transaction changed is not written yet: count it in.
+        let (agreed, disagreed) = p.reputation.get(&runner.id).copied().unwrap_or_default();
         let reputation = Reputation {
-            agreements: row.try_get::<i64, _>(0)? as u64,
-            disagreements: row.try_get::<i64, _>(1)? as u64,
+            agreements: (row.try_get::<i64, _>(0)? + agreed) as u64,
+            disagreements: (row.try_get::<i64, _>(1)? + disagreed) as u64,
             missed_deadlines: row.try_get::<i64, _>(2)? as u64,
         };
-        let active: i64 = row.try_get(3)?;
+        let active: i64 = row.try_get::<i64, _>(3)? + p.leases_gained(&runner.id);
         // A flagged runner's results are rechecked anyway: it holds one task at a time, so
         // that it cannot tie up many tasks until their deadlines.
         let slots = if reputation.flagged() {
@@ -1070,7 +1085,10 @@ impl Store {
         } else {
             ""
         };
-        let ids: Vec<i64> = sqlx::query(&format!(
+        // Tasks this transaction changed still look wanted in the database: ask for as many
+        // more, and pass over those it already gave away.
+        let stale = p.tasks.values().filter(|t| t.read.wanted > 0).count() as i64;
+        let candidates: Vec<i64> = sqlx::query(&format!(
             "SELECT t.id FROM tasks t WHERE t.wanted > 0 AND t.tier <= $1 \
              AND (t.quorum > 1 OR $2 = 1) \
              AND NOT EXISTS (SELECT 1 FROM replicas r WHERE r.task_id = t.id AND r.owner = $3) \
@@ -1079,25 +1097,35 @@ impl Store {
         .bind(tier_rank(runner.tier))
         .bind(i64::from(reputation.trusted()))
         .bind(&runner.owner)
-        .bind(i64::from(n))
+        .bind(i64::from(n) + stale)
         .fetch_all(&mut **tx)
         .await?
         .iter()
         .map(|r| r.try_get(0))
         .collect::<Result<_, _>>()?;
+        let ids: Vec<i64> = candidates
+            .into_iter()
+            .filter(|id| {
+                p.tasks
+                    .get(id)
+                    .is_none_or(|t| t.state.may_lease(&runner.id, &runner.owner).is_ok())
+            })
+            .take(n as usize)
+            .collect();
+        self.fetch(tx, p, ids.clone()).await?;
         let mut leases = Vec::with_capacity(ids.len());
         for id in ids {
-            let (before, info) = self.load(tx, id).await?;
-            let mut after = before.clone();
+            let (before, info) = self.load(tx, p, id).await?;
+            let mut after = before;
             let deadline = crate::task::lease_deadline(now, info.wall_seconds, grace_ms);
             if after.lease(&runner.id, &runner.owner, deadline).is_err() {
                 continue;
             }
-            self.save(tx, id, &before, &after, None).await?;
+            p.save(id, after, None);
             leases.push(Lease {
                 task_id: id,
                 manifest: info.manifest()?,
-                batch: info.batch_id,
+                batch: info.batch_id.clone(),
                 deadline_ms: deadline,
             });
         }
@@ -1107,7 +1135,11 @@ impl Store {
     /// Hands `runner`'s leases of `tasks` back; returns how many it held.
     pub async fn give_back(&self, runner: &str, tasks: &[i64], now: i64) -> Result<u32> {
         let mut tx = self.pool.begin().await?;
-        let n = self.hand_back(&mut tx, runner, tasks.to_vec()).await?;
+        let mut p = Pending::default();
+        let n = self
+            .hand_back(&mut tx, &mut p, runner, tasks.to_vec())
+            .await?;
+        self.flush(&mut tx, p).await?;
         if n > 0 {
             let detail = format!(
                 "handed {n} leased task{} back",
@@ -1125,6 +1157,7 @@ impl Store {
     async fn hand_back(
         &self,
         tx: &mut Transaction<'static, Any>,
+        p: &mut Pending,
         runner: &str,
         mut tasks: Vec<i64>,
     ) -> Result<u32> {
@@ -1132,14 +1165,13 @@ impl Store {
         tasks.dedup();
         let mut n = 0;
         for id in tasks {
-            let before = match self.load(tx, id).await {
+            let mut state = match self.load(tx, p, id).await {
                 Ok((state, _)) => state,
                 Err(StoreError::NotFound(_)) => continue,
                 Err(e) => return Err(e),
             };
-            let mut after = before.clone();
-            if after.give_back(runner).is_ok() {
-                self.save(tx, id, &before, &after, None).await?;
+            if state.give_back(runner).is_ok() {
+                p.save(id, state, None);
                 n += 1;
             }
         }
@@ -1159,12 +1191,13 @@ impl Store {
         .map(|r| r.try_get(0))
         .collect::<Result<_, _>>()?;
         let mut tx = self.pool.begin().await?;
+        let mut p = Pending::default();
+        self.fetch(&mut tx, &mut p, ids.clone()).await?;
         let mut ended = 0;
         for id in ids {
-            let (before, info) = self.load(&mut tx, id).await?;
-            let mut after = before.clone();
-            let (missed, _) = after.expire(now);
-            self.save(&mut tx, id, &before, &after, None).await?;
+            let (mut state, info) = self.load(&mut tx, &mut p, id).await?;
+            let (missed, _) = state.expire(now);
+            p.save(id, state, None);
             for runner in &missed {
                 sqlx::query(
                     "UPDATE runners SET missed_deadlines = missed_deadlines + 1 WHERE id = $1",
@@ -1185,6 +1218,7 @@ impl Store {
             }
             ended += missed.len() as u32;
         }
+        self.flush(&mut tx, p).await?;
         tx.commit().await?;
         Ok(ended)
     }
@@ -1219,10 +1253,10 @@ impl Store {
     async fn report_in(
         &self,
         tx: &mut Transaction<'static, Any>,
+        p: &mut Pending,
         runner: &RunnerRecord,
         results: &[ResultReport],
         now: i64,
-        tail: &mut Option<LedgerTail>,
     ) -> Result<Vec<ReportAck>> {
         // Lock tasks in id order, so that concurrent transactions never deadlock.
         let mut order: Vec<usize> = (0..results.len()).collect();
@@ -1237,7 +1271,7 @@ impl Store {
                 micro_credits: 0,
                 upload: Vec::new(),
             };
-            let (before, info) = match self.load(tx, r.task_id).await {
+            let (before, info) = match self.load(tx, p, r.task_id).await {
                 Ok(x) => x,
                 Err(StoreError::NotFound(what)) => {
                     acks[i] = Some(refuse(format!("{what} not found")));
@@ -1286,16 +1320,15 @@ impl Store {
                 continue;
             }
             let signed = SignedReport {
-                runner: &runner.id,
+                runner: runner.id.clone(),
                 report: serde_json::to_string(report).expect("a report serializes"),
-                signature: &r.signature,
+                signature: r.signature.clone(),
                 at: now,
                 wall_ms: report.wall_ms.min(i64::MAX as u64) as i64,
             };
-            self.save(tx, r.task_id, &before, &after, Some(signed))
-                .await?;
+            p.save(r.task_id, after.clone(), Some(signed));
             let applied = self
-                .apply(tx, &info, &after, &effect, Some(report), now, tail)
+                .apply(tx, p, &info, &after, &effect, Some(report), now)
                 .await?;
             let status = match &effect {
                 Effect::Accepted { agreeing, .. } if agreeing.contains(&runner.id) => {
@@ -1333,12 +1366,12 @@ impl Store {
     async fn apply(
         &self,
         tx: &mut Transaction<'static, Any>,
+        p: &mut Pending,
         info: &TaskInfo,
         state: &TaskState,
         effect: &Effect,
         report: Option<&RunReport>,
         now: i64,
-        tail: &mut Option<LedgerTail>,
     ) -> Result<BTreeMap<String, u64>> {
         let task_id = info.id;
         let mut granted = BTreeMap::new();
@@ -1351,23 +1384,20 @@ impl Store {
                 // The accepted result: this report if it agrees, else an agreeing one's.
                 let result = match report.filter(|r| r.digest == *digest) {
                     Some(r) => r.clone(),
-                    None => self.agreeing_report(tx, task_id, digest).await?,
+                    None => self.agreeing_report(tx, p, task_id, digest).await?,
                 };
                 // Every blob the result names is wanted until `blob_stored` says the store
                 // holds it; a result that names none has all its outputs stored.
                 let wanted = result_blobs(&result);
-                sqlx::query(
-                    "UPDATE tasks SET result = $2, succeeded = $3, accepted_ms = $4, \
-                     outputs_stored = CASE WHEN $5 = 1 THEN 1 ELSE outputs_stored END \
-                     WHERE id = $1",
-                )
-                .bind(task_id)
-                .bind(serde_json::to_string(&result).expect("a report serializes"))
-                .bind(i64::from(result.outcome.is_success()))
-                .bind(now)
-                .bind(i64::from(wanted.is_empty()))
-                .execute(&mut **tx)
-                .await?;
+                p.tasks
+                    .get_mut(&task_id)
+                    .ok_or_else(|| StoreError::Corrupt(format!("task {task_id} not read")))?
+                    .accepted = Some(Accepted {
+                    result: serde_json::to_string(&result).expect("a report serializes"),
+                    succeeded: result.outcome.is_success(),
+                    at: now,
+                    outputs_stored: wanted.is_empty(),
+                });
                 for blob in wanted {
                     sqlx::query(
                         "INSERT INTO wanted_blobs (blake3, task_id) VALUES ($1, $2) \
@@ -1380,22 +1410,20 @@ impl Store {
                 }
                 for runner in agreeing {
                     let credit = self
-                        .credit(tx, info, state, runner, &result, now, tail)
+                        .credit(tx, p, info, state, runner, &result, now)
                         .await?;
                     granted.insert(runner.clone(), credit);
                 }
                 for runner in disagreeing {
-                    self.flag(tx, runner, info, now).await?;
+                    self.flag(tx, p, runner, info, now).await?;
                 }
             }
             Effect::Late { runner, agreed } => {
                 if *agreed && let Some(result) = report {
-                    let credit = self
-                        .credit(tx, info, state, runner, result, now, tail)
-                        .await?;
+                    let credit = self.credit(tx, p, info, state, runner, result, now).await?;
                     granted.insert(runner.clone(), credit);
                 } else {
-                    self.flag(tx, runner, info, now).await?;
+                    self.flag(tx, p, runner, info, now).await?;
                 }
             }
             Effect::RunAuthority => {
@@ -1409,9 +1437,12 @@ impl Store {
         Ok(granted)
     }
 
+    /// The earliest report of `task_id` with `digest`: those committed come first, then
+    /// those this transaction holds, then the task's stored result.
     async fn agreeing_report(
         &self,
         tx: &mut Transaction<'static, Any>,
+        p: &Pending,
         task_id: i64,
         digest: &Blake3Hash,
     ) -> Result<RunReport> {
@@ -1423,9 +1454,18 @@ impl Store {
         .bind(digest.to_string())
         .fetch_optional(&mut **tx)
         .await?;
-        let text: String = match row {
-            Some(row) => row.try_get(0)?,
-            None => sqlx::query("SELECT result FROM tasks WHERE id = $1")
+        let held = p.tasks.get(&task_id).and_then(|t| {
+            t.reports.iter().find(|s| {
+                t.state.replicas.iter().any(|r| {
+                    r.runner == s.runner
+                        && matches!(r.state, ReplicaState::Reported { digest: Some(d), .. } if d == *digest)
+                })
+            })
+        });
+        let text: String = match (row, held) {
+            (Some(row), _) => row.try_get(0)?,
+            (None, Some(signed)) => signed.report.clone(),
+            (None, None) => sqlx::query("SELECT result FROM tasks WHERE id = $1")
                 .bind(task_id)
                 .fetch_one(&mut **tx)
                 .await?
@@ -1441,6 +1481,7 @@ impl Store {
     async fn flag(
         &self,
         tx: &mut Transaction<'static, Any>,
+        p: &mut Pending,
         runner: &str,
         info: &TaskInfo,
         now: i64,
@@ -1450,10 +1491,7 @@ impl Store {
             task = info.id,
             "runner's digest disagreed with the accepted one; flagged"
         );
-        sqlx::query("UPDATE runners SET disagreements = disagreements + 1 WHERE id = $1")
-            .bind(runner)
-            .execute(&mut **tx)
-            .await?;
+        p.reputation.entry(runner.to_string()).or_default().1 += 1;
         let detail = format!(
             "its result of task {} of batch {} disagreed with the accepted one",
             info.name, info.batch_id
@@ -1467,12 +1505,12 @@ impl Store {
     async fn credit(
         &self,
         tx: &mut Transaction<'static, Any>,
+        p: &mut Pending,
         info: &TaskInfo,
         state: &TaskState,
         runner: &str,
         result: &RunReport,
         now: i64,
-        tail: &mut Option<LedgerTail>,
     ) -> Result<u64> {
         let owner = match state.replicas.iter().find(|r| r.runner == runner) {
             Some(r) => r.owner.clone(),
@@ -1494,95 +1532,63 @@ impl Store {
             fuel: result.fuel_consumed,
             micro_credits: own,
         };
-        self.append(tx, &credit, now, tail).await?;
+        self.append(tx, p, &credit, now).await?;
         if fund > 0 {
             credit.kind = Kind::Fund;
             credit.owner = self.policy.cooperative.clone();
             credit.micro_credits = fund;
-            self.append(tx, &credit, now, tail).await?;
+            self.append(tx, p, &credit, now).await?;
         }
-        sqlx::query("UPDATE runners SET agreements = agreements + 1 WHERE id = $1")
-            .bind(runner)
-            .execute(&mut **tx)
-            .await?;
+        p.reputation.entry(runner.to_string()).or_default().0 += 1;
         Ok(own)
     }
 
-    /// Appends `credit` to the ledger through `tail`, the chain's end as this transaction
-    /// sees it (read, and on PostgreSQL locked, at the first append).
+    /// Appends `credit` to the ledger after the chain's end as this transaction sees it
+    /// (read, and on PostgreSQL locked, at the first append); the entry is written with
+    /// the transaction's other writes.
     async fn append(
         &self,
         tx: &mut Transaction<'static, Any>,
+        p: &mut Pending,
         credit: &Credit,
         now: i64,
-        tail: &mut Option<LedgerTail>,
     ) -> Result<()> {
-        let tail = self.tail(tx, tail).await?;
+        let tail = self.tail(tx, p).await?;
         let (seq, prev) = (tail.len, tail.head);
         let entry_hash = ledger::entry_hash(&prev, seq as u64, credit);
-        sqlx::query(
-            "INSERT INTO ledger (seq, kind, batch_id, task, runner_id, owner, digest, fuel, \
-             micro_credits, prev, hash, created_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-        )
-        .bind(seq)
-        .bind(credit.kind.as_str())
-        .bind(&credit.batch)
-        .bind(&credit.task)
-        .bind(&credit.runner)
-        .bind(&credit.owner)
-        .bind(credit.digest.to_string())
-        .bind(credit.fuel as i64)
-        .bind(credit.micro_credits as i64)
-        .bind(prev.to_string())
-        .bind(entry_hash.to_string())
-        .bind(now)
-        .execute(&mut **tx)
-        .await?;
         *tail = LedgerTail {
             len: seq + 1,
             head: entry_hash,
-            moved: true,
         };
+        p.ledger.push(LedgerRow {
+            seq,
+            credit: credit.clone(),
+            prev,
+            hash: entry_hash,
+            at: now,
+        });
         Ok(())
     }
 
     /// The ledger's end as this transaction sees it, read (and on PostgreSQL locked) once.
-    async fn tail<'t>(
+    async fn tail<'p>(
         &self,
         tx: &mut Transaction<'static, Any>,
-        tail: &'t mut Option<LedgerTail>,
-    ) -> Result<&'t mut LedgerTail> {
-        if tail.is_none() {
+        p: &'p mut Pending,
+    ) -> Result<&'p mut LedgerTail> {
+        if p.tail.is_none() {
             let row = sqlx::query(&format!(
                 "SELECT len, head FROM ledger_head WHERE id = 1{}",
                 self.for_update()
             ))
             .fetch_one(&mut **tx)
             .await?;
-            *tail = Some(LedgerTail {
+            p.tail = Some(LedgerTail {
                 len: row.try_get(0)?,
                 head: hash(&row.try_get::<String, _>(1)?)?,
-                moved: false,
             });
         }
-        Ok(tail.as_mut().expect("read above"))
-    }
-
-    /// Writes the ledger's new end, if this transaction appended to it.
-    async fn write_tail(
-        &self,
-        tx: &mut Transaction<'static, Any>,
-        tail: Option<LedgerTail>,
-    ) -> Result<()> {
-        if let Some(tail) = tail.filter(|t| t.moved) {
-            sqlx::query("UPDATE ledger_head SET len = $1, head = $2 WHERE id = 1")
-                .bind(tail.len)
-                .bind(tail.head.to_string())
-                .execute(&mut **tx)
-                .await?;
-        }
-        Ok(())
+        Ok(p.tail.as_mut().expect("read above"))
     }
 
     // ---- the scheduler's own runs ----
@@ -1621,26 +1627,17 @@ impl Store {
     /// The scheduler's own run of a deciding task gave `report`: it decides the task.
     pub async fn authority(&self, task_id: i64, report: &RunReport, now: i64) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        let (before, info) = self.load(&mut tx, task_id).await?;
-        let mut after = before.clone();
-        let effect = after.authority(report.digest);
-        self.save(&mut tx, task_id, &before, &after, None).await?;
+        let mut p = Pending::default();
+        let (mut state, info) = self.load(&mut tx, &mut p, task_id).await?;
+        let effect = state.authority(report.digest);
+        p.save(task_id, state.clone(), None);
+        self.apply(&mut tx, &mut p, &info, &state, &effect, Some(report), now)
+            .await?;
+        self.flush(&mut tx, p).await?;
         sqlx::query("UPDATE tasks SET by_scheduler = 1 WHERE id = $1")
             .bind(task_id)
             .execute(&mut *tx)
             .await?;
-        let mut tail = None;
-        self.apply(
-            &mut tx,
-            &info,
-            &after,
-            &effect,
-            Some(report),
-            now,
-            &mut tail,
-        )
-        .await?;
-        self.write_tail(&mut tx, tail).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -1732,9 +1729,9 @@ impl Store {
             return Ok(0);
         }
         let mut tx = self.pool.begin().await?;
-        let mut tail = None;
+        let mut p = Pending::default();
         // Lock the ledger first: two rounds at once credit one after the other.
-        self.tail(&mut tx, &mut tail).await?;
+        self.tail(&mut tx, &mut p).await?;
         let rows = sqlx::query(
             "SELECT id, owner, uptime_credited_ms, uptime_ms FROM runners \
              WHERE uptime_ms - uptime_credited_ms >= $1 AND disagreements = 0 ORDER BY id",
@@ -1758,7 +1755,7 @@ impl Store {
                 fuel: ms,
                 micro_credits,
             };
-            self.append(&mut tx, &credit, now, &mut tail).await?;
+            self.append(&mut tx, &mut p, &credit, now).await?;
             sqlx::query("UPDATE runners SET uptime_credited_ms = $2 WHERE id = $1")
                 .bind(&runner)
                 .bind(to)
@@ -1772,7 +1769,7 @@ impl Store {
             event_in(&mut tx, &runner, now, "uptime credit", &detail).await?;
             credited += 1;
         }
-        self.write_tail(&mut tx, tail).await?;
+        self.flush(&mut tx, p).await?;
         tx.commit().await?;
         Ok(credited)
     }
@@ -1781,10 +1778,10 @@ impl Store {
     /// micro-credits its whole balance: one payout entry each, in one transaction.
     pub async fn pay_out(&self, threshold: u64, now: i64) -> Result<Vec<Payout>> {
         let mut tx = self.pool.begin().await?;
-        let mut tail = None;
+        let mut p = Pending::default();
         // Lock the ledger before reading balances, so that two rounds never pay one balance
         // twice: the second waits, then sees the first's payouts.
-        self.tail(&mut tx, &mut tail).await?;
+        self.tail(&mut tx, &mut p).await?;
         let rows = sqlx::query(
             "SELECT owner, CAST(SUM(CASE WHEN kind = 'payout' THEN -micro_credits \
              ELSE micro_credits END) AS BIGINT) FROM ledger GROUP BY owner ORDER BY owner",
@@ -1798,7 +1795,7 @@ impl Store {
             if balance <= 0 || (balance as u64) < threshold.max(1) {
                 continue;
             }
-            let seq = self.tail(&mut tx, &mut tail).await?.len as u64;
+            let seq = self.tail(&mut tx, &mut p).await?.len as u64;
             let credit = Credit {
                 kind: Kind::Payout,
                 batch: String::new(),
@@ -1809,7 +1806,7 @@ impl Store {
                 fuel: 0,
                 micro_credits: balance as u64,
             };
-            self.append(&mut tx, &credit, now, &mut tail).await?;
+            self.append(&mut tx, &mut p, &credit, now).await?;
             payouts.push(Payout {
                 seq,
                 owner,
@@ -1817,7 +1814,7 @@ impl Store {
                 at_ms: now,
             });
         }
-        self.write_tail(&mut tx, tail).await?;
+        self.flush(&mut tx, p).await?;
         tx.commit().await?;
         Ok(payouts)
     }
@@ -1977,210 +1974,405 @@ impl Store {
         })
     }
 
-    // ---- loading and saving one task ----
+    // ---- reading and writing tasks ----
 
+    /// Reads those of `ids` this transaction has not read yet into `p`, in one query (on
+    /// PostgreSQL after locking them, in id order, with a statement of their own: the read
+    /// then sees what any transaction it waited for wrote). Unknown ids are passed over.
+    async fn fetch(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        p: &mut Pending,
+        mut ids: Vec<i64>,
+    ) -> Result<()> {
+        ids.retain(|id| !p.tasks.contains_key(id));
+        ids.sort_unstable();
+        ids.dedup();
+        for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+            let list = params(self.postgres, 1, chunk.len());
+            if self.postgres {
+                let sql =
+                    format!("SELECT id FROM tasks WHERE id IN ({list}) ORDER BY id FOR UPDATE");
+                let mut lock = sqlx::query(&sql);
+                for id in chunk {
+                    lock = lock.bind(id);
+                }
+                lock.fetch_all(&mut **tx).await?;
+            }
+            // Each task, its batch's settings and its replicas: one row per replica, or one
+            // row with NULL replica columns for a task with none.
+            let sql = format!(
+                "SELECT t.id, t.phase, t.wanted, t.digest, t.by_scheduler, t.batch_id, t.name, \
+                 t.manifest, t.wall_seconds, b.replicas, b.quorum, b.max_replicas, \
+                 b.credit_rate, r.runner_id, r.owner, r.state, r.deadline_ms, r.digest, \
+                 r.report_seq \
+                 FROM tasks t JOIN batches b ON b.id = t.batch_id \
+                 LEFT JOIN replicas r ON r.task_id = t.id \
+                 WHERE t.id IN ({list}) ORDER BY t.id, r.lease_seq"
+            );
+            let mut read = sqlx::query(&sql);
+            for id in chunk {
+                read = read.bind(id);
+            }
+            let rows = read.fetch_all(&mut **tx).await?;
+            for rows in
+                rows.chunk_by(|a, b| a.try_get::<i64, _>(0).ok() == b.try_get::<i64, _>(0).ok())
+            {
+                let (state, info) = task_from_rows(rows)?;
+                p.tasks.insert(
+                    info.id,
+                    Touched {
+                        read: state.clone(),
+                        state,
+                        info: std::sync::Arc::new(info),
+                        reports: Vec::new(),
+                        accepted: None,
+                    },
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Task `id` as this transaction sees it.
     async fn load(
         &self,
         tx: &mut Transaction<'static, Any>,
+        p: &mut Pending,
         id: i64,
-    ) -> Result<(TaskState, TaskInfo)> {
-        // On PostgreSQL, lock the task first: the query below then starts after any other
-        // transaction on this task committed, and sees its replicas. (A row lock taken by the
-        // query itself would leave the joined replica rows as they were before the wait.)
-        if self.postgres {
-            sqlx::query("SELECT 1 FROM tasks WHERE id = $1 FOR UPDATE")
-                .bind(id)
-                .fetch_optional(&mut **tx)
-                .await?;
+    ) -> Result<(TaskState, std::sync::Arc<TaskInfo>)> {
+        if !p.tasks.contains_key(&id) {
+            self.fetch(tx, p, vec![id]).await?;
         }
-        // The task, its batch's settings and its replicas, in one query: one row per replica,
-        // or one row with NULL replica columns when it has none.
-        let rows = sqlx::query(
-            "SELECT t.phase, t.wanted, t.digest, t.by_scheduler, t.batch_id, t.name, \
-             t.manifest, t.wall_seconds, b.replicas, b.quorum, b.max_replicas, b.credit_rate, \
-             r.runner_id, r.owner, r.state, r.deadline_ms, r.digest, r.report_seq \
-             FROM tasks t JOIN batches b ON b.id = t.batch_id \
-             LEFT JOIN replicas r ON r.task_id = t.id \
-             WHERE t.id = $1 ORDER BY r.lease_seq",
-        )
-        .bind(id)
-        .fetch_all(&mut **tx)
-        .await?;
-        let row = rows
-            .first()
+        let t = p
+            .tasks
+            .get(&id)
             .ok_or_else(|| StoreError::NotFound(format!("task {id}")))?;
-        let phase: String = row.try_get(0)?;
-        let digest: Option<String> = row.try_get(2)?;
-        let phase = match (phase.as_str(), digest) {
-            ("open", _) => Phase::Open,
-            ("deciding", _) => Phase::Deciding,
-            ("accepted", Some(d)) => Phase::Accepted {
-                digest: hash(&d)?,
-                by_scheduler: row.try_get::<i64, _>(3)? == 1,
-            },
-            (other, _) => {
-                return Err(StoreError::Corrupt(format!("task {id} in phase {other:?}")));
-            }
-        };
-        let redundancy = Redundancy {
-            replicas: row.try_get::<i64, _>(8)? as u32,
-            quorum: row.try_get::<i64, _>(9)? as u32,
-            max_replicas: row.try_get::<i64, _>(10)? as u32,
-        };
-        let info = TaskInfo {
-            batch_id: row.try_get(4)?,
-            name: row.try_get(5)?,
-            manifest: row.try_get(6)?,
-            wall_seconds: row.try_get::<i64, _>(7)? as u64,
-            credit_rate: row.try_get(11)?,
-            id,
-        };
-        let mut replicas = Vec::new();
-        for r in &rows {
-            let Some(runner) = r.try_get::<Option<String>, _>(12)? else {
-                continue;
-            };
-            let state: String = r.try_get(14)?;
-            let digest: Option<String> = r.try_get(16)?;
-            let state = match state.as_str() {
-                "leased" => ReplicaState::Leased {
-                    deadline_ms: r.try_get(15)?,
-                },
-                "reported" => ReplicaState::Reported {
-                    digest: digest.as_deref().map(hash).transpose()?,
-                    seq: r.try_get::<Option<i64>, _>(17)?.unwrap_or(0) as u32,
-                },
-                "expired" => ReplicaState::Expired,
-                "returned" => ReplicaState::Returned,
-                other => {
-                    return Err(StoreError::Corrupt(format!(
-                        "a replica of task {id} in state {other:?}"
-                    )));
-                }
-            };
-            replicas.push(Replica {
-                runner,
-                owner: r.try_get(13)?,
-                state,
-            });
-        }
-        let state = TaskState {
-            redundancy,
-            replicas,
-            wanted: row.try_get::<i64, _>(1)? as u32,
-            phase,
-        };
-        Ok((state, info))
+        Ok((t.state.clone(), t.info.clone()))
     }
 
-    /// Writes what changed between `before` and `after`, and `signed` (a report, stored with
-    /// its replica) when given.
-    async fn save(
-        &self,
-        tx: &mut Transaction<'static, Any>,
-        id: i64,
-        before: &TaskState,
-        after: &TaskState,
-        signed: Option<SignedReport<'_>>,
-    ) -> Result<()> {
-        if before.phase != after.phase || before.wanted != after.wanted {
-            let (digest, by_scheduler) = match after.phase {
-                Phase::Accepted {
-                    digest,
-                    by_scheduler,
-                } => (Some(digest.to_string()), i64::from(by_scheduler)),
-                _ => (None, 0),
-            };
-            sqlx::query(
-                "UPDATE tasks SET phase = $2, wanted = $3, digest = $4, by_scheduler = $5 \
-                 WHERE id = $1",
-            )
-            .bind(id)
-            .bind(phase_name(after.phase))
-            .bind(i64::from(after.wanted))
-            .bind(digest)
-            .bind(by_scheduler)
-            .execute(&mut **tx)
-            .await?;
+    /// Writes what the transaction changed: each task's row and replicas as they now are,
+    /// the ledger's new entries and end, and the runners' agreement counts, a few
+    /// multi-row statements in all.
+    async fn flush(&self, tx: &mut Transaction<'static, Any>, p: Pending) -> Result<()> {
+        let mut tasks = Vec::new();
+        let mut replicas = Vec::new();
+        for (id, t) in &p.tasks {
+            let disputed = t.state.disputed() && !t.read.disputed();
+            if t.state.phase != t.read.phase
+                || t.state.wanted != t.read.wanted
+                || disputed
+                || t.accepted.is_some()
+            {
+                tasks.push((*id, &t.state, disputed, t.accepted.as_ref()));
+            }
+            for (seq, replica) in t.state.replicas.iter().enumerate() {
+                let signed = t.reports.iter().rev().find(|s| s.runner == replica.runner);
+                if t.read.replicas.get(seq) == Some(replica) && signed.is_none() {
+                    continue;
+                }
+                replicas.push((*id, seq, replica, signed));
+            }
         }
-        if after.disputed() && !before.disputed() {
-            sqlx::query("UPDATE tasks SET disputed = 1 WHERE id = $1")
-                .bind(id)
+        for chunk in tasks.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "UPDATE tasks SET phase = v.column2, wanted = v.column3, digest = v.column4, \
+                 by_scheduler = v.column5, \
+                 disputed = CASE WHEN v.column6 = 1 THEN 1 ELSE tasks.disputed END, \
+                 result = COALESCE(v.column7, tasks.result), \
+                 succeeded = COALESCE(v.column8, tasks.succeeded), \
+                 accepted_ms = COALESCE(v.column9, tasks.accepted_ms), \
+                 outputs_stored = CASE WHEN v.column10 = 1 THEN 1 ELSE tasks.outputs_stored END \
+                 FROM (VALUES {}) AS v WHERE tasks.id = v.column1",
+                placeholders(self.postgres, chunk.len(), 10)
+            );
+            let mut q = sqlx::query(&sql);
+            for (id, state, disputed, accepted) in chunk {
+                let (digest, by_scheduler) = match state.phase {
+                    Phase::Accepted {
+                        digest,
+                        by_scheduler,
+                    } => (Some(digest.to_string()), i64::from(by_scheduler)),
+                    _ => (None, 0),
+                };
+                q = q
+                    .bind(*id)
+                    .bind(phase_name(state.phase))
+                    .bind(i64::from(state.wanted))
+                    .bind(digest)
+                    .bind(by_scheduler)
+                    .bind(i64::from(*disputed))
+                    .bind(accepted.map(|a| a.result.clone()))
+                    .bind(accepted.map(|a| i64::from(a.succeeded)))
+                    .bind(accepted.map(|a| a.at))
+                    .bind(i64::from(accepted.is_some_and(|a| a.outputs_stored)));
+            }
+            q.execute(&mut **tx).await?;
+        }
+        for chunk in replicas.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO replicas (task_id, runner_id, owner, lease_seq, state, deadline_ms, \
+                 digest, report_seq, report, signature, reported_ms, wall_ms) VALUES {} \
+                 ON CONFLICT (task_id, runner_id) DO UPDATE SET state = excluded.state, \
+                 digest = excluded.digest, report_seq = excluded.report_seq, \
+                 report = COALESCE(excluded.report, replicas.report), \
+                 signature = COALESCE(excluded.signature, replicas.signature), \
+                 reported_ms = COALESCE(excluded.reported_ms, replicas.reported_ms), \
+                 wall_ms = COALESCE(excluded.wall_ms, replicas.wall_ms)",
+                placeholders(self.postgres, chunk.len(), 12)
+            );
+            let mut q = sqlx::query(&sql);
+            for (id, seq, replica, signed) in chunk {
+                let (state, deadline, digest, report_seq) = match replica.state {
+                    ReplicaState::Leased { deadline_ms } => ("leased", deadline_ms, None, None),
+                    ReplicaState::Reported { digest, seq } => (
+                        "reported",
+                        0,
+                        digest.map(|d| d.to_string()),
+                        Some(i64::from(seq)),
+                    ),
+                    ReplicaState::Expired => ("expired", 0, None, None),
+                    ReplicaState::Returned => ("returned", 0, None, None),
+                };
+                q = q
+                    .bind(*id)
+                    .bind(replica.runner.as_str())
+                    .bind(replica.owner.as_str())
+                    .bind(*seq as i64)
+                    .bind(state)
+                    .bind(deadline)
+                    .bind(digest)
+                    .bind(report_seq)
+                    .bind(signed.map(|s| s.report.clone()))
+                    .bind(signed.map(|s| s.signature.clone()))
+                    .bind(signed.map(|s| s.at))
+                    .bind(signed.map(|s| s.wall_ms));
+            }
+            q.execute(&mut **tx).await?;
+        }
+        for chunk in p.ledger.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO ledger (seq, kind, batch_id, task, runner_id, owner, digest, fuel, \
+                 micro_credits, prev, hash, created_ms) VALUES {}",
+                placeholders(self.postgres, chunk.len(), 12)
+            );
+            let mut q = sqlx::query(&sql);
+            for e in chunk {
+                q = q
+                    .bind(e.seq)
+                    .bind(e.credit.kind.as_str())
+                    .bind(e.credit.batch.as_str())
+                    .bind(e.credit.task.as_str())
+                    .bind(e.credit.runner.as_str())
+                    .bind(e.credit.owner.as_str())
+                    .bind(e.credit.digest.to_string())
+                    .bind(e.credit.fuel as i64)
+                    .bind(e.credit.micro_credits as i64)
+                    .bind(e.prev.to_string())
+                    .bind(e.hash.to_string())
+                    .bind(e.at);
+            }
+            q.execute(&mut **tx).await?;
+        }
+        if let (Some(tail), false) = (&p.tail, p.ledger.is_empty()) {
+            sqlx::query("UPDATE ledger_head SET len = $1, head = $2 WHERE id = 1")
+                .bind(tail.len)
+                .bind(tail.head.to_string())
                 .execute(&mut **tx)
                 .await?;
         }
-        for (seq, replica) in after.replicas.iter().enumerate() {
-            let (state, deadline, digest, report_seq) = match replica.state {
-                ReplicaState::Leased { deadline_ms } => ("leased", Some(deadline_ms), None, None),
-                ReplicaState::Reported { digest, seq } => (
-                    "reported",
-                    None,
-                    digest.map(|d| d.to_string()),
-                    Some(i64::from(seq)),
-                ),
-                ReplicaState::Expired => ("expired", None, None, None),
-                ReplicaState::Returned => ("returned", None, None, None),
-            };
-            match before.replicas.get(seq) {
-                None => {
-                    sqlx::query(
-                        "INSERT INTO replicas (task_id, runner_id, owner, lease_seq, state, \
-                         deadline_ms) VALUES ($1, $2, $3, $4, $5, $6)",
-                    )
-                    .bind(id)
-                    .bind(&replica.runner)
-                    .bind(&replica.owner)
-                    .bind(seq as i64)
-                    .bind(state)
-                    .bind(deadline.unwrap_or(0))
-                    .execute(&mut **tx)
-                    .await?;
-                }
-                Some(old) => {
-                    let signed = signed.as_ref().filter(|s| s.runner == replica.runner);
-                    if old == replica && signed.is_none() {
-                        continue;
-                    }
-                    sqlx::query(
-                        "UPDATE replicas SET state = $3, digest = $4, report_seq = $5, \
-                         report = COALESCE($6, report), signature = COALESCE($7, signature), \
-                         reported_ms = COALESCE($8, reported_ms), \
-                         wall_ms = COALESCE($9, wall_ms) \
-                         WHERE task_id = $1 AND runner_id = $2",
-                    )
-                    .bind(id)
-                    .bind(&replica.runner)
-                    .bind(state)
-                    .bind(digest)
-                    .bind(report_seq)
-                    .bind(signed.map(|s| s.report.as_str()))
-                    .bind(signed.map(|s| s.signature))
-                    .bind(signed.map(|s| s.at))
-                    .bind(signed.map(|s| s.wall_ms))
-                    .execute(&mut **tx)
-                    .await?;
-                }
+        let counts: Vec<_> = p.reputation.iter().collect();
+        for chunk in counts.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "UPDATE runners SET agreements = runners.agreements + v.column2, \
+                 disagreements = runners.disagreements + v.column3 \
+                 FROM (VALUES {}) AS v WHERE runners.id = v.column1",
+                placeholders(self.postgres, chunk.len(), 3)
+            );
+            let mut q = sqlx::query(&sql);
+            for (runner, (agreed, disagreed)) in chunk {
+                q = q.bind(runner.as_str()).bind(*agreed).bind(*disagreed);
             }
+            q.execute(&mut **tx).await?;
         }
         Ok(())
     }
 }
 
+/// Rows per multi-row statement: far below SQLite's and PostgreSQL's limits on parameters.
+const ROWS_PER_STATEMENT: usize = 100;
+
+/// `$1, $2, ..., $n` on PostgreSQL; `?, ?, ...` on SQLite, where numbered parameters cost
+/// time quadratic in their number to bind (sqlx looks each one's name up, and SQLite finds
+/// a name by walking the list of them).
+fn params(postgres: bool, from: usize, n: usize) -> String {
+    let marks: Vec<String> = if postgres {
+        (from..from + n).map(|i| format!("${i}")).collect()
+    } else {
+        vec!["?".to_string(); n]
+    };
+    marks.join(", ")
+}
+
+/// `(p, ..., p), (p, ...), ...`: `rows` rows of `cols` parameters each (see [`params`]).
+fn placeholders(postgres: bool, rows: usize, cols: usize) -> String {
+    (0..rows)
+        .map(|r| format!("({})", params(postgres, r * cols + 1, cols)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A task read from its rows (one per replica, ordered by lease).
+fn task_from_rows(rows: &[AnyRow]) -> Result<(TaskState, TaskInfo)> {
+    let row = &rows[0];
+    let id: i64 = row.try_get(0)?;
+    let phase: String = row.try_get(1)?;
+    let digest: Option<String> = row.try_get(3)?;
+    let phase = match (phase.as_str(), digest) {
+        ("open", _) => Phase::Open,
+        ("deciding", _) => Phase::Deciding,
+        ("accepted", Some(d)) => Phase::Accepted {
+            digest: hash(&d)?,
+            by_scheduler: row.try_get::<i64, _>(4)? == 1,
+        },
+        (other, _) => {
+            return Err(StoreError::Corrupt(format!("task {id} in phase {other:?}")));
+        }
+    };
+    let redundancy = Redundancy {
+        replicas: row.try_get::<i64, _>(9)? as u32,
+        quorum: row.try_get::<i64, _>(10)? as u32,
+        max_replicas: row.try_get::<i64, _>(11)? as u32,
+    };
+    let info = TaskInfo {
+        batch_id: row.try_get(5)?,
+        name: row.try_get(6)?,
+        manifest: row.try_get(7)?,
+        wall_seconds: row.try_get::<i64, _>(8)? as u64,
+        credit_rate: row.try_get(12)?,
+        id,
+    };
+    let mut replicas = Vec::new();
+    for r in rows {
+        let Some(runner) = r.try_get::<Option<String>, _>(13)? else {
+            continue;
+        };
+        let state: String = r.try_get(15)?;
+        let digest: Option<String> = r.try_get(17)?;
+        let state = match state.as_str() {
+            "leased" => ReplicaState::Leased {
+                deadline_ms: r.try_get(16)?,
+            },
+            "reported" => ReplicaState::Reported {
+                digest: digest.as_deref().map(hash).transpose()?,
+                seq: r.try_get::<Option<i64>, _>(18)?.unwrap_or(0) as u32,
+            },
+            "expired" => ReplicaState::Expired,
+            "returned" => ReplicaState::Returned,
+            other => {
+                return Err(StoreError::Corrupt(format!(
+                    "a replica of task {id} in state {other:?}"
+                )));
+            }
+        };
+        replicas.push(Replica {
+            runner,
+            owner: r.try_get(14)?,
+            state,
+        });
+    }
+    let state = TaskState {
+        redundancy,
+        replicas,
+        wanted: row.try_get::<i64, _>(2)? as u32,
+        phase,
+    };
+    Ok((state, info))
+}
+
+/// One transaction's tasks and the writes it holds back until just before it commits. A
+/// task is read once (a group's reported tasks in one query), changed in memory by as many
+/// of the group's events as touch it, and written once; ledger entries and reputation
+/// counts likewise. Rolling the transaction back drops all of it.
+#[derive(Default)]
+struct Pending {
+    tasks: BTreeMap<i64, Touched>,
+    ledger: Vec<LedgerRow>,
+    /// The ledger's end, once read.
+    tail: Option<LedgerTail>,
+    /// Agreements and disagreements to add, per runner.
+    reputation: BTreeMap<String, (i64, i64)>,
+}
+
+impl Pending {
+    /// Task `id` is now `state`; `signed` is a report to store with its runner's replica.
+    fn save(&mut self, id: i64, state: TaskState, signed: Option<SignedReport>) {
+        let t = self
+            .tasks
+            .get_mut(&id)
+            .expect("a task is read before it is saved");
+        t.state = state;
+        t.reports.extend(signed);
+    }
+
+    /// Leases `runner` gained (or, below zero, ended) in this transaction.
+    fn leases_gained(&self, runner: &str) -> i64 {
+        let leased = |s: &TaskState| {
+            s.replicas
+                .iter()
+                .filter(|r| r.runner == runner && matches!(r.state, ReplicaState::Leased { .. }))
+                .count() as i64
+        };
+        self.tasks
+            .values()
+            .map(|t| leased(&t.state) - leased(&t.read))
+            .sum()
+    }
+}
+
+/// A task a transaction read.
+struct Touched {
+    /// As read.
+    read: TaskState,
+    /// As it now is.
+    state: TaskState,
+    info: std::sync::Arc<TaskInfo>,
+    /// Reports received, in order.
+    reports: Vec<SignedReport>,
+    /// Its accepted result, when this transaction accepted it.
+    accepted: Option<Accepted>,
+}
+
+/// An accepted task's result, as its row keeps it.
+struct Accepted {
+    result: String,
+    succeeded: bool,
+    at: i64,
+    /// Whether the result names no blob still to be stored.
+    outputs_stored: bool,
+}
+
+/// A ledger entry to write.
+struct LedgerRow {
+    seq: i64,
+    credit: Credit,
+    prev: Blake3Hash,
+    hash: Blake3Hash,
+    at: i64,
+}
+
 /// A result report to store with its runner's replica.
-struct SignedReport<'a> {
-    runner: &'a str,
+struct SignedReport {
+    runner: String,
     report: String,
-    signature: &'a str,
+    signature: String,
     at: i64,
     wall_ms: i64,
 }
 
-/// The ledger's end as one transaction sees it: read (and on PostgreSQL locked) at the first
-/// credit, written back once at the end.
 struct LedgerTail {
     len: i64,
     head: Blake3Hash,
-    moved: bool,
 }
 
 /// What the storage layer needs of a task beyond its [`TaskState`].
