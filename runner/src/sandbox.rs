@@ -144,6 +144,10 @@ pub fn engine_config(pool_slots: u32, nan: NanMode) -> Config {
             // Each instance has the guest's memory and the one-page interrupt memory.
             .total_memories(2 * pool_slots)
             .total_tables(pool_slots)
+            // Tasks run on the thread's own stack, not fibers; the default keeps 1,000 fiber
+            // stacks, each with a guard page of its own mapping, which alone took 64 runners
+            // in one process to the kernel's limit of 65,530 mappings.
+            .total_stacks(pool_slots)
             .max_memories_per_module(2)
             .max_tables_per_module(1)
             .max_memory_size(1 << 32)

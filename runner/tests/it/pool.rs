@@ -41,3 +41,32 @@ fn a_reused_pool_slot_starts_from_zeroed_memory() {
         assert_eq!(run.report.digest, first.report.digest);
     }
 }
+
+/// A pool's address-space mappings grow with its slots, not with wasmtime's defaults: many
+/// runners (or one runner with many slots) in one process must stay far from the kernel's
+/// limit on mappings per process (65,530 by default).
+#[cfg(target_os = "linux")]
+#[test]
+fn a_pool_maps_memory_in_proportion_to_its_slots() {
+    let mappings = || {
+        std::fs::read_to_string("/proc/self/maps")
+            .unwrap()
+            .lines()
+            .count()
+    };
+    let before = mappings();
+    let sandboxes: Vec<Sandbox> = (0..4)
+        .map(|_| {
+            Sandbox::new(SandboxConfig {
+                pool_slots: 4,
+                ..Default::default()
+            })
+            .unwrap()
+        })
+        .collect();
+    let added = mappings().saturating_sub(before);
+    // Other tests' threads map and unmap at the same time; a pool that kept wasmtime's
+    // default of 1,000 fiber stacks added about 1,000 mappings each.
+    assert!(added < 4 * 250, "four 4-slot pools added {added} mappings");
+    drop(sandboxes);
+}
