@@ -221,6 +221,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "dashboard",
         sql: include_str!("../migrations/0003_dashboard.sql"),
     },
+    Migration {
+        version: 4,
+        name: "status indexes",
+        sql: include_str!("../migrations/0004_status_indexes.sql"),
+    },
 ];
 
 /// The database.
