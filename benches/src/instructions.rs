@@ -11,10 +11,11 @@
 //! (a predictable branch) or more (a spilled register). The table is the deterministic half
 //! of the measurement; `compute` is the timed half.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail, ensure};
+use clap::ValueEnum;
 use helio_runner::{NanMode, Sandbox, SandboxConfig};
 use helio_sdk::TaskManifest;
 use helio_test_guests as g;
@@ -149,12 +150,10 @@ pub fn instructions(args: &InstructionArgs) -> Result<()> {
 }
 
 /// The instructions one `kernel` run executes, as callgrind counts them.
-fn counted(valgrind: &PathBuf, me: &PathBuf, variant: Variant, years: u32) -> Result<u64> {
-    let name = format!("{variant:?}").to_lowercase();
-    let variant_arg = match variant {
-        Variant::WasmtimeFuel => "wasmtime-fuel".to_string(),
-        _ => name,
-    };
+fn counted(valgrind: &Path, me: &Path, variant: Variant, years: u32) -> Result<u64> {
+    let value = variant
+        .to_possible_value()
+        .expect("every variant is a command-line value");
     let out = Command::new(valgrind)
         .args([
             "--tool=callgrind",
@@ -166,7 +165,7 @@ fn counted(valgrind: &PathBuf, me: &PathBuf, variant: Variant, years: u32) -> Re
         .args([
             "kernel",
             "--variant",
-            &variant_arg,
+            value.get_name(),
             "--years",
             &years.to_string(),
         ])

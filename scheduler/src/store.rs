@@ -396,7 +396,7 @@ impl Store {
                 Job::Lease { .. } => Vec::new(),
             })
             .collect();
-        self.fetch(&mut tx, &mut p, reported).await?;
+        self.fetch(&mut tx, &mut p, &reported).await?;
         let mut done = Vec::with_capacity(jobs.len());
         for job in jobs {
             done.push(match job {
@@ -421,11 +421,11 @@ impl Store {
                         .report_in(&mut tx, &mut p, runner, results, *now)
                         .await?;
                     let leases = match *lease {
-                        Some((max, grace_ms)) if max > 0 => {
+                        Some((max, grace_ms)) => {
                             self.lease_in(&mut tx, &mut p, runner, max, *now, grace_ms)
                                 .await?
                         }
-                        _ => Vec::new(),
+                        None => Vec::new(),
                     };
                     Done::Acks(acks, leases)
                 }
@@ -1117,7 +1117,7 @@ impl Store {
             })
             .take(n as usize)
             .collect();
-        self.fetch(tx, p, ids.clone()).await?;
+        self.fetch(tx, p, &ids).await?;
         let mut leases = Vec::with_capacity(ids.len());
         for id in ids {
             let (before, info) = self.load(tx, p, id).await?;
@@ -1197,7 +1197,7 @@ impl Store {
         .collect::<Result<_, _>>()?;
         let mut tx = self.pool.begin().await?;
         let mut p = Pending::default();
-        self.fetch(&mut tx, &mut p, ids.clone()).await?;
+        self.fetch(&mut tx, &mut p, &ids).await?;
         let mut ended = 0;
         for id in ids {
             let (mut state, info) = self.load(&mut tx, &mut p, id).await?;
@@ -1232,7 +1232,7 @@ impl Store {
 
     /// Records results `runner` reports, each checked (lease, digest, signature) and
     /// applied in the same transaction as the acceptance and credits it completes; then,
-    /// when `lease` asks for `(max, grace_ms)`, leases new tasks as [`Store::lease`] does,
+    /// when `lease` asks for `(max, grace_ms)` (`max` above 0), leases new tasks as [`Store::lease`] does,
     /// in that transaction too.
     pub async fn report(
         &self,
@@ -1263,7 +1263,7 @@ impl Store {
         results: &[ResultReport],
         now: i64,
     ) -> Result<Vec<ReportAck>> {
-        // Lock tasks in id order, so that concurrent transactions never deadlock.
+        // In task order, as `run_jobs` read (and on PostgreSQL locked) them.
         let mut order: Vec<usize> = (0..results.len()).collect();
         order.sort_by_key(|&i| results[i].task_id);
         let mut acks: Vec<Option<ReportAck>> = vec![None; results.len()];
@@ -1988,9 +1988,13 @@ impl Store {
         &self,
         tx: &mut Transaction<'static, Any>,
         p: &mut Pending,
-        mut ids: Vec<i64>,
+        ids: &[i64],
     ) -> Result<()> {
-        ids.retain(|id| !p.tasks.contains_key(id));
+        let mut ids: Vec<i64> = ids
+            .iter()
+            .copied()
+            .filter(|id| !p.tasks.contains_key(id))
+            .collect();
         ids.sort_unstable();
         ids.dedup();
         for chunk in ids.chunks(ROWS_PER_STATEMENT) {
@@ -2047,7 +2051,7 @@ impl Store {
         id: i64,
     ) -> Result<(TaskState, std::sync::Arc<TaskInfo>)> {
         if !p.tasks.contains_key(&id) {
-            self.fetch(tx, p, vec![id]).await?;
+            self.fetch(tx, p, &[id]).await?;
         }
         let t = p
             .tasks

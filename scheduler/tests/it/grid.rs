@@ -424,12 +424,7 @@ async fn a_stuck_runners_leases_expire_and_replayed_reports_change_nothing(db: D
     let grid = TestGrid::start(db, 3_000).await;
     let (n, rounds) = (4, 100);
     let manifest = hashchain_batch(grid.dir.path(), n, rounds, 1);
-    let batch = grid
-        .submitter()
-        .submit(manifest.to_str().unwrap())
-        .await
-        .unwrap()
-        .batch;
+    let batch = grid.submit(&manifest).await;
     // A runner takes two tasks and never reports them (as if stuck in them); it keeps its
     // heartbeat, so it stays online and only the leases' deadlines free the tasks.
     let ghost = rogue(&grid.url, "ghost").await;
@@ -536,12 +531,7 @@ async fn simultaneous_reports_accept_every_task_once(db: Db) {
     let grid = TestGrid::start(db, 60_000).await;
     let n = 40;
     let manifest = hashchain_batch(grid.dir.path(), n, 10, 60);
-    let batch = grid
-        .submitter()
-        .submit(manifest.to_str().unwrap())
-        .await
-        .unwrap()
-        .batch;
+    let batch = grid.submit(&manifest).await;
     let mut reports = Vec::new();
     for owner in ["ann", "bob"] {
         let runner = rogue_with_slots(&grid.url, owner, 64).await;
@@ -600,12 +590,7 @@ async fn a_report_takes_the_next_tasks_in_the_same_request(db: Db) {
     let grid = TestGrid::start(db, 60_000).await;
     let n = 5;
     let manifest = hashchain_batch(grid.dir.path(), n, 10, 60);
-    let batch = grid
-        .submitter()
-        .submit(manifest.to_str().unwrap())
-        .await
-        .unwrap()
-        .batch;
+    let batch = grid.submit(&manifest).await;
     for owner in ["ann", "bob"] {
         let runner = rogue_with_slots(&grid.url, owner, 2).await;
         let mut held = runner.lease(2).await.unwrap();

@@ -193,12 +193,7 @@ async fn the_cooperative_fund_gets_its_share(db: Db) {
     let grid = TestGrid::start_with(db, |c| c.policy.cooperative_share = 0.25).await;
     let n = 10;
     let manifest = hashchain_batch(grid.dir.path(), n, 10, 60);
-    let batch = grid
-        .submitter()
-        .submit(manifest.to_str().unwrap())
-        .await
-        .unwrap()
-        .batch;
+    let batch = grid.submit(&manifest).await;
     for owner in ["ann", "bob"] {
         let runner = rogue_with_slots(&grid.url, owner, 16).await;
         let leases = runner.lease(16).await.unwrap();
@@ -278,12 +273,7 @@ async fn a_silent_runner_goes_offline_and_its_leases_go_to_others(db: Db) {
     // them within this test.
     let grid = TestGrid::start(db, 60_000).await;
     let manifest = hashchain_batch(grid.dir.path(), 2, 10, 60);
-    let batch = grid
-        .submitter()
-        .submit(manifest.to_str().unwrap())
-        .await
-        .unwrap()
-        .batch;
+    let batch = grid.submit(&manifest).await;
     let ghost = rogue(&grid.url, "ghost").await;
     let taken = ghost.lease(2).await.unwrap();
     assert_eq!(taken.len(), 2);
