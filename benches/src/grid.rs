@@ -72,6 +72,9 @@ struct Figures {
     steady_rate: f64,
     rss_kib: u64,
     peak_kib: u64,
+    /// The scheduler's RSS (KiB) when a quarter, half and three quarters of the tasks were
+    /// accepted: whether its memory grows with the number of finished tasks.
+    rss_quarters: [u64; 3],
     /// One read of the dashboard's snapshot with the batch finished (best of three).
     dashboard: Duration,
 }
@@ -89,9 +92,9 @@ pub fn grid(args: &GridArgs) -> Result<()> {
         scheduler.display()
     );
     println!(
-        "| database | runners | tasks | submit | submit → all accepted | accepted tasks/s | steady tasks/s | scheduler RSS | scheduler peak RSS | requests per task | leases per task | dashboard read |"
+        "| database | runners | tasks | submit | submit → all accepted | accepted tasks/s | steady tasks/s | scheduler RSS at ¼, ½, ¾ accepted | scheduler RSS | scheduler peak RSS | requests per task | leases per task | dashboard read |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let mut rows: Vec<(usize, usize)> = args
         .runners
         .iter()
@@ -105,11 +108,14 @@ pub fn grid(args: &GridArgs) -> Result<()> {
                 .block_on(measure(&scheduler, args, db, runners, tasks))
                 .with_context(|| format!("{db:?}, {runners} runners, {tasks} tasks"))?;
             println!(
-                "| {db:?} | {runners} | {tasks} | {:.2} s | {:.2} s | {:.0} | {:.0} | {} MiB | {} MiB | {:.1} | {:.2} | {:.0} ms |",
+                "| {db:?} | {runners} | {tasks} | {:.2} s | {:.2} s | {:.0} | {:.0} | {} / {} / {} MiB | {} MiB | {} MiB | {:.1} | {:.2} | {:.0} ms |",
                 f.submit.as_secs_f64(),
                 f.total.as_secs_f64(),
                 tasks as f64 / f.total.as_secs_f64(),
                 f.steady_rate,
+                f.rss_quarters[0] / 1024,
+                f.rss_quarters[1] / 1024,
+                f.rss_quarters[2] / 1024,
                 f.rss_kib / 1024,
                 f.peak_kib / 1024,
                 f.requests_per_task,
@@ -287,9 +293,15 @@ async fn measure(
     let submitted = grid.submit(&manifest.display().to_string()).await?;
     let submit = start.elapsed();
     let (mut first, mut first_done) = (None, 0u64);
+    let mut rss_quarters = [0u64; 3];
     let status = loop {
         let status = grid.status(&submitted.batch).await?;
         let finished = status.succeeded + status.failed;
+        for (q, rss) in rss_quarters.iter_mut().enumerate() {
+            if *rss == 0 && finished * 4 >= (q as u64 + 1) * tasks as u64 {
+                *rss = scheduler.memory().0;
+            }
+        }
         if first.is_none() && finished > 0 {
             first = Some(Instant::now());
             first_done = finished;
@@ -356,6 +368,7 @@ async fn measure(
         steady_rate,
         rss_kib,
         peak_kib,
+        rss_quarters,
         dashboard,
     })
 }

@@ -243,6 +243,8 @@ pub struct Store {
 #[derive(Default)]
 struct Group {
     queue: std::sync::Mutex<Vec<Job>>,
+    /// Whether a committer task is running (see [`Store::grouped`]).
+    committer: std::sync::atomic::AtomicBool,
     /// Held while a group commits.
     committing: tokio::sync::Mutex<()>,
 }
@@ -342,18 +344,37 @@ impl Store {
         Ok(store)
     }
 
-    /// Queues `job` and commits it with whatever else is queued. The commit runs in a task
-    /// of its own, so a requester that goes away never cuts a group's transaction short.
+    /// Queues `job` and commits it with whatever else is queued. One committer task at a
+    /// time takes the queue and commits it, again and again until it finds the queue empty;
+    /// a request starts one only if none is running. (A task per request, each waiting its
+    /// turn, piled up faster than they drained under load: every one that found work
+    /// committed it, so the line grew by all but one of the requests that came in during
+    /// each commit, and the scheduler's memory with it.) The committer is a task of its
+    /// own, so a requester that goes away never cuts a group's transaction short.
     async fn grouped<T>(&self, job: Job, answer: oneshot::Receiver<Result<T>>) -> Result<T> {
+        use std::sync::atomic::Ordering::SeqCst;
         self.group.queue.lock().expect("not poisoned").push(job);
-        let store = self.clone();
-        tokio::spawn(async move {
-            let _committing = store.group.committing.lock().await;
-            let jobs = std::mem::take(&mut *store.group.queue.lock().expect("not poisoned"));
-            if !jobs.is_empty() {
-                store.commit_group(jobs).await;
-            }
-        });
+        if !self.group.committer.swap(true, SeqCst) {
+            let store = self.clone();
+            tokio::spawn(async move {
+                loop {
+                    let _committing = store.group.committing.lock().await;
+                    let jobs =
+                        std::mem::take(&mut *store.group.queue.lock().expect("not poisoned"));
+                    if !jobs.is_empty() {
+                        store.commit_group(jobs).await;
+                        continue;
+                    }
+                    // Nothing queued: stop, unless a job came in after the look and its
+                    // requester, seeing this committer still running, started none.
+                    store.group.committer.store(false, SeqCst);
+                    let queued = !store.group.queue.lock().expect("not poisoned").is_empty();
+                    if !queued || store.group.committer.swap(true, SeqCst) {
+                        break;
+                    }
+                }
+            });
+        }
         answer
             .await
             .map_err(|_| StoreError::Corrupt("a grouped commit ended without an answer".into()))?
@@ -2493,10 +2514,8 @@ pub fn now_ms() -> i64 {
 mod tests {
     use super::*;
 
-    /// Requests that queue up while a group commits are committed together; one that fails
-    /// (a runner the database does not know) costs the others nothing.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_failing_request_in_a_group_costs_the_others_nothing() {
+    /// A store with a batch of four tasks (replicas 2) and two runners of their own owners.
+    async fn group_fixture() -> (tempfile::TempDir, Store, Vec<RunnerRecord>) {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("s.db").display());
         let store = Store::open(&url).await.unwrap();
@@ -2539,6 +2558,56 @@ mod tests {
                 .unwrap();
             runners.push(store.runner(&registered.runner).await.unwrap().unwrap());
         }
+        (dir, store, runners)
+    }
+
+    /// However many requests wait while a group commits, one committer task waits with them
+    /// (a task per request once piled up under load, and the scheduler's memory with them),
+    /// and it ends once the queue is empty.
+    #[tokio::test]
+    async fn requests_waiting_for_a_commit_share_one_committer() {
+        let (_dir, store, runners) = group_fixture().await;
+        let metrics = tokio::runtime::Handle::current().metrics();
+        let before = metrics.num_alive_tasks();
+        const WAITING: usize = 40;
+        let held = store.group.committing.lock().await;
+        let requests: Vec<_> = (0..WAITING)
+            .map(|i| {
+                let store = store.clone();
+                let runner = runners[i % 2].clone();
+                tokio::spawn(async move { store.lease(&runner, 1, 1, 60_000).await })
+            })
+            .collect();
+        while store.group.queue.lock().unwrap().len() < WAITING {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        // The requests and at most one committer (the runtime's other tasks may end meanwhile).
+        let alive = metrics.num_alive_tasks().saturating_sub(before);
+        assert!(
+            alive <= WAITING + 1,
+            "{alive} tasks for {WAITING} waiting requests"
+        );
+        drop(held);
+        for r in requests {
+            r.await.unwrap().unwrap();
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while metrics.num_alive_tasks() > before {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the committer is still running with nothing queued"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        // A request after the committer ended starts another.
+        store.lease(&runners[0], 1, 2, 60_000).await.unwrap();
+    }
+
+    /// Requests that queue up while a group commits are committed together; one that fails
+    /// (a runner the database does not know) costs the others nothing.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failing_request_in_a_group_costs_the_others_nothing() {
+        let (_dir, store, runners) = group_fixture().await;
         let mut ghost = runners[0].clone();
         ghost.id = "never-registered".into();
 
