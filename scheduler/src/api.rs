@@ -316,7 +316,7 @@ fn check_signature(
     uri: &Uri,
     headers: &HeaderMap,
     body: &[u8],
-    key: &[u8; 32],
+    key: &wire::PublicKey,
 ) -> Answer<()> {
     let time: i64 = header(headers, wire::TIME_HEADER)
         .and_then(|t| t.parse().ok())
@@ -333,7 +333,7 @@ fn check_signature(
     let signature = header(headers, wire::SIGNATURE_HEADER)
         .ok_or_else(|| Fail::unauthorized(format!("missing header {}", wire::SIGNATURE_HEADER)))?;
     let message = wire::request_message(method.as_str(), uri.path(), time, body);
-    if !wire::verify_signature(key, &message, signature) {
+    if !key.verifies(&message, signature) {
         return Err(Fail::unauthorized(
             "the request's signature does not verify with the runner's key",
         ));

@@ -81,7 +81,7 @@ pub struct RunnerRecord {
     /// Its id.
     pub id: String,
     /// Its Ed25519 public key.
-    pub public_key: [u8; 32],
+    pub public_key: wire::PublicKey,
     /// Its owner.
     pub owner: String,
     /// Its tier.
@@ -1320,7 +1320,7 @@ impl Store {
                 continue;
             }
             let message = wire::result_message(&info.batch_id, &info.name, &report.digest);
-            if !wire::verify_signature(&runner.public_key, &message, &r.signature) {
+            if !runner.public_key.verifies(&message, &r.signature) {
                 acks[i] = Some(refuse(
                     "the result's signature does not verify with this runner's key".into(),
                 ));
