@@ -226,6 +226,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "status indexes",
         sql: include_str!("../migrations/0004_status_indexes.sql"),
     },
+    Migration {
+        version: 5,
+        name: "batch counts",
+        sql: include_str!("../migrations/0005_batch_counts.sql"),
+    },
 ];
 
 /// The database.
@@ -892,55 +897,52 @@ impl Store {
 
     /// A batch's progress.
     pub async fn batch_status(&self, id: &str) -> Result<BatchStatus> {
-        let batch = sqlx::query("SELECT name, tasks FROM batches WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(format!("batch {id}")))?;
+        // Finished tasks and credits are counted as they happen (migration 5); only the
+        // tasks still open are counted here.
+        let batch = sqlx::query(
+            "SELECT name, tasks, accepted_ok, accepted_failed, micro_credits \
+             FROM batches WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("batch {id}")))?;
         let rows = sqlx::query(
-            "SELECT t.phase, t.succeeded, \
+            "SELECT t.phase, \
              CASE WHEN t.phase = 'open' AND NOT EXISTS (SELECT 1 FROM replicas r \
                WHERE r.task_id = t.id AND r.state IN ('leased', 'reported')) THEN 1 ELSE 0 END, \
-             COUNT(*) FROM tasks t WHERE t.batch_id = $1 GROUP BY 1, 2, 3",
+             COUNT(*) FROM tasks t WHERE t.batch_id = $1 AND t.phase IN ('open', 'deciding') \
+             GROUP BY 1, 2",
         )
         .bind(id)
         .fetch_all(&self.pool)
         .await?;
+        let count = |i: usize| -> Result<u64> { Ok(batch.try_get::<i64, _>(i)? as u64) };
         let mut status = BatchStatus {
             batch: id.into(),
             name: batch.try_get(0)?,
-            tasks: batch.try_get::<i64, _>(1)? as u64,
+            tasks: count(1)?,
             pending: 0,
             running: 0,
             deciding: 0,
-            succeeded: 0,
-            failed: 0,
+            succeeded: count(2)?,
+            failed: count(3)?,
             outputs_pending: 0,
-            micro_credits: 0,
+            micro_credits: count(4)?,
         };
         for row in rows {
             let phase: String = row.try_get(0)?;
-            let ok: i64 = row.try_get(1)?;
-            let idle: i64 = row.try_get(2)?;
-            let n = row.try_get::<i64, _>(3)? as u64;
-            match (phase.as_str(), ok, idle) {
-                ("open", _, 1) => status.pending += n,
-                ("open", _, _) => status.running += n,
-                ("deciding", _, _) => status.deciding += n,
-                ("accepted", 1, _) => status.succeeded += n,
-                _ => status.failed += n,
+            let idle: i64 = row.try_get(1)?;
+            let n = row.try_get::<i64, _>(2)? as u64;
+            match (phase.as_str(), idle) {
+                ("open", 1) => status.pending += n,
+                ("open", _) => status.running += n,
+                _ => status.deciding += n,
             }
         }
         status.outputs_pending = sqlx::query(
             "SELECT COUNT(*) FROM tasks WHERE batch_id = $1 AND phase = 'accepted' \
-             AND outputs_stored = 0",
-        )
-        .bind(id)
-        .fetch_one(&self.pool)
-        .await?
-        .try_get::<i64, _>(0)? as u64;
-        status.micro_credits = sqlx::query(
-            "SELECT CAST(COALESCE(SUM(micro_credits), 0) AS BIGINT) FROM ledger WHERE batch_id = $1",
+             AND succeeded IN (0, 1) AND outputs_stored = 0",
         )
         .bind(id)
         .fetch_one(&self.pool)
@@ -2210,6 +2212,37 @@ impl Store {
                 .bind(tail.head.to_string())
                 .execute(&mut **tx)
                 .await?;
+        }
+        // Each batch's newly accepted tasks and credits (see `batch_status`).
+        let mut batches: BTreeMap<&str, (i64, i64, i64)> = BTreeMap::new();
+        for t in p.tasks.values() {
+            if let (Some(a), false) = (&t.accepted, matches!(t.read.phase, Phase::Accepted { .. }))
+            {
+                let counts = batches.entry(t.info.batch_id.as_str()).or_default();
+                if a.succeeded {
+                    counts.0 += 1;
+                } else {
+                    counts.1 += 1;
+                }
+            }
+        }
+        for e in &p.ledger {
+            batches.entry(e.credit.batch.as_str()).or_default().2 += e.credit.micro_credits as i64;
+        }
+        let rows: Vec<_> = batches.into_iter().collect();
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "UPDATE batches SET accepted_ok = batches.accepted_ok + v.column2, \
+                 accepted_failed = batches.accepted_failed + v.column3, \
+                 micro_credits = batches.micro_credits + v.column4 \
+                 FROM (VALUES {}) AS v WHERE batches.id = v.column1",
+                placeholders(self.postgres, chunk.len(), 4)
+            );
+            let mut q = sqlx::query(&sql);
+            for (batch, (ok, failed, credits)) in chunk {
+                q = q.bind(*batch).bind(*ok).bind(*failed).bind(*credits);
+            }
+            q.execute(&mut **tx).await?;
         }
         let counts: Vec<_> = p.reputation.iter().collect();
         for chunk in counts.chunks(ROWS_PER_STATEMENT) {

@@ -333,8 +333,18 @@ pub async fn check_batch(
     let written: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
     assert_eq!(written["tasks"].as_array().unwrap().len(), n as usize);
+    // The status's counts, kept as tasks are accepted, against the results read row by row.
     let status = submitter.status(batch).await.unwrap();
     assert_eq!(status.micro_credits, expected_total);
+    assert_eq!(
+        (status.tasks, status.succeeded, status.failed),
+        (n as u64, results.tasks.len() as u64, 0)
+    );
+    assert_eq!(
+        (status.pending, status.running, status.deciding),
+        (0, 0, 0),
+        "{status:?}"
+    );
     let store = service::open_store(config).await.unwrap();
     let (entries, len, head) = store.ledger().await.unwrap();
     ledger::verify_anchored(&entries, len, &head).unwrap();

@@ -676,6 +676,17 @@ async fn the_ci_example_uploads_submits_waits_and_downloads() {
         }
     }
     assert_eq!(failed, 1);
+    // The batch's status counts the failure as it counted it when the task was accepted.
+    let status = grid
+        .submitter()
+        .status(results["batch"].as_str().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        (status.tasks, status.succeeded, status.failed),
+        (3, 2, 1),
+        "{status:?}"
+    );
     grid.stop().await;
 }
 
