@@ -940,6 +940,9 @@ impl Store {
                 _ => status.deciding += n,
             }
         }
+        // `succeeded IN (0, 1)` names every value the column holds, so the read can seek the
+        // `tasks_batch_status` index to the unstored outputs instead of walking every
+        // accepted task.
         status.outputs_pending = sqlx::query(
             "SELECT COUNT(*) FROM tasks WHERE batch_id = $1 AND phase = 'accepted' \
              AND succeeded IN (0, 1) AND outputs_stored = 0",
