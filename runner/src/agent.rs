@@ -17,6 +17,7 @@ use tokio::task::JoinSet;
 
 pub use crate::display::Output;
 use crate::display::{Display, Event};
+use crate::health::HEALTH_CHECK_BATCH;
 use crate::{LoadedTask, Progress, RunOutput, Sandbox, SandboxConfig};
 
 /// Why a request to the scheduler failed.
@@ -800,6 +801,14 @@ async fn report_all(
         }
     };
     for ((slot, lease, output), ack) in outputs.iter().zip(acks) {
+        if lease.batch == HEALTH_CHECK_BATCH {
+            display.event(Event::HealthCheck {
+                wall_ms: output.report.wall_ms,
+                result: ack.status.clone(),
+                error: ack.error.clone(),
+            });
+            continue;
+        }
         summary.reported += 1;
         summary.micro_credits += ack.micro_credits;
         match ack.status {

@@ -82,6 +82,17 @@ pub enum Event {
         /// Results accepted this session so far.
         session_accepted: u64,
     },
+    /// The scheduler's health check, which a runner passes before it gets tasks (when new,
+    /// restarted or back from offline), was run and reported.
+    HealthCheck {
+        /// How long it ran, in milliseconds.
+        wall_ms: u64,
+        /// `accepted`: passed; `disagreed`: the scheduler's own run gave another digest.
+        result: ReportStatus,
+        /// Why it failed or was refused.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
     /// The ledger holds more credits for this runner (some granted when other runners later
     /// agreed with results it had reported).
     Credits {
@@ -160,6 +171,25 @@ impl Event {
                 ReportStatus::Recorded => format!(
                     "task {task}: {outcome} in {}, reported; waiting for other runners to agree",
                     seconds(*wall_ms)
+                ),
+            },
+            Event::HealthCheck {
+                wall_ms,
+                result,
+                error,
+            } => match result {
+                ReportStatus::Accepted => format!(
+                    "health check passed in {}: this runner now gets tasks",
+                    seconds(*wall_ms)
+                ),
+                ReportStatus::Disagreed => format!(
+                    "{}; unstable hardware, an overclock or a modified runner can cause this",
+                    error.as_deref().unwrap_or("health check failed")
+                ),
+                other => format!(
+                    "health check {}: {}",
+                    other.as_str(),
+                    error.as_deref().unwrap_or("no reason given")
                 ),
             },
             Event::Credits {

@@ -22,6 +22,7 @@ pub mod agent;
 mod cache;
 pub mod display;
 mod errno;
+pub mod health;
 mod instrument;
 mod load;
 mod nan;

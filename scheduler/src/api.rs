@@ -14,6 +14,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use helio_runner::Sandbox;
 use helio_sdk::wire::{
     self, ApiError, BlobList, Credits, LeaseRequest, Leases, RegisterRunner, ReportRequest,
     ReportStatus, ReturnRequest, RunnerInfo,
@@ -76,16 +77,20 @@ pub struct App {
     pub limits: Arc<RateLimiter>,
     /// The dashboard's snapshots.
     pub pulse: Arc<Pulse>,
+    /// The scheduler's own sandbox: it runs health checks (and, in the authority loop,
+    /// tasks whose replicas ran out).
+    pub sandbox: Arc<Sandbox>,
 }
 
 impl App {
-    /// The shared state of a service with `store`, `blobs` and `config`.
-    pub fn new(store: Store, blobs: Blobs, config: ApiConfig) -> App {
+    /// The shared state of a service with `store`, `blobs`, `config` and `sandbox`.
+    pub fn new(store: Store, blobs: Blobs, config: ApiConfig, sandbox: Arc<Sandbox>) -> App {
         App {
             limits: Arc::new(RateLimiter::new(config.runner_rate)),
             store,
             blobs,
             config,
+            sandbox,
             authority: Arc::new(Notify::new()),
             metrics: Arc::default(),
             runners: Arc::default(),
@@ -638,7 +643,9 @@ async fn lease(
         .store
         .lease(&runner, req.max, now_ms(), app.config.lease_grace_ms)
         .await?;
-    app.metrics.leases.inc_by(leases.len() as u64);
+    app.metrics
+        .leases
+        .inc_by(leases.iter().filter(|l| l.task_id > 0).count() as u64);
     Ok(json(&Leases { leases }))
 }
 
@@ -667,13 +674,40 @@ async fn report(
 ) -> Answer<Response> {
     let runner = runner_auth(&app, &method, &uri, &headers, &body).await?;
     app.metrics.runner_requests.inc();
-    let req: ReportRequest = parse(&body)?;
+    let mut req: ReportRequest = parse(&body)?;
     let lease = (req.lease > 0).then_some((req.lease, app.config.lease_grace_ms));
+    // Health checks first: one passed here makes the runner warm for the lease below.
+    let is_check: Vec<bool> = req
+        .results
+        .iter()
+        .map(|r| crate::health::is_check(r.task_id))
+        .collect();
+    let mut checked = Vec::new();
+    if is_check.contains(&true) {
+        let (checks, tasks): (Vec<_>, Vec<_>) = std::mem::take(&mut req.results)
+            .into_iter()
+            .partition(|r| crate::health::is_check(r.task_id));
+        req.results = tasks;
+        for r in &checks {
+            checked
+                .push(crate::health::report(&app.store, &app.sandbox, &runner, r, now_ms()).await?);
+        }
+    }
     let (mut acks, leases) = app
         .store
         .report(&runner, &req.results, lease, now_ms())
         .await?;
-    app.metrics.leases.inc_by(leases.len() as u64);
+    if !checked.is_empty() {
+        // The acknowledgements in the order of the results.
+        let (mut checked, mut tasks) = (checked.into_iter(), acks.into_iter());
+        acks = is_check
+            .iter()
+            .filter_map(|&check| if check { checked.next() } else { tasks.next() })
+            .collect();
+    }
+    app.metrics
+        .leases
+        .inc_by(leases.iter().filter(|l| l.task_id > 0).count() as u64);
     // Only accepted results name blobs to upload: ask for those the store lacks.
     for ack in &mut acks {
         let mut missing = Vec::new();
@@ -687,8 +721,12 @@ async fn report(
         ack.upload = missing;
     }
     for ack in &acks {
-        app.metrics
-            .results
+        let counter = if crate::health::is_check(ack.task_id) {
+            &app.metrics.health_checks
+        } else {
+            &app.metrics.results
+        };
+        counter
             .get_or_create(&crate::metrics::Status {
                 status: ack.status.as_str(),
             })

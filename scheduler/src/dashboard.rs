@@ -84,6 +84,8 @@ impl From<RunnerRecord> for RunnerInfo {
             location: r.location,
             green_energy: r.green_energy,
             uptime_ms: r.uptime_ms,
+            warm: r.warm,
+            checks_failed: r.checks_failed,
         }
     }
 }

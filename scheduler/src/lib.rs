@@ -9,6 +9,7 @@
 //! - [`api`]: the HTTP API under `/v1`. The only module that knows routes.
 //! - [`limits::RateLimiter`]: per-runner request rates.
 //! - [`blobs::Blobs`]: content-addressed modules, inputs and outputs.
+//! - [`health`]: health checks that a cold runner passes before it gets work.
 //! - [`dashboard::Pulse`]: the dashboard's snapshots of the grid, read once for every viewer.
 //! - [`metrics::Metrics`]: what `/metrics` shows, in the Prometheus (OpenMetrics) format.
 //! - [`service`]: `scheduler serve`: all of the above and the background loops.
@@ -27,6 +28,7 @@ pub mod api;
 pub mod blobs;
 pub mod consensus;
 pub mod dashboard;
+pub mod health;
 pub mod ledger;
 pub mod limits;
 pub mod metrics;

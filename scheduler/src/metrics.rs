@@ -63,6 +63,8 @@ pub struct Metrics {
     pub leases: Counter,
     /// Results reported to this process, by what became of them.
     pub results: Family<Status, Counter>,
+    /// Health checks reported to this process, by what became of them.
+    pub health_checks: Family<Status, Counter>,
     /// Micro-credits granted through this process.
     pub micro_credits: Counter,
     /// Authenticated runner requests served by this process.
@@ -85,6 +87,7 @@ impl Default for Metrics {
         let mut registry = Registry::with_prefix("helio");
         let leases = Counter::default();
         let results = Family::<Status, Counter>::default();
+        let health_checks = Family::<Status, Counter>::default();
         let micro_credits = Counter::default();
         let runner_requests = Counter::default();
         let requests = Family::<Answered, Counter>::default();
@@ -104,6 +107,12 @@ impl Default for Metrics {
             "Results reported to this scheduler process, by what became of them \
              (accepted, disagreed, recorded, duplicate, refused)",
             results.clone(),
+        );
+        registry.register(
+            "health_checks",
+            "Health checks cold runners reported to this scheduler process, by what became \
+             of them (accepted: passed, disagreed: failed, duplicate, refused)",
+            health_checks.clone(),
         );
         registry.register(
             "micro_credits",
@@ -163,6 +172,7 @@ impl Default for Metrics {
             registry,
             leases,
             results,
+            health_checks,
             micro_credits,
             runner_requests,
             requests,

@@ -122,7 +122,13 @@ pub async fn start(
         })
         .map_err(|e| anyhow::anyhow!("cannot start the scheduler's sandbox: {e}"))?,
     );
-    let app = App::new(store, blobs, config.api.clone());
+    // Runners fetch the health-check module by hash, like any module.
+    let (check, check_hash) = crate::health::module();
+    blobs
+        .put(check_hash, bytes::Bytes::copy_from_slice(check))
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot store the health-check module: {e}"))?;
+    let app = App::new(store, blobs, config.api.clone(), sandbox.clone());
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;

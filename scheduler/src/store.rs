@@ -100,6 +100,27 @@ pub struct RunnerRecord {
     pub green_energy: Option<f64>,
     /// Milliseconds it was online.
     pub uptime_ms: i64,
+    /// Whether it passed a health check since it last registered or came back online.
+    pub warm: bool,
+    /// Health checks it failed in a row.
+    pub checks_failed: u64,
+}
+
+/// A health check issued to a runner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheck {
+    /// Its id (its lease carries the negated id as task id).
+    pub id: i64,
+    /// The runner it was issued to.
+    pub runner: String,
+    /// The seed of its task.
+    pub seed: u64,
+    /// When its lease ends.
+    pub deadline_ms: i64,
+    /// `pending`, `passed`, `failed`, `expired` or `dropped`.
+    pub state: String,
+    /// The digest the runner reported, once it did.
+    pub digest: Option<Blake3Hash>,
 }
 
 /// Tasks across the grid by where they stand.
@@ -148,6 +169,9 @@ pub struct CreditPolicy {
     /// A runner not heard from for this long is offline, and a longer silence does not
     /// count as time online, in milliseconds.
     pub offline_after_ms: i64,
+    /// Whether a cold runner (new, registered again, back from offline) must pass a health
+    /// check before it gets work.
+    pub health_checks: bool,
 }
 
 impl Default for CreditPolicy {
@@ -158,6 +182,7 @@ impl Default for CreditPolicy {
             uptime_micro_per_hour: 0,
             uptime_min_ms: 60_000,
             offline_after_ms: 45_000,
+            health_checks: true,
         }
     }
 }
@@ -231,6 +256,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "batch counts",
         sql: include_str!("../migrations/0005_batch_counts.sql"),
     },
+    Migration {
+        version: 6,
+        name: "health checks",
+        sql: include_str!("../migrations/0006_health_checks.sql"),
+    },
 ];
 
 /// The database.
@@ -294,7 +324,8 @@ impl Job {
 }
 
 const RUNNER_COLUMNS: &str = "id, public_key, owner, tier, slots, agreements, disagreements, \
-     missed_deadlines, last_seen_ms, online, location, green_energy, uptime_ms";
+     missed_deadlines, last_seen_ms, online, location, green_energy, uptime_ms, warm, \
+     checks_failed";
 
 const TIERS: [Tier; 3] = Tier::ALL;
 
@@ -594,7 +625,7 @@ impl Store {
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12) \
              ON CONFLICT (id) DO UPDATE SET tier = $4, slots = $5, cores = $6, \
              memory_bytes = $7, fuel_per_second = $8, profile = $9, last_seen_ms = $10, \
-             location = $11, green_energy = $12, online = 1",
+             location = $11, green_energy = $12, online = 1, warm = 0",
         )
         .bind(&id)
         .bind(&reg.public_key)
@@ -638,6 +669,8 @@ impl Store {
                 .map(|g| format!(", {:.0}% green energy", g * 100.0))
                 .unwrap_or_default(),
         );
+        // Registered again (a restart, new hardware): cold until it passes a new check.
+        drop_checks_in(&mut tx, &id, now).await?;
         let event = if known {
             "registered again"
         } else {
@@ -709,7 +742,8 @@ impl Store {
         for id in ids {
             let mut tx = self.pool.begin().await?;
             let changed = sqlx::query(
-                "UPDATE runners SET online = 0 WHERE id = $1 AND online = 1 AND last_seen_ms < $2",
+                "UPDATE runners SET online = 0, warm = 0 \
+                 WHERE id = $1 AND online = 1 AND last_seen_ms < $2",
             )
             .bind(&id)
             .bind(silent)
@@ -731,6 +765,7 @@ impl Store {
             let mut p = Pending::default();
             let handed = self.hand_back(&mut tx, &mut p, &id, tasks).await?;
             self.flush(&mut tx, p).await?;
+            drop_checks_in(&mut tx, &id, now).await?;
             let detail = format!(
                 "not heard from for {} s; {handed} leased task{} handed to other runners",
                 self.policy.offline_after_ms / 1000,
@@ -1085,13 +1120,17 @@ impl Store {
         // how many leases it holds.
         let row = sqlx::query(
             "SELECT agreements, disagreements, missed_deadlines, \
-             (SELECT COUNT(*) FROM replicas WHERE runner_id = $1 AND state = 'leased') \
-             FROM runners WHERE id = $1",
+             (SELECT COUNT(*) FROM replicas WHERE runner_id = $1 AND state = 'leased'), \
+             warm, check_after_ms FROM runners WHERE id = $1",
         )
         .bind(&runner.id)
         .fetch_optional(&mut **tx)
         .await?
         .ok_or_else(|| StoreError::NotFound(format!("runner {}", runner.id)))?;
+        if self.policy.health_checks && row.try_get::<i64, _>(4)? == 0 {
+            let check_after: i64 = row.try_get(5)?;
+            return self.check_lease_in(tx, runner, check_after, now).await;
+        }
         // What this transaction changed is not written yet: count it in.
         let (agreed, disagreed) = p.reputation.get(&runner.id).copied().unwrap_or_default();
         let reputation = Reputation {
@@ -1161,6 +1200,161 @@ impl Store {
             });
         }
         Ok(leases)
+    }
+
+    /// A cold runner's lease: one health check, unless it holds one still running or must
+    /// wait after failing (`check_after`). A check past its deadline is marked `expired`
+    /// and replaced.
+    async fn check_lease_in(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        runner: &RunnerRecord,
+        check_after: i64,
+        now: i64,
+    ) -> Result<Vec<Lease>> {
+        if now < check_after {
+            return Ok(Vec::new());
+        }
+        let running = sqlx::query(
+            "SELECT 1 FROM health_checks WHERE runner_id = $1 AND state = 'pending' \
+             AND deadline_ms >= $2",
+        )
+        .bind(&runner.id)
+        .bind(now)
+        .fetch_optional(&mut **tx)
+        .await?;
+        if running.is_some() {
+            return Ok(Vec::new());
+        }
+        sqlx::query(
+            "UPDATE health_checks SET state = 'expired', finished_ms = $2 \
+             WHERE runner_id = $1 AND state = 'pending'",
+        )
+        .bind(&runner.id)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+        let id: i64 = sqlx::query(
+            "UPDATE counters SET value = value + 1 WHERE name = 'health_check' RETURNING value",
+        )
+        .fetch_one(&mut **tx)
+        .await?
+        .try_get(0)?;
+        let seed = getrandom::u64()
+            .map_err(|e| StoreError::Corrupt(format!("no random seed for a health check: {e}")))?;
+        let deadline = crate::task::lease_deadline(
+            now,
+            u64::from(helio_runner::health::HEALTH_CHECK_WALL_SECONDS),
+            crate::health::GRACE_MS,
+        );
+        sqlx::query(
+            "INSERT INTO health_checks (id, runner_id, seed, issued_ms, deadline_ms, state) \
+             VALUES ($1, $2, $3, $4, $5, 'pending')",
+        )
+        .bind(id)
+        .bind(&runner.id)
+        .bind(seed as i64)
+        .bind(now)
+        .bind(deadline)
+        .execute(&mut **tx)
+        .await?;
+        Ok(vec![crate::health::lease(id, seed, deadline)?])
+    }
+
+    /// The health check `id`, if it exists.
+    pub async fn health_check(&self, id: i64) -> Result<Option<HealthCheck>> {
+        let row = sqlx::query(
+            "SELECT runner_id, seed, deadline_ms, state, digest FROM health_checks WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(HealthCheck {
+                id,
+                runner: r.try_get(0)?,
+                seed: r.try_get::<i64, _>(1)? as u64,
+                deadline_ms: r.try_get(2)?,
+                state: r.try_get(3)?,
+                digest: r
+                    .try_get::<Option<String>, _>(4)?
+                    .map(|d| Blake3Hash::parse(&d).map_err(|e| StoreError::Corrupt(e.to_string())))
+                    .transpose()?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Records the result of `runner`'s pending health check `id`: it reported `digest`, the
+    /// scheduler's own run gave `expected`. A pass makes the runner warm; a failure keeps it
+    /// cold and makes it wait before its next check (a minute, doubling with each failure
+    /// in a row, at most an hour). Returns false, changing nothing, when the check is not
+    /// that runner's pending one.
+    pub async fn finish_check(
+        &self,
+        id: i64,
+        runner: &str,
+        digest: &Blake3Hash,
+        expected: &Blake3Hash,
+        now: i64,
+    ) -> Result<bool> {
+        let passed = digest == expected;
+        let mut tx = self.pool.begin().await?;
+        let changed = sqlx::query(
+            "UPDATE health_checks SET state = $3, digest = $4, expected = $5, finished_ms = $6 \
+             WHERE id = $1 AND runner_id = $2 AND state = 'pending'",
+        )
+        .bind(id)
+        .bind(runner)
+        .bind(if passed { "passed" } else { "failed" })
+        .bind(digest.to_string())
+        .bind(expected.to_string())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if changed == 0 {
+            return Ok(false);
+        }
+        if passed {
+            sqlx::query(
+                "UPDATE runners SET warm = 1, checks_failed = 0, check_after_ms = 0 WHERE id = $1",
+            )
+            .bind(runner)
+            .execute(&mut *tx)
+            .await?;
+            event_in(
+                &mut tx,
+                runner,
+                now,
+                "health check passed",
+                &format!("check {id}"),
+            )
+            .await?;
+        } else {
+            let failed: i64 = sqlx::query(
+                "UPDATE runners SET checks_failed = checks_failed + 1 WHERE id = $1 \
+                 RETURNING checks_failed",
+            )
+            .bind(runner)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get(0)?;
+            let wait = crate::health::retry_after_ms(failed as u64);
+            sqlx::query("UPDATE runners SET check_after_ms = $2 WHERE id = $1")
+                .bind(runner)
+                .bind(now + wait)
+                .execute(&mut *tx)
+                .await?;
+            let detail = format!(
+                "check {id}: digest {digest}, the scheduler's run gave {expected}; \
+                 {failed} failed in a row, next check in {} s",
+                wait / 1000
+            );
+            event_in(&mut tx, runner, now, "health check failed", &detail).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// Hands `runner`'s leases of `tasks` back; returns how many it held.
@@ -1311,17 +1505,8 @@ impl Store {
                 Err(e) => return Err(e),
             };
             let report = &r.report;
-            let computed = RunReport::compute_digest(
-                &report.outcome,
-                report.fuel_consumed,
-                &report.stdout_blake3,
-                &report.outputs,
-            );
-            if computed != report.digest {
-                acks[i] = Some(refuse(format!(
-                    "the digest {} does not match the report's own fields (they give {computed})",
-                    report.digest
-                )));
+            if let Some(error) = inconsistent(report) {
+                acks[i] = Some(refuse(error));
                 continue;
             }
             let message = wire::result_message(&info.batch_id, &info.name, &report.digest);
@@ -2483,7 +2668,44 @@ fn runner_record(r: &AnyRow) -> Result<RunnerRecord> {
         location: r.try_get(10)?,
         green_energy: r.try_get(11)?,
         uptime_ms: r.try_get(12)?,
+        warm: r.try_get::<i64, _>(13)? == 1,
+        checks_failed: r.try_get::<i64, _>(14)? as u64,
     })
+}
+
+/// Why a report's digest cannot be taken: it does not match the report's own fields (so a
+/// runner cannot claim fuel, outputs or an outcome other than the ones it agreed on).
+pub(crate) fn inconsistent(report: &RunReport) -> Option<String> {
+    let computed = RunReport::compute_digest(
+        &report.outcome,
+        report.fuel_consumed,
+        &report.stdout_blake3,
+        &report.outputs,
+    );
+    (computed != report.digest).then(|| {
+        format!(
+            "the digest {} does not match the report's own fields (they give {computed})",
+            report.digest
+        )
+    })
+}
+
+/// Drops `runner`'s pending health checks (it registered again or went offline) and makes it
+/// cold.
+async fn drop_checks_in(tx: &mut Transaction<'static, Any>, runner: &str, now: i64) -> Result<()> {
+    sqlx::query(
+        "UPDATE health_checks SET state = 'dropped', finished_ms = $2 \
+         WHERE runner_id = $1 AND state = 'pending'",
+    )
+    .bind(runner)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("UPDATE runners SET warm = 0 WHERE id = $1")
+        .bind(runner)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 /// Appends an entry to a runner's activity log.
@@ -2592,7 +2814,18 @@ mod tests {
                 )
                 .await
                 .unwrap();
-            runners.push(store.runner(&registered.runner).await.unwrap().unwrap());
+            let runner = store.runner(&registered.runner).await.unwrap().unwrap();
+            // Warm: its health check passed.
+            let check = store.lease(&runner, 1, 0, 0).await.unwrap();
+            let digest = Blake3Hash::of(b"check");
+            let id = -check[0].task_id;
+            assert!(
+                store
+                    .finish_check(id, &runner.id, &digest, &digest, 0)
+                    .await
+                    .unwrap()
+            );
+            runners.push(runner);
         }
         (dir, store, runners)
     }

@@ -498,4 +498,11 @@ pub struct RunnerInfo {
     /// Milliseconds it was online.
     #[serde(default)]
     pub uptime_ms: i64,
+    /// Whether it passed a health check since it last registered or came back online (a
+    /// cold runner gets a health check before any task).
+    #[serde(default)]
+    pub warm: bool,
+    /// Health checks it failed in a row.
+    #[serde(default)]
+    pub checks_failed: u64,
 }

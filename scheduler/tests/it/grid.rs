@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use helio_cli::grid::Grid;
 use helio_runner::agent::{self, AgentConfig, Client, Stop};
+use helio_runner::health::HEALTH_CHECK_BATCH;
 use helio_scheduler::ledger;
 use helio_scheduler::service::{self, Config};
 use helio_scheduler::store::Role;
@@ -242,7 +243,42 @@ pub async fn rogue_with_slots(url: &str, owner: &str, slots: u32) -> Client {
         })
         .await
         .unwrap();
+    pass_health_check(&client).await;
     client
+}
+
+/// A sandbox for the tests' own runs.
+pub fn sandbox() -> &'static helio_runner::Sandbox {
+    static SANDBOX: std::sync::OnceLock<helio_runner::Sandbox> = std::sync::OnceLock::new();
+    SANDBOX.get_or_init(|| helio_runner::Sandbox::new(Default::default()).unwrap())
+}
+
+/// Runs the health check a cold runner is leased first; the check's lease and what the run
+/// gave, not yet reported.
+pub async fn run_health_check(client: &Client) -> (wire::Lease, helio_runner::RunOutput) {
+    let leases = client.lease(1).await.unwrap();
+    assert_eq!(leases.len(), 1, "a cold runner gets one lease: {leases:?}");
+    let lease = leases.into_iter().next().unwrap();
+    assert_eq!(lease.batch, HEALTH_CHECK_BATCH);
+    assert!(lease.task_id < 0, "a check's lease has a negative id");
+    let module = client.blob(&lease.manifest.module.blake3).await.unwrap();
+    let task = helio_runner::LoadedTask {
+        manifest: lease.manifest.clone(),
+        module: module.into(),
+        inputs: Vec::new(),
+    };
+    let output = task.run(sandbox()).unwrap();
+    (lease, output)
+}
+
+/// Passes the health check a cold runner gets first, so that it gets tasks.
+pub async fn pass_health_check(client: &Client) {
+    let (lease, output) = run_health_check(client).await;
+    let acks = client
+        .report(vec![client.result(&lease, &output)])
+        .await
+        .unwrap();
+    assert_eq!(acks[0].status, ReportStatus::Accepted, "{acks:?}");
 }
 
 /// A signed report of a made-up result.

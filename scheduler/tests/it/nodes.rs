@@ -9,12 +9,13 @@ use helio_scheduler::ledger::{self, Kind};
 use helio_scheduler::service::{self, Config};
 use helio_scheduler::store::{Role, Store};
 use helio_sdk::wire::{self, RegisterRunner, ReportStatus, RunnerKey};
-use helio_sdk::{DETERMINISM_PROFILE, Tier};
+use helio_sdk::{Blake3Hash, DETERMINISM_PROFILE, Tier};
 use reqwest::StatusCode;
 use sqlx::Connection;
 
 use super::grid::{
-    Db, TestGrid, drop_database, fresh_database, hashchain_batch, lie, rogue, rogue_with_slots,
+    Db, TestGrid, drop_database, fresh_database, hashchain_batch, lie, lie_with, rogue,
+    rogue_with_slots, run_health_check,
 };
 
 fn registration(key: &RunnerKey, owner: &str) -> RegisterRunner {
@@ -59,6 +60,40 @@ async fn execute(config: &Config, sql: &str) {
         .await
         .unwrap();
     sqlx::query(sql).execute(&mut conn).await.unwrap();
+}
+
+/// Every runner, as `GET /v1/runners` lists them.
+async fn runner_list(url: &str) -> Vec<wire::RunnerInfo> {
+    reqwest::get(format!("{url}/v1/runners"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// A runner's activity log, newest first, read with an admin token.
+async fn runner_events(url: &str, admin: &str, id: &str) -> Vec<serde_json::Value> {
+    let body: serde_json::Value = reqwest::Client::new()
+        .get(format!("{url}/v1/runners/{id}/events"))
+        .bearer_auth(admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    body["events"].as_array().unwrap().clone()
+}
+
+/// An admin token for `grid`.
+async fn admin_token(grid: &TestGrid) -> String {
+    service::open_store(&grid.config)
+        .await
+        .unwrap()
+        .create_token(Role::Admin, "ops")
+        .await
+        .unwrap()
 }
 
 /// Time online is credited once, at the policy's rate, for spans no longer than the
@@ -277,27 +312,10 @@ async fn a_silent_runner_goes_offline_and_its_leases_go_to_others(db: Db) {
     let ghost = rogue(&grid.url, "ghost").await;
     let taken = ghost.lease(2).await.unwrap();
     assert_eq!(taken.len(), 2);
-    let admin = service::open_store(&grid.config)
-        .await
-        .unwrap()
-        .create_token(Role::Admin, "ops")
-        .await
-        .unwrap();
-    let http = reqwest::Client::new();
+    let admin = admin_token(&grid).await;
     let events = |id: String| {
-        let (http, url, admin) = (http.clone(), grid.url.clone(), admin.clone());
-        async move {
-            let body: serde_json::Value = http
-                .get(format!("{url}/v1/runners/{id}/events"))
-                .bearer_auth(&admin)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            body["events"].as_array().unwrap().clone()
-        }
+        let (url, admin) = (grid.url.clone(), admin.clone());
+        async move { runner_events(&url, &admin, &id).await }
     };
     let online = || {
         let url = format!("{}/metrics", grid.url);
@@ -330,12 +348,7 @@ async fn a_silent_runner_goes_offline_and_its_leases_go_to_others(db: Db) {
             .contains("2 leased tasks"),
         "{offline}"
     );
-    let runners: Vec<wire::RunnerInfo> = reqwest::get(format!("{}/v1/runners", grid.url))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let runners = runner_list(&grid.url).await;
     let info = runners.iter().find(|r| r.id == ghost.runner_id()).unwrap();
     assert!(!info.online);
     assert_eq!(info.missed_deadlines, 0, "going offline is no offence");
@@ -352,12 +365,7 @@ async fn a_silent_runner_goes_offline_and_its_leases_go_to_others(db: Db) {
     assert_eq!(list[0]["event"], "online", "{list:?}");
     let late = ghost.report(vec![lie(&ghost, &taken[0])]).await.unwrap();
     assert_eq!(late[0].status, ReportStatus::Refused, "{late:?}");
-    let runners: Vec<wire::RunnerInfo> = reqwest::get(format!("{}/v1/runners", grid.url))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let runners = runner_list(&grid.url).await;
     assert!(
         runners
             .iter()
@@ -711,4 +719,218 @@ async fn a_version_1_database_is_upgraded_without_loss_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_version_1_database_is_upgraded_without_loss_postgres() {
     a_version_1_database_is_upgraded_without_loss(Db::Postgres).await;
+}
+
+/// A runner is cold until it passes a health check: its first lease is the check, it gets
+/// nothing while the check runs, a pass in a report brings work in the same answer, a wrong
+/// digest keeps it cold and makes it wait, and registering again makes it cold again.
+async fn cold_runners_pass_a_health_check_before_they_get_work(db: Db) {
+    let grid = TestGrid::start(db, 60_000).await;
+    let manifest = hashchain_batch(grid.dir.path(), 3, 10, 60);
+    grid.submit(&manifest).await;
+    let join = |owner: &'static str| {
+        let url = grid.url.clone();
+        async move {
+            let client = Client::new(&url, new_key());
+            client
+                .register(&registration(client.key(), owner))
+                .await
+                .unwrap();
+            client
+        }
+    };
+    let honest = join("honest").await;
+    let (check, output) = run_health_check(&honest).await;
+    assert!(output.report.outcome.is_success());
+    assert!(
+        honest.lease(2).await.unwrap().is_empty(),
+        "no task while the check runs"
+    );
+    let report = honest.result(&check, &output);
+    let (acks, leases) = honest
+        .report_and_lease(vec![report.clone()], 2)
+        .await
+        .unwrap();
+    assert_eq!(acks[0].status, ReportStatus::Accepted, "{acks:?}");
+    assert_eq!(acks[0].micro_credits, 0, "a check earns nothing");
+    assert_eq!(leases.len(), 2, "passed: tasks in the same answer");
+    assert!(
+        leases
+            .iter()
+            .all(|l| l.task_id > 0 && l.batch != check.batch)
+    );
+    let again = honest.report(vec![report]).await.unwrap();
+    assert_eq!(again[0].status, ReportStatus::Duplicate, "{again:?}");
+
+    // A runner whose machine computes something else: its check fails, it gets no task.
+    let broken = join("broken").await;
+    let (bad_check, bad_output) = run_health_check(&broken).await;
+    let mut wrong = bad_output.stdout.clone();
+    wrong[0] ^= 1;
+    let lie = lie_with(&broken, &bad_check, bad_output.report.fuel_consumed, &wrong);
+    let acks = broken.report(vec![lie]).await.unwrap();
+    assert_eq!(acks[0].status, ReportStatus::Disagreed, "{acks:?}");
+    let error = acks[0].error.as_deref().unwrap();
+    assert!(error.contains("health check failed"), "{error}");
+    assert!(
+        error.contains(&output.report.outcome.name().to_string()),
+        "{error}"
+    );
+    assert!(
+        broken.lease(2).await.unwrap().is_empty(),
+        "a failed runner waits"
+    );
+    // Nor may it report another runner's check.
+    let stolen = broken
+        .report(vec![broken.result(&check, &output)])
+        .await
+        .unwrap();
+    assert_eq!(stolen[0].status, ReportStatus::Refused, "{stolen:?}");
+
+    let runners = runner_list(&grid.url).await;
+    let info = |id: String| runners.iter().find(|r| r.id == id).unwrap().clone();
+    assert!(info(honest.runner_id()).warm);
+    assert_eq!(info(honest.runner_id()).checks_failed, 0);
+    assert!(!info(broken.runner_id()).warm);
+    assert_eq!(info(broken.runner_id()).checks_failed, 1);
+    assert_eq!(
+        info(broken.runner_id()).disagreements,
+        0,
+        "a check is not a task"
+    );
+    let admin = admin_token(&grid).await;
+    let events = runner_events(&grid.url, &admin, &broken.runner_id()).await;
+    let newest = &events[0];
+    assert_eq!(newest["event"], "health check failed", "{events:?}");
+    assert!(
+        newest["detail"]
+            .as_str()
+            .unwrap()
+            .contains("next check in 60 s"),
+        "{newest}"
+    );
+
+    // Registering again (a restart) makes the honest runner cold: a new check, another seed.
+    honest
+        .register(&registration(honest.key(), "honest"))
+        .await
+        .unwrap();
+    let (recheck, reoutput) = run_health_check(&honest).await;
+    assert_ne!(recheck.task_id, check.task_id);
+    assert_ne!(recheck.manifest.seed, check.manifest.seed);
+    assert_ne!(reoutput.report.digest, output.report.digest);
+    grid.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cold_runners_pass_a_health_check_before_they_get_work_sqlite() {
+    cold_runners_pass_a_health_check_before_they_get_work(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cold_runners_pass_a_health_check_before_they_get_work_postgres() {
+    cold_runners_pass_a_health_check_before_they_get_work(Db::Postgres).await;
+}
+
+/// The health checks' timing, with the test's own clock: a check not reported by its
+/// deadline is replaced, each failure in a row doubles the wait for the next, a pass resets
+/// it, and going offline makes a runner cold.
+async fn health_checks_expire_back_off_and_go_cold_offline(db: Db) {
+    let (store, _config, _dir) = bare_store(db, |_| {}).await;
+    let t0 = 1_700_000_000_000;
+    let key = new_key();
+    store
+        .register_runner(&registration(&key, "alice"), t0)
+        .await
+        .unwrap();
+    let runner = store.runner(&key.runner_id()).await.unwrap().unwrap();
+    assert!(!runner.warm);
+    let lease = |at: i64| {
+        let (store, runner) = (store.clone(), runner.clone());
+        async move { store.lease(&runner, 2, at, 1_000).await.unwrap() }
+    };
+    let first = lease(t0).await;
+    assert_eq!(first.len(), 1);
+    assert!(
+        lease(first[0].deadline_ms).await.is_empty(),
+        "running until its deadline"
+    );
+    let second = lease(first[0].deadline_ms + 1).await;
+    assert_eq!(
+        second.len(),
+        1,
+        "an unreported check is replaced after its deadline"
+    );
+    assert_ne!(second[0].task_id, first[0].task_id);
+    let expired = store
+        .health_check(-first[0].task_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(expired.state, "expired");
+
+    let (right, wrong) = (Blake3Hash::of(b"right"), Blake3Hash::of(b"wrong"));
+    let mut check = second;
+    let mut at = check[0].deadline_ms - 1;
+    // Three failures in a row: waits of 1, 2 and 4 minutes.
+    for (failed, wait) in [(1u64, 60_000), (2, 120_000), (3, 240_000)] {
+        let id = -check[0].task_id;
+        assert!(
+            store
+                .finish_check(id, &runner.id, &wrong, &right, at)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .finish_check(id, &runner.id, &right, &right, at)
+                .await
+                .unwrap(),
+            "a finished check takes no second result"
+        );
+        let record = store.runner(&runner.id).await.unwrap().unwrap();
+        assert_eq!((record.warm, record.checks_failed), (false, failed));
+        assert!(lease(at + wait - 1).await.is_empty(), "waits {wait} ms");
+        check = lease(at + wait).await;
+        assert_eq!(check.len(), 1, "a new check after {wait} ms");
+        at += wait;
+    }
+    assert!(
+        store
+            .finish_check(-check[0].task_id, "r-someoneelse", &right, &right, at)
+            .await
+            .is_ok_and(|recorded| !recorded),
+        "another runner's check"
+    );
+    assert!(
+        store
+            .finish_check(-check[0].task_id, &runner.id, &right, &right, at)
+            .await
+            .unwrap()
+    );
+    let record = store.runner(&runner.id).await.unwrap().unwrap();
+    assert_eq!((record.warm, record.checks_failed), (true, 0));
+    assert!(
+        lease(at).await.is_empty(),
+        "warm, and no batch: nothing to lease"
+    );
+
+    // Silent past the offline limit: offline, cold, and its next lease is a check again.
+    store.touch(&record, at).await.unwrap();
+    let marked = store.mark_offline(at + 10_000).await.unwrap();
+    assert_eq!(marked, vec![runner.id.clone()]);
+    assert!(!store.runner(&runner.id).await.unwrap().unwrap().warm);
+    let back = lease(at + 10_001).await;
+    assert_eq!(back.len(), 1);
+    assert!(back[0].task_id < 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_checks_expire_back_off_and_go_cold_offline_sqlite() {
+    health_checks_expire_back_off_and_go_cold_offline(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_checks_expire_back_off_and_go_cold_offline_postgres() {
+    health_checks_expire_back_off_and_go_cold_offline(Db::Postgres).await;
 }

@@ -74,7 +74,18 @@ async fn the_runner_binary_prints_json_events_and_stops_cleanly_on_sigterm() {
         let runner_id = events[0]["runner"].as_str().unwrap();
         let started = kinds.iter().filter(|k| **k == "started").count();
         let finished: Vec<&Value> = events.iter().filter(|e| e["event"] == "finished").collect();
-        assert_eq!(started, finished.len(), "{kinds:?}");
+        // A new runner's first lease is its health check, which it passes.
+        let checks: Vec<&Value> = events
+            .iter()
+            .filter(|e| e["event"] == "health_check")
+            .collect();
+        assert_eq!(checks.len(), 1, "{kinds:?}");
+        assert_eq!(checks[0]["result"], "accepted", "{}", checks[0]);
+        let first_start = kinds.iter().position(|k| *k == "started").unwrap();
+        let check_at = kinds.iter().position(|k| *k == "health_check").unwrap();
+        let first_task = kinds.iter().position(|k| *k == "finished").unwrap();
+        assert!(first_start < check_at && check_at < first_task, "{kinds:?}");
+        assert_eq!(started, finished.len() + 1, "{kinds:?}");
         assert!(!finished.is_empty());
         for f in &finished {
             let slot = f["slot"].as_u64().unwrap();
