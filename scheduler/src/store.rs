@@ -9,8 +9,9 @@
 //! PostgreSQL takes `FOR UPDATE` locks (and `SKIP LOCKED` when leasing, so that several
 //! scheduler instances share one queue); SQLite runs one writer at a time.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
+use std::sync::Arc;
 
 use helio_sdk::wire::{
     self, BatchResults, BatchStatus, CreditRow, Lease, RegisterRunner, Registered, ReportAck,
@@ -282,7 +283,19 @@ struct Group {
     committer: std::sync::atomic::AtomicBool,
     /// Held while a group commits.
     committing: tokio::sync::Mutex<()>,
+    /// The batch and name of tasks leased and not yet accepted (they never change), so
+    /// that a result's signature, which covers them, is checked before its request joins a
+    /// group, not by the committer while every other request waits. A result whose task
+    /// is not here (a scheduler restarted since the lease) is checked in the transaction.
+    names: std::sync::Mutex<HashMap<i64, BatchAndName>>,
 }
+
+/// A task's batch id and name.
+type BatchAndName = (Arc<str>, Arc<str>);
+
+/// The most tasks [`Group::names`] holds; when full it starts over (a miss only moves a
+/// signature check into the transaction).
+const NAMES_HELD: usize = 100_000;
 
 /// One request in a group, and where its answer goes.
 enum Job {
@@ -296,6 +309,8 @@ enum Job {
     Report {
         runner: RunnerRecord,
         results: Vec<ResultReport>,
+        /// Whether each result's signature was already found good.
+        signed: Vec<bool>,
         /// New leases wanted after the results are recorded: at most this many, with this
         /// grace.
         lease: Option<(u32, i64)>,
@@ -470,12 +485,13 @@ impl Store {
                 Job::Report {
                     runner,
                     results,
+                    signed,
                     lease,
                     now,
                     ..
                 } => {
                     let acks = self
-                        .report_in(&mut tx, &mut p, runner, results, *now)
+                        .report_in(&mut tx, &mut p, runner, results, signed, *now)
                         .await?;
                     let leases = match *lease {
                         Some((max, grace_ms)) => {
@@ -1192,12 +1208,14 @@ impl Store {
                 continue;
             }
             p.save(id, after, None);
-            leases.push(Lease {
+            let lease = Lease {
                 task_id: id,
                 manifest: info.manifest()?,
                 batch: info.batch_id.clone(),
                 deadline_ms: deadline,
-            });
+            };
+            self.remember_name(&lease);
+            leases.push(lease);
         }
         Ok(leases)
     }
@@ -1357,6 +1375,20 @@ impl Store {
         Ok(true)
     }
 
+    /// Remembers a leased task's batch and name (see [`Group::names`]).
+    fn remember_name(&self, lease: &Lease) {
+        let mut held = self.group.names.lock().expect("not poisoned");
+        if held.len() >= NAMES_HELD {
+            held.clear();
+        }
+        held.entry(lease.task_id).or_insert_with(|| {
+            (
+                Arc::from(lease.batch.as_str()),
+                Arc::from(lease.manifest.name.as_str()),
+            )
+        });
+    }
+
     /// Hands `runner`'s leases of `tasks` back; returns how many it held.
     pub async fn give_back(&self, runner: &str, tasks: &[i64], now: i64) -> Result<u32> {
         let mut tx = self.pool.begin().await?;
@@ -1461,11 +1493,31 @@ impl Store {
         lease: Option<(u32, i64)>,
         now: i64,
     ) -> Result<(Vec<ReportAck>, Vec<Lease>)> {
+        // Signatures of results whose task's batch and name are known here are checked
+        // now, on this request's own thread, not by the committer.
+        let names: Vec<_> = {
+            let held = self.group.names.lock().expect("not poisoned");
+            results
+                .iter()
+                .map(|r| held.get(&r.task_id).cloned())
+                .collect()
+        };
+        let signed = results
+            .iter()
+            .zip(names)
+            .map(|(r, name)| {
+                name.is_some_and(|(batch, name)| {
+                    let message = wire::result_message(&batch, &name, &r.report.digest);
+                    runner.public_key.verifies(&message, &r.signature)
+                })
+            })
+            .collect();
         let (reply, answer) = oneshot::channel();
         self.grouped(
             Job::Report {
                 runner: runner.clone(),
                 results: results.to_vec(),
+                signed,
                 lease,
                 now,
                 reply,
@@ -1481,6 +1533,7 @@ impl Store {
         p: &mut Pending,
         runner: &RunnerRecord,
         results: &[ResultReport],
+        signed: &[bool],
         now: i64,
     ) -> Result<Vec<ReportAck>> {
         // In task order, as `run_jobs` read (and on PostgreSQL locked) them.
@@ -1510,7 +1563,7 @@ impl Store {
                 continue;
             }
             let message = wire::result_message(&info.batch_id, &info.name, &report.digest);
-            if !runner.public_key.verifies(&message, &r.signature) {
+            if !signed[i] && !runner.public_key.verifies(&message, &r.signature) {
                 acks[i] = Some(refuse(
                     "the result's signature does not verify with this runner's key".into(),
                 ));
@@ -2277,6 +2330,16 @@ impl Store {
     async fn flush(&self, tx: &mut Transaction<'static, Any>, p: Pending) -> Result<()> {
         let mut tasks = Vec::new();
         let mut replicas = Vec::new();
+        {
+            // Accepted tasks' names are not needed before their results (a late report is
+            // checked in its transaction); should this transaction roll back, the same.
+            let mut held = self.group.names.lock().expect("not poisoned");
+            for (id, t) in &p.tasks {
+                if t.accepted.is_some() {
+                    held.remove(id);
+                }
+            }
+        }
         for (id, t) in &p.tasks {
             let disputed = t.state.disputed() && !t.read.disputed();
             if t.state.phase != t.read.phase
@@ -2909,5 +2972,70 @@ mod tests {
         // one after the other.
         let ids = |l: &Vec<Lease>| l.iter().map(|l| l.task_id).collect::<Vec<_>>();
         assert_eq!(ids(answers[0].as_ref().unwrap()), ids(bob));
+    }
+    /// A result's signature is checked whether the scheduler still knows its task's batch
+    /// and name from the lease (checked before the group commit) or not (after a restart:
+    /// checked in the transaction): a signature by another key, or over another digest, is
+    /// refused either way, and a good one is taken.
+    #[tokio::test]
+    async fn a_result_signature_is_checked_before_and_after_a_restart() {
+        let (dir, store, runners) = group_fixture().await;
+        let keys: Vec<_> = (1..=2u8)
+            .map(|i| wire::RunnerKey::from_secret([i; 32]))
+            .collect();
+        let report = RunReport::new(
+            helio_sdk::Outcome::Exited { exit_code: 0 },
+            7,
+            Blake3Hash::of(b"out"),
+            Vec::new(),
+            1,
+        );
+        let result = |lease: &Lease, key: &wire::RunnerKey, digest: &Blake3Hash| ResultReport {
+            task_id: lease.task_id,
+            report: report.clone(),
+            signature: key.sign(&wire::result_message(
+                &lease.batch,
+                lease.manifest.name.as_str(),
+                digest,
+            )),
+        };
+        let other = Blake3Hash::of(b"other");
+        let refused = |acks: &[ReportAck]| {
+            acks.iter().all(|a| {
+                a.status == ReportStatus::Refused
+                    && a.error.as_deref().is_some_and(|e| e.contains("signature"))
+            })
+        };
+        let alice = store.lease(&runners[0], 1, 1, 60_000).await.unwrap();
+        let bad = [
+            result(&alice[0], &keys[1], &report.digest),
+            result(&alice[0], &keys[0], &other),
+        ];
+        for r in bad {
+            let (acks, _) = store.report(&runners[0], &[r], None, 2).await.unwrap();
+            assert!(refused(&acks), "{acks:?}");
+        }
+        let good = result(&alice[0], &keys[0], &report.digest);
+        let (acks, _) = store.report(&runners[0], &[good], None, 2).await.unwrap();
+        assert_eq!(acks[0].status, ReportStatus::Recorded, "{acks:?}");
+        let bob = store.lease(&runners[1], 1, 3, 60_000).await.unwrap();
+        assert_eq!(bob[0].task_id, alice[0].task_id);
+        store.close().await;
+
+        // Restarted: the task's name is read in the transaction.
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("s.db").display());
+        let store = Store::open(&url).await.unwrap();
+        assert!(store.group.names.lock().unwrap().is_empty());
+        let bad = [
+            result(&bob[0], &keys[0], &report.digest),
+            result(&bob[0], &keys[1], &other),
+        ];
+        for r in bad {
+            let (acks, _) = store.report(&runners[1], &[r], None, 4).await.unwrap();
+            assert!(refused(&acks), "{acks:?}");
+        }
+        let good = result(&bob[0], &keys[1], &report.digest);
+        let (acks, _) = store.report(&runners[1], &[good], None, 4).await.unwrap();
+        assert_eq!(acks[0].status, ReportStatus::Accepted, "{acks:?}");
     }
 }
