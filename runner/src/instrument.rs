@@ -22,9 +22,13 @@
 //! cost of a straight run of operators is subtracted just before the operator that ends it
 //! (a branch, a call, `if`, `else`, `end`, ...), so every operator executed is charged
 //! exactly once whichever way control leaves. Fuel is checked at every loop header and
-//! before every call, so no loop and no recursion runs past it; the check also reads the
-//! interrupt flag, one byte of a one-page memory ([`INTERRUPT_EXPORT`]) that the sandbox's
-//! watchdog thread sets when the task's `wall_seconds` pass.
+//! before every call, so no loop and no recursion runs past it. The check compares the fuel
+//! with a poll level (a third added global, kept in a local like the fuel): only below it
+//! does it read the interrupt flag, one byte of a one-page memory ([`INTERRUPT_EXPORT`])
+//! that the sandbox's watchdog thread sets when the task's `wall_seconds` pass, and set the
+//! next level [`POLL_INTERVAL`] lower, but never below zero. So the hot path is a compare of
+//! two locals, the flag is read about once a millisecond, and fuel still runs out exactly
+//! where it would if every check read the flag.
 //!
 //! The rewrite is part of the determinism profile: every runner rewrites the same module the
 //! same way, so the fuel a task consumes, and where it runs out, are the same everywhere.
@@ -46,7 +50,7 @@ use crate::sandbox::NanMode;
 
 /// The rewrite's version, part of the compiled-module cache's key: bump it whenever the
 /// rewrite changes, so that no runner runs an artifact an older rewrite made.
-pub const REWRITE_VERSION: u32 = 4;
+pub const REWRITE_VERSION: u32 = 5;
 
 /// The exported `i64` global holding the fuel left, as of the last call or return.
 pub const FUEL_EXPORT: &str = "helio:fuel";
@@ -62,6 +66,8 @@ pub const INTERRUPT_EXPORT: &str = "helio:interrupt";
 pub const PROGRESS_REQUEST: u8 = 2;
 /// Where in the interrupt memory the guest writes its fuel left (an `i64`, little-endian).
 pub const PROGRESS_FUEL: u32 = 8;
+/// Fuel between two reads of the interrupt flag (about a millisecond of guest code).
+pub const POLL_INTERVAL: i64 = 1 << 20;
 /// [`STOP_EXPORT`]'s value when fuel ran out.
 pub const STOP_OUT_OF_FUEL: i32 = 1;
 /// [`STOP_EXPORT`]'s value when the interrupt flag was set.
@@ -224,6 +230,8 @@ struct Rewriter {
     next: usize,
     fuel: u32,
     stop: u32,
+    /// The `i64` global holding the fuel level at which the next check reads the flag.
+    poll: u32,
     interrupt: u32,
     memory_done: bool,
     global_done: bool,
@@ -233,6 +241,8 @@ struct Rewriter {
 /// The locals one rewritten function uses.
 struct Scratch {
     fuel: u32,
+    /// The poll level, as of entry or the last call or check.
+    poll: u32,
     f32: u32,
     f64: u32,
     /// Also the scratch of `i32` bits in NaN canonicalization.
@@ -265,6 +275,8 @@ impl Rewriter {
         };
         globals.global(var(ValType::I64), &ConstExpr::i64_const(0));
         globals.global(var(ValType::I32), &ConstExpr::i32_const(0));
+        // The first check reads the flag and sets the level.
+        globals.global(var(ValType::I64), &ConstExpr::i64_const(i64::MAX));
         self.global_done = true;
     }
 
@@ -287,9 +299,10 @@ impl Rewriter {
 
     /// Traps, saying why, when fuel is below zero or the interrupt flag says the deadline
     /// passed; answers a progress request (the flag set to [`PROGRESS_REQUEST`]) by writing the
-    /// fuel left at [`PROGRESS_FUEL`], clearing the flag and going on. The common case is
-    /// what it always was: one load of the flag byte, a compare and a branch not taken; the
-    /// rest is on the cold path.
+    /// fuel left at [`PROGRESS_FUEL`], clearing the flag and going on. The common case is one
+    /// compare of two locals and a branch not taken: the flag is read only once fuel falls
+    /// below the poll level, every [`POLL_INTERVAL`] units, and that level never goes below
+    /// zero, so fuel runs out exactly where it did when every check read the flag.
     fn check(&self, f: &mut Function, s: &Scratch) {
         let at = |offset: u64, align: u32| MemArg {
             offset,
@@ -298,21 +311,14 @@ impl Rewriter {
         };
         let flag = Instruction::I32Load8U(at(0, 0));
         f.instruction(&Instruction::LocalGet(s.fuel))
-            .instruction(&Instruction::I64Const(0))
+            .instruction(&Instruction::LocalGet(s.poll))
             .instruction(&Instruction::I64LtS)
-            .instruction(&Instruction::I32Const(0))
-            .instruction(&flag)
-            .instruction(&Instruction::I32Or)
             .instruction(&Instruction::If(wasm_encoder::BlockType::Empty));
-        // Only a progress request (and fuel left): answer it and go on.
-        f.instruction(&Instruction::LocalGet(s.fuel))
-            .instruction(&Instruction::I64Const(0))
-            .instruction(&Instruction::I64GeS)
-            .instruction(&Instruction::I32Const(0))
+        // A progress request: answer it.
+        f.instruction(&Instruction::I32Const(0))
             .instruction(&flag)
             .instruction(&Instruction::I32Const(PROGRESS_REQUEST as i32))
             .instruction(&Instruction::I32Eq)
-            .instruction(&Instruction::I32And)
             .instruction(&Instruction::If(wasm_encoder::BlockType::Empty))
             .instruction(&Instruction::I32Const(0))
             .instruction(&Instruction::LocalGet(s.fuel))
@@ -320,9 +326,18 @@ impl Rewriter {
             .instruction(&Instruction::I32Const(0))
             .instruction(&Instruction::I32Const(0))
             .instruction(&Instruction::I32Store8(at(0, 0)))
-            .instruction(&Instruction::Else);
+            .instruction(&Instruction::End);
+        // Out of fuel, or the deadline passed: stop, saying which (the deadline wins).
+        f.instruction(&Instruction::LocalGet(s.fuel))
+            .instruction(&Instruction::I64Const(0))
+            .instruction(&Instruction::I64LtS)
+            .instruction(&Instruction::I32Const(0))
+            .instruction(&flag)
+            .instruction(&Instruction::I32Const(1))
+            .instruction(&Instruction::I32Eq)
+            .instruction(&Instruction::I32Or)
+            .instruction(&Instruction::If(wasm_encoder::BlockType::Empty));
         self.store(f, s);
-        // STOP_OUT_OF_FUEL, or STOP_TIMEOUT when the flag says the deadline passed.
         f.instruction(&Instruction::I32Const(STOP_OUT_OF_FUEL))
             .instruction(&Instruction::I32Const(0))
             .instruction(&flag)
@@ -331,7 +346,20 @@ impl Rewriter {
             .instruction(&Instruction::I32Add)
             .instruction(&Instruction::GlobalSet(self.stop))
             .instruction(&Instruction::Unreachable)
+            .instruction(&Instruction::End);
+        // The next poll level: an interval on, never below zero.
+        f.instruction(&Instruction::LocalGet(s.fuel))
+            .instruction(&Instruction::I64Const(POLL_INTERVAL))
+            .instruction(&Instruction::I64Sub)
+            .instruction(&Instruction::LocalTee(s.poll))
+            .instruction(&Instruction::I64Const(0))
+            .instruction(&Instruction::I64LtS)
+            .instruction(&Instruction::If(wasm_encoder::BlockType::Empty))
+            .instruction(&Instruction::I64Const(0))
+            .instruction(&Instruction::LocalSet(s.poll))
             .instruction(&Instruction::End)
+            .instruction(&Instruction::LocalGet(s.poll))
+            .instruction(&Instruction::GlobalSet(self.poll))
             .instruction(&Instruction::End);
     }
 
@@ -342,7 +370,9 @@ impl Rewriter {
 
     fn load(&self, f: &mut Function, s: &Scratch) {
         f.instruction(&Instruction::GlobalGet(self.fuel))
-            .instruction(&Instruction::LocalSet(s.fuel));
+            .instruction(&Instruction::LocalSet(s.fuel))
+            .instruction(&Instruction::GlobalGet(self.poll))
+            .instruction(&Instruction::LocalSet(s.poll));
     }
 }
 
@@ -445,12 +475,14 @@ impl Reencode for Rewriter {
             f64: first + 2,
             size: first + 3,
             i64: first + 4,
-            v128: first + 5,
+            poll: first + 5,
+            v128: first + 6,
         };
         locals.push((1, ValType::I64));
         locals.push((1, ValType::F32));
         locals.push((1, ValType::F64));
         locals.push((1, ValType::I32));
+        locals.push((1, ValType::I64));
         locals.push((1, ValType::I64));
         if self.shape.simd {
             locals.push((1, ValType::V128));
@@ -587,6 +619,7 @@ pub fn instrument(wasm: &[u8], mode: NanMode) -> Result<Vec<u8>, String> {
     let mut rewriter = Rewriter {
         fuel: shape.globals,
         stop: shape.globals + 1,
+        poll: shape.globals + 2,
         interrupt: shape.memories,
         shape,
         nan: mode == NanMode::AtSinks,
