@@ -164,6 +164,13 @@ function renderRunners(s) {
     id.title = r.online ? "online" : "offline";
     id.append(el("span", shortId(r.id), "id"));
     if (r.flagged) id.append(" ", el("span", "flagged", "flag"));
+    if (r.online && !r.warm) {
+      const cold = el("span", r.checks_failed ? "failed check" : "checking", "cold");
+      cold.title = r.checks_failed
+        ? `failed ${r.checks_failed} health check(s) in a row: no tasks until it passes one`
+        : "new, restarted or back from offline: running its health check before any task";
+      id.append(" ", cold);
+    }
     tr.append(
       id,
       el("td", r.owner),

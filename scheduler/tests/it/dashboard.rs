@@ -14,7 +14,8 @@ use helio_sdk::wire::{BatchStatus, ReportStatus};
 use serde_json::Value;
 
 use super::grid::{
-    Db, TestGrid, check_finished, hashchain_batch, lie, lie_with, rogue, runner_of_tier,
+    Db, TestGrid, check_finished, cold_runner, hashchain_batch, lie, lie_with, rogue,
+    runner_of_tier,
 };
 
 async fn get_json(url: &str, token: Option<&str>) -> (u16, Value) {
@@ -490,6 +491,19 @@ async fn the_dashboard_shows_a_batch_finish_live_in_a_browser() {
             &format!(
                 "return !!document.querySelector('#flagged li[data-runner=\"{}\"]')",
                 liar.runner_id()
+            ),
+        )
+        .await;
+    // A runner that joined and has not passed its health check yet shows as checking.
+    let newcomer = cold_runner(&grid.url, "newcomer", 1).await;
+    browser
+        .wait_until(
+            "the newcomer checking",
+            15,
+            &format!(
+                "const r = document.querySelector('#runners tr[data-runner=\"{}\"]'); \
+                 return !!r && r.querySelector('.cold')?.textContent === 'checking'",
+                newcomer.runner_id()
             ),
         )
         .await;

@@ -225,6 +225,13 @@ pub async fn rogue(url: &str, owner: &str) -> Client {
 
 /// [`rogue`] with `slots` slots.
 pub async fn rogue_with_slots(url: &str, owner: &str, slots: u32) -> Client {
+    let client = cold_runner(url, owner, slots).await;
+    pass_health_check(&client).await;
+    client
+}
+
+/// A runner registered and not yet through its health check: cold.
+pub async fn cold_runner(url: &str, owner: &str, slots: u32) -> Client {
     let mut secret = [0u8; 32];
     getrandom::fill(&mut secret).unwrap();
     let client = Client::new(url, RunnerKey::from_secret(secret));
@@ -243,7 +250,6 @@ pub async fn rogue_with_slots(url: &str, owner: &str, slots: u32) -> Client {
         })
         .await
         .unwrap();
-    pass_health_check(&client).await;
     client
 }
 
