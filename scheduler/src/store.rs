@@ -469,6 +469,35 @@ impl Store {
             })
             .collect();
         self.fetch(&mut tx, &mut p, &reported).await?;
+        // Every runner that leases, read in one query.
+        let mut leasing: Vec<&str> = jobs
+            .iter()
+            .filter_map(|job| match job {
+                Job::Lease { runner, .. }
+                | Job::Report {
+                    runner,
+                    lease: Some(_),
+                    ..
+                } => Some(runner.id.as_str()),
+                Job::Report { .. } => None,
+            })
+            .collect();
+        leasing.sort_unstable();
+        leasing.dedup();
+        for chunk in leasing.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "{LEASING_COLUMNS} WHERE r.id IN ({})",
+                params(self.postgres, 1, chunk.len())
+            );
+            let mut query = sqlx::query(&sql);
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            for row in query.fetch_all(&mut *tx).await? {
+                let (id, runner) = leasing_runner(&row)?;
+                p.runners.insert(id, runner);
+            }
+        }
         let mut done = Vec::with_capacity(jobs.len());
         for job in jobs {
             done.push(match job {
@@ -1134,27 +1163,28 @@ impl Store {
     ) -> Result<Vec<Lease>> {
         // The runner's reputation as of now (the caller's record may be a moment old), and
         // how many leases it holds.
-        let row = sqlx::query(
-            "SELECT agreements, disagreements, missed_deadlines, \
-             (SELECT COUNT(*) FROM replicas WHERE runner_id = $1 AND state = 'leased'), \
-             warm, check_after_ms FROM runners WHERE id = $1",
-        )
-        .bind(&runner.id)
-        .fetch_optional(&mut **tx)
-        .await?
-        .ok_or_else(|| StoreError::NotFound(format!("runner {}", runner.id)))?;
-        if self.policy.health_checks && row.try_get::<i64, _>(4)? == 0 {
-            let check_after: i64 = row.try_get(5)?;
-            return self.check_lease_in(tx, runner, check_after, now).await;
+        let row = match p.runners.get(&runner.id) {
+            Some(row) => row.clone(),
+            None => {
+                let row = sqlx::query(&format!("{LEASING_COLUMNS} WHERE r.id = $1"))
+                    .bind(&runner.id)
+                    .fetch_optional(&mut **tx)
+                    .await?
+                    .ok_or_else(|| StoreError::NotFound(format!("runner {}", runner.id)))?;
+                leasing_runner(&row)?.1
+            }
+        };
+        if self.policy.health_checks && !row.warm {
+            return self.check_lease_in(tx, runner, row.check_after, now).await;
         }
         // What this transaction changed is not written yet: count it in.
         let (agreed, disagreed) = p.reputation.get(&runner.id).copied().unwrap_or_default();
         let reputation = Reputation {
-            agreements: (row.try_get::<i64, _>(0)? + agreed) as u64,
-            disagreements: (row.try_get::<i64, _>(1)? + disagreed) as u64,
-            missed_deadlines: row.try_get::<i64, _>(2)? as u64,
+            agreements: (row.reputation.agreements as i64 + agreed) as u64,
+            disagreements: (row.reputation.disagreements as i64 + disagreed) as u64,
+            missed_deadlines: row.reputation.missed_deadlines,
         };
-        let active: i64 = row.try_get::<i64, _>(3)? + p.leases_gained(&runner.id);
+        let active: i64 = row.active + p.leases_gained(&runner.id);
         // A flagged runner's results are rechecked anyway: it holds one task at a time, so
         // that it cannot tie up many tasks until their deadlines.
         let slots = if reputation.flagged() {
@@ -2616,6 +2646,45 @@ struct Pending {
     tail: Option<LedgerTail>,
     /// Agreements and disagreements to add, per runner.
     reputation: BTreeMap<String, (i64, i64)>,
+    /// The runners that lease in this transaction, as read at its start.
+    runners: HashMap<String, LeasingRunner>,
+}
+
+/// What leasing reads of a runner: its reputation, the leases it holds and whether it is
+/// warm, as stored (this transaction's own changes are counted in from [`Pending`]).
+#[derive(Debug, Clone)]
+struct LeasingRunner {
+    reputation: Reputation,
+    active: i64,
+    warm: bool,
+    check_after: i64,
+}
+
+/// Reads [`LeasingRunner`]s: the columns, then `FROM runners r WHERE ...`.
+const LEASING_COLUMNS: &str = "SELECT r.id, r.agreements, r.disagreements, r.missed_deadlines, \
+     (SELECT COUNT(*) FROM replicas WHERE runner_id = r.id AND state = 'leased'), r.warm, \
+     r.check_after_ms FROM runners r";
+
+/// A reputation from three columns from `first` on: agreements, disagreements, missed
+/// deadlines.
+fn reputation_at(row: &AnyRow, first: usize) -> Result<Reputation> {
+    Ok(Reputation {
+        agreements: row.try_get::<i64, _>(first)? as u64,
+        disagreements: row.try_get::<i64, _>(first + 1)? as u64,
+        missed_deadlines: row.try_get::<i64, _>(first + 2)? as u64,
+    })
+}
+
+fn leasing_runner(row: &AnyRow) -> Result<(String, LeasingRunner)> {
+    Ok((
+        row.try_get(0)?,
+        LeasingRunner {
+            reputation: reputation_at(row, 1)?,
+            active: row.try_get(4)?,
+            warm: row.try_get::<i64, _>(5)? == 1,
+            check_after: row.try_get(6)?,
+        },
+    ))
 }
 
 impl Pending {
@@ -2721,11 +2790,7 @@ fn runner_record(r: &AnyRow) -> Result<RunnerRecord> {
             .copied()
             .unwrap_or_default(),
         slots: r.try_get::<i64, _>(4)? as u32,
-        reputation: Reputation {
-            agreements: r.try_get::<i64, _>(5)? as u64,
-            disagreements: r.try_get::<i64, _>(6)? as u64,
-            missed_deadlines: r.try_get::<i64, _>(7)? as u64,
-        },
+        reputation: reputation_at(r, 5)?,
         last_seen_ms: r.try_get(8)?,
         online: r.try_get::<i64, _>(9)? == 1,
         location: r.try_get(10)?,
