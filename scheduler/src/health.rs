@@ -79,7 +79,6 @@ pub async fn report(
     r: &ResultReport,
     now: i64,
 ) -> Result<ReportAck, StoreError> {
-    let id = -r.task_id;
     let ack = |status, error: Option<String>| ReportAck {
         task_id: r.task_id,
         status,
@@ -88,6 +87,9 @@ pub async fn report(
         upload: Vec::new(),
     };
     let refuse = |error: String| ack(ReportStatus::Refused, Some(error));
+    let Some(id) = r.task_id.checked_neg() else {
+        return Ok(refuse(format!("task {} not found", r.task_id)));
+    };
     let check = match store.health_check(id).await? {
         Some(c) if c.runner == runner.id => c,
         _ => {

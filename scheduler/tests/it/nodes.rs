@@ -786,6 +786,11 @@ async fn cold_runners_pass_a_health_check_before_they_get_work(db: Db) {
         .await
         .unwrap();
     assert_eq!(stolen[0].status, ReportStatus::Refused, "{stolen:?}");
+    // Nor a check id that names nothing (the most negative id has no negation).
+    let mut forged = broken.result(&bad_check, &bad_output);
+    forged.task_id = i64::MIN;
+    let forged = broken.report(vec![forged]).await.unwrap();
+    assert_eq!(forged[0].status, ReportStatus::Refused, "{forged:?}");
 
     let runners = runner_list(&grid.url).await;
     let info = |id: String| runners.iter().find(|r| r.id == id).unwrap().clone();
