@@ -14,7 +14,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use helio_runner::Sandbox;
+use helio_runner::{LoadedTask, RunOutput, Sandbox};
 use helio_sdk::wire::{
     self, ApiError, BlobList, Credits, LeaseRequest, Leases, RegisterRunner, ReportRequest,
     ReportStatus, ReturnRequest, RunnerInfo,
@@ -96,6 +96,23 @@ impl App {
             runners: Arc::default(),
             pulse: Arc::default(),
         }
+    }
+
+    /// Runs `task` in the scheduler's own sandbox, on a blocking thread.
+    pub async fn run_own(&self, task: LoadedTask) -> anyhow::Result<RunOutput> {
+        let sandbox = self.sandbox.clone();
+        tokio::task::spawn_blocking(move || task.run(&sandbox))
+            .await?
+            .map_err(|e| anyhow::anyhow!("rejected: {e}"))
+    }
+
+    /// Counts `leases` in `/metrics`: tasks only, not health checks.
+    fn count_leases(&self, leases: &[wire::Lease]) {
+        let tasks = leases
+            .iter()
+            .filter(|l| !crate::health::is_check(l.task_id))
+            .count();
+        self.metrics.leases.inc_by(tasks as u64);
     }
 }
 
@@ -643,9 +660,7 @@ async fn lease(
         .store
         .lease(&runner, req.max, now_ms(), app.config.lease_grace_ms)
         .await?;
-    app.metrics
-        .leases
-        .inc_by(leases.iter().filter(|l| l.task_id > 0).count() as u64);
+    app.count_leases(&leases);
     Ok(json(&Leases { leases }))
 }
 
@@ -689,8 +704,7 @@ async fn report(
             .partition(|r| crate::health::is_check(r.task_id));
         req.results = tasks;
         for r in &checks {
-            checked
-                .push(crate::health::report(&app.store, &app.sandbox, &runner, r, now_ms()).await?);
+            checked.push(crate::health::report(&app, &runner, r, now_ms()).await?);
         }
     }
     let (mut acks, leases) = app
@@ -705,9 +719,7 @@ async fn report(
             .filter_map(|&check| if check { checked.next() } else { tasks.next() })
             .collect();
     }
-    app.metrics
-        .leases
-        .inc_by(leases.iter().filter(|l| l.task_id > 0).count() as u64);
+    app.count_leases(&leases);
     // Only accepted results name blobs to upload: ask for those the store lacks.
     for ack in &mut acks {
         let mut missing = Vec::new();

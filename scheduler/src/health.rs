@@ -11,12 +11,13 @@
 
 use std::sync::{Arc, OnceLock};
 
+use helio_runner::LoadedTask;
 use helio_runner::health::{HEALTH_CHECK_BATCH, health_check_manifest, health_check_module};
-use helio_runner::{LoadedTask, Sandbox};
 use helio_sdk::wire::{self, Lease, ReportAck, ReportStatus, ResultReport};
 use helio_sdk::{Blake3Hash, RunReport};
 
-use crate::store::{RunnerRecord, Store, StoreError};
+use crate::api::App;
+use crate::store::{RunnerRecord, StoreError};
 
 /// Time past a check's wall-clock limit before its lease ends, in milliseconds.
 pub const GRACE_MS: i64 = 30_000;
@@ -56,25 +57,24 @@ pub fn retry_after_ms(failed: u64) -> i64 {
 }
 
 /// What the scheduler's own run of check `seed` reports.
-pub async fn expected(sandbox: &Arc<Sandbox>, seed: u64) -> anyhow::Result<RunReport> {
+pub async fn expected(app: &App, seed: u64) -> anyhow::Result<RunReport> {
     let (bytes, hash) = module();
     let task = LoadedTask {
         manifest: health_check_manifest(hash, seed)?,
         module: bytes.clone(),
         inputs: Vec::new(),
     };
-    let sandbox = sandbox.clone();
-    let output = tokio::task::spawn_blocking(move || task.run(&sandbox))
-        .await?
-        .map_err(|e| anyhow::anyhow!("the health check was rejected: {e}"))?;
+    let output = app
+        .run_own(task)
+        .await
+        .map_err(|e| anyhow::anyhow!("the health check was {e}"))?;
     Ok(output.report)
 }
 
 /// Takes `runner`'s report `r` of a health check: checks it is the runner's pending check,
 /// that the report is consistent and signed, runs the check itself, and records the result.
 pub async fn report(
-    store: &Store,
-    sandbox: &Arc<Sandbox>,
+    app: &App,
     runner: &RunnerRecord,
     r: &ResultReport,
     now: i64,
@@ -90,7 +90,7 @@ pub async fn report(
     let Some(id) = r.task_id.checked_neg() else {
         return Ok(refuse(format!("task {} not found", r.task_id)));
     };
-    let check = match store.health_check(id).await? {
+    let check = match app.store.health_check(id).await? {
         Some(c) if c.runner == runner.id => c,
         _ => {
             return Ok(refuse(format!(
@@ -124,10 +124,11 @@ pub async fn report(
             "the result's signature does not verify with this runner's key".into(),
         ));
     }
-    let expected = expected(sandbox, check.seed)
+    let expected = expected(app, check.seed)
         .await
         .map_err(|e| StoreError::Corrupt(format!("the scheduler's own health check: {e}")))?;
-    if !store
+    if !app
+        .store
         .finish_check(id, &runner.id, &report.digest, &expected.digest, now)
         .await?
     {

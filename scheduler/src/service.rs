@@ -128,14 +128,14 @@ pub async fn start(
         .put(check_hash, bytes::Bytes::copy_from_slice(check))
         .await
         .map_err(|e| anyhow::anyhow!("cannot store the health-check module: {e}"))?;
-    let app = App::new(store, blobs, config.api.clone(), sandbox.clone());
+    let app = App::new(store, blobs, config.api.clone(), sandbox);
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     let addr = listener.local_addr()?;
     let loops = [
         tokio::spawn(expiry_loop(app.clone())),
-        tokio::spawn(authority_loop(app.clone(), sandbox, config.upload_wait_ms)),
+        tokio::spawn(authority_loop(app.clone(), config.upload_wait_ms)),
         tokio::spawn(credit_loop(
             app.clone(),
             config.payout_threshold,
@@ -215,7 +215,7 @@ async fn credit_loop(app: App, threshold: u64, payout_every: Option<Duration>) {
     }
 }
 
-async fn authority_loop(app: App, sandbox: Arc<Sandbox>, upload_wait_ms: i64) {
+async fn authority_loop(app: App, upload_wait_ms: i64) {
     loop {
         let jobs = match app.store.authority_jobs(now_ms(), upload_wait_ms).await {
             Ok(jobs) => jobs,
@@ -227,7 +227,7 @@ async fn authority_loop(app: App, sandbox: Arc<Sandbox>, upload_wait_ms: i64) {
         let mut progressed = false;
         for job in jobs {
             let task_id = job.task_id;
-            match run_authority(&app, &sandbox, job).await {
+            match run_authority(&app, job).await {
                 Ok(()) => progressed = true,
                 Err(e) => {
                     tracing::error!(task = task_id, error = %e, "the scheduler's own run failed")
@@ -250,7 +250,7 @@ async fn fetch(app: &App, what: &str, hash: &Blake3Hash) -> anyhow::Result<Arc<[
 
 /// Runs one task with the scheduler's own sandbox: decides it, or recovers the outputs of
 /// its accepted result.
-async fn run_authority(app: &App, sandbox: &Arc<Sandbox>, job: AuthorityJob) -> anyhow::Result<()> {
+async fn run_authority(app: &App, job: AuthorityJob) -> anyhow::Result<()> {
     let m = &job.manifest;
     let module = fetch(app, "module", &m.module.blake3).await?;
     let mut inputs = Vec::new();
@@ -265,10 +265,7 @@ async fn run_authority(app: &App, sandbox: &Arc<Sandbox>, job: AuthorityJob) -> 
         module,
         inputs,
     };
-    let sandbox = sandbox.clone();
-    let output = tokio::task::spawn_blocking(move || task.run(&sandbox))
-        .await?
-        .map_err(|e| anyhow::anyhow!("rejected: {e}"))?;
+    let output = app.run_own(task).await?;
     let report = &output.report;
     if let Some(expected) = job.expect
         && report.digest != expected
