@@ -2818,8 +2818,8 @@ pub(crate) fn inconsistent(report: &RunReport) -> Option<String> {
     })
 }
 
-/// Drops `runner`'s pending health checks (it registered again or went offline) and makes it
-/// cold.
+/// Drops `runner`'s pending health checks: it registered again or went offline (and the
+/// statement that records that makes it cold).
 async fn drop_checks_in(tx: &mut Transaction<'static, Any>, runner: &str, now: i64) -> Result<()> {
     sqlx::query(
         "UPDATE health_checks SET state = 'dropped', finished_ms = $2 \
@@ -2829,10 +2829,6 @@ async fn drop_checks_in(tx: &mut Transaction<'static, Any>, runner: &str, now: i
     .bind(now)
     .execute(&mut **tx)
     .await?;
-    sqlx::query("UPDATE runners SET warm = 0 WHERE id = $1")
-        .bind(runner)
-        .execute(&mut **tx)
-        .await?;
     Ok(())
 }
 
