@@ -50,7 +50,7 @@ use crate::sandbox::NanMode;
 
 /// The rewrite's version, part of the compiled-module cache's key: bump it whenever the
 /// rewrite changes, so that no runner runs an artifact an older rewrite made.
-pub const REWRITE_VERSION: u32 = 5;
+pub const REWRITE_VERSION: u32 = 6;
 
 /// The exported `i64` global holding the fuel left, as of the last call or return.
 pub const FUEL_EXPORT: &str = "helio:fuel";

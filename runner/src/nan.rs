@@ -118,8 +118,8 @@ pub(crate) fn bits(f: &mut Function, lane: Lane, s32: u32, s64: u32) {
 struct Scalar {
     local: u32,
     nan: Instruction<'static>,
-    eq: Instruction<'static>,
-    ne: Instruction<'static>,
+    /// `>=`: for a value and itself, false only for a NaN.
+    ge: Instruction<'static>,
 }
 
 fn scalar_parts(lane: Lane, s32: u32, s64: u32) -> Scalar {
@@ -127,41 +127,41 @@ fn scalar_parts(lane: Lane, s32: u32, s64: u32) -> Scalar {
         Lane::F32 => Scalar {
             local: s32,
             nan: Instruction::F32Const(Ieee32::new(CANONICAL_F32)),
-            eq: Instruction::F32Eq,
-            ne: Instruction::F32Ne,
+            ge: Instruction::F32Ge,
         },
         Lane::F64 => Scalar {
             local: s64,
             nan: Instruction::F64Const(Ieee64::new(CANONICAL_F64)),
-            eq: Instruction::F64Eq,
-            ne: Instruction::F64Ne,
+            ge: Instruction::F64Ge,
         },
     }
 }
 
-/// `x` on the stack becomes `if x != x { NaN } else { x }`, a branch that is never taken
-/// unless a NaN is stored.
+/// `x` on the stack becomes `if x >= x { x } else { NaN }`, a branch that is never taken
+/// unless a NaN is stored. Only a NaN is not `>=` itself, and `>=` is one flag on x86-64
+/// (`ucomisd` then `jae`), where `x != x` is two (`jp` and `jne`): one branch per store, not two.
 pub(crate) fn branch(f: &mut Function, lane: Lane, s32: u32, s64: u32) {
-    let Scalar { local, nan, ne, .. } = scalar_parts(lane, s32, s64);
+    let Scalar { local, nan, ge, .. } = scalar_parts(lane, s32, s64);
     f.instruction(&Instruction::LocalSet(local))
         .instruction(&Instruction::LocalGet(local))
         .instruction(&Instruction::LocalGet(local))
-        .instruction(&ne)
+        .instruction(&ge)
         .instruction(&Instruction::If(wasm_encoder::BlockType::Empty))
+        .instruction(&Instruction::Else)
         .instruction(&nan)
         .instruction(&Instruction::LocalSet(local))
         .instruction(&Instruction::End)
         .instruction(&Instruction::LocalGet(local));
 }
 
-/// `x` on the stack becomes `select(x, NaN, x == x)`.
+/// `x` on the stack becomes `select(x, NaN, x >= x)`.
 pub(crate) fn scalar(f: &mut Function, lane: Lane, s32: u32, s64: u32) {
-    let Scalar { local, nan, eq, .. } = scalar_parts(lane, s32, s64);
+    let Scalar { local, nan, ge, .. } = scalar_parts(lane, s32, s64);
     f.instruction(&Instruction::LocalTee(local))
         .instruction(&nan)
         .instruction(&Instruction::LocalGet(local))
         .instruction(&Instruction::LocalGet(local))
-        .instruction(&eq)
+        .instruction(&ge)
         .instruction(&Instruction::Select);
 }
 
