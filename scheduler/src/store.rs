@@ -468,7 +468,6 @@ impl Store {
                 Job::Lease { .. } => Vec::new(),
             })
             .collect();
-        self.fetch(&mut tx, &mut p, &reported).await?;
         // Every runner that leases, read in one query.
         let mut leasing: Vec<&str> = jobs
             .iter()
@@ -498,6 +497,10 @@ impl Store {
                 p.runners.insert(id, runner);
             }
         }
+        // The tasks the group's leases will most likely go to, read with the reported ones.
+        let pool = self.pool(&mut tx, &mut p, jobs).await?;
+        self.fetch(&mut tx, &mut p, &[reported, pool].concat())
+            .await?;
         let mut done = Vec::with_capacity(jobs.len());
         for job in jobs {
             done.push(match job {
@@ -1196,39 +1199,26 @@ impl Store {
         if n == 0 {
             return Ok(Vec::new());
         }
-        let skip = if self.postgres {
-            " FOR UPDATE SKIP LOCKED"
-        } else {
-            ""
+        let tier = tier_rank(runner.tier);
+        let trusted = reputation.trusted();
+        let fits = |t: &Touched| {
+            t.info.tier <= tier
+                && (t.state.redundancy.quorum > 1 || trusted)
+                && t.state.may_lease(&runner.id, &runner.owner).is_ok()
         };
-        // Tasks this transaction changed still look wanted in the database: ask for as many
-        // more, and pass over those it already gave away.
-        let stale = p.tasks.values().filter(|t| t.read.wanted > 0).count() as i64;
-        let candidates: Vec<i64> = sqlx::query(&format!(
-            "SELECT t.id FROM tasks t WHERE t.wanted > 0 AND t.tier <= $1 \
-             AND (t.quorum > 1 OR $2 = 1) \
-             AND NOT EXISTS (SELECT 1 FROM replicas r WHERE r.task_id = t.id AND r.owner = $3) \
-             ORDER BY t.id LIMIT $4{skip}"
-        ))
-        .bind(tier_rank(runner.tier))
-        .bind(i64::from(reputation.trusted()))
-        .bind(&runner.owner)
-        .bind(i64::from(n) + stale)
-        .fetch_all(&mut **tx)
-        .await?
-        .iter()
-        .map(|r| r.try_get(0))
-        .collect::<Result<_, _>>()?;
-        let ids: Vec<i64> = candidates
-            .into_iter()
-            .filter(|id| {
-                p.tasks
-                    .get(id)
-                    .is_none_or(|t| t.state.may_lease(&runner.id, &runner.owner).is_ok())
-            })
+        let pooled: Vec<i64> = p
+            .pool
+            .ids
+            .iter()
+            .copied()
+            .filter(|id| p.tasks.get(id).is_some_and(fits))
             .take(n as usize)
             .collect();
-        self.fetch(tx, p, &ids).await?;
+        let ids = if pooled.len() == n as usize || p.pool.complete {
+            pooled
+        } else {
+            self.candidates(tx, p, runner, tier, trusted, n).await?
+        };
         let mut leases = Vec::with_capacity(ids.len());
         for id in ids {
             let (before, info) = self.load(tx, p, id).await?;
@@ -1248,6 +1238,110 @@ impl Store {
             leases.push(lease);
         }
         Ok(leases)
+    }
+
+    /// Up to `n` tasks `runner` may lease, lowest id first, read from the database (and
+    /// fetched into `p`): the leasing of a runner the group's pool did not serve.
+    async fn candidates(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        p: &mut Pending,
+        runner: &RunnerRecord,
+        tier: i64,
+        trusted: bool,
+        n: u32,
+    ) -> Result<Vec<i64>> {
+        let skip = if self.postgres {
+            " FOR UPDATE SKIP LOCKED"
+        } else {
+            ""
+        };
+        // Tasks this transaction changed still look wanted in the database: ask for as many
+        // more, and pass over those it already gave away.
+        let stale = p.tasks.values().filter(|t| t.read.wanted > 0).count() as i64;
+        let candidates: Vec<i64> = sqlx::query(&format!(
+            "SELECT t.id FROM tasks t WHERE t.wanted > 0 AND t.tier <= $1 \
+             AND (t.quorum > 1 OR $2 = 1) \
+             AND NOT EXISTS (SELECT 1 FROM replicas r WHERE r.task_id = t.id AND r.owner = $3) \
+             ORDER BY t.id LIMIT $4{skip}"
+        ))
+        .bind(tier)
+        .bind(i64::from(trusted))
+        .bind(&runner.owner)
+        .bind(i64::from(n) + stale)
+        .fetch_all(&mut **tx)
+        .await?
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<Result<_, _>>()?;
+        let ids: Vec<i64> = candidates
+            .into_iter()
+            .filter(|id| {
+                p.tasks
+                    .get(id)
+                    .is_none_or(|t| t.state.may_lease(&runner.id, &runner.owner).is_ok())
+            })
+            .take(n as usize)
+            .collect();
+        self.fetch(tx, p, &ids).await?;
+        Ok(ids)
+    }
+
+    /// Reads the ids of the tasks a group's leases will most likely go to: the lowest-id
+    /// tasks that want a replica, of a tier one of the group's runners may run, as many as
+    /// its runners may lease and a few more, so that each lease request picks its tasks from
+    /// memory instead of a query of its own. What a runner may take of them (its tier, its
+    /// trust, no second replica for an owner) is decided per request; a request the pool
+    /// cannot fill queries for itself, unless the pool holds every task that wants a replica.
+    async fn pool(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        p: &mut Pending,
+        jobs: &[Job],
+    ) -> Result<Vec<i64>> {
+        let mut wanted = 0i64;
+        let mut tier = None;
+        for job in jobs {
+            let (Job::Lease { runner, max, .. }
+            | Job::Report {
+                runner,
+                lease: Some((max, _)),
+                ..
+            }) = job
+            else {
+                continue;
+            };
+            if self.policy.health_checks && p.runners.get(&runner.id).is_some_and(|r| !r.warm) {
+                continue;
+            }
+            // At most: the leases it holds and its reputation may change in this group (a
+            // report in the same request frees its slot).
+            wanted += i64::from(runner.slots.min(*max));
+            tier = tier.max(Some(tier_rank(runner.tier)));
+        }
+        let Some(tier) = tier.filter(|_| wanted > 0) else {
+            return Ok(Vec::new());
+        };
+        let limit = wanted + POOL_SPARE;
+        let skip = if self.postgres {
+            " FOR UPDATE SKIP LOCKED"
+        } else {
+            ""
+        };
+        let ids: Vec<i64> = sqlx::query(&format!(
+            "SELECT t.id FROM tasks t WHERE t.wanted > 0 AND t.tier <= $1 \
+             ORDER BY t.id LIMIT $2{skip}"
+        ))
+        .bind(tier)
+        .bind(limit)
+        .fetch_all(&mut **tx)
+        .await?
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<Result<_, _>>()?;
+        p.pool.complete = (ids.len() as i64) < limit;
+        p.pool.ids = ids.clone();
+        Ok(ids)
     }
 
     /// A cold runner's lease: one health check, unless it holds one still running or must
@@ -2308,7 +2402,7 @@ impl Store {
                 "SELECT t.id, t.phase, t.wanted, t.digest, t.by_scheduler, t.batch_id, t.name, \
                  t.manifest, t.wall_seconds, b.replicas, b.quorum, b.max_replicas, \
                  b.credit_rate, r.runner_id, r.owner, r.state, r.deadline_ms, r.digest, \
-                 r.report_seq \
+                 r.report_seq, t.tier \
                  FROM tasks t JOIN batches b ON b.id = t.batch_id \
                  LEFT JOIN replicas r ON r.task_id = t.id \
                  WHERE t.id IN ({list}) ORDER BY t.id, r.lease_seq"
@@ -2546,6 +2640,10 @@ impl Store {
 /// Rows per multi-row statement: far below SQLite's and PostgreSQL's limits on parameters.
 const ROWS_PER_STATEMENT: usize = 100;
 
+/// Tasks a group's pool reads beyond what its runners may lease, for the requests whose
+/// runners some of them do not fit.
+const POOL_SPARE: i64 = 16;
+
 /// `$1, $2, ..., $n` on PostgreSQL; `?, ?, ...` on SQLite, where numbered parameters cost
 /// time quadratic in their number to bind (sqlx looks each one's name up, and SQLite finds
 /// a name by walking the list of them).
@@ -2594,6 +2692,7 @@ fn task_from_rows(rows: &[AnyRow]) -> Result<(TaskState, TaskInfo)> {
         manifest: row.try_get(7)?,
         wall_seconds: row.try_get::<i64, _>(8)? as u64,
         credit_rate: row.try_get(12)?,
+        tier: row.try_get(19)?,
         id,
     };
     let mut replicas = Vec::new();
@@ -2648,6 +2747,18 @@ struct Pending {
     reputation: BTreeMap<String, (i64, i64)>,
     /// The runners that lease in this transaction, as read at its start.
     runners: HashMap<String, LeasingRunner>,
+    /// The tasks its leases are picked from first.
+    pool: Pool,
+}
+
+/// The tasks a group's lease requests are picked from first ([`Store::pool`]).
+#[derive(Default)]
+struct Pool {
+    /// Lowest id first.
+    ids: Vec<i64>,
+    /// Whether it holds every task that wanted a replica when it was read (of the tiers it
+    /// was read for).
+    complete: bool,
 }
 
 /// What leasing reads of a runner: its reputation, the leases it holds and whether it is
@@ -2766,6 +2877,8 @@ struct TaskInfo {
     manifest: String,
     wall_seconds: u64,
     credit_rate: f64,
+    /// The least tier that may run it ([`tier_rank`]).
+    tier: i64,
 }
 
 impl TaskInfo {
@@ -2898,11 +3011,20 @@ mod tests {
 
     /// A store with a batch of four tasks (replicas 2) and two runners of their own owners.
     async fn group_fixture() -> (tempfile::TempDir, Store, Vec<RunnerRecord>) {
+        fixture(4, &[("alice", 2), ("bob", 2)]).await
+    }
+
+    /// A store with a batch of `tasks` tasks (replicas 2, quorum 2) and warm runners of the
+    /// given owners and slots.
+    async fn fixture(
+        tasks: usize,
+        owners: &[(&str, u32)],
+    ) -> (tempfile::TempDir, Store, Vec<RunnerRecord>) {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("s.db").display());
         let store = Store::open(&url).await.unwrap();
         let module = Blake3Hash::of(b"module").to_string();
-        let tasks: Vec<_> = (0..4)
+        let tasks: Vec<_> = (0..tasks)
             .map(|i| serde_json::json!({ "name": format!("t{i}") }))
             .collect();
         let batch = BatchManifest::from_value(serde_json::json!({
@@ -2918,7 +3040,7 @@ mod tests {
         .unwrap();
         store.submit(&batch, "test", 0).await.unwrap();
         let mut runners = Vec::new();
-        for (i, owner) in ["alice", "bob"].iter().enumerate() {
+        for (i, (owner, slots)) in owners.iter().enumerate() {
             let key = wire::RunnerKey::from_secret([i as u8 + 1; 32]);
             let registered = store
                 .register_runner(
@@ -2926,7 +3048,7 @@ mod tests {
                         public_key: key.public_hex(),
                         owner: owner.to_string(),
                         tier: Tier::Cpu,
-                        slots: 2,
+                        slots: *slots,
                         cores: 2,
                         memory_bytes: 1 << 30,
                         fuel_per_second: 1,
@@ -2994,6 +3116,45 @@ mod tests {
         }
         // A request after the committer ended starts another.
         store.lease(&runners[0], 1, 2, 60_000).await.unwrap();
+    }
+
+    /// A group's lease requests pick their tasks from the lowest-id tasks that want a
+    /// replica, read once for the group; a runner none of those fit (its owner holds a replica
+    /// of each) still gets the next tasks that fit it, lowest id first.
+    #[tokio::test]
+    async fn a_lease_the_group_pool_cannot_fill_reads_its_own_tasks() {
+        let spare = POOL_SPARE as usize;
+        let owners = [("alice", spare as u32 + 4), ("alice", 2), ("bob", 2)];
+        let (_dir, store, runners) = fixture(spare + 10, &owners).await;
+        let batch = store.recent_batches(1).await.unwrap()[0].0.clone();
+        let mut task = Vec::new();
+        for i in 0..spare + 10 {
+            task.push(store.task_id(&batch, &format!("t{i}")).await.unwrap());
+        }
+        let ids = |leases: Vec<Lease>| leases.iter().map(|l| l.task_id).collect::<Vec<_>>();
+        // Alice's first runner takes the first spare + 4 tasks: the pool of the next group
+        // (4 leases at most, and the spare) holds none that her second runner may take.
+        let held = ids(store.lease(&runners[0], 100, 1, 60_000).await.unwrap());
+        assert_eq!(held, task[..spare + 4]);
+        // Both in one group: alice's second runner and bob's.
+        let hold = store.group.committing.lock().await;
+        let ask = |runner: RunnerRecord| {
+            let store = store.clone();
+            tokio::spawn(async move { store.lease(&runner, 2, 2, 60_000).await })
+        };
+        let (second, bob) = (ask(runners[1].clone()), ask(runners[2].clone()));
+        while store.group.queue.lock().unwrap().len() < 2 {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        drop(hold);
+        let second = ids(second.await.unwrap().unwrap());
+        let bob = ids(bob.await.unwrap().unwrap());
+        assert_eq!(
+            second,
+            task[spare + 4..spare + 6],
+            "alice's second runner: the first tasks alice holds no replica of"
+        );
+        assert_eq!(bob, task[..2], "bob: the lowest ids, from the pool");
     }
 
     /// Requests that queue up while a group commits are committed together; one that fails
