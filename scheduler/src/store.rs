@@ -468,6 +468,7 @@ impl Store {
                 Job::Lease { .. } => Vec::new(),
             })
             .collect();
+        self.fetch(&mut tx, &mut p, &reported).await?;
         // Every runner that leases, read in one query.
         let mut leasing: Vec<&str> = jobs
             .iter()
@@ -497,10 +498,12 @@ impl Store {
                 p.runners.insert(id, runner);
             }
         }
-        // The tasks the group's leases will most likely go to, read with the reported ones.
+        // The tasks the group's leases will most likely go to, read after the reported ones:
+        // on PostgreSQL fetching those waits for their row locks, which must not happen while
+        // this transaction holds the pool's (taken without waiting), or two transactions
+        // could each wait for the other.
         let pool = self.pool(&mut tx, &mut p, jobs).await?;
-        self.fetch(&mut tx, &mut p, &[reported, pool].concat())
-            .await?;
+        self.fetch(&mut tx, &mut p, &pool).await?;
         let mut done = Vec::with_capacity(jobs.len());
         for job in jobs {
             done.push(match job {
