@@ -268,6 +268,11 @@ const MIGRATIONS: &[Migration] = &[
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
+    /// Where reads outside a transaction go: on SQLite connections of their own, so that
+    /// a dashboard's or a submitter's read never waits for a group commit on the one writing
+    /// connection, nor holds it up (WAL lets them read while it writes); on PostgreSQL
+    /// the same pool.
+    reads: AnyPool,
     postgres: bool,
     policy: std::sync::Arc<CreditPolicy>,
     group: std::sync::Arc<Group>,
@@ -385,13 +390,27 @@ impl Store {
                 })
         };
         let pool = options.connect(url).await?;
-        let store = Store {
+        let mut store = Store {
+            reads: pool.clone(),
             pool,
             postgres,
             policy: Default::default(),
             group: Default::default(),
         };
         store.migrate().await?;
+        if !postgres {
+            store.reads = AnyPoolOptions::new()
+                .max_connections(READ_CONNECTIONS)
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        conn.execute("PRAGMA query_only = ON; PRAGMA busy_timeout = 10000;")
+                            .await?;
+                        Ok(())
+                    })
+                })
+                .connect(url)
+                .await?;
+        }
         Ok(store)
     }
 
@@ -643,7 +662,7 @@ impl Store {
     pub async fn token(&self, token: &str) -> Result<Option<(Role, String)>> {
         let row = sqlx::query("SELECT role, name FROM tokens WHERE hash = $1")
             .bind(Blake3Hash::of(token.as_bytes()).to_string())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reads)
             .await?;
         let Some(row) = row else { return Ok(None) };
         let role: String = row.try_get(0)?;
@@ -741,7 +760,7 @@ impl Store {
             "SELECT {RUNNER_COLUMNS} FROM runners WHERE id = $1"
         ))
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.reads)
         .await?;
         row.map(|r| runner_record(&r)).transpose()
     }
@@ -834,7 +853,7 @@ impl Store {
     pub async fn runner_events(&self, id: &str, limit: u32) -> Result<Vec<RunnerEvent>> {
         if sqlx::query("SELECT 1 FROM runners WHERE id = $1")
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reads)
             .await?
             .is_none()
         {
@@ -846,7 +865,7 @@ impl Store {
         )
         .bind(id)
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?
         .iter()
         .map(|r| {
@@ -864,7 +883,7 @@ impl Store {
         Ok(
             sqlx::query("SELECT COUNT(*) FROM runners WHERE tier = $1 AND online = 1")
                 .bind(tier_rank(tier))
-                .fetch_one(&self.pool)
+                .fetch_one(&self.reads)
                 .await?
                 .try_get::<i64, _>(0)? as u64,
         )
@@ -875,7 +894,7 @@ impl Store {
         sqlx::query(&format!(
             "SELECT {RUNNER_COLUMNS} FROM runners ORDER BY last_seen_ms DESC, id"
         ))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?
         .iter()
         .map(runner_record)
@@ -990,7 +1009,7 @@ impl Store {
              FROM batches WHERE id = $1",
         )
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.reads)
         .await?
         .ok_or_else(|| StoreError::NotFound(format!("batch {id}")))?;
         let rows = sqlx::query(
@@ -1001,7 +1020,7 @@ impl Store {
              GROUP BY 1, 2",
         )
         .bind(id)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?;
         let count = |i: usize| -> Result<u64> { Ok(batch.try_get::<i64, _>(i)? as u64) };
         let mut status = BatchStatus {
@@ -1034,7 +1053,7 @@ impl Store {
              AND succeeded IN (0, 1) AND outputs_stored = 0",
         )
         .bind(id)
-        .fetch_one(&self.pool)
+        .fetch_one(&self.reads)
         .await?
         .try_get::<i64, _>(0)? as u64;
         Ok(status)
@@ -1044,7 +1063,7 @@ impl Store {
     pub async fn batch_results(&self, id: &str) -> Result<BatchResults> {
         let name: String = sqlx::query("SELECT name FROM batches WHERE id = $1")
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reads)
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("batch {id}")))?
             .try_get(0)?;
@@ -1054,7 +1073,7 @@ impl Store {
              AND kind IN ('task', 'fund') ORDER BY seq",
         )
         .bind(id)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?
         {
             let e = credits.entry(row.try_get(0)?).or_default();
@@ -1069,7 +1088,7 @@ impl Store {
              WHERE t.batch_id = $1 ORDER BY t.idx",
         )
         .bind(id)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?
         {
             let task: String = row.try_get(0)?;
@@ -1088,7 +1107,7 @@ impl Store {
                          AND state IN ('leased', 'reported')",
                     )
                     .bind(id)
-                    .fetch_one(&self.pool)
+                    .fetch_one(&self.reads)
                     .await?
                     .try_get::<i64, _>(0)?;
                     if out > 0 { "running" } else { "pending" }
@@ -1125,7 +1144,7 @@ impl Store {
             sqlx::query("SELECT id FROM tasks WHERE batch_id = $1 AND name = $2")
                 .bind(batch)
                 .bind(name)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.reads)
                 .await?
                 .ok_or_else(|| StoreError::NotFound(format!("task {name} of batch {batch}")))?
                 .try_get(0)?,
@@ -2102,7 +2121,7 @@ impl Store {
             sum("CASE WHEN kind <> 'payout' THEN micro_credits ELSE 0 END"),
             sum("CASE WHEN kind = 'payout' THEN micro_credits ELSE 0 END"),
         ))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?
         .iter()
         .map(|r| {
@@ -2221,7 +2240,7 @@ impl Store {
             "SELECT seq, owner, micro_credits, created_ms FROM ledger WHERE kind = 'payout' \
              ORDER BY seq",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?
         .iter()
         .map(|r| {
@@ -2235,13 +2254,25 @@ impl Store {
         .collect()
     }
 
-    /// The whole ledger in order, and its anchor (length and head hash).
+    /// The whole ledger in order, and its anchor (length and head hash), both as of one
+    /// moment while the grid may be appending: read in one transaction that sees one
+    /// snapshot (on PostgreSQL `REPEATABLE READ`; read apart, a commit between the two reads
+    /// made a sound ledger fail `verify`).
     pub async fn ledger(&self) -> Result<(Vec<Entry>, u64, Blake3Hash)> {
+        let mut tx = self.reads.begin().await?;
+        if self.postgres {
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                .execute(&mut *tx)
+                .await?;
+        }
+        let head = sqlx::query("SELECT len, head FROM ledger_head WHERE id = 1")
+            .fetch_one(&mut *tx)
+            .await?;
         let entries = sqlx::query(
             "SELECT seq, batch_id, task, runner_id, owner, digest, fuel, micro_credits, prev, \
              hash, kind FROM ledger ORDER BY seq",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await?
         .iter()
         .map(|r| {
@@ -2265,9 +2296,7 @@ impl Store {
             })
         })
         .collect::<Result<Vec<_>>>()?;
-        let head = sqlx::query("SELECT len, head FROM ledger_head WHERE id = 1")
-            .fetch_one(&self.pool)
-            .await?;
+        tx.commit().await?;
         Ok((
             entries,
             head.try_get::<i64, _>(0)? as u64,
@@ -2283,7 +2312,7 @@ impl Store {
              WHERE runner_id = $1 AND kind IN ('task', 'uptime')",
         )
         .bind(runner)
-        .fetch_one(&self.pool)
+        .fetch_one(&self.reads)
         .await?;
         Ok((
             row.try_get::<i64, _>(0)? as u64,
@@ -2299,6 +2328,7 @@ impl Store {
 
     /// Closes the database's connections, waiting for those in use.
     pub async fn close(&self) {
+        self.reads.close().await;
         self.pool.close().await;
     }
 
@@ -2307,7 +2337,7 @@ impl Store {
         let mut counts = TaskCounts::default();
         for row in
             sqlx::query("SELECT phase, succeeded, disputed, COUNT(*) FROM tasks GROUP BY 1, 2, 3")
-                .fetch_all(&self.pool)
+                .fetch_all(&self.reads)
                 .await?
         {
             let phase: String = row.try_get(0)?;
@@ -2326,7 +2356,7 @@ impl Store {
         let row = sqlx::query(
             "SELECT COUNT(*), COUNT(DISTINCT task_id) FROM replicas WHERE state = 'leased'",
         )
-        .fetch_one(&self.pool)
+        .fetch_one(&self.reads)
         .await?;
         counts.leases = row.try_get::<i64, _>(0)? as u64;
         counts.running = row.try_get::<i64, _>(1)? as u64;
@@ -2340,7 +2370,7 @@ impl Store {
              ORDER BY created_ms DESC, id LIMIT $1",
         )
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?
         .iter()
         .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
@@ -2354,13 +2384,13 @@ impl Store {
             "SELECT CAST(COALESCE(SUM(wall_ms), 0) AS BIGINT), COUNT(*) FROM replicas \
              WHERE state = 'reported'",
         )
-        .fetch_one(&self.pool)
+        .fetch_one(&self.reads)
         .await?;
         let ledger = sqlx::query(
             "SELECT CAST(COALESCE(SUM(fuel), 0) AS BIGINT), \
              CAST(COALESCE(SUM(micro_credits), 0) AS BIGINT) FROM ledger WHERE kind = 'task'",
         )
-        .fetch_one(&self.pool)
+        .fetch_one(&self.reads)
         .await?;
         Ok(Impact {
             compute_ms: compute_ms.try_get::<i64, _>(0)? as u64,
@@ -2642,6 +2672,9 @@ impl Store {
 
 /// Rows per multi-row statement: far below SQLite's and PostgreSQL's limits on parameters.
 const ROWS_PER_STATEMENT: usize = 100;
+
+/// SQLite connections for reads outside transactions ([`Store::reads`]).
+const READ_CONNECTIONS: u32 = 2;
 
 /// Tasks a group's pool reads beyond what its runners may lease, for the requests whose
 /// runners some of them do not fit.
@@ -3160,6 +3193,92 @@ mod tests {
         assert_eq!(bob, task[..2], "bob: the lowest ids, from the pool");
     }
 
+    /// The keys of the first `n` runners [`fixture`] registers.
+    fn fixture_keys(n: u8) -> Vec<wire::RunnerKey> {
+        (1..=n)
+            .map(|i| wire::RunnerKey::from_secret([i; 32]))
+            .collect()
+    }
+
+    /// A successful run's report.
+    fn success() -> RunReport {
+        RunReport::new(
+            helio_sdk::Outcome::Exited { exit_code: 0 },
+            7,
+            Blake3Hash::of(b"out"),
+            Vec::new(),
+            1,
+        )
+    }
+
+    /// `report` of `lease`'s task, with `key`'s signature of `digest`.
+    fn signed(
+        lease: &Lease,
+        key: &wire::RunnerKey,
+        report: &RunReport,
+        digest: &Blake3Hash,
+    ) -> ResultReport {
+        ResultReport {
+            task_id: lease.task_id,
+            report: report.clone(),
+            signature: key.sign(&wire::result_message(
+                &lease.batch,
+                lease.manifest.name.as_str(),
+                digest,
+            )),
+        }
+    }
+
+    /// The ledger and its anchor are read as of one moment: a ledger read while tasks are
+    /// being accepted (entries and anchor appended by other transactions) always verifies.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_ledger_is_read_as_of_one_moment_while_tasks_are_accepted() {
+        const TASKS: usize = 60;
+        let (_dir, store, runners) = fixture(TASKS, &[("alice", 4), ("bob", 4)]).await;
+        let keys = fixture_keys(2);
+        let report = success();
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let reader = {
+            let (store, done) = (store.clone(), done.clone());
+            tokio::spawn(async move {
+                let mut reads = 0;
+                while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                    let (entries, len, head) = store.ledger().await.unwrap();
+                    if let Err(e) = crate::ledger::verify_anchored(&entries, len, &head) {
+                        panic!("a sound ledger read as {len} entries failed: {e}");
+                    }
+                    reads += 1;
+                }
+                reads
+            })
+        };
+        let mut now = 1;
+        let mut accepted = 0;
+        while accepted < TASKS {
+            for (runner, key) in runners.iter().zip(&keys) {
+                now += 1;
+                let leases = store.lease(runner, 4, now, 60_000).await.unwrap();
+                let results: Vec<_> = leases
+                    .iter()
+                    .map(|l| signed(l, key, &report, &report.digest))
+                    .collect();
+                let (acks, _) = store.report(runner, &results, None, now).await.unwrap();
+                accepted += acks
+                    .iter()
+                    .filter(|a| a.status == ReportStatus::Accepted)
+                    .count();
+            }
+        }
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        assert!(reader.await.unwrap() > 0);
+        let (entries, len, head) = store.ledger().await.unwrap();
+        assert!(
+            len >= TASKS as u64,
+            "{len} entries for {TASKS} accepted tasks"
+        );
+        crate::ledger::verify_anchored(&entries, len, &head).unwrap();
+    }
+
     /// Requests that queue up while a group commits are committed together; one that fails
     /// (a runner the database does not know) costs the others nothing.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -3205,24 +3324,10 @@ mod tests {
     #[tokio::test]
     async fn a_result_signature_is_checked_before_and_after_a_restart() {
         let (dir, store, runners) = group_fixture().await;
-        let keys: Vec<_> = (1..=2u8)
-            .map(|i| wire::RunnerKey::from_secret([i; 32]))
-            .collect();
-        let report = RunReport::new(
-            helio_sdk::Outcome::Exited { exit_code: 0 },
-            7,
-            Blake3Hash::of(b"out"),
-            Vec::new(),
-            1,
-        );
-        let result = |lease: &Lease, key: &wire::RunnerKey, digest: &Blake3Hash| ResultReport {
-            task_id: lease.task_id,
-            report: report.clone(),
-            signature: key.sign(&wire::result_message(
-                &lease.batch,
-                lease.manifest.name.as_str(),
-                digest,
-            )),
+        let keys = fixture_keys(2);
+        let report = success();
+        let result = |lease: &Lease, key: &wire::RunnerKey, digest: &Blake3Hash| {
+            signed(lease, key, &report, digest)
         };
         let other = Blake3Hash::of(b"other");
         let refused = |acks: &[ReportAck]| {
