@@ -1324,21 +1324,32 @@ impl Store {
         let mut wanted = 0i64;
         let mut tier = None;
         for job in jobs {
-            let (Job::Lease { runner, max, .. }
-            | Job::Report {
-                runner,
-                lease: Some((max, _)),
-                ..
-            }) = job
-            else {
+            let (runner, max, reported) = match job {
+                Job::Lease { runner, max, .. } => (runner, *max, 0),
+                Job::Report {
+                    runner,
+                    results,
+                    lease: Some((max, _)),
+                    ..
+                } => (runner, *max, results.len() as i64),
+                Job::Report { .. } => continue,
+            };
+            let Some(row) = p.runners.get(&runner.id) else {
                 continue;
             };
-            if self.policy.health_checks && p.runners.get(&runner.id).is_some_and(|r| !r.warm) {
+            if self.policy.health_checks && !row.warm {
                 continue;
             }
-            // At most: the leases it holds and its reputation may change in this group (a
-            // report in the same request frees its slot).
-            wanted += i64::from(runner.slots.min(*max));
+            // What it may lease once the results in its own request free their slots; a
+            // request this undercounts (its runner unflagged by this group, say) queries
+            // for itself.
+            let slots = if row.reputation.flagged() {
+                1
+            } else {
+                runner.slots
+            };
+            let active = (row.active - reported).max(0) as u32;
+            wanted += i64::from(crate::task::lease_count(slots, active, max));
             tier = tier.max(Some(tier_rank(runner.tier)));
         }
         let Some(tier) = tier.filter(|_| wanted > 0) else {
