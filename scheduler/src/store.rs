@@ -521,8 +521,7 @@ impl Store {
         // on PostgreSQL fetching those waits for their row locks, which must not happen while
         // this transaction holds the pool's (taken without waiting), or two transactions
         // could each wait for the other.
-        let pool = self.pool(&mut tx, &mut p, jobs).await?;
-        self.fetch(&mut tx, &mut p, &pool).await?;
+        self.pool(&mut tx, &mut p, jobs).await?;
         let mut done = Vec::with_capacity(jobs.len());
         for job in jobs {
             done.push(match job {
@@ -576,6 +575,16 @@ impl Store {
 
     fn for_update(&self) -> &'static str {
         if self.postgres { " FOR UPDATE" } else { "" }
+    }
+
+    /// Locks rows read for leasing on PostgreSQL, passing over those another transaction
+    /// holds.
+    fn skip_locked(&self) -> &'static str {
+        if self.postgres {
+            " FOR UPDATE SKIP LOCKED"
+        } else {
+            ""
+        }
     }
 
     async fn migrate(&self) -> Result<()> {
@@ -1273,11 +1282,6 @@ impl Store {
         trusted: bool,
         n: u32,
     ) -> Result<Vec<i64>> {
-        let skip = if self.postgres {
-            " FOR UPDATE SKIP LOCKED"
-        } else {
-            ""
-        };
         // Tasks this transaction changed still look wanted in the database: ask for as many
         // more, and pass over those it already gave away.
         let stale = p.tasks.values().filter(|t| t.read.wanted > 0).count() as i64;
@@ -1285,7 +1289,8 @@ impl Store {
             "SELECT t.id FROM tasks t WHERE t.wanted > 0 AND t.tier <= $1 \
              AND (t.quorum > 1 OR $2 = 1) \
              AND NOT EXISTS (SELECT 1 FROM replicas r WHERE r.task_id = t.id AND r.owner = $3) \
-             ORDER BY t.id LIMIT $4{skip}"
+             ORDER BY t.id LIMIT $4{}",
+            self.skip_locked()
         ))
         .bind(tier)
         .bind(i64::from(trusted))
@@ -1309,7 +1314,7 @@ impl Store {
         Ok(ids)
     }
 
-    /// Reads the ids of the tasks a group's leases will most likely go to: the lowest-id
+    /// Reads (into `p`) the tasks a group's leases will most likely go to: the lowest-id
     /// tasks that want a replica, of a tier one of the group's runners may run, as many as
     /// its runners may lease and a few more, so that each lease request picks its tasks from
     /// memory instead of a query of its own. What a runner may take of them (its tier, its
@@ -1320,7 +1325,7 @@ impl Store {
         tx: &mut Transaction<'static, Any>,
         p: &mut Pending,
         jobs: &[Job],
-    ) -> Result<Vec<i64>> {
+    ) -> Result<()> {
         let mut wanted = 0i64;
         let mut tier = None;
         for job in jobs {
@@ -1353,17 +1358,13 @@ impl Store {
             tier = tier.max(Some(tier_rank(runner.tier)));
         }
         let Some(tier) = tier.filter(|_| wanted > 0) else {
-            return Ok(Vec::new());
+            return Ok(());
         };
         let limit = wanted + POOL_SPARE;
-        let skip = if self.postgres {
-            " FOR UPDATE SKIP LOCKED"
-        } else {
-            ""
-        };
         let ids: Vec<i64> = sqlx::query(&format!(
             "SELECT t.id FROM tasks t WHERE t.wanted > 0 AND t.tier <= $1 \
-             ORDER BY t.id LIMIT $2{skip}"
+             ORDER BY t.id LIMIT $2{}",
+            self.skip_locked()
         ))
         .bind(tier)
         .bind(limit)
@@ -1373,8 +1374,9 @@ impl Store {
         .map(|r| r.try_get(0))
         .collect::<Result<_, _>>()?;
         p.pool.complete = (ids.len() as i64) < limit;
-        p.pool.ids = ids.clone();
-        Ok(ids)
+        self.fetch(tx, p, &ids).await?;
+        p.pool.ids = ids;
+        Ok(())
     }
 
     /// A cold runner's lease: one health check, unless it holds one still running or must
@@ -3336,28 +3338,8 @@ mod tests {
     async fn a_result_signature_is_checked_before_and_after_a_restart() {
         let (dir, store, runners) = group_fixture().await;
         let keys = fixture_keys(2);
-        let report = success();
-        let result = |lease: &Lease, key: &wire::RunnerKey, digest: &Blake3Hash| {
-            signed(lease, key, &report, digest)
-        };
-        let other = Blake3Hash::of(b"other");
-        let refused = |acks: &[ReportAck]| {
-            acks.iter().all(|a| {
-                a.status == ReportStatus::Refused
-                    && a.error.as_deref().is_some_and(|e| e.contains("signature"))
-            })
-        };
         let alice = store.lease(&runners[0], 1, 1, 60_000).await.unwrap();
-        let bad = [
-            result(&alice[0], &keys[1], &report.digest),
-            result(&alice[0], &keys[0], &other),
-        ];
-        for r in bad {
-            let (acks, _) = store.report(&runners[0], &[r], None, 2).await.unwrap();
-            assert!(refused(&acks), "{acks:?}");
-        }
-        let good = result(&alice[0], &keys[0], &report.digest);
-        let (acks, _) = store.report(&runners[0], &[good], None, 2).await.unwrap();
+        let acks = bad_signatures_then_good(&store, &runners[0], &alice[0], &keys, 0, 2).await;
         assert_eq!(acks[0].status, ReportStatus::Recorded, "{acks:?}");
         let bob = store.lease(&runners[1], 1, 3, 60_000).await.unwrap();
         assert_eq!(bob[0].task_id, alice[0].task_id);
@@ -3367,16 +3349,35 @@ mod tests {
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("s.db").display());
         let store = Store::open(&url).await.unwrap();
         assert!(store.group.names.lock().unwrap().is_empty());
+        let acks = bad_signatures_then_good(&store, &runners[1], &bob[0], &keys, 1, 4).await;
+        assert_eq!(acks[0].status, ReportStatus::Accepted, "{acks:?}");
+    }
+
+    /// Reports `lease`'s result as `runners`' runner `own` twice with a bad signature (the
+    /// other runner's key; its own key over another digest), asserting each is refused for
+    /// its signature, then signed right; returns the last report's acks.
+    async fn bad_signatures_then_good(
+        store: &Store,
+        runner: &RunnerRecord,
+        lease: &Lease,
+        keys: &[wire::RunnerKey],
+        own: usize,
+        now: i64,
+    ) -> Vec<ReportAck> {
+        let report = success();
         let bad = [
-            result(&bob[0], &keys[0], &report.digest),
-            result(&bob[0], &keys[1], &other),
+            signed(lease, &keys[1 - own], &report, &report.digest),
+            signed(lease, &keys[own], &report, &Blake3Hash::of(b"other")),
         ];
         for r in bad {
-            let (acks, _) = store.report(&runners[1], &[r], None, 4).await.unwrap();
-            assert!(refused(&acks), "{acks:?}");
+            let (acks, _) = store.report(runner, &[r], None, now).await.unwrap();
+            assert!(
+                acks.iter().all(|a| a.status == ReportStatus::Refused
+                    && a.error.as_deref().is_some_and(|e| e.contains("signature"))),
+                "{acks:?}"
+            );
         }
-        let good = result(&bob[0], &keys[1], &report.digest);
-        let (acks, _) = store.report(&runners[1], &[good], None, 4).await.unwrap();
-        assert_eq!(acks[0].status, ReportStatus::Accepted, "{acks:?}");
+        let good = signed(lease, &keys[own], &report, &report.digest);
+        store.report(runner, &[good], None, now).await.unwrap().0
     }
 }
