@@ -155,8 +155,15 @@ impl Client {
 
     /// Asks for up to `max` tasks.
     pub async fn lease(&self, max: u32) -> Result<Vec<Lease>, ClientError> {
-        let leases: Leases = self.call("/v1/leases", &wire::LeaseRequest { max }).await?;
-        Ok(leases.leases)
+        Ok(self.lease_or_wait(max, 0).await?.leases)
+    }
+
+    /// Asks for up to `max` tasks; when there are none, the scheduler may hold the request
+    /// for up to `wait_ms` until work appears, then answers with none and
+    /// [`Leases::waited`] set (see [`wire::LeaseRequest::wait_ms`]).
+    pub async fn lease_or_wait(&self, max: u32, wait_ms: u32) -> Result<Leases, ClientError> {
+        self.call("/v1/leases", &wire::LeaseRequest { max, wait_ms })
+            .await
     }
 
     /// Reports results.
@@ -405,6 +412,23 @@ pub struct Summary {
     pub micro_credits: u64,
 }
 
+/// How long a runner with free slots lets the scheduler hold its lease request when there
+/// is no work (long polling): within a round trip of a batch's submission it has tasks, and
+/// an idle runner asks once in this long.
+pub const LEASE_WAIT_MS: u32 = 20_000;
+
+/// Waits until `at` (or forever).
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A lease request in flight.
+type Asking =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Leases, ClientError>> + Send>>;
+
 /// The delay before the `attempt`-th retry: doubling from 250 ms up to 30 s.
 pub fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(250u64.saturating_mul(1 << attempt.min(7)).min(30_000))
@@ -563,17 +587,23 @@ pub async fn run(config: AgentConfig, mut stop: watch::Receiver<Stop>) -> anyhow
     let mut free_slots: std::collections::BTreeSet<u32> = (1..=config.slots).collect();
     let mut idle = 0u32;
     let mut away_count = 0u32;
-    // Tasks leased with the last report, to start before asking again.
+    // Tasks leased with the last answer, to start before asking again.
     let mut offered: Option<Vec<Lease>> = None;
+    // The lease request in flight, which may wait at the scheduler until work appears.
+    let mut asking: Option<Asking> = None;
+    // When to ask again, after an answer that says to wait.
+    let mut ask_at: Option<tokio::time::Instant> = None;
     loop {
         let level = *stop.borrow();
-        if level != Stop::Run
-            && let Some(leases) = offered.take().filter(|l| !l.is_empty())
-        {
-            // Told to stop while the last report brought new work: none of it started.
-            let _ = client
-                .give_back(leases.iter().map(|l| l.task_id).collect())
-                .await;
+        if level != Stop::Run {
+            // A waiting request leases nothing after its wait: dropping it loses nothing.
+            asking = None;
+            if let Some(leases) = offered.take().filter(|l| !l.is_empty()) {
+                // Told to stop while the last answer brought new work: none of it started.
+                let _ = client
+                    .give_back(leases.iter().map(|l| l.task_id).collect())
+                    .await;
+            }
         }
         if level == Stop::Now {
             if !running_ids.is_empty() {
@@ -591,53 +621,36 @@ pub async fn run(config: AgentConfig, mut stop: watch::Receiver<Stop>) -> anyhow
         if level == Stop::Drain && running.is_empty() {
             break;
         }
-        // Ask for work while slots are free (unless the last report brought it); poll more
-        // slowly while there is none.
-        let mut poll = Duration::from_secs(3600);
+        for lease in offered.take().unwrap_or_default() {
+            let slot = free_slots.pop_first().unwrap_or(0);
+            running_ids.push(lease.task_id);
+            let progress = Arc::new(Progress::default());
+            display.started(
+                Event::Started {
+                    slot,
+                    task_id: lease.task_id,
+                    task: lease.manifest.name.to_string(),
+                    batch: lease.batch.clone(),
+                    fuel_limit: lease.manifest.limits.fuel,
+                },
+                progress.clone(),
+            );
+            let (client, sandbox, blobs) = (client.clone(), sandbox.clone(), blobs.clone());
+            running.spawn(async move {
+                let out = execute(&client, &sandbox, &blobs, &lease, progress).await;
+                (slot, lease, out)
+            });
+        }
+        // Ask for work while slots are free: the scheduler answers at once with tasks, or
+        // holds the request until work appears (a batch submitted, a lease ended).
         let free = config.slots.saturating_sub(running.len() as u32);
-        if level == Stop::Run && free > 0 {
-            let leased = match offered.take() {
-                Some(leases) => Ok(leases),
-                None => client.lease(free).await,
-            };
-            match leased {
-                Ok(leases) => {
-                    away_count = 0;
-                    if (leases.len() as u32) < free {
-                        poll = Duration::from_millis((25u64 << idle.min(5)).min(1000));
-                        idle += 1;
-                    } else {
-                        idle = 0;
-                    }
-                    for lease in leases {
-                        let slot = free_slots.pop_first().unwrap_or(0);
-                        running_ids.push(lease.task_id);
-                        let progress = Arc::new(Progress::default());
-                        display.started(
-                            Event::Started {
-                                slot,
-                                task_id: lease.task_id,
-                                task: lease.manifest.name.to_string(),
-                                batch: lease.batch.clone(),
-                                fuel_limit: lease.manifest.limits.fuel,
-                            },
-                            progress.clone(),
-                        );
-                        let (client, sandbox, blobs) =
-                            (client.clone(), sandbox.clone(), blobs.clone());
-                        running.spawn(async move {
-                            let out = execute(&client, &sandbox, &blobs, &lease, progress).await;
-                            (slot, lease, out)
-                        });
-                    }
-                }
-                Err(e) if e.is_transient() => {
-                    poll = backoff(away_count);
-                    display.event(away(&e, poll));
-                    away_count += 1;
-                }
-                Err(e) => anyhow::bail!("{e}"),
-            }
+        let may_ask = level == Stop::Run && free > 0 && asking.is_none();
+        if may_ask && ask_at.is_none_or(|t| t <= tokio::time::Instant::now()) {
+            ask_at = None;
+            let client = client.clone();
+            asking = Some(Box::pin(async move {
+                client.lease_or_wait(free, LEASE_WAIT_MS).await
+            }));
         }
         let mut done = Vec::new();
         tokio::select! {
@@ -647,7 +660,33 @@ pub async fn run(config: AgentConfig, mut stop: watch::Receiver<Stop>) -> anyhow
                     done.push(joined?);
                 }
             }
-            _ = tokio::time::sleep(poll) => {}
+            answer = async { asking.as_mut().expect("a request in flight").await },
+                if asking.is_some() => {
+                asking = None;
+                match answer {
+                    Ok(answer) => {
+                        away_count = 0;
+                        if answer.leases.is_empty() && !answer.waited {
+                            // A scheduler that does not wait for work (or one shutting
+                            // down): poll, more slowly while there is none.
+                            let poll = Duration::from_millis(25u64 << idle.min(5));
+                            ask_at = Some(tokio::time::Instant::now() + poll);
+                            idle += 1;
+                        } else {
+                            idle = 0;
+                        }
+                        offered = Some(answer.leases);
+                    }
+                    Err(e) if e.is_transient() => {
+                        let wait = backoff(away_count);
+                        ask_at = Some(tokio::time::Instant::now() + wait);
+                        display.event(away(&e, wait));
+                        away_count += 1;
+                    }
+                    Err(e) => anyhow::bail!("{e}"),
+                }
+            }
+            _ = sleep_until(ask_at), if may_ask && ask_at.is_some() => {}
             changed = stop.changed() => {
                 if changed.is_err() {
                     // Nobody can tell this runner to stop any more: stop taking work.
@@ -661,9 +700,14 @@ pub async fn run(config: AgentConfig, mut stop: watch::Receiver<Stop>) -> anyhow
                 display.ended(*slot);
                 free_slots.insert(*slot);
             }
-            // Ask for the freed slots' next tasks with the results, unless stopping.
+            // Ask for the freed slots' next tasks with the results, unless stopping or
+            // a request for work is already out.
             let free = config.slots.saturating_sub(running.len() as u32);
-            let want = if *stop.borrow() == Stop::Run { free } else { 0 };
+            let want = if *stop.borrow() == Stop::Run && asking.is_none() {
+                free
+            } else {
+                0
+            };
             offered = report_all(&client, done, want, &mut summary, &display).await;
         }
     }

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -656,12 +657,38 @@ async fn lease(
     let runner = runner_auth(&app, &method, &uri, &headers, &body).await?;
     app.metrics.runner_requests.inc();
     let req: LeaseRequest = parse(&body)?;
+    // Listen before looking, so that work committed after the look ends the wait.
+    let mut bell = app.store.bell().listen();
     let leases = app
         .store
         .lease(&runner, req.max, now_ms(), app.config.lease_grace_ms)
         .await?;
     app.count_leases(&leases);
-    Ok(json(&Leases { leases }))
+    let wait = Duration::from_millis(u64::from(req.wait_ms.min(wire::MAX_LEASE_WAIT_MS)));
+    let mut waited = false;
+    if leases.is_empty() && !wait.is_zero() {
+        // No lease after the wait (see `crate::bell`): the runner asks again.
+        let _waiting = Waiting::new(&app.metrics.lease_waits);
+        waited = bell.wait(wait).await;
+    }
+    Ok(json(&Leases { leases, waited }))
+}
+
+/// Counts a waiting lease request for as long as it lives (one whose runner went away is
+/// dropped mid-wait).
+struct Waiting<'g>(&'g prometheus_client::metrics::gauge::Gauge);
+
+impl<'g> Waiting<'g> {
+    fn new(gauge: &'g prometheus_client::metrics::gauge::Gauge) -> Self {
+        gauge.inc();
+        Waiting(gauge)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 async fn give_back(

@@ -7,6 +7,7 @@
 //!   machine), [`ledger`] (the hash chain and its verification).
 //! - [`store::Store`]: the state in SQLite or PostgreSQL. The only module that speaks SQL.
 //! - [`api`]: the HTTP API under `/v1`. The only module that knows routes.
+//! - [`bell::Bell`]: wakes lease requests that wait for work (long polling).
 //! - [`limits::RateLimiter`]: per-runner request rates.
 //! - [`blobs::Blobs`]: content-addressed modules, inputs and outputs.
 //! - [`health`]: health checks that a cold runner passes before it gets work.
@@ -25,6 +26,7 @@
 #![deny(missing_docs)]
 
 pub mod api;
+pub mod bell;
 pub mod blobs;
 pub mod consensus;
 pub mod dashboard;

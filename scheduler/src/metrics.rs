@@ -73,6 +73,8 @@ pub struct Metrics {
     pub requests: Family<Answered, Counter>,
     /// HTTP request latency by route.
     pub latency: Family<Route, Histogram, fn() -> Histogram>,
+    /// Lease requests waiting for work now.
+    pub lease_waits: Gauge,
     tasks: Family<Phase, Gauge>,
     leases_out: Gauge,
     runners_online: Family<TierLabel, Gauge>,
@@ -141,6 +143,13 @@ impl Default for Metrics {
              reported different digests, whatever became of the task)",
             tasks.clone(),
         );
+        let lease_waits = Gauge::default();
+        registry.register(
+            "lease_waits",
+            "Lease requests from idle runners waiting for work now (their time counts in \
+             the lease route's request duration)",
+            lease_waits.clone(),
+        );
         let leases_out = Gauge::default();
         registry.register("leases_out", "Leases out now", leases_out.clone());
         registry.register(
@@ -177,6 +186,7 @@ impl Default for Metrics {
             runner_requests,
             requests,
             latency,
+            lease_waits,
             tasks,
             leases_out,
             runners_online,

@@ -145,7 +145,17 @@ pub async fn start(
     let pulse = app.pulse.clone();
     let mut loops = Vec::from(loops);
     loops.push(tokio::spawn(pulse.clone().run(app.store.clone())));
+    loops.push(tokio::spawn({
+        let (store, url) = (app.store.clone(), config.database_url());
+        async move {
+            if let Err(e) = store.listen_for_work(&url).await {
+                tracing::error!(error = %e, "cannot hear other schedulers' work: runners \
+                    waiting for work here wake at the end of their wait");
+            }
+        }
+    }));
     let store = app.store.clone();
+    let bell_store = app.store.clone();
     let router = api::router(app);
     let task = tokio::spawn(async move {
         let served = axum::serve(listener, router)
@@ -153,6 +163,7 @@ pub async fn start(
                 shutdown.await;
                 tracing::info!("shutting down: finishing the requests in flight");
                 pulse.close();
+                bell_store.bell().close();
             })
             .await;
         for l in loops {

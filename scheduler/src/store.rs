@@ -22,6 +22,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{Any, AnyPool, Executor, Row, Transaction};
 use tokio::sync::oneshot;
 
+use crate::bell::{self, Bell};
 use crate::ledger::{self, Credit, Entry, Kind};
 use crate::task::{Effect, Phase, Replica, ReplicaState, Reputation, TaskState};
 
@@ -276,6 +277,8 @@ pub struct Store {
     postgres: bool,
     policy: std::sync::Arc<CreditPolicy>,
     group: std::sync::Arc<Group>,
+    /// Rung after a commit that made work appear (see [`Store::flush`]).
+    bell: std::sync::Arc<Bell>,
 }
 
 /// Runners' leases and reports waiting to be committed: whatever queues up while one
@@ -396,6 +399,7 @@ impl Store {
             postgres,
             policy: Default::default(),
             group: Default::default(),
+            bell: Default::default(),
         };
         store.migrate().await?;
         if !postgres {
@@ -557,8 +561,8 @@ impl Store {
                 }
             });
         }
-        self.flush(&mut tx, p).await?;
-        tx.commit().await?;
+        let work = self.flush(&mut tx, p).await?;
+        self.commit(tx, work).await?;
         Ok(done)
     }
 
@@ -843,7 +847,7 @@ impl Store {
             .collect::<Result<_, _>>()?;
             let mut p = Pending::default();
             let handed = self.hand_back(&mut tx, &mut p, &id, tasks).await?;
-            self.flush(&mut tx, p).await?;
+            let work = self.flush(&mut tx, p).await?;
             drop_checks_in(&mut tx, &id, now).await?;
             let detail = format!(
                 "not heard from for {} s; {handed} leased task{} handed to other runners",
@@ -851,7 +855,7 @@ impl Store {
                 if handed == 1 { "" } else { "s" }
             );
             event_in(&mut tx, &id, now, "offline", &detail).await?;
-            tx.commit().await?;
+            self.commit(tx, work).await?;
             tracing::info!(runner = %id, leases = handed, "runner went offline");
             marked.push(id);
         }
@@ -1000,7 +1004,8 @@ impl Store {
             }
             q.execute(&mut *tx).await?;
         }
-        tx.commit().await?;
+        self.notify_work(&mut tx).await?;
+        self.commit(tx, true).await?;
         Ok(Submitted {
             batch: id,
             name: batch.batch.to_string(),
@@ -1555,7 +1560,7 @@ impl Store {
         let n = self
             .hand_back(&mut tx, &mut p, runner, tasks.to_vec())
             .await?;
-        self.flush(&mut tx, p).await?;
+        let work = self.flush(&mut tx, p).await?;
         if n > 0 {
             let detail = format!(
                 "handed {n} leased task{} back",
@@ -1563,7 +1568,7 @@ impl Store {
             );
             event_in(&mut tx, runner, now, "handed back", &detail).await?;
         }
-        tx.commit().await?;
+        self.commit(tx, work).await?;
         Ok(n)
     }
 
@@ -1634,8 +1639,8 @@ impl Store {
             }
             ended += missed.len() as u32;
         }
-        self.flush(&mut tx, p).await?;
-        tx.commit().await?;
+        let work = self.flush(&mut tx, p).await?;
+        self.commit(tx, work).await?;
         Ok(ended)
     }
 
@@ -2061,12 +2066,12 @@ impl Store {
         p.save(task_id, state.clone(), None);
         self.apply(&mut tx, &mut p, &info, &state, &effect, Some(report), now)
             .await?;
-        self.flush(&mut tx, p).await?;
+        let work = self.flush(&mut tx, p).await?;
         sqlx::query("UPDATE tasks SET by_scheduler = 1 WHERE id = $1")
             .bind(task_id)
             .execute(&mut *tx)
             .await?;
-        tx.commit().await?;
+        self.commit(tx, work).await?;
         Ok(())
     }
 
@@ -2197,8 +2202,8 @@ impl Store {
             event_in(&mut tx, &runner, now, "uptime credit", &detail).await?;
             credited += 1;
         }
-        self.flush(&mut tx, p).await?;
-        tx.commit().await?;
+        let work = self.flush(&mut tx, p).await?;
+        self.commit(tx, work).await?;
         Ok(credited)
     }
 
@@ -2242,8 +2247,8 @@ impl Store {
                 at_ms: now,
             });
         }
-        self.flush(&mut tx, p).await?;
-        tx.commit().await?;
+        let work = self.flush(&mut tx, p).await?;
+        self.commit(tx, work).await?;
         Ok(payouts)
     }
 
@@ -2496,8 +2501,14 @@ impl Store {
 
     /// Writes what the transaction changed: each task's row and replicas as they now are,
     /// the ledger's new entries and end, and the runners' agreement counts, a few
-    /// multi-row statements in all.
-    async fn flush(&self, tx: &mut Transaction<'static, Any>, p: Pending) -> Result<()> {
+    /// multi-row statements in all. Returns whether work appeared (a task wants more
+    /// replicas than before), for [`Store::commit`] to ring the bell; on PostgreSQL it then
+    /// also notifies the other schedulers, when the transaction commits.
+    async fn flush(&self, tx: &mut Transaction<'static, Any>, p: Pending) -> Result<bool> {
+        let work = p.tasks.values().any(|t| t.state.wanted > t.read.wanted);
+        if work {
+            self.notify_work(tx).await?;
+        }
         let mut tasks = Vec::new();
         let mut replicas = Vec::new();
         {
@@ -2679,7 +2690,59 @@ impl Store {
             }
             q.execute(&mut **tx).await?;
         }
+        Ok(work)
+    }
+
+    /// On PostgreSQL, tells the schedulers listening (see [`Store::listen_for_work`]) that
+    /// work appears when `tx` commits; the notification names this store, which ignores its
+    /// own (it rings its bell itself, in [`Store::commit`]).
+    async fn notify_work(&self, tx: &mut Transaction<'static, Any>) -> Result<()> {
+        if self.postgres {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(bell::CHANNEL)
+                .bind(self.bell.id())
+                .execute(&mut **tx)
+                .await?;
+        }
         Ok(())
+    }
+
+    /// Commits `tx`; if `work` appeared in it (see [`Store::flush`]), then rings the bell.
+    async fn commit(&self, tx: Transaction<'static, Any>, work: bool) -> Result<()> {
+        tx.commit().await?;
+        if work {
+            self.bell.ring();
+        }
+        Ok(())
+    }
+
+    /// The bell lease requests wait on for work (see [`crate::bell`]).
+    pub fn bell(&self) -> &Bell {
+        &self.bell
+    }
+
+    /// Rings this store's bell whenever another scheduler sharing the PostgreSQL database
+    /// commits work; runs until aborted. On SQLite (one scheduler per database)
+    /// it returns at once.
+    pub async fn listen_for_work(&self, url: &str) -> Result<()> {
+        if !self.postgres {
+            return Ok(());
+        }
+        let mut listener = sqlx::postgres::PgListener::connect(url).await?;
+        listener.listen(bell::CHANNEL).await?;
+        loop {
+            match listener.try_recv().await {
+                Ok(Some(n)) if n.payload() == self.bell.id() => {}
+                Ok(Some(_)) => self.bell.ring(),
+                // The connection was lost and is made again at the next call: whatever was
+                // sent in between is lost, so ring in case some of it was work.
+                Ok(None) => self.bell.ring(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot hear other schedulers' work; trying again");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+            }
+        }
     }
 }
 

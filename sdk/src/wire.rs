@@ -185,7 +185,16 @@ pub struct HeartbeatAck {
 pub struct LeaseRequest {
     /// The most tasks it wants now (it never holds more than its slots).
     pub max: u32,
+    /// When no task is there for it, how long the scheduler may hold the request open
+    /// waiting for work to appear (a batch submitted, a lease ended), in milliseconds; it
+    /// then answers with no tasks at once, and the runner asks again. The scheduler waits
+    /// at most [`MAX_LEASE_WAIT_MS`]. 0 (or absent) answers at once.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub wait_ms: u32,
 }
+
+/// The longest a scheduler holds a lease request open waiting for work.
+pub const MAX_LEASE_WAIT_MS: u32 = 30_000;
 
 /// One task leased to a runner.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -206,6 +215,11 @@ pub struct Lease {
 pub struct Leases {
     /// The tasks leased, possibly none.
     pub leases: Vec<Lease>,
+    /// Whether the scheduler, finding no task, waited for work before answering (see
+    /// [`LeaseRequest::wait_ms`]): a runner that got no tasks after a wait asks again at
+    /// once; after none (a scheduler that does not wait, or one shutting down) it backs off.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub waited: bool,
 }
 
 /// One result a runner reports.

@@ -8,3 +8,4 @@ mod nodes;
 mod s3;
 mod task;
 mod volunteer;
+mod waiting;
