@@ -700,14 +700,12 @@ pub async fn run(config: AgentConfig, mut stop: watch::Receiver<Stop>) -> anyhow
                 display.ended(*slot);
                 free_slots.insert(*slot);
             }
-            // Ask for the freed slots' next tasks with the results, unless stopping or
-            // a request for work is already out.
+            // Ask for the freed slots' next tasks with the results, unless stopping; even
+            // with a request for work waiting, which may have looked before this runner
+            // could take work (a health check outstanding), and which a report does not
+            // wake. The scheduler never leases more than the runner's slots.
             let free = config.slots.saturating_sub(running.len() as u32);
-            let want = if *stop.borrow() == Stop::Run && asking.is_none() {
-                free
-            } else {
-                0
-            };
+            let want = if *stop.borrow() == Stop::Run { free } else { 0 };
             offered = report_all(&client, done, want, &mut summary, &display).await;
         }
     }

@@ -5,9 +5,9 @@
 
 use std::time::Duration;
 
-use helio_runner::agent::Client;
+use helio_runner::agent::{self, Client, Stop};
 use helio_scheduler::service;
-use helio_sdk::wire::{self, MAX_LEASE_WAIT_MS};
+use helio_sdk::wire::{self, BatchStatus, MAX_LEASE_WAIT_MS};
 
 use super::grid::{Db, TestGrid, hashchain_batch, rogue};
 
@@ -150,4 +150,35 @@ async fn a_runner_waiting_at_one_scheduler_is_woken_by_a_batch_submitted_to_anot
     let _ = stop.send(());
     second.task.await.unwrap().unwrap();
     first.stop().await;
+}
+
+/// Runners started after a batch is submitted get to work as soon as their health checks
+/// pass, although each asks for work (and, finding none while its check runs, waits) before
+/// it is warm: the check's report takes the tasks. The batch finishes well before a runner's
+/// wait would end, which is when it would finish if only a bell could bring work.
+async fn runners_that_join_a_running_batch_work_once_their_check_passes(db: Db) {
+    let grid = quiet_grid(db).await;
+    let batch = grid
+        .submit(&hashchain_batch(grid.dir.path(), 4, 10, 60))
+        .await;
+    let runners: Vec<_> = ["ann", "bob"].iter().map(|o| grid.runner(o, 2)).collect();
+    let within = Duration::from_millis(u64::from(agent::LEASE_WAIT_MS) * 3 / 4);
+    tokio::time::timeout(within, grid.wait_for(&batch, BatchStatus::done))
+        .await
+        .unwrap_or_else(|_| panic!("the batch was not done within {within:?}"));
+    for (stop, task) in runners {
+        stop.send(Stop::Drain).unwrap();
+        assert_eq!(task.await.unwrap().unwrap().reported, 4);
+    }
+    grid.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runners_that_join_a_running_batch_work_once_their_check_passes_sqlite() {
+    runners_that_join_a_running_batch_work_once_their_check_passes(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runners_that_join_a_running_batch_work_once_their_check_passes_postgres() {
+    runners_that_join_a_running_batch_work_once_their_check_passes(Db::Postgres).await;
 }
