@@ -147,12 +147,7 @@ pub async fn start(
     loops.push(tokio::spawn(pulse.clone().run(app.store.clone())));
     loops.push(tokio::spawn({
         let (store, url) = (app.store.clone(), config.database_url());
-        async move {
-            if let Err(e) = store.listen_for_work(&url).await {
-                tracing::error!(error = %e, "cannot hear other schedulers' work: runners \
-                    waiting for work here wake at the end of their wait");
-            }
-        }
+        async move { store.listen_for_work(&url).await }
     }));
     let store = app.store.clone();
     let bell_store = app.store.clone();

@@ -2722,14 +2722,28 @@ impl Store {
     }
 
     /// Rings this store's bell whenever another scheduler sharing the PostgreSQL database
-    /// commits work; runs until aborted. On SQLite (one scheduler per database)
-    /// it returns at once.
-    pub async fn listen_for_work(&self, url: &str) -> Result<()> {
+    /// commits work; runs until aborted, trying again every few seconds while it cannot
+    /// listen (meanwhile runners waiting here wake at the end of their wait). On SQLite (one
+    /// scheduler per database) it returns at once.
+    pub async fn listen_for_work(&self, url: &str) {
         if !self.postgres {
-            return Ok(());
+            return;
         }
-        let mut listener = sqlx::postgres::PgListener::connect(url).await?;
-        listener.listen(bell::CHANNEL).await?;
+        let retry = std::time::Duration::from_secs(5);
+        let mut listener = loop {
+            let listening = async {
+                let mut listener = sqlx::postgres::PgListener::connect(url).await?;
+                listener.listen(bell::CHANNEL).await?;
+                Ok::<_, sqlx::Error>(listener)
+            };
+            match listening.await {
+                Ok(listener) => break listener,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot hear other schedulers' work; trying again");
+                    tokio::time::sleep(retry).await;
+                }
+            }
+        };
         loop {
             match listener.try_recv().await {
                 Ok(Some(n)) if n.payload() == self.bell.id() => {}
@@ -2739,7 +2753,7 @@ impl Store {
                 Ok(None) => self.bell.ring(),
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot hear other schedulers' work; trying again");
-                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    tokio::time::sleep(retry).await;
                 }
             }
         }
