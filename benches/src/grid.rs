@@ -54,6 +54,11 @@ pub struct GridArgs {
     /// Slots per runner.
     #[arg(long, default_value_t = 4)]
     slots: u32,
+    /// Submit each batch only once every runner has registered and passed its health
+    /// check, as on a grid already running; by default the runners start with the batch,
+    /// so its first second includes their start (calibration, registration, checks).
+    #[arg(long)]
+    warm: bool,
     /// The PostgreSQL server (a database is created and dropped per measurement).
     #[arg(
         long,
@@ -208,6 +213,30 @@ impl Scheduler {
         })
     }
 
+    /// Waits (at most a minute) until `runners` runners have passed their health checks.
+    async fn until_warm(&self, runners: usize) -> Result<()> {
+        let start = Instant::now();
+        loop {
+            let metrics = reqwest::get(format!("{}/metrics", self.url))
+                .await?
+                .text()
+                .await?;
+            let passed: f64 = metrics
+                .lines()
+                .filter_map(|l| l.strip_prefix("helio_health_checks_total{status=\"accepted\"} "))
+                .filter_map(|n| n.trim().parse::<f64>().ok())
+                .sum();
+            if passed as usize >= runners {
+                return Ok(());
+            }
+            ensure!(
+                start.elapsed() < Duration::from_secs(60),
+                "{passed} of {runners} runners passed their health checks within a minute"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// (VmRSS, VmHWM) of the scheduler process, in KiB.
     fn memory(&self) -> (u64, u64) {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
@@ -289,6 +318,9 @@ async fn measure(
         handles.push(tokio::spawn(agent::run(config, stop_rx.clone())));
     }
 
+    if args.warm {
+        scheduler.until_warm(runners).await?;
+    }
     let start = Instant::now();
     let submitted = grid.submit(&manifest.display().to_string()).await?;
     let submit = start.elapsed();
