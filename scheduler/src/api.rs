@@ -666,7 +666,7 @@ async fn lease(
     app.count_leases(&leases);
     let wait = Duration::from_millis(u64::from(req.wait_ms.min(wire::MAX_LEASE_WAIT_MS)));
     let mut waited = false;
-    if leases.is_empty() && !wait.is_zero() {
+    if leases.is_empty() && !wait.is_zero() && !app.store.passed_over_work(&runner).await? {
         // No lease after the wait (see `crate::bell`): the runner asks again.
         let _waiting = Waiting::new(&app.metrics.lease_waits);
         waited = bell.wait(wait).await;

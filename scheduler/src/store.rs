@@ -2716,6 +2716,29 @@ impl Store {
         Ok(())
     }
 
+    /// Whether `runner`, whose lease request just found nothing, may have missed work
+    /// another transaction held: on PostgreSQL a lease passes over tasks locked by a
+    /// concurrent one (`SKIP LOCKED`), which may commit with some of them still wanted and
+    /// ring no bell, so the request must not wait for one. Reads without locks, outside any
+    /// transaction. On SQLite (one writer) a lease that found nothing missed nothing.
+    pub async fn passed_over_work(&self, runner: &RunnerRecord) -> Result<bool> {
+        if !self.postgres {
+            return Ok(false);
+        }
+        let found = sqlx::query(
+            "SELECT 1 FROM tasks t WHERE t.wanted > 0 AND t.tier <= $1 \
+             AND (t.quorum > 1 OR $2 = 1) \
+             AND NOT EXISTS (SELECT 1 FROM replicas r WHERE r.task_id = t.id AND r.owner = $3) \
+             LIMIT 1",
+        )
+        .bind(tier_rank(runner.tier))
+        .bind(i64::from(runner.reputation.trusted()))
+        .bind(&runner.owner)
+        .fetch_optional(&self.reads)
+        .await?;
+        Ok(found.is_some())
+    }
+
     /// The bell lease requests wait on for work (see [`crate::bell`]).
     pub fn bell(&self) -> &Bell {
         &self.bell

@@ -182,3 +182,27 @@ async fn runners_that_join_a_running_batch_work_once_their_check_passes_sqlite()
 async fn runners_that_join_a_running_batch_work_once_their_check_passes_postgres() {
     runners_that_join_a_running_batch_work_once_their_check_passes(Db::Postgres).await;
 }
+
+/// On PostgreSQL a lease passes over tasks another transaction has locked; a request that
+/// found nothing that way does not wait for a bell (the locker may commit without ringing),
+/// it answers at once and the runner asks again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_that_passed_over_locked_work_does_not_wait() {
+    use sqlx::Connection;
+    let grid = quiet_grid(Db::Postgres).await;
+    let ann = rogue(&grid.url, "ann").await;
+    grid.submit(&hashchain_batch(grid.dir.path(), 1, 10, 60))
+        .await;
+    let url = grid.config.database.clone().unwrap();
+    let mut locker = sqlx::PgConnection::connect(&url).await.unwrap();
+    let mut tx = locker.begin().await.unwrap();
+    sqlx::query("SELECT id FROM tasks FOR UPDATE")
+        .fetch_all(&mut *tx)
+        .await
+        .unwrap();
+    let answer = woken(wait_for_work(&ann, 2)).await;
+    assert!(!answer.waited && answer.leases.is_empty(), "{answer:?}");
+    tx.rollback().await.unwrap();
+    assert_eq!(ann.lease(2).await.unwrap().len(), 1);
+    grid.stop().await;
+}
