@@ -1291,10 +1291,7 @@ impl Store {
         // more, and pass over those it already gave away.
         let stale = p.tasks.values().filter(|t| t.read.wanted > 0).count() as i64;
         let candidates: Vec<i64> = sqlx::query(&format!(
-            "SELECT t.id FROM tasks t WHERE t.wanted > 0 AND t.tier <= $1 \
-             AND (t.quorum > 1 OR $2 = 1) \
-             AND NOT EXISTS (SELECT 1 FROM replicas r WHERE r.task_id = t.id AND r.owner = $3) \
-             ORDER BY t.id LIMIT $4{}",
+            "SELECT t.id {TAKEABLE} ORDER BY t.id LIMIT $4{}",
             self.skip_locked()
         ))
         .bind(tier)
@@ -2725,17 +2722,12 @@ impl Store {
         if !self.postgres {
             return Ok(false);
         }
-        let found = sqlx::query(
-            "SELECT 1 FROM tasks t WHERE t.wanted > 0 AND t.tier <= $1 \
-             AND (t.quorum > 1 OR $2 = 1) \
-             AND NOT EXISTS (SELECT 1 FROM replicas r WHERE r.task_id = t.id AND r.owner = $3) \
-             LIMIT 1",
-        )
-        .bind(tier_rank(runner.tier))
-        .bind(i64::from(runner.reputation.trusted()))
-        .bind(&runner.owner)
-        .fetch_optional(&self.reads)
-        .await?;
+        let found = sqlx::query(&format!("SELECT 1 {TAKEABLE} LIMIT 1"))
+            .bind(tier_rank(runner.tier))
+            .bind(i64::from(runner.reputation.trusted()))
+            .bind(&runner.owner)
+            .fetch_optional(&self.reads)
+            .await?;
         Ok(found.is_some())
     }
 
@@ -2782,6 +2774,13 @@ impl Store {
         }
     }
 }
+
+/// The tasks a runner may take a replica of: wanted, of its tier (`$1`, a rank) or below,
+/// of a quorum above one unless it is trusted (`$2`, 1 or 0), and holding no replica of
+/// its owner's (`$3`).
+const TAKEABLE: &str = "FROM tasks t WHERE t.wanted > 0 AND t.tier <= $1 \
+     AND (t.quorum > 1 OR $2 = 1) \
+     AND NOT EXISTS (SELECT 1 FROM replicas r WHERE r.task_id = t.id AND r.owner = $3)";
 
 /// Rows per multi-row statement: far below SQLite's and PostgreSQL's limits on parameters.
 const ROWS_PER_STATEMENT: usize = 100;
