@@ -50,7 +50,7 @@ use crate::sandbox::NanMode;
 
 /// The rewrite's version, part of the compiled-module cache's key: bump it whenever the
 /// rewrite changes, so that no runner runs an artifact an older rewrite made.
-pub const REWRITE_VERSION: u32 = 6;
+pub const REWRITE_VERSION: u32 = 7;
 
 /// The exported `i64` global holding the fuel left, as of the last call or return.
 pub const FUEL_EXPORT: &str = "helio:fuel";
@@ -245,7 +245,8 @@ struct Scratch {
     poll: u32,
     f32: u32,
     f64: u32,
-    /// Also the scratch of `i32` bits in NaN canonicalization.
+    /// Also the scratch of `i32` bits in NaN canonicalization, and of a float store's
+    /// address.
     size: u32,
     i64: u32,
     v128: u32,
@@ -562,11 +563,11 @@ impl Reencode for Rewriter {
                     Operator::F32Store { memarg } | Operator::F64Store { memarg },
                 ) => {
                     let memarg = self.mem_arg(memarg)?;
-                    nan::branch(&mut f, lane, s.f32, s.f64);
-                    f.instruction(&match lane {
+                    let store = match lane {
                         Lane::F32 => Instruction::F32Store(memarg),
                         Lane::F64 => Instruction::F64Store(memarg),
-                    });
+                    };
+                    nan::store(&mut f, lane, (s.f32, s.f64, s.size), &store);
                 }
                 (Some(Site::Bits(lane)), op) => {
                     f.instruction(&self.instruction(op)?);

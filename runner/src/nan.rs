@@ -9,8 +9,9 @@
 //! rewrites a module before it is compiled so that at each of those places a NaN becomes the
 //! canonical quiet NaN (`0x7fc00000`, `0x7ff8000000000000`), lane by lane for SIMD.
 //!
-//! A stored float goes through a branch that is only taken for a NaN (stores are frequent,
-//! and a predicted branch is the cheapest test); the other scalar sites use
+//! A stored float is stored as it is, then stored again as the canonical NaN behind a
+//! branch that is only taken for a NaN (stores are frequent, and a predicted branch is the
+//! cheapest test); the other scalar sites use
 //! `select(x, NaN, x == x)`, reinterpreted bits an integer test, and vectors
 //! `v128.bitselect(x, NaN, fNxM.eq(x, x))`, all through scratch locals appended to each
 //! function. The rewrite itself is done, together with fuel metering, in
@@ -32,8 +33,9 @@ pub(crate) enum Lane {
 
 /// Where an operator needs canonicalization.
 pub(crate) enum Site {
-    /// A float store: canonicalize the value with a branch that is only taken for a NaN
-    /// ([`branch`]); stores are frequent, and a predicted branch is the cheapest test.
+    /// A float store: store the value, then the canonical NaN over it behind a branch that
+    /// is only taken for a NaN ([`store`]); stores are frequent, and a predicted branch is
+    /// the cheapest test.
     Store(Lane),
     /// Canonicalize the bits a reinterpretation leaves on top of the stack ([`bits`]).
     Bits(Lane),
@@ -137,21 +139,33 @@ fn scalar_parts(lane: Lane, s32: u32, s64: u32) -> Scalar {
     }
 }
 
-/// `x` on the stack becomes `if x >= x { x } else { NaN }`, a branch that is never taken
-/// unless a NaN is stored. Only a NaN is not `>=` itself, and `>=` is one flag on x86-64
-/// (`ucomisd` then `jae`), where `x != x` is two (`jp` and `jne`): one branch per store, not two.
-pub(crate) fn branch(f: &mut Function, lane: Lane, s32: u32, s64: u32) {
+/// A store of `x` at address `a` (both on the stack; `store` is the store itself) becomes:
+/// store `x` at `a`, then, unless `x >= x`, store the canonical NaN at `a` over it. Only a
+/// NaN is not `>=` itself, and `>=` is one flag on x86-64 (`ucomisd` then `jae`), where
+/// `x != x` takes two. What the common path stores is `x` itself, not a value merged from
+/// the two arms of a branch: merging `x` with the NaN before one store made Cranelift spill
+/// `x` and reload it, and the address, around every store.
+pub(crate) fn store(
+    f: &mut Function,
+    lane: Lane,
+    scratch: (u32, u32, u32),
+    store: &Instruction<'_>,
+) {
+    let (s32, s64, addr) = scratch;
     let Scalar { local, nan, ge, .. } = scalar_parts(lane, s32, s64);
     f.instruction(&Instruction::LocalSet(local))
+        .instruction(&Instruction::LocalTee(addr))
+        .instruction(&Instruction::LocalGet(local))
+        .instruction(store)
         .instruction(&Instruction::LocalGet(local))
         .instruction(&Instruction::LocalGet(local))
         .instruction(&ge)
         .instruction(&Instruction::If(wasm_encoder::BlockType::Empty))
         .instruction(&Instruction::Else)
+        .instruction(&Instruction::LocalGet(addr))
         .instruction(&nan)
-        .instruction(&Instruction::LocalSet(local))
-        .instruction(&Instruction::End)
-        .instruction(&Instruction::LocalGet(local));
+        .instruction(store)
+        .instruction(&Instruction::End);
 }
 
 /// `x` on the stack becomes `select(x, NaN, x >= x)`.
