@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use helio_sdk::wire::{
@@ -59,6 +60,9 @@ pub struct Client {
     http: reqwest::Client,
     base: String,
     key: Arc<RunnerKey>,
+    /// Set once the scheduler refused `wait_ms` as a field it does not know (a scheduler
+    /// older than long polling): lease requests then ask without it, and the runner polls.
+    no_waits: Arc<AtomicBool>,
 }
 
 impl Client {
@@ -72,6 +76,7 @@ impl Client {
                 .expect("an HTTP client with default TLS builds"),
             base: base.trim_end_matches('/').to_string(),
             key: Arc::new(key),
+            no_waits: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -161,8 +166,25 @@ impl Client {
     /// Asks for up to `max` tasks; when there are none, the scheduler may hold the request
     /// for up to `wait_ms` until work appears, then answers with none and
     /// [`Leases::waited`] set (see [`wire::LeaseRequest::wait_ms`]).
+    ///
+    /// A scheduler older than long polling refuses `wait_ms` as an unknown field: the
+    /// request is then sent again without it, and so are all this client's later ones (the
+    /// answer has [`Leases::waited`] unset, so the runner polls as before).
     pub async fn lease_or_wait(&self, max: u32, wait_ms: u32) -> Result<Leases, ClientError> {
-        self.call("/v1/leases", &wire::LeaseRequest { max, wait_ms })
+        if wait_ms > 0 && !self.no_waits.load(Ordering::Relaxed) {
+            match self
+                .call("/v1/leases", &wire::LeaseRequest { max, wait_ms })
+                .await
+            {
+                Err(ClientError::Refused {
+                    status: 400, error, ..
+                }) if error.contains("unknown field `wait_ms`") => {
+                    self.no_waits.store(true, Ordering::Relaxed);
+                }
+                answer => return answer,
+            }
+        }
+        self.call("/v1/leases", &wire::LeaseRequest { max, wait_ms: 0 })
             .await
     }
 

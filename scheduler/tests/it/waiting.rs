@@ -206,3 +206,62 @@ async fn a_request_that_passed_over_locked_work_does_not_wait() {
     assert_eq!(ann.lease(2).await.unwrap().len(), 1);
     grid.stop().await;
 }
+
+/// A lease request as schedulers older than long polling read it: `max` only, and a field
+/// they do not know refused.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct LeaseRequestBeforeWaits {
+    max: u32,
+}
+
+/// A runner of this version against a scheduler older than long polling: the scheduler
+/// refuses `wait_ms`, so the runner asks again without it at once, and no longer sends it.
+/// The stand-in answers `/v1/leases` as such a scheduler did, in its error format.
+#[tokio::test]
+async fn a_scheduler_that_does_not_know_wait_ms_is_asked_without_it() {
+    use axum::http::StatusCode;
+    use std::sync::{Arc, Mutex};
+
+    let bodies = Arc::new(Mutex::new(Vec::<String>::new()));
+    let seen = bodies.clone();
+    let app = axum::Router::new().route(
+        "/v1/leases",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let seen = seen.clone();
+            async move {
+                seen.lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&body).into_owned());
+                match serde_json::from_slice::<LeaseRequestBeforeWaits>(&body) {
+                    Ok(_) => (StatusCode::OK, r#"{"leases":[]}"#.to_string()),
+                    Err(e) => (
+                        StatusCode::BAD_REQUEST,
+                        serde_json::json!({ "error": format!("request body: {e}") }).to_string(),
+                    ),
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let runner = Client::new(&url, helio_sdk::wire::RunnerKey::from_secret([7; 32]));
+    for _ in 0..2 {
+        let answer = runner.lease_or_wait(4, MAX_LEASE_WAIT_MS).await.unwrap();
+        assert!(answer.leases.is_empty());
+        assert!(
+            !answer.waited,
+            "a scheduler that does not wait said it waited"
+        );
+    }
+    let bodies = bodies.lock().unwrap().clone();
+    let asked_to_wait: Vec<bool> = bodies.iter().map(|b| b.contains("wait_ms")).collect();
+    assert_eq!(
+        asked_to_wait,
+        [true, false, false],
+        "refused once with wait_ms, then asked without it: {bodies:?}"
+    );
+}
