@@ -184,3 +184,43 @@ fn counted(valgrind: &Path, me: &Path, variant: Variant, years: u32) -> Result<u
         .and_then(|n| n.trim().parse().ok())
         .with_context(|| format!("no instruction count in callgrind's output:\n{stderr}"))
 }
+
+/// Arguments of `compiled`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct CompiledArgs {
+    /// Where to write one `VARIANT.cwasm` per variant.
+    #[arg(long, default_value = "target/nbody-compiled")]
+    out: PathBuf,
+}
+
+/// Writes the machine code wasmtime compiles from the n-body guest in each wasm variant,
+/// with the sandbox's engine configuration, as ELF files `objdump -d` reads (function
+/// symbols included): how the rewrite's inserted code was found to make Cranelift spill.
+pub fn compiled(args: &CompiledArgs) -> Result<()> {
+    let bytes = helio_test_guests::bytes(g::NBODY);
+    let engine = wasmtime::Engine::new(&helio_runner::engine_config(0, NanMode::AtSinks))?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    for (name, module) in [
+        ("plain", bytes.clone()),
+        (
+            "metered",
+            helio_runner::instrument(&bytes, NanMode::EveryOperation)
+                .map_err(anyhow::Error::msg)?,
+        ),
+        (
+            "rewritten",
+            helio_runner::instrument(&bytes, NanMode::AtSinks).map_err(anyhow::Error::msg)?,
+        ),
+    ] {
+        let path = args.out.join(format!("{name}.cwasm"));
+        std::fs::write(&path, engine.precompile_module(&module)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("{}", path.display());
+    }
+    println!(
+        "the kernel's loops are in the guest's `main` (`objdump -t FILE | grep nbody4main` gives \
+         its address and size; `objdump -d -M intel --start-address=A --stop-address=B FILE`)"
+    );
+    Ok(())
+}

@@ -74,11 +74,14 @@ enum What {
     Instructions(instructions::InstructionArgs),
     /// Runs the n-body kernel once in one variant (what `instructions` runs under valgrind).
     Kernel(instructions::KernelArgs),
+    /// Writes the machine code compiled from the n-body guest, plain, metered and rewritten,
+    /// for `objdump -d`.
+    Compiled(instructions::CompiledArgs),
 }
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    if !matches!(cli.what, What::Kernel(_)) {
+    if !matches!(cli.what, What::Kernel(_) | What::Compiled(_)) {
         println!("machine: {} cores, {}", cores(), cpu_model());
     }
     if matches!(cli.what, What::Overhead | What::All) {
@@ -101,6 +104,9 @@ fn main() -> Result<()> {
     }
     if let What::Kernel(args) = &cli.what {
         instructions::kernel(args)?;
+    }
+    if let What::Compiled(args) = &cli.what {
+        instructions::compiled(args)?;
     }
     Ok(())
 }
