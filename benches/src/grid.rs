@@ -86,6 +86,19 @@ struct Figures {
 
 /// Runs the measurements and prints a Markdown table.
 pub fn grid(args: &GridArgs) -> Result<()> {
+    // Each task needs two agreeing replicas from distinct runners of distinct owners: fewer
+    // runners than that would wait forever.
+    if let Some(&few) = args
+        .runners
+        .iter()
+        .chain([&args.size_runners])
+        .find(|&&r| r < 2)
+    {
+        bail!(
+            "{few} runner(s): every task runs on 2 runners of distinct owners (replicas 2), \
+             so --runners and --size-runners must be at least 2"
+        );
+    }
     let scheduler = match &args.scheduler {
         Some(path) => path.clone(),
         None => scheduler_binary()?,

@@ -1,8 +1,9 @@
-//! `scheduler serve`: the database, the blob store, the HTTP API and three background
-//! loops — one ends leases past their deadline and marks silent runners offline (handing
-//! their leases to others), one runs tasks with the scheduler's own embedded sandbox when no
-//! quorum decided them or when an accepted result's outputs never arrived, and one credits
-//! time online and pays out balances.
+//! `scheduler serve`: the database, the blob store, the HTTP API and its background loops —
+//! one ends leases past their deadline and marks silent runners offline (handing their
+//! leases to others), one runs tasks with the scheduler's own embedded sandbox when no
+//! quorum decided them or when an accepted result's outputs never arrived, one credits time
+//! online and pays out balances, and on PostgreSQL one keeps the planner's statistics
+//! current.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -145,6 +146,9 @@ pub async fn start(
     let pulse = app.pulse.clone();
     let mut loops = Vec::from(loops);
     loops.push(tokio::spawn(pulse.clone().run(app.store.clone())));
+    if app.store.kind() == "postgres" {
+        loops.push(tokio::spawn(statistics_loop(app.store.clone())));
+    }
     loops.push(tokio::spawn({
         let (store, url) = (app.store.clone(), config.database_url());
         async move { store.listen_for_work(&url).await }
@@ -190,6 +194,23 @@ async fn expiry_loop(app: App) {
         }
     }
 }
+
+/// PostgreSQL: keeps the planner's statistics current as a batch fills the tables (see
+/// [`Store::keep_statistics`]); autovacuum visits a table at most once a minute, and not at
+/// all where it is turned off.
+async fn statistics_loop(store: Store) {
+    loop {
+        tokio::time::sleep(STATISTICS_EVERY).await;
+        match store.keep_statistics().await {
+            Ok(tables) if tables.is_empty() => {}
+            Ok(tables) => tracing::debug!(?tables, "analyzed"),
+            Err(e) => tracing::error!(error = %e, "cannot update the planner's statistics"),
+        }
+    }
+}
+
+/// How often [`statistics_loop`] looks.
+pub const STATISTICS_EVERY: Duration = Duration::from_secs(5);
 
 /// Credits time online every minute, and pays out balances every `payout_every`.
 async fn credit_loop(app: App, threshold: u64, payout_every: Option<Duration>) {

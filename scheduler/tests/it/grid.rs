@@ -692,3 +692,37 @@ async fn a_report_takes_the_next_tasks_in_the_same_request_sqlite() {
 async fn a_report_takes_the_next_tasks_in_the_same_request_postgres() {
     a_report_takes_the_next_tasks_in_the_same_request(Db::Postgres).await;
 }
+
+/// On PostgreSQL the scheduler analyzes the tables a batch fills, so that the queries over
+/// them are planned with statistics even before autovacuum's first visit (or where it is
+/// off, as on the CI's server); once analyzed, an unchanged table is not analyzed again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tables_a_batch_fills_are_analyzed_postgres() {
+    let grid = TestGrid::start(Db::Postgres, 60_000).await;
+    let url = grid.config.database.clone().unwrap();
+    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    assert_eq!(tasks_analyzed(&mut conn).await, 0);
+    grid.submit(&hashchain_batch(grid.dir.path(), 3_000, 1, 1))
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while tasks_analyzed(&mut conn).await == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the 3,000 tasks' table was not analyzed within a minute"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let store = helio_scheduler::store::Store::open(&url).await.unwrap();
+    assert_eq!(store.keep_statistics().await.unwrap(), Vec::<String>::new());
+    store.close().await;
+    drop(conn);
+    grid.stop().await;
+}
+
+/// How often the tasks table has been analyzed other than by autovacuum.
+async fn tasks_analyzed(conn: &mut sqlx::PgConnection) -> i64 {
+    sqlx::query_scalar("SELECT analyze_count FROM pg_stat_user_tables WHERE relname = 'tasks'")
+        .fetch_one(conn)
+        .await
+        .unwrap()
+}
