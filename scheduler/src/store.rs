@@ -24,7 +24,7 @@ use tokio::sync::oneshot;
 
 use crate::bell::{self, Bell};
 use crate::ledger::{self, Credit, Entry, Kind};
-use crate::task::{Effect, Phase, Replica, ReplicaState, Reputation, TaskState};
+use crate::task::{Effect, Phase, Progress, Replica, ReplicaState, Reputation, TaskState};
 
 /// A storage error: the database failed, or its contents break an invariant.
 #[derive(Debug, thiserror::Error)]
@@ -262,6 +262,11 @@ const MIGRATIONS: &[Migration] = &[
         version: 6,
         name: "health checks",
         sql: include_str!("../migrations/0006_health_checks.sql"),
+    },
+    Migration {
+        version: 7,
+        name: "batch progress",
+        sql: include_str!("../migrations/0007_batch_progress.sql"),
     },
 ];
 
@@ -1016,49 +1021,36 @@ impl Store {
 
     /// A batch's progress.
     pub async fn batch_status(&self, id: &str) -> Result<BatchStatus> {
-        // Finished tasks and credits are counted as they happen (migration 5); only the
-        // tasks still open are counted here.
+        // Every count is kept as tasks move (migrations 5 and 7), in the transactions that
+        // move them, so this reads one row whatever the batch's size; pending tasks are what
+        // the counts leave. [`Store::recount_batch`] counts the same from the rows.
         let batch = sqlx::query(
-            "SELECT name, tasks, accepted_ok, accepted_failed, micro_credits \
+            "SELECT name, tasks, accepted_ok, accepted_failed, micro_credits, running, deciding \
              FROM batches WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(&self.reads)
         .await?
         .ok_or_else(|| StoreError::NotFound(format!("batch {id}")))?;
-        let rows = sqlx::query(
-            "SELECT t.phase, \
-             CASE WHEN t.phase = 'open' AND NOT EXISTS (SELECT 1 FROM replicas r \
-               WHERE r.task_id = t.id AND r.state IN ('leased', 'reported')) THEN 1 ELSE 0 END, \
-             COUNT(*) FROM tasks t WHERE t.batch_id = $1 AND t.phase IN ('open', 'deciding') \
-             GROUP BY 1, 2",
-        )
-        .bind(id)
-        .fetch_all(&self.reads)
-        .await?;
         let count = |i: usize| -> Result<u64> { Ok(batch.try_get::<i64, _>(i)? as u64) };
+        let (tasks, succeeded, failed) = (count(1)?, count(2)?, count(3)?);
+        let (running, deciding) = (count(5)?, count(6)?);
         let mut status = BatchStatus {
             batch: id.into(),
             name: batch.try_get(0)?,
-            tasks: count(1)?,
-            pending: 0,
-            running: 0,
-            deciding: 0,
-            succeeded: count(2)?,
-            failed: count(3)?,
+            tasks,
+            pending: tasks
+                .checked_sub(succeeded + failed + running + deciding)
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!("batch {id} counts more tasks than it has"))
+                })?,
+            running,
+            deciding,
+            succeeded,
+            failed,
             outputs_pending: 0,
             micro_credits: count(4)?,
         };
-        for row in rows {
-            let phase: String = row.try_get(0)?;
-            let idle: i64 = row.try_get(1)?;
-            let n = row.try_get::<i64, _>(2)? as u64;
-            match (phase.as_str(), idle) {
-                ("open", 1) => status.pending += n,
-                ("open", _) => status.running += n,
-                _ => status.deciding += n,
-            }
-        }
         // `succeeded IN (0, 1)` names every value the column holds, so the read can seek the
         // `tasks_batch_status` index to the unstored outputs instead of walking every
         // accepted task.
@@ -1071,6 +1063,34 @@ impl Store {
         .await?
         .try_get::<i64, _>(0)? as u64;
         Ok(status)
+    }
+
+    /// A batch's pending, running and deciding tasks counted from its tasks' and replicas'
+    /// rows, a look at every open task: what [`Store::batch_status`] keeps as counters, for a
+    /// check of them.
+    pub async fn recount_batch(&self, id: &str) -> Result<(u64, u64, u64)> {
+        let rows = sqlx::query(
+            "SELECT t.phase, \
+             CASE WHEN t.phase = 'open' AND NOT EXISTS (SELECT 1 FROM replicas r \
+               WHERE r.task_id = t.id AND r.state IN ('leased', 'reported')) THEN 1 ELSE 0 END, \
+             COUNT(*) FROM tasks t WHERE t.batch_id = $1 AND t.phase IN ('open', 'deciding') \
+             GROUP BY 1, 2",
+        )
+        .bind(id)
+        .fetch_all(&self.reads)
+        .await?;
+        let (mut pending, mut running, mut deciding) = (0, 0, 0);
+        for row in rows {
+            let phase: String = row.try_get(0)?;
+            let idle: i64 = row.try_get(1)?;
+            let n = row.try_get::<i64, _>(2)? as u64;
+            match (phase.as_str(), idle) {
+                ("open", 1) => pending += n,
+                ("open", _) => running += n,
+                _ => deciding += n,
+            }
+        }
+        Ok((pending, running, deciding))
     }
 
     /// Every task of a batch with its accepted result, in manifest order.
@@ -2676,34 +2696,54 @@ impl Store {
                 .execute(&mut **tx)
                 .await?;
         }
-        // Each batch's newly accepted tasks and credits (see `batch_status`).
-        let mut batches: BTreeMap<&str, (i64, i64, i64)> = BTreeMap::new();
+        // Each batch's newly accepted tasks and credits, and its tasks that began or stopped
+        // running or deciding (see `batch_status`).
+        let mut batches: BTreeMap<&str, BatchDelta> = BTreeMap::new();
         for t in p.tasks.values() {
+            let delta = batches.entry(t.info.batch_id.as_str()).or_default();
             if let (Some(a), false) = (&t.accepted, matches!(t.read.phase, Phase::Accepted { .. }))
             {
-                let counts = batches.entry(t.info.batch_id.as_str()).or_default();
                 if a.succeeded {
-                    counts.0 += 1;
+                    delta.ok += 1;
                 } else {
-                    counts.1 += 1;
+                    delta.failed += 1;
                 }
+            }
+            let (before, after) = (t.read.progress(), t.state.progress());
+            if before != after {
+                delta.moved(before, -1);
+                delta.moved(after, 1);
             }
         }
         for e in &p.ledger {
-            batches.entry(e.credit.batch.as_str()).or_default().2 += e.credit.micro_credits as i64;
+            batches
+                .entry(e.credit.batch.as_str())
+                .or_default()
+                .micro_credits += e.credit.micro_credits as i64;
         }
-        let rows: Vec<_> = batches.into_iter().collect();
+        let rows: Vec<_> = batches
+            .into_iter()
+            .filter(|(_, d)| *d != BatchDelta::default())
+            .collect();
         for chunk in rows.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
                 "UPDATE batches SET accepted_ok = batches.accepted_ok + v.column2, \
                  accepted_failed = batches.accepted_failed + v.column3, \
-                 micro_credits = batches.micro_credits + v.column4 \
+                 micro_credits = batches.micro_credits + v.column4, \
+                 running = batches.running + v.column5, \
+                 deciding = batches.deciding + v.column6 \
                  FROM (VALUES {}) AS v WHERE batches.id = v.column1",
-                placeholders(self.postgres, chunk.len(), 4)
+                placeholders(self.postgres, chunk.len(), 6)
             );
             let mut q = sqlx::query(&sql);
-            for (batch, (ok, failed, credits)) in chunk {
-                q = q.bind(*batch).bind(*ok).bind(*failed).bind(*credits);
+            for (batch, d) in chunk {
+                q = q
+                    .bind(*batch)
+                    .bind(d.ok)
+                    .bind(d.failed)
+                    .bind(d.micro_credits)
+                    .bind(d.running)
+                    .bind(d.deciding);
             }
             q.execute(&mut **tx).await?;
         }
@@ -3003,6 +3043,29 @@ impl Pending {
             .values()
             .map(|t| leased(&t.state) - leased(&t.read))
             .sum()
+    }
+}
+
+/// What one transaction changes in a batch's counts (see [`Store::batch_status`]).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct BatchDelta {
+    ok: i64,
+    failed: i64,
+    micro_credits: i64,
+    running: i64,
+    deciding: i64,
+}
+
+impl BatchDelta {
+    /// A task entered (`by` 1) or left (`by` -1) `progress`. Pending tasks are not counted:
+    /// they are what the others leave of the batch; accepted ones are counted with their
+    /// outcome, which only the acceptance knows.
+    fn moved(&mut self, progress: Progress, by: i64) {
+        match progress {
+            Progress::Running => self.running += by,
+            Progress::Deciding => self.deciding += by,
+            Progress::Pending | Progress::Accepted => {}
+        }
     }
 }
 
@@ -3359,6 +3422,100 @@ mod tests {
         (1..=n)
             .map(|i| wire::RunnerKey::from_secret([i; 32]))
             .collect()
+    }
+
+    /// A batch's pending, running and deciding tasks as `batch_status` keeps them, asserted
+    /// equal to a count of the rows.
+    async fn kept_counts(store: &Store, batch: &str) -> (u64, u64, u64) {
+        let status = store.batch_status(batch).await.unwrap();
+        let kept = (status.pending, status.running, status.deciding);
+        assert_eq!(
+            kept,
+            store.recount_batch(batch).await.unwrap(),
+            "{status:?}"
+        );
+        kept
+    }
+
+    /// `store`'s database taken back to schema 6 (no kept running or deciding counts), then
+    /// opened again, which migrates it to the current schema.
+    async fn schema_6_again(dir: &tempfile::TempDir, store: Store) -> Store {
+        store.close().await;
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("s.db").display());
+        let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&url)
+            .await
+            .unwrap();
+        sqlx::raw_sql(
+            "ALTER TABLE batches DROP COLUMN running; ALTER TABLE batches DROP COLUMN deciding; \
+             DELETE FROM schema_migrations WHERE version = 7;",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        drop(conn);
+        Store::open(&url).await.unwrap()
+    }
+
+    /// A batch's counts, kept as its task moves, agree with a count of the rows after each
+    /// move: a lease, a lease handed back, one that expires, reports that disagree until
+    /// the replicas run out, and the scheduler's own run that decides.
+    #[tokio::test]
+    async fn a_batchs_counts_follow_every_move_of_its_task() {
+        let owners = [
+            ("alice", 1),
+            ("bob", 1),
+            ("carol", 1),
+            ("dave", 1),
+            ("erin", 1),
+        ];
+        let (dir, mut store, runners) = fixture(1, &owners).await;
+        let keys = fixture_keys(5);
+        let batch = store.recent_batches(1).await.unwrap()[0].0.clone();
+        assert_eq!(kept_counts(&store, &batch).await, (1, 0, 0));
+
+        let lease = store.lease(&runners[0], 1, 1, 0).await.unwrap();
+        let task = lease[0].task_id;
+        assert_eq!(kept_counts(&store, &batch).await, (0, 1, 0));
+        assert_eq!(
+            store.give_back(&runners[0].id, &[task], 2).await.unwrap(),
+            1
+        );
+        assert_eq!(kept_counts(&store, &batch).await, (1, 0, 0));
+
+        assert_eq!(store.lease(&runners[1], 1, 3, 0).await.unwrap().len(), 1);
+        assert_eq!(kept_counts(&store, &batch).await, (0, 1, 0));
+        assert_eq!(store.expire(i64::MAX / 2).await.unwrap(), 1);
+        assert_eq!(kept_counts(&store, &batch).await, (1, 0, 0));
+
+        // Three runners, three answers: no quorum, and no replica left to ask.
+        let answer = |n: u8| {
+            RunReport::new(
+                helio_sdk::Outcome::Exited { exit_code: 0 },
+                7,
+                Blake3Hash::of(&[n]),
+                Vec::new(),
+                1,
+            )
+        };
+        for (i, runner) in runners.iter().enumerate().skip(2) {
+            let lease = store.lease(runner, 1, 10, 60_000).await.unwrap();
+            assert_eq!(lease.len(), 1, "{} got no lease", runner.owner);
+            let report = answer(i as u8);
+            let result = signed(&lease[0], &keys[i], &report, &report.digest);
+            let (acks, _) = store.report(runner, &[result], None, 11).await.unwrap();
+            assert_eq!(acks[0].status, ReportStatus::Recorded, "{acks:?}");
+            let expected = if i < 4 { (0, 1, 0) } else { (0, 0, 1) };
+            assert_eq!(kept_counts(&store, &batch).await, expected);
+            // A database from before the counts (schema 6) gets them from its rows.
+            if i == 2 || i == 4 {
+                store = schema_6_again(&dir, store).await;
+                assert_eq!(kept_counts(&store, &batch).await, expected);
+            }
+        }
+        store.authority(task, &answer(2), 12).await.unwrap();
+        assert_eq!(kept_counts(&store, &batch).await, (0, 0, 0));
+        let status = store.batch_status(&batch).await.unwrap();
+        assert_eq!((status.succeeded, status.failed), (1, 0));
     }
 
     /// A successful run's report.

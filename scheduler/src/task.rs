@@ -63,6 +63,19 @@ pub enum Phase {
     },
 }
 
+/// Where a task stands, as its batch's status counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// Open, and no runner holds or has reported a replica.
+    Pending,
+    /// Open, with a replica out or reported.
+    Running,
+    /// Waiting for the scheduler's own run.
+    Deciding,
+    /// Accepted.
+    Accepted,
+}
+
 /// A task as the scheduler holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskState {
@@ -281,6 +294,25 @@ impl TaskState {
         match digests.next() {
             Some(first) => digests.any(|d| d != first),
             None => false,
+        }
+    }
+
+    /// Where the task stands (see [`Progress`]).
+    pub fn progress(&self) -> Progress {
+        match self.phase {
+            Phase::Accepted { .. } => Progress::Accepted,
+            Phase::Deciding => Progress::Deciding,
+            Phase::Open
+                if self.replicas.iter().any(|r| {
+                    matches!(
+                        r.state,
+                        ReplicaState::Leased { .. } | ReplicaState::Reported { .. }
+                    )
+                }) =>
+            {
+                Progress::Running
+            }
+            Phase::Open => Progress::Pending,
         }
     }
 

@@ -482,6 +482,13 @@ async fn a_stuck_runners_leases_expire_and_replayed_reports_change_nothing(db: D
     let ghost = rogue(&grid.url, "ghost").await;
     let taken = ghost.lease(2).await.unwrap();
     assert_eq!(taken.len(), 2);
+    // The status's counts, kept as tasks move, against the rows counted.
+    let status = grid.submitter().status(&batch).await.unwrap();
+    let kept = (status.pending, status.running, status.deciding);
+    assert_eq!(kept, (2, 2, 0), "{status:?}");
+    let store = service::open_store(&grid.config).await.unwrap();
+    assert_eq!(store.recount_batch(&batch).await.unwrap(), kept);
+    drop(store);
     let beating = {
         let ghost = ghost.clone();
         tokio::spawn(async move {
