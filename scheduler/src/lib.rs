@@ -4,13 +4,16 @@
 //!
 //! - The pure core, with no clock, I/O or randomness inside: [`consensus::decide`],
 //!   [`task::TaskState`] (a task's leases, reports, expiry and acceptance as a state
-//!   machine), [`ledger`] (the hash chain and its verification).
+//!   machine), [`rules`] (who may lease what, what a report's runner is told, a batch's
+//!   kept counts, the credit split, when a cold runner is checked), [`ledger`] (the hash
+//!   chain and its verification).
 //! - [`store::Store`]: the state in SQLite or PostgreSQL. The only module that speaks SQL.
 //! - [`api`]: the HTTP API under `/v1`. The only module that knows routes.
 //! - [`bell::Bell`]: wakes lease requests that wait for work (long polling).
 //! - [`limits::RateLimiter`]: per-runner request rates.
 //! - [`blobs::Blobs`]: content-addressed modules, inputs and outputs.
-//! - [`health`]: health checks that a cold runner passes before it gets work.
+//! - [`checks`]: what a health check is (its module, lease and deadline), and the
+//!   scheduler's own runs; [`health`]: taking a cold runner's report of its check.
 //! - [`dashboard::Pulse`]: the dashboard's snapshots of the grid, read once for every viewer.
 //! - [`metrics::Metrics`]: what `/metrics` shows, in the Prometheus (OpenMetrics) format.
 //! - [`service`]: `scheduler serve`: all of the above and the background loops.
@@ -28,12 +31,14 @@
 pub mod api;
 pub mod bell;
 pub mod blobs;
+pub mod checks;
 pub mod consensus;
 pub mod dashboard;
 pub mod health;
 pub mod ledger;
 pub mod limits;
 pub mod metrics;
+pub mod rules;
 pub mod service;
 pub mod store;
 pub mod task;

@@ -85,6 +85,7 @@ pub struct Metrics {
 }
 
 impl Default for Metrics {
+    // A flat table: one registration per metric, in the order `/metrics` lists them.
     fn default() -> Self {
         let mut registry = Registry::with_prefix("helio");
         let leases = Counter::default();

@@ -124,7 +124,7 @@ pub async fn start(
         .map_err(|e| anyhow::anyhow!("cannot start the scheduler's sandbox: {e}"))?,
     );
     // Runners fetch the health-check module by hash, like any module.
-    let (check, check_hash) = crate::health::module();
+    let (check, check_hash) = crate::checks::module();
     blobs
         .put(check_hash, bytes::Bytes::copy_from_slice(check))
         .await

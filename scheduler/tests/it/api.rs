@@ -130,7 +130,7 @@ async fn requests_are_authenticated_authorized_and_checked() {
         .json()
         .await
         .unwrap();
-    let source = include_str!("../../src/api.rs");
+    let source = include_str!("../../src/api/mod.rs");
     for line in source
         .lines()
         .filter(|l| l.trim_start().starts_with(".route(\""))

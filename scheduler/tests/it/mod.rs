@@ -5,6 +5,7 @@ mod dashboard;
 mod grid;
 mod ledger;
 mod nodes;
+mod rules;
 mod s3;
 mod task;
 mod volunteer;

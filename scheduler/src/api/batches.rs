@@ -1,0 +1,75 @@
+//! Submitters' routes: a batch submitted, its status and its results.
+
+use super::*;
+
+pub(super) async fn submit(
+    State(app): State<App>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer<Response> {
+    let submitter = token_auth(&app, &headers, Role::Submitter).await?;
+    let value: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|e| Fail::bad(format!("batch manifest: not JSON: {e}")))?;
+    let batch = BatchManifest::from_value_all(value).map_err(|errors| {
+        let list: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        Fail::bad(format!(
+            "batch manifest: {} problem{}: {}",
+            list.len(),
+            if list.len() == 1 { "" } else { "s" },
+            list.join("; ")
+        ))
+    })?;
+    let mut needed: Vec<Blake3Hash> = batch
+        .tasks
+        .iter()
+        .flat_map(|t| std::iter::once(t.module.blake3).chain(t.inputs.iter().map(|i| i.blake3)))
+        .collect();
+    needed.sort();
+    needed.dedup();
+    let missing: Vec<String> = app
+        .blobs
+        .missing(&needed)
+        .await?
+        .iter()
+        .map(Blake3Hash::to_string)
+        .collect();
+    if !missing.is_empty() {
+        return Err(Fail::new(
+            StatusCode::CONFLICT,
+            format!(
+                "the scheduler does not hold {} blob{} the batch names (upload with PUT /v1/blobs/{{blake3}}): {}",
+                missing.len(),
+                if missing.len() == 1 { "" } else { "s" },
+                missing.join(", ")
+            ),
+        ));
+    }
+    let submitted = app.store.submit(&batch, &submitter, now_ms()).await?;
+    if submitted.created {
+        tracing::info!(batch = %submitted.batch, name = %submitted.name, tasks = submitted.tasks, "batch submitted");
+    }
+    let status = if submitted.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, axum::Json(submitted)).into_response())
+}
+
+pub(super) async fn batch_status(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Answer<Response> {
+    token_auth(&app, &headers, Role::Submitter).await?;
+    Ok(json(&app.store.batch_status(&id).await?))
+}
+
+pub(super) async fn batch_results(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Answer<Response> {
+    token_auth(&app, &headers, Role::Submitter).await?;
+    Ok(json(&app.store.batch_results(&id).await?))
+}

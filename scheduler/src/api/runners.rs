@@ -1,0 +1,256 @@
+//! The runners' routes: registration, heartbeats, leases (long-polled), hand-backs and results.
+
+use super::*;
+
+pub(super) async fn register(
+    State(app): State<App>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer<Response> {
+    let reg: RegisterRunner = parse(&body)?;
+    let key = wire::parse_public_key(&reg.public_key)
+        .map_err(|e| Fail::bad(format!("public_key {e}")))?;
+    let id = wire::runner_id(&key);
+    if header(&headers, wire::RUNNER_HEADER) != Some(id.as_str()) {
+        return Err(Fail::unauthorized(format!(
+            "header {} must be {id}, the id of the key registered",
+            wire::RUNNER_HEADER
+        )));
+    }
+    check_signature(&method, &uri, &headers, &body, &key)?;
+    Name::parse(&reg.owner).map_err(|e| Fail::bad(format!("owner: {e}")))?;
+    if reg.slots == 0 || reg.slots > 1024 {
+        return Err(Fail::bad(format!(
+            "slots must be 1 to 1024, got {}",
+            reg.slots
+        )));
+    }
+    if let Some(location) = &reg.location {
+        wire::check_location(location).map_err(Fail::bad)?;
+    }
+    if let Some(share) = reg.green_energy {
+        wire::check_green_energy(share).map_err(Fail::bad)?;
+    }
+    if reg.profile != DETERMINISM_PROFILE {
+        return Err(Fail::new(
+            StatusCode::CONFLICT,
+            format!(
+                "the runner implements determinism profile {:?}, this scheduler's is {DETERMINISM_PROFILE:?}: \
+                 their digests could never agree; update the runner",
+                reg.profile
+            ),
+        ));
+    }
+    if let Some(&max) = app.config.max_runners.get(&reg.tier) {
+        // A runner already online in the tier keeps its place when it registers again.
+        let here = app
+            .store
+            .runner(&id)
+            .await?
+            .is_some_and(|r| r.online && r.tier == reg.tier);
+        let online = app.store.online_in_tier(reg.tier).await?;
+        if !here && online >= max {
+            return Err(Fail::later(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "the {} pool is full: {online} runners online, at most {max}; try again later",
+                    reg.tier
+                ),
+                60_000,
+            ));
+        }
+    }
+    let mut registered = app.store.register_runner(&reg, now_ms()).await?;
+    app.runners.forget(&registered.runner);
+    registered.heartbeat_seconds = app.config.heartbeat_seconds;
+    tracing::info!(runner = %registered.runner, owner = %reg.owner, tier = %reg.tier, slots = reg.slots, "runner registered");
+    Ok(json(&registered))
+}
+
+pub(super) async fn runners(State(app): State<App>) -> Answer<Response> {
+    let list: Vec<RunnerInfo> = app
+        .store
+        .runners()
+        .await?
+        .into_iter()
+        .map(RunnerInfo::from)
+        .collect();
+    Ok(json(&list))
+}
+
+#[derive(Deserialize)]
+pub(super) struct EventsQuery {
+    limit: Option<u32>,
+}
+
+/// A runner's activity log, newest first: operators only.
+pub(super) async fn runner_events(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    Query(q): Query<EventsQuery>,
+    headers: HeaderMap,
+) -> Answer<Response> {
+    token_auth(&app, &headers, Role::Admin).await?;
+    let limit = q.limit.unwrap_or(100);
+    if limit == 0 || limit > 10_000 {
+        return Err(Fail::bad(format!("limit must be 1 to 10000, got {limit}")));
+    }
+    let events = app.store.runner_events(&id, limit).await?;
+    Ok(json(&serde_json::json!({ "runner": id, "events": events })))
+}
+
+pub(super) async fn heartbeat(
+    State(app): State<App>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer<Response> {
+    let runner = runner_auth(&app, &method, &uri, &headers, &body).await?;
+    let (tasks, micro_credits) = app.store.runner_totals(&runner.id).await?;
+    // The cached record may be up to RunnerCache::REFRESH_MS old; a flag set since shows
+    // at the next heartbeat.
+    Ok(json(&wire::HeartbeatAck {
+        micro_credits,
+        tasks,
+        flagged: runner.reputation.flagged(),
+    }))
+}
+
+pub(super) async fn lease(
+    State(app): State<App>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer<Response> {
+    let runner = runner_auth(&app, &method, &uri, &headers, &body).await?;
+    app.metrics.runner_requests.inc();
+    let req: LeaseRequest = parse(&body)?;
+    // Listen before looking, so that work committed after the look ends the wait.
+    let mut bell = app.store.bell().listen();
+    let leases = app
+        .store
+        .lease(&runner, req.max, now_ms(), app.config.lease_grace_ms)
+        .await?;
+    app.count_leases(&leases);
+    let wait = Duration::from_millis(u64::from(req.wait_ms.min(wire::MAX_LEASE_WAIT_MS)));
+    let mut waited = false;
+    if leases.is_empty() && !wait.is_zero() && !app.store.passed_over_work(&runner).await? {
+        // No lease after the wait (see `crate::bell`): the runner asks again.
+        let _waiting = Waiting::new(&app.metrics.lease_waits);
+        waited = bell.wait(wait).await;
+    }
+    Ok(json(&Leases { leases, waited }))
+}
+
+/// Counts a waiting lease request for as long as it lives (one whose runner went away is
+/// dropped mid-wait).
+pub(super) struct Waiting<'g>(&'g prometheus_client::metrics::gauge::Gauge);
+
+impl<'g> Waiting<'g> {
+    fn new(gauge: &'g prometheus_client::metrics::gauge::Gauge) -> Self {
+        gauge.inc();
+        Waiting(gauge)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+pub(super) async fn give_back(
+    State(app): State<App>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer<Response> {
+    let runner = runner_auth(&app, &method, &uri, &headers, &body).await?;
+    let req: ReturnRequest = parse(&body)?;
+    let returned = app
+        .store
+        .give_back(&runner.id, &req.task_ids, now_ms())
+        .await?;
+    Ok(json(&serde_json::json!({ "returned": returned })))
+}
+
+pub(super) async fn report(
+    State(app): State<App>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer<Response> {
+    let runner = runner_auth(&app, &method, &uri, &headers, &body).await?;
+    app.metrics.runner_requests.inc();
+    let mut req: ReportRequest = parse(&body)?;
+    let lease = (req.lease > 0).then_some((req.lease, app.config.lease_grace_ms));
+    // Health checks first: one passed here makes the runner warm for the lease below.
+    let is_check: Vec<bool> = req
+        .results
+        .iter()
+        .map(|r| crate::checks::is_check(r.task_id))
+        .collect();
+    let mut checked = Vec::new();
+    if is_check.contains(&true) {
+        let (checks, tasks): (Vec<_>, Vec<_>) = std::mem::take(&mut req.results)
+            .into_iter()
+            .partition(|r| crate::checks::is_check(r.task_id));
+        req.results = tasks;
+        for r in &checks {
+            checked
+                .push(crate::health::report(&app.store, &app.sandbox, &runner, r, now_ms()).await?);
+        }
+    }
+    let (mut acks, leases) = app
+        .store
+        .report(&runner, &req.results, lease, now_ms())
+        .await?;
+    if !checked.is_empty() {
+        // The acknowledgements in the order of the results.
+        let (mut checked, mut tasks) = (checked.into_iter(), acks.into_iter());
+        acks = is_check
+            .iter()
+            .filter_map(|&check| if check { checked.next() } else { tasks.next() })
+            .collect();
+    }
+    app.count_leases(&leases);
+    // Only accepted results name blobs to upload: ask for those the store lacks.
+    for ack in &mut acks {
+        let mut missing = Vec::new();
+        for blob in std::mem::take(&mut ack.upload) {
+            if app.blobs.has(&blob).await? {
+                app.store.blob_stored(&blob).await?;
+            } else {
+                missing.push(blob);
+            }
+        }
+        ack.upload = missing;
+    }
+    for ack in &acks {
+        let counter = if crate::checks::is_check(ack.task_id) {
+            &app.metrics.health_checks
+        } else {
+            &app.metrics.results
+        };
+        counter
+            .get_or_create(&crate::metrics::Status {
+                status: ack.status.as_str(),
+            })
+            .inc();
+        app.metrics.micro_credits.inc_by(ack.micro_credits);
+    }
+    if acks.iter().any(|a| a.status == ReportStatus::Recorded) {
+        // A recorded result may have used up the replicas: the authority loop looks.
+        app.authority.notify_one();
+    }
+    Ok(json(&wire::Reported {
+        results: acks,
+        leases,
+    }))
+}

@@ -1,0 +1,254 @@
+//! The grid's rules beyond one task's state machine ([`crate::task`]): which tasks a runner
+//! may take and how many, what a report's [`Effect`] tells its runner, how a batch's kept
+//! counts move, how a task's credit is split, and when a cold runner gets a health check.
+//!
+//! **Pure**: no SQL, no tokio, no clock, no randomness inside. Whatever they depend on (the
+//! time, a runner's reputation as stored, the tasks read) is passed in, so the store reads,
+//! asks these functions, and writes what they decide; and a test can drive them through any
+//! sequence of events without a database (`tests/it/rules.rs`).
+
+use helio_sdk::wire::{self, PublicKey, ReportStatus, ResultReport};
+use helio_sdk::{RunReport, Tier};
+
+use crate::ledger;
+use crate::task::{Effect, Progress, Reputation, TaskState};
+
+/// A runner as leasing sees it when it asks for work.
+#[derive(Debug, Clone, Copy)]
+pub struct Asker<'a> {
+    /// The runner's id.
+    pub runner: &'a str,
+    /// Its owner.
+    pub owner: &'a str,
+    /// Its tier: it runs tasks of this tier and below.
+    pub tier: Tier,
+    /// The tasks it runs at once, as it registered.
+    pub slots: u32,
+    /// Its conduct so far.
+    pub reputation: Reputation,
+    /// The leases it holds now.
+    pub active: u32,
+}
+
+impl Asker<'_> {
+    /// The slots it may fill: one while it is flagged, since its results are checked anyway
+    /// and it must not tie up many tasks until their deadlines.
+    pub fn slots(&self) -> u32 {
+        if self.reputation.flagged() {
+            1
+        } else {
+            self.slots
+        }
+    }
+
+    /// How many tasks it gets when it asks for at most `max`: never more than its free
+    /// slots.
+    pub fn wants(&self, max: u32) -> u32 {
+        crate::task::lease_count(self.slots(), self.active, max)
+    }
+
+    /// Whether it may take a replica of `task`, whose least tier is `tier`: the task wants
+    /// one, its tier is no higher than the runner's, a task one result decides (quorum 1)
+    /// goes only to a trusted runner, and no runner of the same owner held a replica of it.
+    pub fn may_take(&self, tier: Tier, task: &TaskState) -> bool {
+        tier <= self.tier
+            && (task.redundancy.quorum > 1 || self.reputation.trusted())
+            && task.may_lease(self.runner, self.owner).is_ok()
+    }
+
+    /// The first `n` of `tasks` (in the order given, with each task's least tier) that it
+    /// may take.
+    pub fn choose<'t, I>(&self, tasks: I, n: u32) -> Vec<i64>
+    where
+        I: IntoIterator<Item = (i64, Tier, &'t TaskState)>,
+    {
+        tasks
+            .into_iter()
+            .filter(|(_, tier, task)| self.may_take(*tier, task))
+            .map(|(id, _, _)| id)
+            .take(n as usize)
+            .collect()
+    }
+}
+
+/// Why a report's digest cannot be taken: it does not match the report's own fields (so a
+/// runner cannot claim fuel, outputs or an outcome other than the ones it agreed on).
+pub fn inconsistent(report: &RunReport) -> Option<String> {
+    let computed = RunReport::compute_digest(
+        &report.outcome,
+        report.fuel_consumed,
+        &report.stdout_blake3,
+        &report.outputs,
+    );
+    (computed != report.digest).then(|| {
+        format!(
+            "the digest {} does not match the report's own fields (they give {computed})",
+            report.digest
+        )
+    })
+}
+
+/// Whether `result`'s signature, over task `name` of `batch` and its digest, verifies with
+/// `key`.
+pub fn signed(key: &PublicKey, batch: &str, name: &str, result: &ResultReport) -> bool {
+    let message = wire::result_message(batch, name, &result.report.digest);
+    key.verifies(&message, &result.signature)
+}
+
+/// Whether a result of task `name` of `batch`, sent by the runner with `key`, may be
+/// recorded at all: its digest matches its fields and it is signed by that runner. The
+/// reason to refuse it, if not.
+pub fn check_report(
+    key: &PublicKey,
+    batch: &str,
+    name: &str,
+    result: &ResultReport,
+) -> Result<(), String> {
+    if let Some(error) = inconsistent(&result.report) {
+        return Err(error);
+    }
+    if !signed(key, batch, name, result) {
+        return Err("the result's signature does not verify with this runner's key".into());
+    }
+    Ok(())
+}
+
+/// What a report's runner is told, given the effect its report had on the task.
+pub fn report_status(effect: &Effect, runner: &str) -> ReportStatus {
+    match effect {
+        Effect::Duplicate => ReportStatus::Duplicate,
+        Effect::Accepted { agreeing, .. } if agreeing.iter().any(|r| r == runner) => {
+            ReportStatus::Accepted
+        }
+        Effect::Accepted { .. } | Effect::Late { agreed: false, .. } => ReportStatus::Disagreed,
+        Effect::Late { agreed: true, .. } => ReportStatus::Accepted,
+        Effect::Nothing | Effect::Issue(_) | Effect::RunAuthority => ReportStatus::Recorded,
+    }
+}
+
+/// What a set of changes adds to a batch's kept counts (migrations 5 and 7): its accepted
+/// tasks by outcome, its credits, and its tasks running and deciding. Pending tasks are
+/// not counted: they are what the others leave of the batch.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct BatchDelta {
+    /// Tasks newly accepted with a successful outcome.
+    pub ok: i64,
+    /// Tasks newly accepted with a failed one.
+    pub failed: i64,
+    /// Micro-credits newly granted for its tasks (owners' and the fund's).
+    pub micro_credits: i64,
+    /// Change in tasks running.
+    pub running: i64,
+    /// Change in tasks waiting for the scheduler's own run.
+    pub deciding: i64,
+}
+
+impl BatchDelta {
+    /// A task of the batch went from `before` to `after`; `succeeded` is its accepted
+    /// result's outcome, when these changes accepted it.
+    pub fn task(&mut self, before: &TaskState, after: &TaskState, succeeded: Option<bool>) {
+        if let Some(ok) = succeeded
+            && before.progress() != Progress::Accepted
+        {
+            if ok {
+                self.ok += 1;
+            } else {
+                self.failed += 1;
+            }
+        }
+        let (from, to) = (before.progress(), after.progress());
+        if from != to {
+            self.moved(from, -1);
+            self.moved(to, 1);
+        }
+    }
+
+    /// A credit of `micro_credits` for one of the batch's tasks.
+    pub fn credited(&mut self, micro_credits: u64) {
+        self.micro_credits += micro_credits as i64;
+    }
+
+    fn moved(&mut self, progress: Progress, by: i64) {
+        match progress {
+            Progress::Running => self.running += by,
+            Progress::Deciding => self.deciding += by,
+            // Accepted tasks are counted with their outcome, which only the acceptance knows.
+            Progress::Pending | Progress::Accepted => {}
+        }
+    }
+}
+
+/// A runner's credit for an accepted task that consumed `fuel` in a batch paying
+/// `credit_rate`: its owner's part and the cooperative fund's `share` of it, which add up
+/// to the whole.
+pub fn task_credit(fuel: u64, credit_rate: f64, share: f64) -> (u64, u64) {
+    ledger::split(ledger::micro_credits(fuel, credit_rate), share)
+}
+
+/// The credit for `ms` online at `per_hour` micro-credits an hour.
+pub fn uptime_credit(ms: u64, per_hour: u64) -> u64 {
+    (u128::from(ms) * u128::from(per_hour) / 3_600_000) as u64
+}
+
+/// What an owner with `balance` (earned less paid) is paid when payouts are due at
+/// `threshold`: its whole balance once it reaches the threshold (and is above zero).
+pub fn payout(balance: i64, threshold: u64) -> Option<u64> {
+    (balance > 0 && balance as u64 >= threshold.max(1)).then_some(balance as u64)
+}
+
+/// What a cold runner's lease request gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckLease {
+    /// Nothing: it failed its last check and waits until `check_after`.
+    Wait,
+    /// Nothing: its check is still running.
+    Running,
+    /// A new check (any pending one past its deadline is marked expired).
+    Issue,
+}
+
+/// What a cold runner asking for work at `now` gets, when it may have its next check from
+/// `check_after` on and `running` says whether a check of its is pending and in time.
+pub fn check_lease(now: i64, check_after: i64, running: bool) -> CheckLease {
+    if now < check_after {
+        CheckLease::Wait
+    } else if running {
+        CheckLease::Running
+    } else {
+        CheckLease::Issue
+    }
+}
+
+/// How long a runner that failed `failed` checks in a row waits for its next one: a
+/// minute, doubling with each failure, at most an hour.
+pub fn retry_after_ms(failed: u64) -> i64 {
+    let minutes = 1i64 << failed.saturating_sub(1).min(6);
+    minutes.min(60) * 60_000
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failing_runner_waits_a_minute_doubling_to_an_hour() {
+        let waits: Vec<i64> = (1..=8).map(|n| retry_after_ms(n) / 60_000).collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 32, 60, 60]);
+    }
+
+    #[test]
+    fn a_payout_needs_the_threshold_and_a_positive_balance() {
+        assert_eq!(payout(0, 0), None);
+        assert_eq!(payout(-5, 0), None);
+        assert_eq!(payout(1, 0), Some(1));
+        assert_eq!(payout(99, 100), None);
+        assert_eq!(payout(100, 100), Some(100));
+    }
+
+    #[test]
+    fn a_cold_runner_waits_then_is_checked_once_at_a_time() {
+        assert_eq!(check_lease(10, 20, false), CheckLease::Wait);
+        assert_eq!(check_lease(20, 20, true), CheckLease::Running);
+        assert_eq!(check_lease(20, 20, false), CheckLease::Issue);
+    }
+}

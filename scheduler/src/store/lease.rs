@@ -1,0 +1,366 @@
+//! Leasing: which tasks a runner gets, handing leases back, and ending those past their deadline.
+
+use super::*;
+use crate::rules::Asker;
+
+/// The tasks a runner may take a replica of: wanted, of its tier (`$1`, a rank) or below,
+/// of a quorum above one unless it is trusted (`$2`, 1 or 0), and holding no replica of
+/// its owner's (`$3`).
+pub(super) const TAKEABLE: &str = "FROM tasks t WHERE t.wanted > 0 AND t.tier <= $1 \
+     AND (t.quorum > 1 OR $2 = 1) \
+     AND NOT EXISTS (SELECT 1 FROM replicas r WHERE r.task_id = t.id AND r.owner = $3)";
+
+/// Tasks a group's pool reads beyond what its runners may lease, for the requests whose
+/// runners some of them do not fit.
+pub(super) const POOL_SPARE: i64 = 16;
+
+/// What leasing reads of a runner: its reputation, the leases it holds and whether it is
+/// warm, as stored (this transaction's own changes are counted in from [`Pending`]).
+#[derive(Debug, Clone)]
+pub(super) struct LeasingRunner {
+    pub(super) reputation: Reputation,
+    pub(super) active: i64,
+    pub(super) warm: bool,
+    pub(super) check_after: i64,
+}
+
+/// Reads [`LeasingRunner`]s: the columns, then `FROM runners r WHERE ...`.
+pub(super) const LEASING_COLUMNS: &str = "SELECT r.id, r.agreements, r.disagreements, r.missed_deadlines, \
+     (SELECT COUNT(*) FROM replicas WHERE runner_id = r.id AND state = 'leased'), r.warm, \
+     r.check_after_ms FROM runners r";
+
+/// A reputation from three columns from `first` on: agreements, disagreements, missed
+/// deadlines.
+pub(super) fn reputation_at(row: &AnyRow, first: usize) -> Result<Reputation> {
+    Ok(Reputation {
+        agreements: row.try_get::<i64, _>(first)? as u64,
+        disagreements: row.try_get::<i64, _>(first + 1)? as u64,
+        missed_deadlines: row.try_get::<i64, _>(first + 2)? as u64,
+    })
+}
+
+pub(super) fn leasing_runner(row: &AnyRow) -> Result<(String, LeasingRunner)> {
+    Ok((
+        row.try_get(0)?,
+        LeasingRunner {
+            reputation: reputation_at(row, 1)?,
+            active: row.try_get(4)?,
+            warm: row.try_get::<i64, _>(5)? == 1,
+            check_after: row.try_get(6)?,
+        },
+    ))
+}
+
+impl Store {
+    /// Leases up to `max` tasks to `runner` (never more than its free slots, one for a
+    /// flagged runner), each until
+    /// its wall-clock limit plus `grace_ms` from `now`.
+    pub async fn lease(
+        &self,
+        runner: &RunnerRecord,
+        max: u32,
+        now: i64,
+        grace_ms: i64,
+    ) -> Result<Vec<Lease>> {
+        let (reply, answer) = oneshot::channel();
+        self.grouped(
+            Job::Lease {
+                runner: runner.clone(),
+                max,
+                now,
+                grace_ms,
+                reply,
+            },
+            answer,
+        )
+        .await
+    }
+
+    pub(super) async fn lease_in(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        p: &mut Pending,
+        runner: &RunnerRecord,
+        max: u32,
+        now: i64,
+        grace_ms: i64,
+    ) -> Result<Vec<Lease>> {
+        // The runner's reputation as of now (the caller's record may be a moment old), and
+        // how many leases it holds.
+        let row = match p.runners.get(&runner.id) {
+            Some(row) => row.clone(),
+            None => {
+                let row = sqlx::query(&format!("{LEASING_COLUMNS} WHERE r.id = $1"))
+                    .bind(&runner.id)
+                    .fetch_optional(&mut **tx)
+                    .await?
+                    .ok_or_else(|| StoreError::NotFound(format!("runner {}", runner.id)))?;
+                leasing_runner(&row)?.1
+            }
+        };
+        if self.policy.health_checks && !row.warm {
+            return self.check_lease_in(tx, runner, row.check_after, now).await;
+        }
+        // What this transaction changed is not written yet: count it in.
+        let (agreed, disagreed) = p.reputation.get(&runner.id).copied().unwrap_or_default();
+        let asker = Asker {
+            runner: &runner.id,
+            owner: &runner.owner,
+            tier: runner.tier,
+            slots: runner.slots,
+            reputation: Reputation {
+                agreements: (row.reputation.agreements as i64 + agreed) as u64,
+                disagreements: (row.reputation.disagreements as i64 + disagreed) as u64,
+                missed_deadlines: row.reputation.missed_deadlines,
+            },
+            active: (row.active + p.leases_gained(&runner.id)).max(0) as u32,
+        };
+        let n = asker.wants(max);
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let pool = p.pool.ids.iter().filter_map(|id| {
+            let t = p.tasks.get(id)?;
+            Some((*id, t.info.tier, &t.state))
+        });
+        let pooled = asker.choose(pool, n);
+        let ids = if pooled.len() == n as usize || p.pool.complete {
+            pooled
+        } else {
+            self.candidates(tx, p, &asker, n).await?
+        };
+        let mut leases = Vec::with_capacity(ids.len());
+        for id in ids {
+            let (before, info) = self.load(tx, p, id).await?;
+            let mut after = before;
+            let deadline = crate::task::lease_deadline(now, info.wall_seconds, grace_ms);
+            if after.lease(&runner.id, &runner.owner, deadline).is_err() {
+                continue;
+            }
+            p.save(id, after, None);
+            let lease = Lease {
+                task_id: id,
+                manifest: info.manifest()?,
+                batch: info.batch_id.clone(),
+                deadline_ms: deadline,
+            };
+            self.remember_name(&lease);
+            leases.push(lease);
+        }
+        Ok(leases)
+    }
+
+    /// Up to `n` tasks `runner` may lease, lowest id first, read from the database (and
+    /// fetched into `p`): the leasing of a runner the group's pool did not serve.
+    pub(super) async fn candidates(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        p: &mut Pending,
+        asker: &Asker<'_>,
+        n: u32,
+    ) -> Result<Vec<i64>> {
+        // Tasks this transaction changed still look wanted in the database: ask for as many
+        // more, and pass over those it already gave away.
+        let stale = p.tasks.values().filter(|t| t.read.wanted > 0).count() as i64;
+        let candidates: Vec<i64> = sqlx::query(&format!(
+            "SELECT t.id {TAKEABLE} ORDER BY t.id LIMIT $4{}",
+            self.skip_locked()
+        ))
+        .bind(tier_rank(asker.tier))
+        .bind(i64::from(asker.reputation.trusted()))
+        .bind(asker.owner)
+        .bind(i64::from(n) + stale)
+        .fetch_all(&mut **tx)
+        .await?
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<Result<_, _>>()?;
+        let ids: Vec<i64> = candidates
+            .into_iter()
+            .filter(|id| {
+                p.tasks
+                    .get(id)
+                    .is_none_or(|t| t.state.may_lease(asker.runner, asker.owner).is_ok())
+            })
+            .take(n as usize)
+            .collect();
+        self.fetch(tx, p, &ids).await?;
+        Ok(ids)
+    }
+
+    /// Reads (into `p`) the tasks a group's leases will most likely go to: the lowest-id
+    /// tasks that want a replica, of a tier one of the group's runners may run, as many as
+    /// its runners may lease and a few more, so that each lease request picks its tasks from
+    /// memory instead of a query of its own. What a runner may take of them (its tier, its
+    /// trust, no second replica for an owner) is decided per request; a request the pool
+    /// cannot fill queries for itself, unless the pool holds every task that wants a replica.
+    pub(super) async fn pool(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        p: &mut Pending,
+        jobs: &[Job],
+    ) -> Result<()> {
+        let mut wanted = 0i64;
+        let mut tier = None;
+        for job in jobs {
+            let (runner, max, reported) = match job {
+                Job::Lease { runner, max, .. } => (runner, *max, 0),
+                Job::Report {
+                    runner,
+                    results,
+                    lease: Some((max, _)),
+                    ..
+                } => (runner, *max, results.len() as i64),
+                Job::Report { .. } => continue,
+            };
+            let Some(row) = p.runners.get(&runner.id) else {
+                continue;
+            };
+            if self.policy.health_checks && !row.warm {
+                continue;
+            }
+            // What it may lease once the results in its own request free their slots; a
+            // request this undercounts (its runner unflagged by this group, say) queries
+            // for itself.
+            let asker = Asker {
+                runner: &runner.id,
+                owner: &runner.owner,
+                tier: runner.tier,
+                slots: runner.slots,
+                reputation: row.reputation,
+                active: (row.active - reported).max(0) as u32,
+            };
+            wanted += i64::from(asker.wants(max));
+            tier = tier.max(Some(tier_rank(runner.tier)));
+        }
+        let Some(tier) = tier.filter(|_| wanted > 0) else {
+            return Ok(());
+        };
+        let limit = wanted + POOL_SPARE;
+        let ids: Vec<i64> = sqlx::query(&format!(
+            "SELECT t.id FROM tasks t WHERE t.wanted > 0 AND t.tier <= $1 \
+             ORDER BY t.id LIMIT $2{}",
+            self.skip_locked()
+        ))
+        .bind(tier)
+        .bind(limit)
+        .fetch_all(&mut **tx)
+        .await?
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<Result<_, _>>()?;
+        p.pool.complete = (ids.len() as i64) < limit;
+        self.fetch(tx, p, &ids).await?;
+        p.pool.ids = ids;
+        Ok(())
+    }
+
+    /// Hands `runner`'s leases of `tasks` back; returns how many it held.
+    pub async fn give_back(&self, runner: &str, tasks: &[i64], now: i64) -> Result<u32> {
+        let mut tx = self.pool.begin().await?;
+        let mut p = Pending::default();
+        let n = self
+            .hand_back(&mut tx, &mut p, runner, tasks.to_vec())
+            .await?;
+        let work = self.flush(&mut tx, p).await?;
+        if n > 0 {
+            let detail = format!(
+                "handed {n} leased task{} back",
+                if n == 1 { "" } else { "s" }
+            );
+            event_in(&mut tx, runner, now, "handed back", &detail).await?;
+        }
+        self.commit(tx, work).await?;
+        Ok(n)
+    }
+
+    /// Ends `runner`'s leases of `tasks` (unknown tasks and tasks it holds no lease of are
+    /// passed over), in task order so that concurrent transactions never deadlock; returns
+    /// how many it held.
+    pub(super) async fn hand_back(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        p: &mut Pending,
+        runner: &str,
+        mut tasks: Vec<i64>,
+    ) -> Result<u32> {
+        tasks.sort_unstable();
+        tasks.dedup();
+        let mut n = 0;
+        for id in tasks {
+            let mut state = match self.load(tx, p, id).await {
+                Ok((state, _)) => state,
+                Err(StoreError::NotFound(_)) => continue,
+                Err(e) => return Err(e),
+            };
+            if state.give_back(runner).is_ok() {
+                p.save(id, state, None);
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Ends every lease past its deadline; returns how many ended.
+    pub async fn expire(&self, now: i64) -> Result<u32> {
+        let ids: Vec<i64> = sqlx::query(
+            "SELECT DISTINCT task_id FROM replicas WHERE state = 'leased' AND deadline_ms < $1 \
+             ORDER BY task_id LIMIT 1000",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<Result<_, _>>()?;
+        let mut tx = self.pool.begin().await?;
+        let mut p = Pending::default();
+        self.fetch(&mut tx, &mut p, &ids).await?;
+        let mut ended = 0;
+        for id in ids {
+            let (mut state, info) = self.load(&mut tx, &mut p, id).await?;
+            let (missed, _) = state.expire(now);
+            p.save(id, state, None);
+            for runner in &missed {
+                sqlx::query(
+                    "UPDATE runners SET missed_deadlines = missed_deadlines + 1 WHERE id = $1",
+                )
+                .bind(runner)
+                .execute(&mut *tx)
+                .await?;
+                let detail = format!(
+                    "no result for task {} of batch {} by its deadline",
+                    info.name, info.batch_id
+                );
+                event_in(&mut tx, runner, now, "missed deadline", &detail).await?;
+                tracing::info!(
+                    task = id,
+                    runner,
+                    "lease expired; the task goes to another runner"
+                );
+            }
+            ended += missed.len() as u32;
+        }
+        let work = self.flush(&mut tx, p).await?;
+        self.commit(tx, work).await?;
+        Ok(ended)
+    }
+
+    /// Whether `runner`, whose lease request just found nothing, may have missed work
+    /// another transaction held: on PostgreSQL a lease passes over tasks locked by a
+    /// concurrent one (`SKIP LOCKED`), which may commit with some of them still wanted and
+    /// ring no bell, so the request must not wait for one. Reads without locks, outside any
+    /// transaction. On SQLite (one writer) a lease that found nothing missed nothing.
+    pub async fn passed_over_work(&self, runner: &RunnerRecord) -> Result<bool> {
+        if !self.postgres {
+            return Ok(false);
+        }
+        let found = sqlx::query(&format!("SELECT 1 {TAKEABLE} LIMIT 1"))
+            .bind(tier_rank(runner.tier))
+            .bind(i64::from(runner.reputation.trusted()))
+            .bind(&runner.owner)
+            .fetch_optional(&self.reads)
+            .await?;
+        Ok(found.is_some())
+    }
+}

@@ -1,0 +1,239 @@
+//! Reads for submitters and the dashboard: a batch's status and results, and the grid's totals. None of them locks or writes.
+
+use super::*;
+
+impl Store {
+    /// A batch's progress.
+    pub async fn batch_status(&self, id: &str) -> Result<BatchStatus> {
+        // Every count is kept as tasks move (migrations 5 and 7), in the transactions that
+        // move them, so this reads one row whatever the batch's size; pending tasks are what
+        // the counts leave. [`Store::recount_batch`] counts the same from the rows.
+        let batch = sqlx::query(
+            "SELECT name, tasks, accepted_ok, accepted_failed, micro_credits, running, deciding \
+             FROM batches WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.reads)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("batch {id}")))?;
+        let count = |i: usize| -> Result<u64> { Ok(batch.try_get::<i64, _>(i)? as u64) };
+        let (tasks, succeeded, failed) = (count(1)?, count(2)?, count(3)?);
+        let (running, deciding) = (count(5)?, count(6)?);
+        let mut status = BatchStatus {
+            batch: id.into(),
+            name: batch.try_get(0)?,
+            tasks,
+            pending: tasks
+                .checked_sub(succeeded + failed + running + deciding)
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!("batch {id} counts more tasks than it has"))
+                })?,
+            running,
+            deciding,
+            succeeded,
+            failed,
+            outputs_pending: 0,
+            micro_credits: count(4)?,
+        };
+        // `succeeded IN (0, 1)` names every value the column holds, so the read can seek the
+        // `tasks_batch_status` index to the unstored outputs instead of walking every
+        // accepted task.
+        status.outputs_pending = sqlx::query(
+            "SELECT COUNT(*) FROM tasks WHERE batch_id = $1 AND phase = 'accepted' \
+             AND succeeded IN (0, 1) AND outputs_stored = 0",
+        )
+        .bind(id)
+        .fetch_one(&self.reads)
+        .await?
+        .try_get::<i64, _>(0)? as u64;
+        Ok(status)
+    }
+
+    /// A batch's pending, running and deciding tasks counted from its tasks' and replicas'
+    /// rows, a look at every open task: what [`Store::batch_status`] keeps as counters, for a
+    /// check of them.
+    pub async fn recount_batch(&self, id: &str) -> Result<(u64, u64, u64)> {
+        let rows = sqlx::query(
+            "SELECT t.phase, \
+             CASE WHEN t.phase = 'open' AND NOT EXISTS (SELECT 1 FROM replicas r \
+               WHERE r.task_id = t.id AND r.state IN ('leased', 'reported')) THEN 1 ELSE 0 END, \
+             COUNT(*) FROM tasks t WHERE t.batch_id = $1 AND t.phase IN ('open', 'deciding') \
+             GROUP BY 1, 2",
+        )
+        .bind(id)
+        .fetch_all(&self.reads)
+        .await?;
+        let (mut pending, mut running, mut deciding) = (0, 0, 0);
+        for row in rows {
+            let phase: String = row.try_get(0)?;
+            let idle: i64 = row.try_get(1)?;
+            let n = row.try_get::<i64, _>(2)? as u64;
+            match (phase.as_str(), idle) {
+                ("open", 1) => pending += n,
+                ("open", _) => running += n,
+                _ => deciding += n,
+            }
+        }
+        Ok((pending, running, deciding))
+    }
+
+    /// Every task of a batch with its accepted result, in manifest order.
+    pub async fn batch_results(&self, id: &str) -> Result<BatchResults> {
+        let name: String = sqlx::query("SELECT name FROM batches WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.reads)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("batch {id}")))?
+            .try_get(0)?;
+        let mut credits: BTreeMap<String, (Vec<String>, u64)> = BTreeMap::new();
+        for row in sqlx::query(
+            "SELECT task, runner_id, micro_credits, kind FROM ledger WHERE batch_id = $1 \
+             AND kind IN ('task', 'fund') ORDER BY seq",
+        )
+        .bind(id)
+        .fetch_all(&self.reads)
+        .await?
+        {
+            let e = credits.entry(row.try_get(0)?).or_default();
+            if row.try_get::<String, _>(3)? == "task" {
+                e.0.push(row.try_get(1)?);
+            }
+            e.1 += row.try_get::<i64, _>(2)? as u64;
+        }
+        let mut tasks = Vec::new();
+        for row in sqlx::query(
+            "SELECT t.name, t.phase, t.result, t.by_scheduler, t.id FROM tasks t \
+             WHERE t.batch_id = $1 ORDER BY t.idx",
+        )
+        .bind(id)
+        .fetch_all(&self.reads)
+        .await?
+        {
+            let task: String = row.try_get(0)?;
+            let phase: String = row.try_get(1)?;
+            let result: Option<String> = row.try_get(2)?;
+            let by_scheduler: i64 = row.try_get(3)?;
+            let result = result
+                .map(|r| serde_json::from_str::<RunReport>(&r))
+                .transpose()
+                .map_err(|e| StoreError::Corrupt(format!("a bad result of task {task}: {e}")))?;
+            let state = match phase.as_str() {
+                "open" => {
+                    let id: i64 = row.try_get(4)?;
+                    let out = sqlx::query(
+                        "SELECT COUNT(*) FROM replicas WHERE task_id = $1 \
+                         AND state IN ('leased', 'reported')",
+                    )
+                    .bind(id)
+                    .fetch_one(&self.reads)
+                    .await?
+                    .try_get::<i64, _>(0)?;
+                    if out > 0 { "running" } else { "pending" }
+                }
+                other => other,
+            };
+            let (agreeing, micro_credits) = credits.remove(&task).unwrap_or_default();
+            tasks.push(TaskResult {
+                decided_by: result.as_ref().map(|_| {
+                    if by_scheduler == 1 {
+                        "scheduler"
+                    } else {
+                        "quorum"
+                    }
+                    .to_string()
+                }),
+                task,
+                state: state.into(),
+                result,
+                agreeing,
+                micro_credits,
+            });
+        }
+        Ok(BatchResults {
+            batch: id.into(),
+            name,
+            tasks,
+        })
+    }
+
+    /// The id of task `name` of batch `batch`.
+    pub async fn task_id(&self, batch: &str, name: &str) -> Result<i64> {
+        Ok(
+            sqlx::query("SELECT id FROM tasks WHERE batch_id = $1 AND name = $2")
+                .bind(batch)
+                .bind(name)
+                .fetch_optional(&self.reads)
+                .await?
+                .ok_or_else(|| StoreError::NotFound(format!("task {name} of batch {batch}")))?
+                .try_get(0)?,
+        )
+    }
+
+    /// Tasks across the grid by where they stand, for the dashboard.
+    pub async fn task_counts(&self) -> Result<TaskCounts> {
+        let mut counts = TaskCounts::default();
+        for row in
+            sqlx::query("SELECT phase, succeeded, disputed, COUNT(*) FROM tasks GROUP BY 1, 2, 3")
+                .fetch_all(&self.reads)
+                .await?
+        {
+            let phase: String = row.try_get(0)?;
+            let ok: i64 = row.try_get(1)?;
+            let n = row.try_get::<i64, _>(3)? as u64;
+            match (phase.as_str(), ok) {
+                ("open", _) => counts.open += n,
+                ("deciding", _) => counts.deciding += n,
+                ("accepted", 1) => counts.succeeded += n,
+                _ => counts.failed += n,
+            }
+            if row.try_get::<i64, _>(2)? == 1 {
+                counts.disputed += n;
+            }
+        }
+        let row = sqlx::query(
+            "SELECT COUNT(*), COUNT(DISTINCT task_id) FROM replicas WHERE state = 'leased'",
+        )
+        .fetch_one(&self.reads)
+        .await?;
+        counts.leases = row.try_get::<i64, _>(0)? as u64;
+        counts.running = row.try_get::<i64, _>(1)? as u64;
+        Ok(counts)
+    }
+
+    /// The `limit` most recently submitted batches, newest first: id, submitter, when.
+    pub async fn recent_batches(&self, limit: u32) -> Result<Vec<(String, String, i64)>> {
+        sqlx::query(
+            "SELECT id, submitted_by, created_ms FROM batches \
+             ORDER BY created_ms DESC, id LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.reads)
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+        .collect()
+    }
+
+    /// What volunteers gave: wall time of reported runs, and fuel and micro-credits of
+    /// accepted work (the ledger's task entries).
+    pub async fn impact(&self) -> Result<Impact> {
+        let compute_ms = sqlx::query(
+            "SELECT CAST(COALESCE(SUM(wall_ms), 0) AS BIGINT), COUNT(*) FROM replicas \
+             WHERE state = 'reported'",
+        )
+        .fetch_one(&self.reads)
+        .await?;
+        let ledger = sqlx::query(
+            "SELECT CAST(COALESCE(SUM(fuel), 0) AS BIGINT), \
+             CAST(COALESCE(SUM(micro_credits), 0) AS BIGINT) FROM ledger WHERE kind = 'task'",
+        )
+        .fetch_one(&self.reads)
+        .await?;
+        Ok(Impact {
+            compute_ms: compute_ms.try_get::<i64, _>(0)? as u64,
+            results: compute_ms.try_get::<i64, _>(1)? as u64,
+            fuel: ledger.try_get::<i64, _>(0)? as u64,
+            micro_credits: ledger.try_get::<i64, _>(1)? as u64,
+        })
+    }
+}

@@ -1,0 +1,422 @@
+//! The grid's rules driven through random sequences of events, with no database: runners
+//! join (some of them liars), ask for work, report, hand leases back and miss deadlines, and
+//! the scheduler decides what no quorum did. After every step the grid's invariants hold.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use helio_scheduler::ledger;
+use helio_scheduler::rules::{Asker, BatchDelta, report_status};
+use helio_scheduler::task::{Effect, Phase, Progress, ReplicaState, Reputation, TaskState};
+use helio_sdk::wire::ReportStatus;
+use helio_sdk::{Blake3Hash, Redundancy, Tier};
+use proptest::prelude::*;
+
+/// The batch's credit rate and the cooperative fund's share, as a deployment might set.
+const RATE: f64 = 1.5;
+const SHARE: f64 = 0.1;
+/// A lease lasts this long.
+const LEASE_MS: i64 = 50;
+
+#[derive(Debug, Clone)]
+enum Event {
+    Join {
+        owner: u8,
+        tier: u8,
+        slots: u8,
+        liar: bool,
+    },
+    Lease {
+        runner: u8,
+        max: u8,
+    },
+    Report {
+        runner: u8,
+        lease: u8,
+        timeout: bool,
+    },
+    GiveBack {
+        runner: u8,
+        lease: u8,
+    },
+    Tick(u8),
+    Authority {
+        task: u8,
+    },
+}
+
+fn event() -> impl Strategy<Value = Event> {
+    prop_oneof![
+        2 => (0..5u8, 0..3u8, 1..4u8, prop::bool::weighted(0.3))
+            .prop_map(|(owner, tier, slots, liar)| Event::Join { owner, tier, slots, liar }),
+        5 => (any::<u8>(), 1..4u8).prop_map(|(runner, max)| Event::Lease { runner, max }),
+        5 => (any::<u8>(), any::<u8>(), prop::bool::weighted(0.1))
+            .prop_map(|(runner, lease, timeout)| Event::Report { runner, lease, timeout }),
+        1 => (any::<u8>(), any::<u8>()).prop_map(|(runner, lease)| Event::GiveBack { runner, lease }),
+        1 => (0..80u8).prop_map(Event::Tick),
+        1 => any::<u8>().prop_map(|task| Event::Authority { task }),
+    ]
+}
+
+fn redundancy() -> impl Strategy<Value = Redundancy> {
+    (1..4u32, 1..4u32, 0..3u32).prop_map(|(replicas, quorum, extra)| Redundancy {
+        replicas,
+        quorum: quorum.min(replicas),
+        max_replicas: replicas + extra,
+    })
+}
+
+struct Runner {
+    id: String,
+    owner: String,
+    tier: Tier,
+    slots: u32,
+    reputation: Reputation,
+    liar: bool,
+}
+
+struct Task {
+    state: TaskState,
+    tier: Tier,
+    fuel: u64,
+}
+
+/// The grid as the scheduler would hold it, changed only through the pure core.
+struct Grid {
+    runners: Vec<Runner>,
+    tasks: Vec<Task>,
+    now: i64,
+    /// What the batch's kept counts add up to, moved only by [`BatchDelta`].
+    kept: BatchDelta,
+    /// Every task credit granted: (runner, task).
+    credited: BTreeSet<(String, usize)>,
+    granted: u64,
+}
+
+/// The honest result of a task, and the one liars agree on among themselves.
+fn truth(task: usize) -> Blake3Hash {
+    Blake3Hash::of(format!("true {task}").as_bytes())
+}
+fn forged(task: usize) -> Blake3Hash {
+    Blake3Hash::of(format!("forged {task}").as_bytes())
+}
+
+impl Grid {
+    fn asker(&self, r: usize) -> Asker<'_> {
+        let runner = &self.runners[r];
+        Asker {
+            runner: &runner.id,
+            owner: &runner.owner,
+            tier: runner.tier,
+            slots: runner.slots,
+            reputation: runner.reputation,
+            active: self.held(&runner.id).len() as u32,
+        }
+    }
+
+    /// The tasks `runner` holds a lease of, lowest first.
+    fn held(&self, runner: &str) -> Vec<usize> {
+        (0..self.tasks.len())
+            .filter(|&t| {
+                self.tasks[t]
+                    .state
+                    .replicas
+                    .iter()
+                    .any(|r| r.runner == runner && matches!(r.state, ReplicaState::Leased { .. }))
+            })
+            .collect()
+    }
+
+    /// Applies `change` to task `t` and moves the batch's counts as the store would.
+    fn change<T>(&mut self, t: usize, change: impl FnOnce(&mut TaskState) -> T) -> T {
+        let before = self.tasks[t].state.clone();
+        let out = change(&mut self.tasks[t].state);
+        let after = &self.tasks[t].state;
+        let newly = !matches!(before.phase, Phase::Accepted { .. })
+            && matches!(after.phase, Phase::Accepted { .. });
+        // Every result in this grid succeeds.
+        self.kept.task(&before, after, newly.then_some(true));
+        out
+    }
+
+    fn runner_index(&self, id: &str) -> usize {
+        self.runners
+            .iter()
+            .position(|r| r.id == id)
+            .expect("a known runner")
+    }
+
+    fn credit(&mut self, runner: &str, t: usize) -> Result<(), TestCaseError> {
+        prop_assert!(
+            self.credited.insert((runner.to_string(), t)),
+            "{} credited twice for task {}",
+            runner,
+            t
+        );
+        let fuel = self.tasks[t].fuel;
+        let (own, fund) = helio_scheduler::rules::task_credit(fuel, RATE, SHARE);
+        prop_assert_eq!(own + fund, ledger::micro_credits(fuel, RATE));
+        self.kept.credited(own + fund);
+        self.granted += own + fund;
+        let r = self.runner_index(runner);
+        self.runners[r].reputation.agreements += 1;
+        Ok(())
+    }
+
+    fn flag(&mut self, runner: &str) {
+        let r = self.runner_index(runner);
+        self.runners[r].reputation.disagreements += 1;
+    }
+
+    /// Applies an effect's credits and flags, as the store does.
+    fn apply(&mut self, t: usize, effect: &Effect) -> Result<(), TestCaseError> {
+        match effect {
+            Effect::Accepted {
+                agreeing,
+                disagreeing,
+                ..
+            } => {
+                for runner in agreeing {
+                    self.credit(runner, t)?;
+                }
+                for runner in disagreeing {
+                    self.flag(runner);
+                }
+            }
+            Effect::Late {
+                runner,
+                agreed: true,
+            } => self.credit(runner, t)?,
+            Effect::Late {
+                runner,
+                agreed: false,
+            } => self.flag(runner),
+            Effect::Nothing | Effect::Duplicate | Effect::Issue(_) | Effect::RunAuthority => {}
+        }
+        Ok(())
+    }
+
+    fn step(&mut self, event: Event) -> Result<(), TestCaseError> {
+        let pick = |n: u8, len: usize| (len > 0).then(|| n as usize % len);
+        match event {
+            Event::Join {
+                owner,
+                tier,
+                slots,
+                liar,
+            } => {
+                let id = format!("r{}", self.runners.len());
+                self.runners.push(Runner {
+                    id,
+                    owner: format!("o{owner}"),
+                    tier: Tier::ALL[tier as usize],
+                    slots: u32::from(slots),
+                    reputation: Reputation::default(),
+                    liar,
+                });
+            }
+            Event::Lease { runner, max } => {
+                let Some(r) = pick(runner, self.runners.len()) else {
+                    return Ok(());
+                };
+                let asker = self.asker(r);
+                let n = asker.wants(u32::from(max));
+                let tasks = self.tasks.iter().enumerate();
+                let chosen = asker.choose(tasks.map(|(i, t)| (i as i64, t.tier, &t.state)), n);
+                let (trusted, slots, active) =
+                    (asker.reputation.trusted(), asker.slots(), asker.active);
+                prop_assert!(chosen.len() as u32 <= n);
+                prop_assert!(active + chosen.len() as u32 <= slots.max(active));
+                let (id, owner, tier) = {
+                    let runner = &self.runners[r];
+                    (runner.id.clone(), runner.owner.clone(), runner.tier)
+                };
+                for t in chosen {
+                    let t = t as usize;
+                    prop_assert!(self.tasks[t].tier <= tier);
+                    prop_assert!(self.tasks[t].state.redundancy.quorum > 1 || trusted);
+                    let deadline = self.now + LEASE_MS;
+                    let leased = self.change(t, |s| s.lease(&id, &owner, deadline));
+                    prop_assert!(
+                        leased.is_ok(),
+                        "a chosen task refused its lease: {:?}",
+                        leased
+                    );
+                }
+            }
+            Event::Report {
+                runner,
+                lease,
+                timeout,
+            } => {
+                let Some(r) = pick(runner, self.runners.len()) else {
+                    return Ok(());
+                };
+                let id = self.runners[r].id.clone();
+                let held = self.held(&id);
+                let Some(t) = pick(lease, held.len()).map(|i| held[i]) else {
+                    return Ok(());
+                };
+                let digest = if self.runners[r].liar {
+                    forged(t)
+                } else {
+                    truth(t)
+                };
+                let now = self.now;
+                let reported = if timeout { None } else { Some(digest) };
+                let effect = self.change(t, |s| s.report(&id, reported, now));
+                let Ok(effect) = effect else { return Ok(()) };
+                let status = report_status(&effect, &id);
+                if status == ReportStatus::Accepted {
+                    let Phase::Accepted {
+                        digest: accepted, ..
+                    } = self.tasks[t].state.phase
+                    else {
+                        panic!("told accepted, but task {t} is not");
+                    };
+                    prop_assert_eq!(reported, Some(accepted));
+                }
+                self.apply(t, &effect)?;
+            }
+            Event::GiveBack { runner, lease } => {
+                let Some(r) = pick(runner, self.runners.len()) else {
+                    return Ok(());
+                };
+                let id = self.runners[r].id.clone();
+                let held = self.held(&id);
+                if let Some(t) = pick(lease, held.len()).map(|i| held[i]) {
+                    let back = self.change(t, |s| s.give_back(&id));
+                    prop_assert!(back.is_ok());
+                }
+            }
+            Event::Tick(ms) => {
+                self.now += i64::from(ms);
+                let now = self.now;
+                for t in 0..self.tasks.len() {
+                    let (missed, _) = self.change(t, |s| s.expire(now));
+                    for runner in missed {
+                        let r = self.runner_index(&runner);
+                        self.runners[r].reputation.missed_deadlines += 1;
+                    }
+                }
+            }
+            Event::Authority { task } => {
+                let t = task as usize % self.tasks.len();
+                if self.tasks[t].state.phase == Phase::Deciding {
+                    let effect = self.change(t, |s| s.authority(truth(t)));
+                    self.apply(t, &effect)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The invariants that hold after every event.
+    fn check(&self) -> Result<(), TestCaseError> {
+        let mut recount = BatchDelta::default();
+        for (t, task) in self.tasks.iter().enumerate() {
+            let s = &task.state;
+            let owners: BTreeSet<_> = s.replicas.iter().map(|r| &r.owner).collect();
+            prop_assert_eq!(
+                owners.len(),
+                s.replicas.len(),
+                "an owner holds two replicas"
+            );
+            match s.phase {
+                Phase::Accepted {
+                    digest,
+                    by_scheduler: false,
+                } => {
+                    // Accepted only with a quorum of matching digests from distinct owners.
+                    let agreeing: BTreeSet<&str> = s
+                        .replicas
+                        .iter()
+                        .filter(|r| {
+                            matches!(r.state, ReplicaState::Reported { digest: Some(d), .. } if d == digest)
+                        })
+                        .map(|r| r.owner.as_str())
+                        .collect();
+                    prop_assert!(agreeing.len() as u32 >= s.redundancy.quorum);
+                }
+                Phase::Accepted {
+                    digest,
+                    by_scheduler: true,
+                } => prop_assert_eq!(digest, truth(t)),
+                Phase::Open | Phase::Deciding => {}
+            }
+            match s.progress() {
+                Progress::Running => recount.running += 1,
+                Progress::Deciding => recount.deciding += 1,
+                Progress::Accepted => recount.ok += 1,
+                Progress::Pending => {}
+            }
+            for r in &s.replicas {
+                // A credit only for a reported replica whose digest is the accepted one.
+                if self.credited.contains(&(r.runner.clone(), t)) {
+                    let Phase::Accepted { digest, .. } = s.phase else {
+                        panic!("credit for task {t}, which is not accepted");
+                    };
+                    let agreed = matches!(
+                        r.state,
+                        ReplicaState::Reported { digest: Some(d), .. } if d == digest
+                    );
+                    prop_assert!(
+                        agreed,
+                        "{} credited for task {} without agreeing",
+                        r.runner,
+                        t
+                    );
+                }
+            }
+        }
+        recount.micro_credits = self.granted as i64;
+        // The counts kept as tasks move equal a recount.
+        prop_assert_eq!(self.kept, recount);
+        // No runner holds more leases than it registered slots for.
+        let per_runner: BTreeMap<&str, u32> = self
+            .runners
+            .iter()
+            .map(|r| (r.id.as_str(), self.held(&r.id).len() as u32))
+            .collect();
+        for r in &self.runners {
+            prop_assert!(per_runner[r.id.as_str()] <= r.slots);
+        }
+        Ok(())
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// Whatever runners join and whatever they do, in any order: a task is accepted only
+    /// with a quorum of matching digests from runners of distinct owners (or by the
+    /// scheduler's own run, with the true result); a runner is credited at most once per
+    /// task and only for the accepted digest; credits split without loss; single-result
+    /// tasks go only to trusted runners; no runner takes more than its slots, nor a task
+    /// above its tier; and the batch's kept counts always equal a recount.
+    #[test]
+    fn the_grid_keeps_its_invariants(
+        red in redundancy(),
+        tiers in prop::collection::vec((0..3u8, 1..2_000_000u64), 1..8),
+        events in prop::collection::vec(event(), 1..150),
+    ) {
+        let mut grid = Grid {
+            runners: Vec::new(),
+            tasks: tiers
+                .into_iter()
+                .map(|(tier, fuel)| Task {
+                    state: TaskState::new(red),
+                    tier: Tier::ALL[tier as usize],
+                    fuel,
+                })
+                .collect(),
+            now: 0,
+            kept: BatchDelta::default(),
+            credited: BTreeSet::new(),
+            granted: 0,
+        };
+        for event in events {
+            grid.step(event)?;
+            grid.check()?;
+        }
+    }
+}
