@@ -1,6 +1,6 @@
 //! Health checks for cold runners. A runner is cold when it is new, has registered again
 //! (a restart, other hardware) or comes back from offline; its next lease request gets one
-//! health-check task ([`helio_runner::health`]) with a seed chosen for that check instead of
+//! health-check task ([`helio_sandbox::health`]) with a seed chosen for that check instead of
 //! work. The scheduler runs the same task in its own sandbox when the result comes in: the
 //! same digest makes the runner warm, another keeps it cold and makes it wait before its
 //! next check. Real results still need a quorum; the check keeps a broken machine from
@@ -11,10 +11,10 @@
 
 use std::sync::{Arc, OnceLock};
 
-use helio_runner::health::{
+use helio_sandbox::health::{
     HEALTH_CHECK_BATCH, HEALTH_CHECK_WALL_SECONDS, health_check_manifest, health_check_module,
 };
-use helio_runner::{LoadedTask, RunOutput, Sandbox};
+use helio_sandbox::{LoadedTask, RunOutput, Sandbox};
 use helio_sdk::wire::Lease;
 use helio_sdk::{Blake3Hash, RunReport};
 

@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use helio_runner::Sandbox;
-use helio_runner::health::HEALTH_CHECK_BATCH;
+use helio_sandbox::Sandbox;
+use helio_sandbox::health::HEALTH_CHECK_BATCH;
 use helio_sdk::wire::{ReportAck, ReportStatus, ResultReport};
 
 use crate::checks;

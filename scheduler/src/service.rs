@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use helio_runner::{LoadedTask, Sandbox, SandboxConfig};
+use helio_sandbox::{LoadedTask, Sandbox, SandboxConfig};
 use helio_sdk::Blake3Hash;
 use tokio::net::TcpListener;
 

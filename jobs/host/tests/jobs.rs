@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, LazyLock};
 
-use helio_runner::{RunOutput, Sandbox, SandboxConfig};
+use helio_sandbox::{RunOutput, Sandbox, SandboxConfig};
 use helio_sdk::{Blake3Hash, Name, TaskManifest};
 use serde_json::{Value, json};
 

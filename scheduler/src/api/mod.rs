@@ -15,7 +15,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use helio_runner::{LoadedTask, RunOutput, Sandbox};
+use helio_sandbox::{LoadedTask, RunOutput, Sandbox};
 use helio_sdk::wire::{
     self, ApiError, BlobList, Credits, LeaseRequest, Leases, RegisterRunner, ReportRequest,
     ReportStatus, ReturnRequest, RunnerInfo,

@@ -43,10 +43,10 @@ fn a_packed_task_runs_in_the_sandbox() {
     ]);
     assert!(packed.status.success(), "{}", text(&packed.stderr));
     assert!(text(&packed.stdout).contains("task.json"));
-    let task = helio_runner::load_task(&out.join("task.json")).expect("the task loads");
+    let task = helio_sandbox::load_task(&out.join("task.json")).expect("the task loads");
     assert_eq!(task.manifest.name.as_str(), "chain");
     assert_eq!(task.manifest.args, ["--rounds", "100"]);
-    let sandbox = helio_runner::Sandbox::new(Default::default()).unwrap();
+    let sandbox = helio_sandbox::Sandbox::new(Default::default()).unwrap();
     let run = task.run(&sandbox).unwrap();
     assert!(run.report.outcome.is_success(), "{:?}", run.report.outcome);
     assert_eq!(run.outputs.len(), 1);

@@ -45,8 +45,7 @@ use wasmparser::{
     MemorySectionReader, Operator, Parser, Payload, TypeRef,
 };
 
-use crate::nan::{self, Lane, Site};
-use crate::sandbox::NanMode;
+use crate::nan::{self, Lane, NanMode, Site};
 
 /// The rewrite's version, part of the compiled-module cache's key: bump it whenever the
 /// rewrite changes, so that no runner runs an artifact an older rewrite made.

@@ -18,6 +18,7 @@ use wasmtime::{
 use crate::Rejection;
 use crate::cache::DiskCache;
 use crate::instrument::{self, FUEL_EXPORT, INTERRUPT_EXPORT, STOP_EXPORT};
+use crate::nan::NanMode;
 use crate::vfs::{Data, Kind, Vfs};
 use crate::wasi::{self, Host, Stop};
 use crate::watchdog::{Progress, Watchdog};
@@ -37,20 +38,6 @@ pub struct SandboxConfig {
     pub pool_slots: u32,
     /// How NaNs are made deterministic.
     pub nan: NanMode,
-}
-
-/// How the sandbox makes NaN bits deterministic.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum NanMode {
-    /// Rewrite the module so NaNs are canonical wherever their bits become observable
-    /// (stores, reinterpretation, `copysign`, SIMD lanes). The profile's mode.
-    #[default]
-    AtSinks,
-    /// Cranelift canonicalizes the result of every float operation. A reference for tests and
-    /// benchmarks: it agrees with `AtSinks` on NaNs made by arithmetic, but keeps the payload
-    /// of a NaN loaded from memory and the sign `neg`/`abs` give a NaN, which `AtSinks`
-    /// canonicalizes when they are stored.
-    EveryOperation,
 }
 
 /// A module compiled, checked against the contract, and ready to instantiate quickly.

@@ -20,6 +20,20 @@
 use wasm_encoder::{Function, Ieee32, Ieee64, Instruction};
 use wasmparser::Operator;
 
+/// How the sandbox makes NaN bits deterministic.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum NanMode {
+    /// Rewrite the module so NaNs are canonical wherever their bits become observable
+    /// (stores, reinterpretation, `copysign`, SIMD lanes). The profile's mode.
+    #[default]
+    AtSinks,
+    /// Cranelift canonicalizes the result of every float operation. A reference for tests and
+    /// benchmarks: it agrees with `AtSinks` on NaNs made by arithmetic, but keeps the payload
+    /// of a NaN loaded from memory and the sign `neg`/`abs` give a NaN, which `AtSinks`
+    /// canonicalizes when they are stored.
+    EveryOperation,
+}
+
 /// The canonical quiet NaN of f32.
 pub const CANONICAL_F32: u32 = 0x7fc0_0000;
 /// The canonical quiet NaN of f64.

@@ -1,0 +1,561 @@
+//! `wasi_snapshot_preview1`, implemented for Helio's deterministic profile.
+//!
+//! The guest sees: `argv = [name, args...]`, exactly the manifest's environment (sorted by
+//! name), an empty standard input, captured standard output and error, the preopened
+//! directories `/in` (fd 3) and `/out` (fd 4) served from the in-memory [`Vfs`], a realtime
+//! clock fixed at [`REALTIME_EPOCH_NS`], a monotonic clock that advances by one nanosecond per
+//! unit of fuel burned (plus whatever the guest "slept"), and a `random_get` stream derived
+//! from the task's seed. `poll_oneoff` never blocks: a sleep advances the virtual clock at once.
+//! No sockets, no signals.
+//!
+//! Every call costs [`HOST_CALL_FUEL`] plus one unit per [`HOST_BYTES_PER_FUEL`] bytes moved,
+//! so host work is metered as exactly as guest work.
+
+use std::fmt;
+
+use wasmtime::{Caller, Global, Linker, Memory, Trap, Val};
+
+use crate::errno::Errno;
+use crate::vfs::{IN_ROOT, Kind, NodeId, OUT_ROOT, OutputOverflow, Vfs, WriteError};
+
+mod args;
+mod fd;
+mod path;
+mod poll;
+
+use args::*;
+use fd::*;
+use path::*;
+use poll::*;
+
+/// The module name every import must come from.
+pub const MODULE: &str = helio_sdk::WASI_MODULE;
+
+/// The fixed instant the realtime clock reads: 2000-01-01T00:00:00Z.
+pub const REALTIME_EPOCH_NS: u64 = 946_684_800 * 1_000_000_000;
+
+/// Fuel charged for each host call.
+pub const HOST_CALL_FUEL: u64 = 100;
+
+/// Bytes moved across the host boundary per unit of fuel.
+pub const HOST_BYTES_PER_FUEL: u64 = 8;
+
+/// Standard output is captured up to this many bytes.
+pub const STDOUT_CAP: usize = 1 << 20;
+
+/// Standard error is captured up to this many bytes.
+pub const STDERR_CAP: usize = 64 << 10;
+
+/// The most descriptors a guest may hold open.
+const MAX_FDS: usize = 1024;
+
+const RIGHTS_ALL: u64 = (1 << 30) - 1;
+
+const RIGHTS_WRITE: u64 = (1 << 0) | (1 << 6) | (1 << 8) | (1 << 22); // datasync, write, allocate, filestat_set_size
+
+const RIGHT_READ: u64 = 1 << 1;
+
+const FDFLAG_APPEND: u16 = 1;
+
+const OFLAG_CREAT: u16 = 1;
+
+const OFLAG_DIRECTORY: u16 = 2;
+
+const OFLAG_EXCL: u16 = 4;
+
+const OFLAG_TRUNC: u16 = 8;
+
+const LOOKUP_FOLLOW: i32 = 1;
+
+const FILETYPE_CHAR: u8 = 2;
+
+const FILETYPE_DIR: u8 = 3;
+
+const FILETYPE_FILE: u8 = 4;
+
+const FILETYPE_SYMLINK: u8 = 7;
+
+const FST_ATIM: i32 = 1;
+
+const FST_ATIM_NOW: i32 = 2;
+
+const FST_MTIM: i32 = 4;
+
+const FST_MTIM_NOW: i32 = 8;
+
+/// Why the guest stopped before returning from `_start`, other than a trap.
+#[derive(Debug)]
+pub enum Stop {
+    /// The guest called `proc_exit`.
+    Exit(i32),
+    /// A write went past a declared output's `max_bytes`.
+    Output(OutputOverflow),
+    /// Linear memory would have grown past `limits.memory_bytes`.
+    MemoryLimit,
+    /// A table would have grown past the sandbox's table limit.
+    TableLimit,
+}
+
+impl fmt::Display for Stop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Stop::Exit(code) => write!(f, "the guest exited with code {code}"),
+            Stop::Output(o) => f.write_str(&o.0),
+            Stop::MemoryLimit => f.write_str("linear memory would grow past limits.memory_bytes"),
+            Stop::TableLimit => f.write_str("a table would grow past the sandbox's limit"),
+        }
+    }
+}
+
+impl std::error::Error for Stop {}
+
+/// Captured bytes of one standard stream, cut at a fixed size.
+#[derive(Debug, Default)]
+pub struct Capture {
+    pub bytes: Vec<u8>,
+    cap: usize,
+}
+
+impl Capture {
+    fn new(cap: usize) -> Self {
+        Capture {
+            bytes: Vec::new(),
+            cap,
+        }
+    }
+
+    fn push(&mut self, data: &[u8]) {
+        let room = self.cap - self.bytes.len();
+        self.bytes.extend_from_slice(&data[..data.len().min(room)]);
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Fd {
+    Stdin,
+    Stdout,
+    Stderr,
+    Dir {
+        node: NodeId,
+        preopen: Option<&'static str>,
+    },
+    File {
+        node: NodeId,
+        pos: u64,
+        read: bool,
+        write: bool,
+        append: bool,
+    },
+}
+
+/// Everything the host functions know about one running task.
+pub struct Host {
+    /// The guest's exported memory, once instantiated.
+    pub memory: Option<Memory>,
+    /// The global the instrumented guest keeps its fuel in, once instantiated.
+    pub fuel: Option<Global>,
+    /// `/in` and `/out`.
+    pub vfs: Vfs,
+    /// Standard output.
+    pub stdout: Capture,
+    /// Standard error.
+    pub stderr: Capture,
+    /// The fuel the task started with.
+    pub fuel_limit: u64,
+    /// The most bytes linear memory may grow to.
+    pub memory_limit: u64,
+    fds: Vec<Option<Fd>>,
+    args: Vec<Vec<u8>>,
+    env: Vec<Vec<u8>>,
+    rng: blake3::OutputReader,
+    /// Fuel burned when the current host call began.
+    fuel_now: u64,
+    /// Virtual nanoseconds the guest has slept.
+    slept_ns: u64,
+}
+
+/// The table elements a guest may grow a table to.
+pub const MAX_TABLE_ELEMENTS: usize = 1 << 20;
+
+impl wasmtime::ResourceLimiter for Host {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired as u64 > self.memory_limit {
+            return Err(wasmtime::Error::new(Stop::MemoryLimit));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > MAX_TABLE_ELEMENTS {
+            return Err(wasmtime::Error::new(Stop::TableLimit));
+        }
+        Ok(true)
+    }
+
+    fn instances(&self) -> usize {
+        1
+    }
+
+    fn memories(&self) -> usize {
+        // The guest's memory and the sandbox's interrupt flag.
+        2
+    }
+}
+
+impl Host {
+    /// The state of a task about to start.
+    pub fn new(
+        vfs: Vfs,
+        argv: impl IntoIterator<Item = String>,
+        env: impl IntoIterator<Item = (String, String)>,
+        seed: u64,
+        fuel_limit: u64,
+        memory_limit: u64,
+    ) -> Self {
+        let nul = |s: String| {
+            let mut v = s.into_bytes();
+            v.push(0);
+            v
+        };
+        let mut rng = blake3::Hasher::new_derive_key("helio random_get stream v1");
+        rng.update(&seed.to_le_bytes());
+        Host {
+            memory: None,
+            fuel: None,
+            vfs,
+            stdout: Capture::new(STDOUT_CAP),
+            stderr: Capture::new(STDERR_CAP),
+            fuel_limit,
+            memory_limit,
+            fds: vec![
+                Some(Fd::Stdin),
+                Some(Fd::Stdout),
+                Some(Fd::Stderr),
+                Some(Fd::Dir {
+                    node: IN_ROOT,
+                    preopen: Some("/in"),
+                }),
+                Some(Fd::Dir {
+                    node: OUT_ROOT,
+                    preopen: Some("/out"),
+                }),
+            ],
+            args: argv.into_iter().map(nul).collect(),
+            env: env
+                .into_iter()
+                .map(|(k, v)| nul(format!("{k}={v}")))
+                .collect(),
+            rng: rng.finalize_xof(),
+            fuel_now: 0,
+            slept_ns: 0,
+        }
+    }
+
+    fn monotonic_ns(&self) -> u64 {
+        self.fuel_now.saturating_add(self.slept_ns)
+    }
+
+    fn clock_now(&self, id: i32) -> Result<u64, Errno> {
+        match id {
+            0 => Ok(REALTIME_EPOCH_NS),
+            1..=3 => Ok(self.monotonic_ns()),
+            _ => Err(Errno::Inval),
+        }
+    }
+
+    fn fd(&self, fd: i32) -> Result<&Fd, Errno> {
+        usize::try_from(fd)
+            .ok()
+            .and_then(|i| self.fds.get(i))
+            .and_then(|f| f.as_ref())
+            .ok_or(Errno::Badf)
+    }
+
+    fn fd_mut(&mut self, fd: i32) -> Result<&mut Fd, Errno> {
+        usize::try_from(fd)
+            .ok()
+            .and_then(|i| self.fds.get_mut(i))
+            .and_then(|f| f.as_mut())
+            .ok_or(Errno::Badf)
+    }
+
+    fn dir_fd(&self, fd: i32) -> Result<NodeId, Errno> {
+        match self.fd(fd)? {
+            Fd::Dir { node, .. } => Ok(*node),
+            _ => Err(Errno::Notdir),
+        }
+    }
+
+    fn insert_fd(&mut self, fd: Fd) -> Result<i32, Errno> {
+        if let Fd::File { node, .. } | Fd::Dir { node, .. } = &fd {
+            self.vfs.node_mut(*node).open += 1;
+        }
+        if let Some(i) = self.fds.iter().position(|f| f.is_none()) {
+            self.fds[i] = Some(fd);
+            return Ok(i as i32);
+        }
+        if self.fds.len() >= MAX_FDS {
+            return Err(Errno::Mfile);
+        }
+        self.fds.push(Some(fd));
+        Ok(self.fds.len() as i32 - 1)
+    }
+
+    fn close_fd(&mut self, fd: i32) -> Result<(), Errno> {
+        self.fd(fd)?;
+        let old = self.fds[fd as usize].take();
+        if let Some(Fd::File { node, .. } | Fd::Dir { node, .. }) = old {
+            self.vfs.node_mut(node).open -= 1;
+            self.vfs.release_if_dead(node);
+        }
+        Ok(())
+    }
+}
+
+/// What a host function's body returns: bytes moved (for fuel), an errno for the guest, or
+/// a reason to stop the guest.
+enum Fail {
+    Errno(Errno),
+    Stop(wasmtime::Error),
+}
+
+impl From<Errno> for Fail {
+    fn from(e: Errno) -> Self {
+        Fail::Errno(e)
+    }
+}
+
+impl From<WriteError> for Fail {
+    fn from(e: WriteError) -> Self {
+        match e {
+            WriteError::Errno(e) => Fail::Errno(e),
+            WriteError::Overflow(o) => Fail::Stop(wasmtime::Error::new(Stop::Output(o))),
+            WriteError::Io(e) => Fail::Stop(wasmtime::Error::msg(format!(
+                "cannot write /out to disk: {e}"
+            ))),
+        }
+    }
+}
+
+type HostResult = Result<u64, Fail>;
+
+/// Guest linear memory, with bounds-checked access that fails with `EFAULT`.
+struct Mem<'a>(&'a mut [u8]);
+
+impl Mem<'_> {
+    fn slice(&self, ptr: i32, len: u32) -> Result<&[u8], Errno> {
+        let start = ptr as u32 as usize;
+        let end = start.checked_add(len as usize).ok_or(Errno::Fault)?;
+        self.0.get(start..end).ok_or(Errno::Fault)
+    }
+
+    fn slice_mut(&mut self, ptr: i32, len: u32) -> Result<&mut [u8], Errno> {
+        let start = ptr as u32 as usize;
+        let end = start.checked_add(len as usize).ok_or(Errno::Fault)?;
+        self.0.get_mut(start..end).ok_or(Errno::Fault)
+    }
+
+    fn read_u32(&self, ptr: i32) -> Result<u32, Errno> {
+        Ok(u32::from_le_bytes(self.slice(ptr, 4)?.try_into().unwrap()))
+    }
+
+    fn read_u64(&self, ptr: i32) -> Result<u64, Errno> {
+        Ok(u64::from_le_bytes(self.slice(ptr, 8)?.try_into().unwrap()))
+    }
+
+    fn put(&mut self, ptr: i32, bytes: &[u8]) -> Result<(), Errno> {
+        self.slice_mut(ptr, bytes.len() as u32)?
+            .copy_from_slice(bytes);
+        Ok(())
+    }
+
+    fn put_u32(&mut self, ptr: i32, v: u32) -> Result<(), Errno> {
+        self.put(ptr, &v.to_le_bytes())
+    }
+
+    fn put_u64(&mut self, ptr: i32, v: u64) -> Result<(), Errno> {
+        self.put(ptr, &v.to_le_bytes())
+    }
+
+    fn path(&self, ptr: i32, len: i32) -> Result<String, Errno> {
+        let bytes = self.slice(ptr, len as u32)?;
+        let text = std::str::from_utf8(bytes).map_err(|_| Errno::Ilseq)?;
+        if text.contains('\0') {
+            return Err(Errno::Inval);
+        }
+        Ok(text.to_string())
+    }
+
+    /// The `(ptr, len)` pairs of an iovec array.
+    fn iovs(&self, ptr: i32, count: i32) -> Result<Vec<(i32, u32)>, Errno> {
+        let count = u32::try_from(count).map_err(|_| Errno::Inval)?;
+        let raw = self.slice(ptr, count.checked_mul(8).ok_or(Errno::Fault)?)?;
+        Ok(raw
+            .chunks_exact(8)
+            .map(|c| {
+                (
+                    i32::from_le_bytes(c[0..4].try_into().unwrap()),
+                    u32::from_le_bytes(c[4..8].try_into().unwrap()),
+                )
+            })
+            .collect())
+    }
+
+    /// Copies the guest's iovecs out (for writes).
+    fn gather(&self, ptr: i32, count: i32) -> Result<Vec<&[u8]>, Errno> {
+        self.iovs(ptr, count)?
+            .into_iter()
+            .map(|(p, l)| self.slice(p, l))
+            .collect()
+    }
+
+    /// Copies `src` into the guest's iovecs (for reads); returns the bytes copied.
+    fn scatter(&mut self, ptr: i32, count: i32, mut src: &[u8]) -> Result<u64, Errno> {
+        let mut copied = 0u64;
+        for (p, l) in self.iovs(ptr, count)? {
+            if src.is_empty() {
+                break;
+            }
+            let n = src.len().min(l as usize);
+            self.slice_mut(p, n as u32)?.copy_from_slice(&src[..n]);
+            src = &src[n..];
+            copied += n as u64;
+        }
+        Ok(copied)
+    }
+}
+
+/// Takes `cost` fuel from the guest and returns the fuel left, or stops the guest with
+/// `out_of_fuel`.
+fn charge(caller: &mut Caller<'_, Host>, cost: u64) -> wasmtime::Result<i64> {
+    let Some(global) = caller.data().fuel else {
+        return Err(Trap::OutOfFuel.into());
+    };
+    let left = global.get(&mut *caller).i64().unwrap_or(0);
+    let cost = i64::try_from(cost).unwrap_or(i64::MAX);
+    if left < cost {
+        global.set(&mut *caller, Val::I64(0))?;
+        return Err(Trap::OutOfFuel.into());
+    }
+    global.set(&mut *caller, Val::I64(left - cost))?;
+    Ok(left - cost)
+}
+
+/// Runs one host function body with the guest's memory and the host state, and turns its
+/// result into the errno the guest sees or the error that stops it.
+fn call(
+    caller: &mut Caller<'_, Host>,
+    body: impl FnOnce(&mut Mem<'_>, &mut Host) -> HostResult,
+) -> wasmtime::Result<i32> {
+    let left = charge(caller, HOST_CALL_FUEL)?;
+    let consumed = caller.data().fuel_limit.saturating_sub(left as u64);
+    let memory = match caller.data().memory {
+        Some(m) => m,
+        None => {
+            let Some(m) = caller.get_export("memory").and_then(|e| e.into_memory()) else {
+                return Ok(Errno::Fault as i32);
+            };
+            caller.data_mut().memory = Some(m);
+            m
+        }
+    };
+    let (bytes, host) = memory.data_and_store_mut(&mut *caller);
+    host.fuel_now = consumed;
+    match body(&mut Mem(bytes), host) {
+        Ok(moved) => {
+            charge(caller, moved / HOST_BYTES_PER_FUEL)?;
+            Ok(0)
+        }
+        Err(Fail::Errno(e)) => Ok(e as i32),
+        Err(Fail::Stop(e)) => Err(e),
+    }
+}
+
+/// The WASI file type of a node.
+fn filetype(kind: &Kind) -> u8 {
+    match kind {
+        Kind::Dir { .. } => FILETYPE_DIR,
+        Kind::File { .. } => FILETYPE_FILE,
+        Kind::Symlink { .. } => FILETYPE_SYMLINK,
+    }
+}
+
+fn filestat(vfs: &Vfs, node: NodeId) -> [u8; 64] {
+    let n = vfs.node(node);
+    stat_bytes(
+        1,
+        crate::vfs::Node::ino(node),
+        filetype(&n.kind),
+        n.size(),
+        n.times,
+    )
+}
+
+fn stat_bytes(dev: u64, ino: u64, filetype: u8, size: u64, times: [u64; 2]) -> [u8; 64] {
+    let mut b = [0u8; 64];
+    b[0..8].copy_from_slice(&dev.to_le_bytes());
+    b[8..16].copy_from_slice(&ino.to_le_bytes());
+    b[16] = filetype;
+    b[24..32].copy_from_slice(&1u64.to_le_bytes());
+    b[32..40].copy_from_slice(&size.to_le_bytes());
+    b[40..48].copy_from_slice(&times[0].to_le_bytes());
+    b[48..56].copy_from_slice(&times[1].to_le_bytes());
+    b[56..64].copy_from_slice(&times[1].to_le_bytes());
+    b
+}
+
+fn fd_filestat(host: &Host, fd: i32) -> Result<[u8; 64], Errno> {
+    Ok(match host.fd(fd)? {
+        Fd::Stdin | Fd::Stdout | Fd::Stderr => {
+            stat_bytes(0, 0, FILETYPE_CHAR, 0, [REALTIME_EPOCH_NS; 2])
+        }
+        Fd::Dir { node, .. } | Fd::File { node, .. } => filestat(&host.vfs, *node),
+    })
+}
+
+fn set_times(host: &mut Host, node: NodeId, atim: i64, mtim: i64, flags: i32) -> HostResult {
+    if (flags & FST_ATIM != 0 && flags & FST_ATIM_NOW != 0)
+        || (flags & FST_MTIM != 0 && flags & FST_MTIM_NOW != 0)
+    {
+        return Err(Errno::Inval.into());
+    }
+    let now = REALTIME_EPOCH_NS;
+    let n = host.vfs.node_mut(node);
+    if !n.writable {
+        return Err(Errno::Rofs.into());
+    }
+    if flags & FST_ATIM != 0 {
+        n.times[0] = atim as u64;
+    } else if flags & FST_ATIM_NOW != 0 {
+        n.times[0] = now;
+    }
+    if flags & FST_MTIM != 0 {
+        n.times[1] = mtim as u64;
+    } else if flags & FST_MTIM_NOW != 0 {
+        n.times[1] = now;
+    }
+    Ok(0)
+}
+
+/// The functions a module may import from [`MODULE`]: all of preview 1.
+pub const FUNCTIONS: &[&str] = helio_sdk::WASI_FUNCTIONS;
+
+/// Adds every `wasi_snapshot_preview1` function to `linker`.
+pub fn add_to_linker(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
+    add_args_env_clock_random(linker)?;
+    add_fd(linker)?;
+    add_fd_data(linker)?;
+    add_path(linker)?;
+    add_path_changes(linker)?;
+    add_proc_poll_sock(linker)
+}

@@ -1,0 +1,140 @@
+//! What a runner knows of its own machine: its key (kept in its state directory), its speed in fuel per second, and its memory.
+
+use super::*;
+
+const CALIBRATION_ITERATIONS: i64 = 2_000_000;
+
+/// Reads the runner's key from `dir/runner.key`, or makes one and keeps it there (readable
+/// by its owner only).
+pub fn load_or_create_key(dir: &Path) -> std::io::Result<RunnerKey> {
+    let path = dir.join("runner.key");
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            let text = String::from_utf8_lossy(&bytes);
+            let secret = wire::from_hex(text.trim())
+                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                .ok_or_else(|| {
+                    std::io::Error::other(format!(
+                        "{} does not hold a runner key (64 hex digits)",
+                        path.display()
+                    ))
+                })?;
+            Ok(RunnerKey::from_secret(secret))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir)?;
+            let mut secret = [0u8; 32];
+            getrandom::fill(&mut secret).map_err(|e| std::io::Error::other(e.to_string()))?;
+            let tmp = dir.join("runner.key.tmp");
+            {
+                use std::io::Write;
+                let mut options = std::fs::OpenOptions::new();
+                options.write(true).create(true).truncate(true);
+                #[cfg(unix)]
+                std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+                let mut file = options.open(&tmp)?;
+                file.write_all(wire::to_hex(&secret).as_bytes())?;
+                file.sync_all()?;
+            }
+            std::fs::rename(&tmp, &path)?;
+            Ok(RunnerKey::from_secret(secret))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// A small counting loop, run at start to measure this machine's speed in fuel per second.
+pub(super) fn calibration_module() -> Vec<u8> {
+    use wasm_encoder::{
+        BlockType, CodeSection, ExportKind, ExportSection, Function, FunctionSection,
+        Instruction as I, MemorySection, MemoryType, Module, TypeSection, ValType,
+    };
+    let mut module = Module::new();
+    let mut types = TypeSection::new();
+    types.ty().function([], []);
+    module.section(&types);
+    let mut funcs = FunctionSection::new();
+    funcs.function(0);
+    module.section(&funcs);
+    let mut memories = MemorySection::new();
+    memories.memory(MemoryType {
+        minimum: 1,
+        maximum: Some(1),
+        memory64: false,
+        shared: false,
+        page_size_log2: None,
+    });
+    module.section(&memories);
+    let mut exports = ExportSection::new();
+    exports.export("_start", ExportKind::Func, 0);
+    exports.export("memory", ExportKind::Memory, 0);
+    module.section(&exports);
+    let mut code = CodeSection::new();
+    let mut f = Function::new([(2, ValType::I64)]);
+    f.instruction(&I::I64Const(CALIBRATION_ITERATIONS))
+        .instruction(&I::LocalSet(0))
+        .instruction(&I::Loop(BlockType::Empty))
+        .instruction(&I::LocalGet(1))
+        .instruction(&I::LocalGet(0))
+        .instruction(&I::I64Xor)
+        .instruction(&I::I64Const(0x9e37_79b9))
+        .instruction(&I::I64Mul)
+        .instruction(&I::LocalSet(1))
+        .instruction(&I::LocalGet(0))
+        .instruction(&I::I64Const(1))
+        .instruction(&I::I64Sub)
+        .instruction(&I::LocalTee(0))
+        .instruction(&I::I64Eqz)
+        .instruction(&I::BrIf(1))
+        .instruction(&I::Br(0))
+        .instruction(&I::End)
+        .instruction(&I::End);
+    code.function(&f);
+    module.section(&code);
+    module.finish()
+}
+
+/// Runs the calibration task and returns this machine's fuel per second.
+pub fn calibrate(sandbox: &Sandbox) -> Result<u64, String> {
+    let wasm = calibration_module();
+    let hash = Blake3Hash::of(&wasm);
+    let manifest = TaskManifest::from_value(serde_json::json!({
+        "schema_version": 1,
+        "name": "calibration",
+        "module": { "uri": "calibration.wasm", "blake3": hash.to_string() },
+        "limits": { "fuel": 1_000_000_000u64, "wall_seconds": 10 },
+    }));
+    let manifest = manifest.map_err(|e| format!("the calibration task: {e}"))?;
+    let task = LoadedTask {
+        manifest,
+        module: wasm.into(),
+        inputs: Vec::new(),
+    };
+    // The first run compiles; the second measures.
+    task.run(sandbox)
+        .map_err(|e| format!("the calibration task: {e}"))?;
+    let start = Instant::now();
+    let out = task
+        .run(sandbox)
+        .map_err(|e| format!("the calibration task: {e}"))?;
+    if !out.report.outcome.is_success() {
+        return Err(format!(
+            "the calibration task ended {:?}",
+            out.report.outcome
+        ));
+    }
+    let secs = start.elapsed().as_secs_f64().max(1e-6);
+    Ok((out.report.fuel_consumed as f64 / secs) as u64)
+}
+
+/// The machine's memory in bytes, from `/proc/meminfo` (0 where there is none).
+pub fn total_memory() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|info| {
+            let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
+            let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kib * 1024)
+        })
+        .unwrap_or(0)
+}
