@@ -23,10 +23,12 @@ use crate::{LoadedTask, Progress, RunOutput, Sandbox, SandboxConfig};
 
 mod client;
 mod machine;
+mod state;
 
-pub use client::{Client, ClientError};
 use client::now_ms;
+pub use client::{Client, ClientError};
 pub use machine::{calibrate, load_or_create_key, total_memory};
+pub use state::{Loop, Next};
 
 /// How a volunteer runner runs.
 #[derive(Debug, Clone)]
@@ -233,48 +235,34 @@ pub async fn run(config: AgentConfig, mut stop: watch::Receiver<Stop>) -> anyhow
     let blobs = config.state_dir.join("blobs");
     let mut summary = Summary::default();
     let mut running: JoinSet<(u32, Lease, Result<RunOutput, String>)> = JoinSet::new();
-    let mut running_ids: Vec<i64> = Vec::new();
-    // Free slots, numbered from 1; a task takes the lowest.
-    let mut free_slots: std::collections::BTreeSet<u32> = (1..=config.slots).collect();
-    let mut idle = 0u32;
-    let mut away_count = 0u32;
-    // Tasks leased with the last answer, to start before asking again.
-    let mut offered: Option<Vec<Lease>> = None;
+    let mut state = Loop::new(config.slots);
     // The lease request in flight, which may wait at the scheduler until work appears.
     let mut asking: Option<Asking> = None;
-    // When to ask again, after an answer that says to wait.
-    let mut ask_at: Option<tokio::time::Instant> = None;
+    let epoch = tokio::time::Instant::now();
     loop {
         let level = *stop.borrow();
-        if level != Stop::Run {
-            // A waiting request leases nothing after its wait: dropping it loses nothing.
+        let next = state.next(level, epoch.elapsed());
+        if next.drop_request {
             asking = None;
-            if let Some(leases) = offered.take().filter(|l| !l.is_empty()) {
-                // Told to stop while the last answer brought new work: none of it started.
-                let _ = client
-                    .give_back(leases.iter().map(|l| l.task_id).collect())
-                    .await;
-            }
         }
-        if level == Stop::Now {
-            if !running_ids.is_empty() {
-                let _ = client.give_back(running_ids.clone()).await;
-                display.event(Event::Warning {
-                    message: format!(
-                        "stopped now: handed {} leases back to the scheduler",
-                        running_ids.len()
-                    ),
-                });
-            }
+        if !next.give_back.is_empty() {
+            // Told to stop while the last answer brought new work: none of it started.
+            let _ = client.give_back(next.give_back).await;
+        }
+        if !next.abandon.is_empty() {
+            let _ = client.give_back(next.abandon.clone()).await;
+            display.event(Event::Warning {
+                message: format!(
+                    "stopped now: handed {} leases back to the scheduler",
+                    next.abandon.len()
+                ),
+            });
+        }
+        if next.exit {
             running.abort_all();
             break;
         }
-        if level == Stop::Drain && running.is_empty() {
-            break;
-        }
-        for lease in offered.take().unwrap_or_default() {
-            let slot = free_slots.pop_first().unwrap_or(0);
-            running_ids.push(lease.task_id);
+        for (slot, lease) in next.start {
             let progress = Arc::new(Progress::default());
             display.started(
                 Event::Started {
@@ -292,17 +280,13 @@ pub async fn run(config: AgentConfig, mut stop: watch::Receiver<Stop>) -> anyhow
                 (slot, lease, out)
             });
         }
-        // Ask for work while slots are free: the scheduler answers at once with tasks, or
-        // holds the request until work appears (a batch submitted, a lease ended).
-        let free = config.slots.saturating_sub(running.len() as u32);
-        let may_ask = level == Stop::Run && free > 0 && asking.is_none();
-        if may_ask && ask_at.is_none_or(|t| t <= tokio::time::Instant::now()) {
-            ask_at = None;
+        if let Some(free) = next.ask {
             let client = client.clone();
             asking = Some(Box::pin(async move {
                 client.lease_or_wait(free, LEASE_WAIT_MS).await
             }));
         }
+        let wake = state.wake_at(level).map(|at| epoch + at);
         let mut done = Vec::new();
         tokio::select! {
             Some(joined) = running.join_next(), if !running.is_empty() => {
@@ -314,30 +298,23 @@ pub async fn run(config: AgentConfig, mut stop: watch::Receiver<Stop>) -> anyhow
             answer = async { asking.as_mut().expect("a request in flight").await },
                 if asking.is_some() => {
                 asking = None;
+                let answer = match answer {
+                    Ok(answer) => Ok(answer),
+                    Err(e) if e.is_transient() => Err(e),
+                    Err(e) => anyhow::bail!("{e}"),
+                };
+                let now = epoch.elapsed();
                 match answer {
                     Ok(answer) => {
-                        away_count = 0;
-                        if answer.leases.is_empty() && !answer.waited {
-                            // A scheduler that does not wait for work (or one shutting
-                            // down): poll, more slowly while there is none.
-                            let poll = Duration::from_millis(25u64 << idle.min(5));
-                            ask_at = Some(tokio::time::Instant::now() + poll);
-                            idle += 1;
-                        } else {
-                            idle = 0;
-                        }
-                        offered = Some(answer.leases);
+                        state.answered(Ok(answer), now);
                     }
-                    Err(e) if e.is_transient() => {
-                        let wait = backoff(away_count);
-                        ask_at = Some(tokio::time::Instant::now() + wait);
+                    Err(e) => {
+                        let wait = state.answered(Err(()), now).expect("a failure waits");
                         display.event(away(&e, wait));
-                        away_count += 1;
                     }
-                    Err(e) => anyhow::bail!("{e}"),
                 }
             }
-            _ = sleep_until(ask_at), if may_ask && ask_at.is_some() => {}
+            _ = sleep_until(wake), if wake.is_some() => {}
             changed = stop.changed() => {
                 if changed.is_err() {
                     // Nobody can tell this runner to stop any more: stop taking work.
@@ -346,18 +323,14 @@ pub async fn run(config: AgentConfig, mut stop: watch::Receiver<Stop>) -> anyhow
             }
         }
         if !done.is_empty() {
-            running_ids.retain(|id| !done.iter().any(|(_, l, _)| l.task_id == *id));
-            for (slot, _, _) in &done {
+            let ended: Vec<(u32, i64)> = done.iter().map(|(s, l, _)| (*s, l.task_id)).collect();
+            for (slot, _) in &ended {
                 display.ended(*slot);
-                free_slots.insert(*slot);
             }
-            // Ask for the freed slots' next tasks with the results, unless stopping; even
-            // with a request for work waiting, which may have looked before this runner
-            // could take work (a health check outstanding), and which a report does not
-            // wake. The scheduler never leases more than the runner's slots.
-            let free = config.slots.saturating_sub(running.len() as u32);
-            let want = if *stop.borrow() == Stop::Run { free } else { 0 };
-            offered = report_all(&client, done, want, &mut summary, &display).await;
+            let want = state.finished(&ended, *stop.borrow());
+            if let Some(leases) = report_all(&client, done, want, &mut summary, &display).await {
+                state.offer(leases);
+            }
         }
     }
     heartbeat.abort();
