@@ -232,6 +232,34 @@ pub async fn run(config: AgentConfig, mut stop: watch::Receiver<Stop>) -> anyhow
             }
         })
     };
+    let mut summary = work(&config, &client, &sandbox, &display, &mut stop).await?;
+    heartbeat.abort();
+    if let Some(ticker) = ticker {
+        ticker.abort();
+    }
+    // The ledger's word on the session, if the scheduler answers.
+    if let Ok(ack) = client.heartbeat().await {
+        summary.micro_credits = ack.micro_credits.saturating_sub(baseline.micro_credits);
+        news(&display, &baseline, &ledger, ack);
+    }
+    display.event(Event::Session {
+        reported: summary.reported,
+        accepted: summary.accepted,
+        disagreed: summary.disagreed,
+        micro_credits: summary.micro_credits,
+    });
+    Ok(summary)
+}
+
+/// The main loop: starts what the scheduler leases, asks for work while slots are free,
+/// reports results with the next lease request, until told to stop (see [`Loop`]).
+async fn work(
+    config: &AgentConfig,
+    client: &Client,
+    sandbox: &Arc<Sandbox>,
+    display: &Display,
+    stop: &mut watch::Receiver<Stop>,
+) -> anyhow::Result<Summary> {
     let blobs = config.state_dir.join("blobs");
     let mut summary = Summary::default();
     let mut running: JoinSet<(u32, Lease, Result<RunOutput, String>)> = JoinSet::new();
@@ -328,26 +356,11 @@ pub async fn run(config: AgentConfig, mut stop: watch::Receiver<Stop>) -> anyhow
                 display.ended(*slot);
             }
             let want = state.finished(&ended, *stop.borrow());
-            if let Some(leases) = report_all(&client, done, want, &mut summary, &display).await {
+            if let Some(leases) = report_all(client, done, want, &mut summary, display).await {
                 state.offer(leases);
             }
         }
     }
-    heartbeat.abort();
-    if let Some(ticker) = ticker {
-        ticker.abort();
-    }
-    // The ledger's word on the session, if the scheduler answers.
-    if let Ok(ack) = client.heartbeat().await {
-        summary.micro_credits = ack.micro_credits.saturating_sub(baseline.micro_credits);
-        news(&display, &baseline, &ledger, ack);
-    }
-    display.event(Event::Session {
-        reported: summary.reported,
-        accepted: summary.accepted,
-        disagreed: summary.disagreed,
-        micro_credits: summary.micro_credits,
-    });
     Ok(summary)
 }
 
@@ -495,27 +508,40 @@ async fn report_all(
             error: ack.error.clone(),
             session_accepted: summary.accepted,
         });
-        for hash in &ack.upload {
-            let bytes = if *hash == output.report.stdout_blake3 {
-                Some(output.stdout.clone())
-            } else {
-                output
-                    .outputs
-                    .iter()
-                    .find(|o| o.blake3().ok().as_ref() == Some(hash))
-                    .and_then(|o| o.read_all().ok())
-            };
-            if let Some(bytes) = bytes
-                && let Err(e) = client.upload(hash, bytes).await
-            {
-                display.event(Event::Warning {
-                    message: format!(
-                        "task {name}: cannot upload output {hash} ({e}); the scheduler will \
-                         ask another runner or run the task itself"
-                    ),
-                });
-            }
-        }
+        upload(client, output, &ack.upload, name, display).await;
     }
     (want > 0).then_some(leases)
+}
+
+/// Uploads the blobs of `output` the scheduler asked for (`hashes`): they complete an
+/// accepted result and the store lacks them. A failure is shown, not fatal: the scheduler
+/// asks another runner or recovers them with its own run.
+async fn upload(
+    client: &Client,
+    output: &RunOutput,
+    hashes: &[Blake3Hash],
+    name: &str,
+    display: &Display,
+) {
+    for hash in hashes {
+        let bytes = if *hash == output.report.stdout_blake3 {
+            Some(output.stdout.clone())
+        } else {
+            output
+                .outputs
+                .iter()
+                .find(|o| o.blake3().ok().as_ref() == Some(hash))
+                .and_then(|o| o.read_all().ok())
+        };
+        if let Some(bytes) = bytes
+            && let Err(e) = client.upload(hash, bytes).await
+        {
+            display.event(Event::Warning {
+                message: format!(
+                    "task {name}: cannot upload output {hash} ({e}); the scheduler will \
+                     ask another runner or run the task itself"
+                ),
+            });
+        }
+    }
 }
