@@ -1,4 +1,5 @@
-//! The runner's client of the scheduler's HTTP API: every request signed with the runner's key, errors sorted into those worth retrying and those that are final.
+//! The runner's client of the scheduler's HTTP API: every request signed with the runner's key,
+//! errors sorted into those worth retrying and those that are final.
 
 use super::*;
 

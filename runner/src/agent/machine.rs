@@ -1,4 +1,5 @@
-//! What a runner knows of its own machine: its key (kept in its state directory), its speed in fuel per second, and its memory.
+//! What a runner knows of its own machine: its key (kept in its state directory), its speed in
+//! fuel per second, and its memory.
 
 use super::*;
 

@@ -1,4 +1,5 @@
-//! Authentication: runners by an Ed25519 signature of each request (and a cache of who they are), submitters and operators by bearer tokens; and each runner's request rate.
+//! Authentication: runners by an Ed25519 signature of each request (and a cache of who they
+//! are), submitters and operators by bearer tokens; and each runner's request rate.
 
 use super::*;
 

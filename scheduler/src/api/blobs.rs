@@ -1,4 +1,5 @@
-//! Blobs by hash: downloads, uploads checked against their hash as they arrive, and which of a list the scheduler lacks.
+//! Blobs by hash: downloads, uploads checked against their hash as they arrive, and which of a
+//! list the scheduler lacks.
 
 use super::*;
 

@@ -1,4 +1,5 @@
-//! What is not the grid's API proper: `/health`, `/metrics` (and the latency of every route), the dashboard's page and event stream, and the OpenAPI document.
+//! What is not the grid's API proper: `/health`, `/metrics` (and the latency of every route),
+//! the dashboard's page and event stream, and the OpenAPI document.
 
 use super::*;
 

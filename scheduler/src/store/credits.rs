@@ -1,4 +1,5 @@
-//! Credits and the ledger: entries appended to the hash chain inside the transaction that earns them, uptime credits, payouts, and the reads of them.
+//! Credits and the ledger: entries appended to the hash chain inside the transaction that earns
+//! them, uptime credits, payouts, and the reads of them.
 
 use super::*;
 use crate::rules;

@@ -1,4 +1,5 @@
-//! The group commit: lease and report requests that queue up while one transaction commits are committed together in the next.
+//! The group commit: lease and report requests that queue up while one transaction commits are
+//! committed together in the next.
 
 use super::*;
 

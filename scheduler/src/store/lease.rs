@@ -1,4 +1,5 @@
-//! Leasing: which tasks a runner gets, handing leases back, and ending those past their deadline.
+//! Leasing: which tasks a runner gets, handing leases back, and ending those past their
+//! deadline.
 
 use super::*;
 use crate::rules::Asker;

@@ -1,4 +1,5 @@
-//! Reads for submitters and the dashboard: a batch's status and results, and the grid's totals. None of them locks or writes.
+//! Reads for submitters and the dashboard: a batch's status and results, and the grid's totals.
+//! None of them locks or writes.
 
 use super::*;
 

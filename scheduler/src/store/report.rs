@@ -1,4 +1,5 @@
-//! Results: a report checked and applied, the acceptance and credits its effect implies, the scheduler's own runs, and the blobs an accepted result names.
+//! Results: a report checked and applied, the acceptance and credits its effect implies, the
+//! scheduler's own runs, and the blobs an accepted result names.
 
 use super::*;
 use crate::rules;

@@ -1,4 +1,6 @@
-//! Reading and writing tasks: a transaction reads each task once into [`Pending`], the core changes it in memory, and [`Store::flush`] writes what changed in a few multi-row statements.
+//! Reading tasks: a transaction reads each task once into [`Pending`] (a group's tasks in a
+//! few queries), the core changes it in memory, and `write.rs` writes what changed just
+//! before the commit. Also the commit itself, and the bell it rings when work appeared.
 
 use super::*;
 

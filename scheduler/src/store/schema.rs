@@ -1,4 +1,5 @@
-//! The schema: its migrations, applied in order at start-up and checked against their text, and the planner statistics kept up to date on PostgreSQL.
+//! The schema: its migrations, applied in order at start-up and checked against their text, and
+//! the planner statistics kept up to date on PostgreSQL.
 
 use super::*;
 

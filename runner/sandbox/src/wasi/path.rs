@@ -1,4 +1,5 @@
-//! Paths: opening, creating, renaming, linking and removing files and directories in `/in` and `/out`.
+//! Paths: opening, creating, renaming, linking and removing files and directories in `/in` and
+//! `/out`.
 
 use super::*;
 

@@ -1,4 +1,5 @@
-//! The process, `poll_oneoff` (which never blocks: a sleep moves the virtual clock), and the socket functions, which are refused.
+//! The process, `poll_oneoff` (which never blocks: a sleep moves the virtual clock), and the
+//! socket functions, which are refused.
 
 use super::*;
 
