@@ -147,8 +147,9 @@ impl BatchDelta {
     /// A task of the batch went from `before` to `after`; `succeeded` is its accepted
     /// result's outcome, when these changes accepted it.
     pub fn task(&mut self, before: &TaskState, after: &TaskState, succeeded: Option<bool>) {
+        let (from, to) = (before.progress(), after.progress());
         if let Some(ok) = succeeded
-            && before.progress() != Progress::Accepted
+            && from != Progress::Accepted
         {
             if ok {
                 self.ok += 1;
@@ -156,7 +157,6 @@ impl BatchDelta {
                 self.failed += 1;
             }
         }
-        let (from, to) = (before.progress(), after.progress());
         if from != to {
             self.moved(from, -1);
             self.moved(to, 1);

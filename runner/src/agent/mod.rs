@@ -326,20 +326,16 @@ async fn work(
             answer = async { asking.as_mut().expect("a request in flight").await },
                 if asking.is_some() => {
                 asking = None;
-                let answer = match answer {
-                    Ok(answer) => Ok(answer),
-                    Err(e) if e.is_transient() => Err(e),
-                    Err(e) => anyhow::bail!("{e}"),
-                };
                 let now = epoch.elapsed();
                 match answer {
                     Ok(answer) => {
                         state.answered(Ok(answer), now);
                     }
-                    Err(e) => {
+                    Err(e) if e.is_transient() => {
                         let wait = state.answered(Err(()), now).expect("a failure waits");
                         display.event(away(&e, wait));
                     }
+                    Err(e) => anyhow::bail!("{e}"),
                 }
             }
             _ = sleep_until(wake), if wake.is_some() => {}
