@@ -27,6 +27,8 @@
 #![deny(missing_docs)]
 
 mod batch;
+#[cfg(feature = "client")]
+pub mod client;
 #[cfg(feature = "config")]
 pub mod config;
 mod contract;

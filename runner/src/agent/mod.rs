@@ -5,12 +5,10 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use helio_sdk::wire::{
-    self, HeartbeatAck, Lease, Leases, RegisterRunner, Registered, ReportAck, ReportRequest,
-    ReportStatus, Reported, ResultReport, ReturnRequest, RunnerKey,
+    self, HeartbeatAck, Lease, Leases, RegisterRunner, Registered, ReportStatus, RunnerKey,
 };
 use helio_sdk::{Blake3Hash, DETERMINISM_PROFILE, Name, TaskManifest, Tier};
 use tokio::sync::watch;
@@ -21,12 +19,11 @@ use crate::display::{Display, Event};
 use crate::health::HEALTH_CHECK_BATCH;
 use crate::{LoadedTask, Progress, RunOutput, Sandbox, SandboxConfig};
 
-mod client;
 mod machine;
 mod state;
 
-use client::now_ms;
-pub use client::{Client, ClientError};
+use helio_sdk::client::now_ms;
+pub use helio_sdk::client::{ClientError, RunnerClient as Client};
 pub use machine::{calibrate, load_or_create_key, total_memory};
 pub use state::{Loop, Next};
 
@@ -428,7 +425,7 @@ async fn report_all(
     for (slot, lease, out) in done {
         match out {
             Ok(output) => {
-                results.push(client.result(&lease, &output));
+                results.push(client.result(&lease, &output.report));
                 outputs.push((slot, lease, output));
             }
             Err(e) => {

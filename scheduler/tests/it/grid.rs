@@ -281,7 +281,7 @@ pub async fn run_health_check(client: &Client) -> (wire::Lease, helio_runner::Ru
 pub async fn pass_health_check(client: &Client) {
     let (lease, output) = run_health_check(client).await;
     let acks = client
-        .report(vec![client.result(&lease, &output)])
+        .report(vec![client.result(&lease, &output.report)])
         .await
         .unwrap();
     assert_eq!(acks[0].status, ReportStatus::Accepted, "{acks:?}");

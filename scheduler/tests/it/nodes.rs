@@ -746,7 +746,7 @@ async fn cold_runners_pass_a_health_check_before_they_get_work(db: Db) {
         honest.lease(2).await.unwrap().is_empty(),
         "no task while the check runs"
     );
-    let report = honest.result(&check, &output);
+    let report = honest.result(&check, &output.report);
     let (acks, leases) = honest
         .report_and_lease(vec![report.clone()], 2)
         .await
@@ -782,12 +782,12 @@ async fn cold_runners_pass_a_health_check_before_they_get_work(db: Db) {
     );
     // Nor may it report another runner's check.
     let stolen = broken
-        .report(vec![broken.result(&check, &output)])
+        .report(vec![broken.result(&check, &output.report)])
         .await
         .unwrap();
     assert_eq!(stolen[0].status, ReportStatus::Refused, "{stolen:?}");
     // Nor a check id that names nothing (the most negative id has no negation).
-    let mut forged = broken.result(&bad_check, &bad_output);
+    let mut forged = broken.result(&bad_check, &bad_output.report);
     forged.task_id = i64::MIN;
     let forged = broken.report(vec![forged]).await.unwrap();
     assert_eq!(forged[0].status, ReportStatus::Refused, "{forged:?}");

@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use futures::stream::{StreamExt, TryStreamExt};
 
-use helio_sdk::wire::{ApiError, BatchResults, BatchStatus, BlobList, Credits, Submitted};
+use helio_sdk::client::{ClientError, SubmitterClient};
+use helio_sdk::wire::{BatchResults, BatchStatus, Credits, Submitted};
 use helio_sdk::{BatchManifest, Blake3Hash, storage};
 
 use crate::fetch::{self, FetchError, PutError, Source};
@@ -23,19 +24,10 @@ pub enum GridError {
     /// The manifest, or something it names, is wrong (exit status 2).
     #[error("{0}")]
     Manifest(String),
-    /// The scheduler could not be reached (exit status 3).
-    #[error("scheduler unreachable: {0}")]
-    Unreachable(String),
-    /// The scheduler refused the request (exit status 4).
-    #[error("scheduler refused {what} ({status}): {error}")]
-    Refused {
-        /// What was asked.
-        what: String,
-        /// The HTTP status.
-        status: u16,
-        /// Its reason.
-        error: String,
-    },
+    /// The scheduler could not be reached or could not be understood (exit status 3), or
+    /// it refused the request (exit status 4).
+    #[error(transparent)]
+    Scheduler(#[from] ClientError),
     /// Writing results failed (exit status 5).
     #[error("{0}")]
     Output(String),
@@ -61,8 +53,8 @@ impl GridError {
     pub fn kind(&self) -> &'static str {
         match self {
             GridError::Manifest(_) => "manifest",
-            GridError::Unreachable(_) => "scheduler_unreachable",
-            GridError::Refused { .. } => "refused",
+            GridError::Scheduler(ClientError::Refused { .. }) => "refused",
+            GridError::Scheduler(_) => "scheduler_unreachable",
             GridError::Output(_) => "output",
             GridError::Storage(_) => "storage",
         }
@@ -72,8 +64,8 @@ impl GridError {
     pub fn exit_code(&self) -> u8 {
         match self {
             GridError::Manifest(_) => 2,
-            GridError::Unreachable(_) => 3,
-            GridError::Refused { .. } => 4,
+            GridError::Scheduler(ClientError::Refused { .. }) => 4,
+            GridError::Scheduler(_) => 3,
             GridError::Output(_) => 5,
             GridError::Storage(_) => 6,
         }
@@ -88,101 +80,15 @@ pub const EXIT_TASKS_FAILED: u8 = 1;
 
 /// A scheduler, with the submitter's token.
 pub struct Grid {
-    base: String,
-    token: String,
-    http: reqwest::Client,
+    client: SubmitterClient,
 }
 
 impl Grid {
     /// The scheduler at `base` (`http://host:port`), authenticating with `token`.
     pub fn new(base: &str, token: &str) -> Grid {
         Grid {
-            base: base.trim_end_matches('/').to_string(),
-            token: token.to_string(),
-            http: reqwest::Client::builder()
-                .connect_timeout(Duration::from_secs(10))
-                .build()
-                .expect("an HTTP client with default TLS builds"),
+            client: SubmitterClient::new(base, token),
         }
-    }
-
-    async fn send(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Vec<u8>>,
-    ) -> Result<reqwest::Response, GridError> {
-        let request = self
-            .http
-            .request(method.clone(), format!("{}{path}", self.base))
-            .bearer_auth(&self.token);
-        let request = match body {
-            Some(body) => request
-                .header("content-type", "application/json")
-                .body(body),
-            None => request,
-        };
-        self.answer(method, path, request).await
-    }
-
-    async fn send_body(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: reqwest::Body,
-    ) -> Result<reqwest::Response, GridError> {
-        let request = self
-            .http
-            .request(method.clone(), format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .header("content-type", "application/octet-stream")
-            .body(body);
-        self.answer(method, path, request).await
-    }
-
-    async fn answer(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        request: reqwest::RequestBuilder,
-    ) -> Result<reqwest::Response, GridError> {
-        let response = request
-            .send()
-            .await
-            .map_err(|e| GridError::Unreachable(format!("{}: {e}", self.base)))?;
-        let status = response.status();
-        if status.is_success() {
-            return Ok(response);
-        }
-        let text = response.text().await.unwrap_or_default();
-        let error = ApiError::message(text);
-        if status.is_server_error() {
-            return Err(GridError::Unreachable(format!(
-                "{method} {path}: {status}: {error}"
-            )));
-        }
-        Err(GridError::Refused {
-            what: format!("{method} {path}"),
-            status: status.as_u16(),
-            error,
-        })
-    }
-
-    async fn json<T: serde::de::DeserializeOwned>(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Vec<u8>>,
-    ) -> Result<T, GridError> {
-        let bytes = self
-            .send(method, path, body)
-            .await?
-            .bytes()
-            .await
-            .map_err(|e| GridError::Unreachable(format!("{path}: {e}")))?;
-        serde_json::from_slice(&bytes).map_err(|e| {
-            GridError::Unreachable(format!("{path}: an answer helio cannot read: {e}"))
-        })
     }
 
     /// Submits the batch manifest at `manifest` (a path or a `file://`, `http(s)://` or
@@ -202,23 +108,13 @@ impl Grid {
             GridError::Manifest(format!("{source}: {}", list.join("; ")))
         })?;
         let blobs = named_blobs(&source, &batch)?;
-        let hashes: Vec<Blake3Hash> = blobs.keys().copied().collect();
-        let missing: BlobList = self
-            .json(
-                reqwest::Method::POST,
-                "/v1/blobs/missing",
-                Some(serde_json::to_vec(&BlobList { blobs: hashes }).expect("serializes")),
-            )
-            .await?;
-        futures::stream::iter(missing.blobs.iter().filter_map(|h| blobs.get_key_value(h)))
+        let missing = self.client.missing(blobs.keys().copied().collect()).await?;
+        futures::stream::iter(missing.iter().filter_map(|h| blobs.get_key_value(h)))
             .map(|(hash, (what, from))| self.upload(*hash, what, from))
             .buffer_unordered(UPLOADS_IN_FLIGHT)
             .try_collect::<()>()
             .await?;
-        let submitted: Submitted = self
-            .json(reqwest::Method::POST, "/v1/batches", Some(text))
-            .await?;
-        Ok(submitted)
+        Ok(self.client.submit(text).await?)
     }
 
     /// Streams the object at `from` to the scheduler as blob `hash`, checking on the way
@@ -238,46 +134,33 @@ impl Grid {
                 ))
             },
         );
-        // reqwest sees only that the body failed; the reason is kept here.
+        // The HTTP client sees only that the body failed; the reason is kept here.
         let failure: Arc<Mutex<Option<GridError>>> = Arc::default();
         let fail = failure.clone();
         let checked = checked.map_err(move |e| {
             *fail.lock().expect("not poisoned") = Some(e);
             std::io::Error::other("upload aborted")
         });
-        let sent = self
-            .send_body(
-                reqwest::Method::PUT,
-                &format!("/v1/blobs/{hash}"),
-                reqwest::Body::wrap_stream(checked),
-            )
-            .await;
+        let sent = self.client.upload_stream(&hash, checked).await;
         if let Some(e) = failure.lock().expect("not poisoned").take() {
             return Err(e);
         }
-        sent.map(|_| ())
+        Ok(sent?)
     }
 
     /// A batch's progress.
     pub async fn status(&self, batch: &str) -> Result<BatchStatus, GridError> {
-        self.json(reqwest::Method::GET, &format!("/v1/batches/{batch}"), None)
-            .await
+        Ok(self.client.status(batch).await?)
     }
 
     /// A batch's results.
     pub async fn results(&self, batch: &str) -> Result<BatchResults, GridError> {
-        self.json(
-            reqwest::Method::GET,
-            &format!("/v1/batches/{batch}/results"),
-            None,
-        )
-        .await
+        Ok(self.client.results(batch).await?)
     }
 
     /// Credits per `by` (owner, runner or batch).
     pub async fn credits(&self, by: &str) -> Result<Credits, GridError> {
-        self.json(reqwest::Method::GET, &format!("/v1/credits?by={by}"), None)
-            .await
+        Ok(self.client.credits(by).await?)
     }
 
     /// Polls a batch until every task is accepted, calling `progress` on each change.
@@ -302,7 +185,7 @@ impl Grid {
                     tokio::time::sleep(Duration::from_millis(300)).await;
                 }
                 // The scheduler restarting is no reason to give up on a batch.
-                Err(GridError::Unreachable(e)) if away < 100 => {
+                Err(GridError::Scheduler(e)) if e.is_transient() && away < 100 => {
                     away += 1;
                     eprintln!("scheduler away ({e}); still waiting");
                     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -340,16 +223,14 @@ impl Grid {
     /// Streams blob `hash` from the scheduler to `to`, checking it on the way: nothing is
     /// written if the bytes do not hash to `hash`.
     async fn copy_blob(&self, hash: &Blake3Hash, to: &Source) -> Result<(), GridError> {
-        let path = format!("/v1/blobs/{hash}");
-        let response = self.send(reqwest::Method::GET, &path, None).await?;
-        let path_ = path.clone();
-        let chunks = storage::hashed(
-            response
-                .bytes_stream()
-                .map_err(move |e| GridError::Unreachable(format!("{path_}: {e}"))),
-            *hash,
-            move |_| GridError::Unreachable(format!("{path}: the bytes do not hash to its name")),
-        );
+        let chunks = self.client.blob_stream(hash).await?;
+        let hash = *hash;
+        let chunks = storage::hashed(chunks.map_err(GridError::from), hash, move |actual| {
+            GridError::Scheduler(ClientError::Unreadable {
+                what: format!("GET /v1/blobs/{hash}"),
+                error: format!("the bytes hash to {actual}"),
+            })
+        });
         to.put_stream(chunks).await.map_err(|e| match e {
             PutError::Source(e) => e,
             PutError::Store(e) => written(to, e),
