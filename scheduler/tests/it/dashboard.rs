@@ -259,7 +259,7 @@ impl Browser {
             assert!(
                 std::path::Path::new(path).exists(),
                 "{path} is missing: the dashboard's browser tests need Debian's chromium and \
-                 chromium-driver (apt-get install chromium chromium-driver; .ci/run installs \
+                 chromium-driver (apt-get install chromium chromium-driver; scripts/test installs \
                  them), or HELIO_CHROMIUM and HELIO_CHROMEDRIVER naming others"
             );
         }

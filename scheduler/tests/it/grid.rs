@@ -36,7 +36,7 @@ pub async fn fresh_database(db: Db) -> Option<String> {
             let admin = postgres_admin_url();
             let mut conn = sqlx::PgConnection::connect(&admin)
                 .await
-                .unwrap_or_else(|e| panic!("PostgreSQL at {admin}: {e} (.ci/run starts it)"));
+                .unwrap_or_else(|e| panic!("PostgreSQL at {admin}: {e} (scripts/test starts it)"));
             let mut name = [0u8; 8];
             getrandom::fill(&mut name).unwrap();
             let name = format!("helio_test_{}", wire::to_hex(&name));
