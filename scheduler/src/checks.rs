@@ -6,8 +6,8 @@
 //! next check. Real results still need a quorum; the check keeps a broken machine from
 //! taking (and holding up) tasks in the first place.
 //!
-//! A check's lease carries the check's id negated as its task id (task ids are positive),
-//! so a runner runs and reports it like any task.
+//! A check is a kind of lease ([`LeaseId::Check`]); on the wire its lease carries the
+//! check's id negated as its task id, so a runner runs and reports it like any task.
 
 use std::sync::{Arc, OnceLock};
 
@@ -15,6 +15,7 @@ use helio_sandbox::health::{
     HEALTH_CHECK_BATCH, HEALTH_CHECK_WALL_SECONDS, health_check_manifest, health_check_module,
 };
 use helio_sandbox::{LoadedTask, RunOutput, Sandbox};
+use helio_sdk::ids::{CheckId, LeaseId};
 use helio_sdk::wire::Lease;
 use helio_sdk::{Blake3Hash, RunReport};
 
@@ -31,22 +32,17 @@ pub fn module() -> &'static (Arc<[u8]>, Blake3Hash) {
     })
 }
 
-/// Whether a reported task id names a health check rather than a task.
-pub fn is_check(task_id: i64) -> bool {
-    task_id < 0
-}
-
 /// When a check leased at `now_ms` ends.
 pub fn deadline(now_ms: i64) -> i64 {
     crate::task::lease_deadline(now_ms, u64::from(HEALTH_CHECK_WALL_SECONDS), GRACE_MS)
 }
 
 /// The lease of health check `id` with `seed`.
-pub fn lease(id: i64, seed: u64, deadline_ms: i64) -> Result<Lease, String> {
+pub fn lease(id: CheckId, seed: u64, deadline_ms: i64) -> Result<Lease, String> {
     let manifest = health_check_manifest(&module().1, seed)
         .map_err(|e| format!("the health-check manifest: {e}"))?;
     Ok(Lease {
-        task_id: -id,
+        task_id: LeaseId::Check(id).wire(),
         batch: HEALTH_CHECK_BATCH.into(),
         manifest,
         deadline_ms,

@@ -166,6 +166,9 @@ impl Pulse {
             true => {
                 let mut views = Vec::new();
                 for (id, submitted_by, created_ms) in store.recent_batches(BATCHES).await? {
+                    let id = id.parse().map_err(|e: helio_sdk::ids::IdError| {
+                        StoreError::Corrupt(format!("a stored batch id: {e}"))
+                    })?;
                     let status = store.batch_status(&id).await?;
                     views.push(BatchView {
                         done: status.done(),

@@ -5,17 +5,19 @@ use std::sync::Arc;
 
 use helio_sandbox::Sandbox;
 use helio_sandbox::health::HEALTH_CHECK_BATCH;
+use helio_sdk::ids::CheckId;
 use helio_sdk::wire::{ReportAck, ReportStatus, ResultReport};
 
 use crate::checks;
 use crate::store::{RunnerRecord, Store, StoreError};
 
-/// Takes `runner`'s report `r` of a health check: checks it is the runner's pending check,
+/// Takes `runner`'s report `r` of health check `id`: checks it is the runner's pending check,
 /// that the report is consistent and signed, runs the check itself, and records the result.
 pub async fn report(
     store: &Store,
     sandbox: &Arc<Sandbox>,
     runner: &RunnerRecord,
+    id: CheckId,
     r: &ResultReport,
     now: i64,
 ) -> Result<ReportAck, StoreError> {
@@ -27,9 +29,6 @@ pub async fn report(
         upload: Vec::new(),
     };
     let refuse = |error: String| ack(ReportStatus::Refused, Some(error));
-    let Some(id) = r.task_id.checked_neg() else {
-        return Ok(refuse(format!("task {} not found", r.task_id)));
-    };
     let check = match store.health_check(id).await? {
         Some(c) if c.runner == runner.id => c,
         _ => {
@@ -71,10 +70,10 @@ pub async fn report(
         return Ok(ack(ReportStatus::Duplicate, None));
     }
     if report.digest == expected.digest {
-        tracing::info!(runner = %runner.id, check = id, "health check passed");
+        tracing::info!(runner = %runner.id, check = %id, "health check passed");
         Ok(ack(ReportStatus::Accepted, None))
     } else {
-        tracing::warn!(runner = %runner.id, check = id, digest = %report.digest, expected = %expected.digest, "health check failed");
+        tracing::warn!(runner = %runner.id, check = %id, digest = %report.digest, expected = %expected.digest, "health check failed");
         Ok(ack(
             ReportStatus::Disagreed,
             Some(format!(

@@ -257,7 +257,7 @@ async fn authority_loop(app: App, upload_wait_ms: i64) {
             match run_authority(&app, job).await {
                 Ok(()) => progressed = true,
                 Err(e) => {
-                    tracing::error!(task = task_id, error = %e, "the scheduler's own run failed")
+                    tracing::error!(task = %task_id, error = %e, "the scheduler's own run failed")
                 }
             }
         }
@@ -310,7 +310,7 @@ async fn run_authority(app: &App, job: AuthorityJob) -> anyhow::Result<()> {
         .put(&report.stdout_blake3, output.stdout.clone().into())
         .await?;
     if job.expect.is_none() {
-        tracing::info!(task = job.task_id, digest = %report.digest, "the scheduler's own run decided the task");
+        tracing::info!(task = %job.task_id, digest = %report.digest, "the scheduler's own run decided the task");
         app.store.authority(job.task_id, report, now_ms()).await?;
     }
     // The run just stored every blob its result names.

@@ -34,6 +34,7 @@ pub mod config;
 mod contract;
 mod digest;
 mod error;
+pub mod ids;
 mod manifest;
 #[cfg(feature = "storage")]
 pub mod storage;

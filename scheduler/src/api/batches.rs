@@ -62,6 +62,7 @@ pub(super) async fn batch_status(
     headers: HeaderMap,
 ) -> Answer<Response> {
     token_auth(&app, &headers, Role::Submitter).await?;
+    let id: BatchId = id.parse().map_err(|e: IdError| Fail::bad(e.to_string()))?;
     Ok(json(&app.store.batch_status(&id).await?))
 }
 
@@ -71,5 +72,6 @@ pub(super) async fn batch_results(
     headers: HeaderMap,
 ) -> Answer<Response> {
     token_auth(&app, &headers, Role::Submitter).await?;
+    let id: BatchId = id.parse().map_err(|e: IdError| Fail::bad(e.to_string()))?;
     Ok(json(&app.store.batch_results(&id).await?))
 }

@@ -16,6 +16,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use helio_sandbox::{LoadedTask, RunOutput, Sandbox};
+use helio_sdk::ids::{BatchId, IdError, LeaseId, TaskId};
 use helio_sdk::wire::{
     self, ApiError, BlobList, Credits, LeaseRequest, Leases, RegisterRunner, ReportRequest,
     ReportStatus, ReturnRequest, RunnerInfo,
@@ -124,7 +125,7 @@ impl App {
     fn count_leases(&self, leases: &[wire::Lease]) {
         let tasks = leases
             .iter()
-            .filter(|l| !crate::checks::is_check(l.task_id))
+            .filter(|l| matches!(LeaseId::from_wire(l.task_id), Ok(LeaseId::Task(_))))
             .count();
         self.metrics.leases.inc_by(tasks as u64);
     }
@@ -221,6 +222,13 @@ fn parse<T: DeserializeOwned>(body: &[u8]) -> Answer<T> {
             Fail::bad(format!("request body, field {path}: {}", e.inner()))
         }
     })
+}
+
+/// The leases named by wire task ids, each checked ([`LeaseId::from_wire`]).
+fn lease_ids(ids: impl Iterator<Item = i64>) -> Answer<Vec<LeaseId>> {
+    ids.enumerate()
+        .map(|(i, id)| LeaseId::from_wire(id).map_err(|e| Fail::bad(format!("item {i}: {e}"))))
+        .collect()
 }
 
 /// The routes.

@@ -172,10 +172,12 @@ pub(super) async fn give_back(
 ) -> Answer<Response> {
     let runner = runner_auth(&app, &method, &uri, &headers, &body).await?;
     let req: ReturnRequest = parse(&body)?;
-    let returned = app
-        .store
-        .give_back(&runner.id, &req.task_ids, now_ms())
-        .await?;
+    // A health check cannot be handed back: it ends at its deadline like any lease.
+    let tasks: Vec<TaskId> = lease_ids(req.task_ids.iter().copied())?
+        .into_iter()
+        .filter_map(LeaseId::task)
+        .collect();
+    let returned = app.store.give_back(&runner.id, &tasks, now_ms()).await?;
     Ok(json(&serde_json::json!({ "returned": returned })))
 }
 
@@ -190,21 +192,18 @@ pub(super) async fn report(
     app.metrics.runner_requests.inc();
     let mut req: ReportRequest = parse(&body)?;
     let lease = (req.lease > 0).then_some((req.lease, app.config.lease_grace_ms));
+    let ids = lease_ids(req.results.iter().map(|r| r.task_id))?;
     // Health checks first: one passed here makes the runner warm for the lease below.
-    let is_check: Vec<bool> = req
-        .results
-        .iter()
-        .map(|r| crate::checks::is_check(r.task_id))
-        .collect();
     let mut checked = Vec::new();
-    if is_check.contains(&true) {
-        let (checks, tasks): (Vec<_>, Vec<_>) = std::mem::take(&mut req.results)
-            .into_iter()
-            .partition(|r| crate::checks::is_check(r.task_id));
-        req.results = tasks;
-        for r in &checks {
-            checked
-                .push(crate::health::report(&app.store, &app.sandbox, &runner, r, now_ms()).await?);
+    let mut results = std::mem::take(&mut req.results).into_iter();
+    for &id in &ids {
+        let r = results.next().expect("one id per result");
+        match id {
+            LeaseId::Check(check) => checked.push(
+                crate::health::report(&app.store, &app.sandbox, &runner, check, &r, now_ms())
+                    .await?,
+            ),
+            LeaseId::Task(_) => req.results.push(r),
         }
     }
     let (mut acks, leases) = app
@@ -214,9 +213,12 @@ pub(super) async fn report(
     if !checked.is_empty() {
         // The acknowledgements in the order of the results.
         let (mut checked, mut tasks) = (checked.into_iter(), acks.into_iter());
-        acks = is_check
+        acks = ids
             .iter()
-            .filter_map(|&check| if check { checked.next() } else { tasks.next() })
+            .filter_map(|id| match id {
+                LeaseId::Check(_) => checked.next(),
+                LeaseId::Task(_) => tasks.next(),
+            })
             .collect();
     }
     app.count_leases(&leases);
@@ -232,11 +234,10 @@ pub(super) async fn report(
         }
         ack.upload = missing;
     }
-    for ack in &acks {
-        let counter = if crate::checks::is_check(ack.task_id) {
-            &app.metrics.health_checks
-        } else {
-            &app.metrics.results
+    for (ack, id) in acks.iter().zip(&ids) {
+        let counter = match id {
+            LeaseId::Check(_) => &app.metrics.health_checks,
+            LeaseId::Task(_) => &app.metrics.results,
         };
         counter
             .get_or_create(&crate::metrics::Status {

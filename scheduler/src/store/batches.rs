@@ -4,7 +4,7 @@ use super::*;
 
 /// A batch's id: `b-` and 16 hex digits of the BLAKE3 of everything that defines it, so that
 /// the same manifest submitted twice is the same batch.
-pub fn batch_id(batch: &BatchManifest) -> String {
+pub fn batch_id(batch: &BatchManifest) -> BatchId {
     let mut h = blake3::Hasher::new_derive_key("helio batch id v1");
     h.update(batch.batch.as_str().as_bytes());
     h.update(&[0]);
@@ -21,7 +21,8 @@ pub fn batch_id(batch: &BatchManifest) -> String {
         );
         h.update(&[0]);
     }
-    format!("b-{}", &Blake3Hash::from(h.finalize()).to_string()[..16])
+    BatchId::from_digits(&Blake3Hash::from(h.finalize()).to_string()[..16])
+        .expect("16 hex digits make a batch id")
 }
 
 impl Store {
@@ -33,7 +34,7 @@ impl Store {
         submitter: &str,
         now: i64,
     ) -> Result<Submitted> {
-        let id = batch_id(batch);
+        let id = batch_id(batch).to_string();
         let mut tx = self.pool.begin().await?;
         let existing = sqlx::query("SELECT tasks FROM batches WHERE id = $1")
             .bind(&id)

@@ -76,16 +76,21 @@ impl Store {
         .execute(&mut **tx)
         .await?;
         Ok(vec![
-            checks::lease(id, seed, deadline).map_err(StoreError::Corrupt)?,
+            checks::lease(
+                CheckId::new(id).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                seed,
+                deadline,
+            )
+            .map_err(StoreError::Corrupt)?,
         ])
     }
 
     /// The health check `id`, if it exists.
-    pub async fn health_check(&self, id: i64) -> Result<Option<HealthCheck>> {
+    pub async fn health_check(&self, id: CheckId) -> Result<Option<HealthCheck>> {
         let row = sqlx::query(
             "SELECT runner_id, seed, deadline_ms, state, digest FROM health_checks WHERE id = $1",
         )
-        .bind(id)
+        .bind(id.get())
         .fetch_optional(&self.pool)
         .await?;
         row.map(|r| {
@@ -111,7 +116,7 @@ impl Store {
     /// that runner's pending one.
     pub async fn finish_check(
         &self,
-        id: i64,
+        id: CheckId,
         runner: &str,
         digest: &Blake3Hash,
         expected: &Blake3Hash,
@@ -123,7 +128,7 @@ impl Store {
             "UPDATE health_checks SET state = $3, digest = $4, expected = $5, finished_ms = $6 \
              WHERE id = $1 AND runner_id = $2 AND state = 'pending'",
         )
-        .bind(id)
+        .bind(id.get())
         .bind(runner)
         .bind(if passed { "passed" } else { "failed" })
         .bind(digest.to_string())

@@ -257,12 +257,11 @@ impl Store {
     }
 
     /// Hands `runner`'s leases of `tasks` back; returns how many it held.
-    pub async fn give_back(&self, runner: &str, tasks: &[i64], now: i64) -> Result<u32> {
+    pub async fn give_back(&self, runner: &str, tasks: &[TaskId], now: i64) -> Result<u32> {
         let mut tx = self.pool.begin().await?;
         let mut p = Pending::default();
-        let n = self
-            .hand_back(&mut tx, &mut p, runner, tasks.to_vec())
-            .await?;
+        let tasks = tasks.iter().map(|t| t.get()).collect();
+        let n = self.hand_back(&mut tx, &mut p, runner, tasks).await?;
         let work = self.flush(&mut tx, p).await?;
         if n > 0 {
             let detail = format!(

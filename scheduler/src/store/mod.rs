@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
 use std::sync::Arc;
 
+use helio_sdk::ids::{BatchId, CheckId, TaskId};
 use helio_sdk::wire::{
     self, BatchResults, BatchStatus, CreditRow, Lease, RegisterRunner, Registered, ReportAck,
     ReportStatus, ResultReport, Submitted, TaskResult,
@@ -135,8 +136,8 @@ pub struct RunnerRecord {
 /// A health check issued to a runner.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HealthCheck {
-    /// Its id (its lease carries the negated id as task id).
-    pub id: i64,
+    /// Its id.
+    pub id: CheckId,
     /// The runner it was issued to.
     pub runner: String,
     /// The seed of its task.
@@ -242,7 +243,7 @@ pub struct RunnerEvent {
 #[derive(Debug, Clone)]
 pub struct AuthorityJob {
     /// The task.
-    pub task_id: i64,
+    pub task_id: TaskId,
     /// Its manifest.
     pub manifest: helio_sdk::TaskManifest,
     /// For output recovery: the accepted digest the run must reproduce.

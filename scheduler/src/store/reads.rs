@@ -5,7 +5,8 @@ use super::*;
 
 impl Store {
     /// A batch's progress.
-    pub async fn batch_status(&self, id: &str) -> Result<BatchStatus> {
+    pub async fn batch_status(&self, id: &BatchId) -> Result<BatchStatus> {
+        let id = id.as_str();
         // Every count is kept as tasks move (migrations 5 and 7), in the transactions that
         // move them, so this reads one row whatever the batch's size; pending tasks are what
         // the counts leave. [`Store::recount_batch`] counts the same from the rows.
@@ -79,7 +80,8 @@ impl Store {
     }
 
     /// Every task of a batch with its accepted result, in manifest order.
-    pub async fn batch_results(&self, id: &str) -> Result<BatchResults> {
+    pub async fn batch_results(&self, id: &BatchId) -> Result<BatchResults> {
+        let id = id.as_str();
         let name: String = sqlx::query("SELECT name FROM batches WHERE id = $1")
             .bind(id)
             .fetch_optional(&self.reads)
@@ -158,16 +160,15 @@ impl Store {
     }
 
     /// The id of task `name` of batch `batch`.
-    pub async fn task_id(&self, batch: &str, name: &str) -> Result<i64> {
-        Ok(
-            sqlx::query("SELECT id FROM tasks WHERE batch_id = $1 AND name = $2")
-                .bind(batch)
-                .bind(name)
-                .fetch_optional(&self.reads)
-                .await?
-                .ok_or_else(|| StoreError::NotFound(format!("task {name} of batch {batch}")))?
-                .try_get(0)?,
-        )
+    pub async fn task_id(&self, batch: &str, name: &str) -> Result<TaskId> {
+        let id: i64 = sqlx::query("SELECT id FROM tasks WHERE batch_id = $1 AND name = $2")
+            .bind(batch)
+            .bind(name)
+            .fetch_optional(&self.reads)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("task {name} of batch {batch}")))?
+            .try_get(0)?;
+        TaskId::new(id).map_err(|e| StoreError::Corrupt(e.to_string()))
     }
 
     /// Tasks across the grid by where they stand, for the dashboard.

@@ -325,7 +325,7 @@ impl Store {
             let manifest: String = row.try_get(1)?;
             let expect: Option<String> = row.try_get(2)?;
             jobs.push(AuthorityJob {
-                task_id,
+                task_id: TaskId::new(task_id).map_err(|e| StoreError::Corrupt(e.to_string()))?,
                 manifest: parse_manifest(task_id, &manifest)?,
                 expect: expect.as_deref().map(hash).transpose()?,
             });
@@ -334,7 +334,8 @@ impl Store {
     }
 
     /// The scheduler's own run of a deciding task gave `report`: it decides the task.
-    pub async fn authority(&self, task_id: i64, report: &RunReport, now: i64) -> Result<()> {
+    pub async fn authority(&self, task_id: TaskId, report: &RunReport, now: i64) -> Result<()> {
+        let task_id = task_id.get();
         let mut tx = self.pool.begin().await?;
         let mut p = Pending::default();
         let (mut state, info) = self.load(&mut tx, &mut p, task_id).await?;

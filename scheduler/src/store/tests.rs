@@ -1,4 +1,5 @@
 use super::*;
+use helio_sdk::ids::LeaseId;
 
 #[test]
 fn statistics_go_stale_past_a_thousand_changes_and_a_tenth_of_the_rows() {
@@ -63,7 +64,9 @@ async fn fixture(
         // Warm: its health check passed.
         let check = store.lease(&runner, 1, 0, 0).await.unwrap();
         let digest = Blake3Hash::of(b"check");
-        let id = -check[0].task_id;
+        let Ok(LeaseId::Check(id)) = LeaseId::from_wire(check[0].task_id) else {
+            panic!("a cold runner's first lease is its health check: {check:?}");
+        };
         assert!(
             store
                 .finish_check(id, &runner.id, &digest, &digest, 0)
@@ -128,7 +131,7 @@ async fn a_lease_the_group_pool_cannot_fill_reads_its_own_tasks() {
     let batch = store.recent_batches(1).await.unwrap()[0].0.clone();
     let mut task = Vec::new();
     for i in 0..spare + 10 {
-        task.push(store.task_id(&batch, &format!("t{i}")).await.unwrap());
+        task.push(store.task_id(&batch, &format!("t{i}")).await.unwrap().get());
     }
     let ids = |leases: Vec<Lease>| leases.iter().map(|l| l.task_id).collect::<Vec<_>>();
     // Alice's first runner takes the first spare + 4 tasks: the pool of the next group
@@ -166,7 +169,7 @@ fn fixture_keys(n: u8) -> Vec<wire::RunnerKey> {
 /// A batch's pending, running and deciding tasks as `batch_status` keeps them, asserted
 /// equal to a count of the rows.
 async fn kept_counts(store: &Store, batch: &str) -> (u64, u64, u64) {
-    let status = store.batch_status(batch).await.unwrap();
+    let status = store.batch_status(&batch.parse().unwrap()).await.unwrap();
     let kept = (status.pending, status.running, status.deciding);
     assert_eq!(
         kept,
@@ -213,7 +216,7 @@ async fn a_batchs_counts_follow_every_move_of_its_task() {
     assert_eq!(kept_counts(&store, &batch).await, (1, 0, 0));
 
     let lease = store.lease(&runners[0], 1, 1, 0).await.unwrap();
-    let task = lease[0].task_id;
+    let task = TaskId::new(lease[0].task_id).unwrap();
     assert_eq!(kept_counts(&store, &batch).await, (0, 1, 0));
     assert_eq!(
         store.give_back(&runners[0].id, &[task], 2).await.unwrap(),
@@ -253,7 +256,7 @@ async fn a_batchs_counts_follow_every_move_of_its_task() {
     }
     store.authority(task, &answer(2), 12).await.unwrap();
     assert_eq!(kept_counts(&store, &batch).await, (0, 0, 0));
-    let status = store.batch_status(&batch).await.unwrap();
+    let status = store.batch_status(&batch.parse().unwrap()).await.unwrap();
     assert_eq!((status.succeeded, status.failed), (1, 0));
 }
 

@@ -558,7 +558,7 @@ async fn a_stuck_runners_leases_expire_and_replayed_reports_change_nothing(db: D
 
 async fn sqlx_task_id(grid: &TestGrid, batch: &str, task: &str) -> i64 {
     let leases_of_batch = service::open_store(&grid.config).await.unwrap();
-    leases_of_batch.task_id(batch, task).await.unwrap()
+    leases_of_batch.task_id(batch, task).await.unwrap().get()
 }
 
 fn read_key(grid: &TestGrid, owner: &str) -> [u8; 32] {

@@ -9,7 +9,7 @@ use helio_scheduler::ledger::{self, Kind};
 use helio_scheduler::service::{self, Config};
 use helio_scheduler::store::{Role, Store};
 use helio_sdk::wire::{self, RegisterRunner, ReportStatus, RunnerKey};
-use helio_sdk::{Blake3Hash, DETERMINISM_PROFILE, Tier};
+use helio_sdk::{Blake3Hash, DETERMINISM_PROFILE, Outcome, RunReport, Tier};
 use reqwest::StatusCode;
 use sqlx::Connection;
 
@@ -418,6 +418,45 @@ async fn error(response: reqwest::Response) -> (StatusCode, Option<String>, Stri
     (status, retry, body["error"].as_str().unwrap().to_string())
 }
 
+/// Ids are parsed where they come in: a lease id of 0 names neither a task nor a health
+/// check, and a batch id has one form; each is refused with a reason, not looked up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ids_that_name_nothing_are_refused_at_the_edge() {
+    let grid = TestGrid::start_with(Db::Sqlite, |_| {}).await;
+    let http = reqwest::Client::new();
+    let key = new_key();
+    let body = serde_json::to_value(registration(&key, "alice")).unwrap();
+    let registered = signed(&http, &grid.url, &key, "/v1/runners", &body).await;
+    assert_eq!(registered.status(), StatusCode::OK);
+    let report = serde_json::json!({ "results": [{
+        "task_id": 0,
+        "report": RunReport::new(Outcome::Exited { exit_code: 0 }, 1, Blake3Hash::of(b""), Vec::new(), 1),
+        "signature": "00",
+    }] });
+    for (path, body) in [
+        ("/v1/results", report),
+        (
+            "/v1/leases/return",
+            serde_json::json!({ "task_ids": [3, 0] }),
+        ),
+    ] {
+        let (status, _, msg) = error(signed(&http, &grid.url, &key, path, &body).await).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {msg}");
+        assert!(msg.contains("task_id 0 names no lease"), "{path}: {msg}");
+    }
+    for path in ["/v1/batches/b-NOTHEX", "/v1/batches/12/results"] {
+        let response = http
+            .get(format!("{}{path}", grid.url))
+            .bearer_auth(&grid.token)
+            .send()
+            .await
+            .unwrap();
+        let (status, _, msg) = error(response).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {msg}");
+        assert!(msg.contains("is not a batch id"), "{path}: {msg}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runners_are_validated_pooled_rate_limited_and_audited() {
     let grid = TestGrid::start_with(Db::Sqlite, |c| {
@@ -786,11 +825,15 @@ async fn cold_runners_pass_a_health_check_before_they_get_work(db: Db) {
         .await
         .unwrap();
     assert_eq!(stolen[0].status, ReportStatus::Refused, "{stolen:?}");
-    // Nor a check id that names nothing (the most negative id has no negation).
+    // Nor a check id that names nothing (the most negative id has no negation): the
+    // request is refused whole, before anything in it is looked up.
     let mut forged = broken.result(&bad_check, &bad_output.report);
     forged.task_id = i64::MIN;
-    let forged = broken.report(vec![forged]).await.unwrap();
-    assert_eq!(forged[0].status, ReportStatus::Refused, "{forged:?}");
+    let refused = broken.report(vec![forged]).await.unwrap_err();
+    assert!(
+        matches!(&refused, ClientError::Refused { status: 400, error, .. } if error.contains("names no lease")),
+        "{refused}"
+    );
 
     let runners = runner_list(&grid.url).await;
     let info = |id: String| runners.iter().find(|r| r.id == id).unwrap().clone();
@@ -868,7 +911,7 @@ async fn health_checks_expire_back_off_and_go_cold_offline(db: Db) {
     );
     assert_ne!(second[0].task_id, first[0].task_id);
     let expired = store
-        .health_check(-first[0].task_id)
+        .health_check(check_id(&first[0]))
         .await
         .unwrap()
         .unwrap();
@@ -879,7 +922,7 @@ async fn health_checks_expire_back_off_and_go_cold_offline(db: Db) {
     let mut at = check[0].deadline_ms - 1;
     // Three failures in a row: waits of 1, 2 and 4 minutes.
     for (failed, wait) in [(1u64, 60_000), (2, 120_000), (3, 240_000)] {
-        let id = -check[0].task_id;
+        let id = check_id(&check[0]);
         assert!(
             store
                 .finish_check(id, &runner.id, &wrong, &right, at)
@@ -902,14 +945,14 @@ async fn health_checks_expire_back_off_and_go_cold_offline(db: Db) {
     }
     assert!(
         store
-            .finish_check(-check[0].task_id, "r-someoneelse", &right, &right, at)
+            .finish_check(check_id(&check[0]), "r-someoneelse", &right, &right, at)
             .await
             .is_ok_and(|recorded| !recorded),
         "another runner's check"
     );
     assert!(
         store
-            .finish_check(-check[0].task_id, &runner.id, &right, &right, at)
+            .finish_check(check_id(&check[0]), &runner.id, &right, &right, at)
             .await
             .unwrap()
     );
@@ -938,4 +981,12 @@ async fn health_checks_expire_back_off_and_go_cold_offline_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_checks_expire_back_off_and_go_cold_offline_postgres() {
     health_checks_expire_back_off_and_go_cold_offline(Db::Postgres).await;
+}
+
+/// The health check a lease is of.
+fn check_id(lease: &helio_sdk::wire::Lease) -> helio_sdk::ids::CheckId {
+    match helio_sdk::ids::LeaseId::from_wire(lease.task_id) {
+        Ok(helio_sdk::ids::LeaseId::Check(id)) => id,
+        other => panic!("not a health check's lease: {other:?}"),
+    }
 }
