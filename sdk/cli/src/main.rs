@@ -257,206 +257,226 @@ fn main() -> ExitCode {
             remote,
             wait,
             json,
-        } => grid(remote, json, |g| async move {
-            let submitted = g.submit(&manifest).await?;
-            if json {
-                // JSON lines: what was submitted, then (with --wait) how it ended.
-                println!("{}", serde_json::to_string(&submitted).expect("serializes"));
-            } else {
-                println!("{}", submitted.batch);
-                eprintln!(
-                    "{} batch {} ({} tasks)",
-                    if submitted.created {
-                        "submitted"
-                    } else {
-                        "already submitted:"
-                    },
-                    submitted.name,
-                    submitted.tasks
-                );
-            }
-            if !wait {
-                return Ok(0);
-            }
-            let status = g
-                .wait(&submitted.batch, |s| {
-                    if !json {
-                        eprintln!("{}", grid::progress_line(s));
-                    }
-                })
-                .await?;
-            if json {
-                println!("{}", serde_json::to_string(&status).expect("serializes"));
-            }
-            Ok(if status.failed == 0 {
-                0
-            } else {
-                grid::EXIT_TASKS_FAILED
-            })
-        }),
+        } => grid(remote, json, |g| submit(g, manifest, wait, json)),
         Command::Status {
             batch,
             remote,
             json,
-        } => grid(remote, json, |g| async move {
-            let status = g.status(&batch).await?;
-            if json {
-                println!("{}", serde_json::to_string(&status).expect("serializes"));
-            } else {
-                println!("{}", grid::progress_line(&status));
-            }
-            Ok(if status.failed == 0 {
-                0
-            } else {
-                grid::EXIT_TASKS_FAILED
-            })
-        }),
+        } => grid(remote, json, |g| status(g, batch, json)),
         Command::Results {
             batch,
             out,
             remote,
             json,
-        } => grid(remote, json, |g| async move {
-            let results = g.download(&batch, &out).await?;
-            let accepted = results.tasks.iter().filter(|t| t.result.is_some()).count();
-            let failed = results
-                .tasks
-                .iter()
-                .filter(|t| t.result.as_ref().is_some_and(|r| !r.outcome.is_success()))
-                .count();
-            if json {
-                println!("{}", serde_json::to_string(&results).expect("serializes"));
-            } else {
-                println!(
-                    "wrote {}/results.json: {accepted} of {} tasks accepted ({failed} failed)",
-                    out.trim_end_matches('/'),
-                    results.tasks.len()
-                );
-            }
-            Ok(if failed == 0 && accepted == results.tasks.len() {
-                0
-            } else {
-                grid::EXIT_TASKS_FAILED
-            })
-        }),
+        } => grid(remote, json, |g| results(g, batch, out, json)),
         Command::Credits {
             by,
             remote,
             csv,
             json,
-        } => grid(remote, json, |g| async move {
-            let credits = g.credits(&by).await?;
-            if json {
-                println!("{}", serde_json::to_string(&credits).expect("serializes"));
-            } else if csv {
-                println!("{by},tasks,fuel,micro_credits,paid_micro_credits");
-                for r in &credits.rows {
-                    println!(
-                        "{},{},{},{},{}",
-                        r.key, r.tasks, r.fuel, r.micro_credits, r.paid
-                    );
-                }
+        } => grid(remote, json, |g| credits(g, by, csv, json)),
+        Command::Pack(args) => pack_command(*args),
+        Command::Validate { manifest, json } => validate_command(&manifest, json),
+    }
+}
+
+/// `helio submit`: the batch id (or a JSON line), then with `wait` how it ended.
+async fn submit(g: Grid, manifest: String, wait: bool, json: bool) -> Result<u8, GridError> {
+    let submitted = g.submit(&manifest).await?;
+    if json {
+        // JSON lines: what was submitted, then (with --wait) how it ended.
+        println!("{}", serde_json::to_string(&submitted).expect("serializes"));
+    } else {
+        println!("{}", submitted.batch);
+        eprintln!(
+            "{} batch {} ({} tasks)",
+            if submitted.created {
+                "submitted"
             } else {
-                // Payouts go to owners: only their rows have a balance to show.
-                let owners = by == "owner";
-                let (paid, balance) = if owners {
-                    ("paid", "balance")
-                } else {
-                    ("", "")
-                };
-                let header = format!(
-                    "{:>4}  {:<24} {:>8} {:>16} {:>16} {:>16} {:>16}",
-                    "rank", by, "tasks", "fuel", "credits", paid, balance
-                );
-                println!("{}", header.trim_end());
-                for (i, r) in credits.rows.iter().enumerate() {
-                    let (paid, balance) = if owners {
-                        (
-                            helio_sdk::wire::credits_text(r.paid),
-                            helio_sdk::wire::credits_text(r.micro_credits.saturating_sub(r.paid)),
-                        )
-                    } else {
-                        Default::default()
-                    };
-                    let line = format!(
-                        "{:>4}  {:<24} {:>8} {:>16} {:>16} {:>16} {:>16}",
-                        i + 1,
-                        r.key,
-                        r.tasks,
-                        r.fuel,
-                        helio_sdk::wire::credits_text(r.micro_credits),
-                        paid,
-                        balance
-                    );
-                    println!("{}", line.trim_end());
-                }
+                "already submitted:"
+            },
+            submitted.name,
+            submitted.tasks
+        );
+    }
+    if !wait {
+        return Ok(0);
+    }
+    let status = g
+        .wait(&submitted.batch, |s| {
+            if !json {
+                eprintln!("{}", grid::progress_line(s));
             }
-            Ok(0)
-        }),
-        Command::Pack(args) => match options(*args).and_then(|o| pack(&o)) {
-            Ok(p) => {
-                println!(
-                    "wrote {} ({} {}, module {})",
-                    p.manifest.display(),
-                    p.tasks,
-                    if p.tasks == 1 { "task" } else { "tasks" },
-                    p.module
-                );
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("helio pack: {e}");
-                ExitCode::from(2)
-            }
-        },
-        Command::Validate { manifest, json } => {
-            let report = match locate(&manifest).and_then(|s| validate_source(&s)) {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("helio validate: {e}");
-                    return ExitCode::from(2);
-                }
-            };
-            let valid = report.problems.is_empty();
-            if json {
-                println!(
-                    "{}",
-                    json!({
-                        "manifest": manifest,
-                        "kind": report.kind,
-                        "valid": valid,
-                        "tasks": report.tasks,
-                        "problems": report.problems,
-                        "notes": report.notes,
-                    })
-                );
-            } else if valid {
-                println!(
-                    "{manifest}: a valid {} ({} {})",
-                    report.kind,
-                    report.tasks,
-                    if report.tasks == 1 { "task" } else { "tasks" }
-                );
-                for note in &report.notes {
-                    println!("  note: {note}");
-                }
-            } else {
-                println!(
-                    "{manifest}: {} problem{} in this {}:",
-                    report.problems.len(),
-                    if report.problems.len() == 1 { "" } else { "s" },
-                    report.kind
-                );
-                for p in &report.problems {
-                    println!("  - {p}");
-                }
-            }
-            if valid {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            }
+        })
+        .await?;
+    if json {
+        println!("{}", serde_json::to_string(&status).expect("serializes"));
+    }
+    Ok(if status.failed == 0 {
+        0
+    } else {
+        grid::EXIT_TASKS_FAILED
+    })
+}
+
+/// `helio status`.
+async fn status(g: Grid, batch: String, json: bool) -> Result<u8, GridError> {
+    let status = g.status(&batch).await?;
+    if json {
+        println!("{}", serde_json::to_string(&status).expect("serializes"));
+    } else {
+        println!("{}", grid::progress_line(&status));
+    }
+    Ok(if status.failed == 0 {
+        0
+    } else {
+        grid::EXIT_TASKS_FAILED
+    })
+}
+
+/// `helio results`: downloads every accepted output.
+async fn results(g: Grid, batch: String, out: String, json: bool) -> Result<u8, GridError> {
+    let results = g.download(&batch, &out).await?;
+    let accepted = results.tasks.iter().filter(|t| t.result.is_some()).count();
+    let failed = results
+        .tasks
+        .iter()
+        .filter(|t| t.result.as_ref().is_some_and(|r| !r.outcome.is_success()))
+        .count();
+    if json {
+        println!("{}", serde_json::to_string(&results).expect("serializes"));
+    } else {
+        println!(
+            "wrote {}/results.json: {accepted} of {} tasks accepted ({failed} failed)",
+            out.trim_end_matches('/'),
+            results.tasks.len()
+        );
+    }
+    Ok(if failed == 0 && accepted == results.tasks.len() {
+        0
+    } else {
+        grid::EXIT_TASKS_FAILED
+    })
+}
+
+/// `helio credits`: a table, CSV or JSON.
+async fn credits(g: Grid, by: String, csv: bool, json: bool) -> Result<u8, GridError> {
+    let credits = g.credits(&by).await?;
+    if json {
+        println!("{}", serde_json::to_string(&credits).expect("serializes"));
+    } else if csv {
+        println!("{by},tasks,fuel,micro_credits,paid_micro_credits");
+        for r in &credits.rows {
+            println!(
+                "{},{},{},{},{}",
+                r.key, r.tasks, r.fuel, r.micro_credits, r.paid
+            );
         }
+    } else {
+        // Payouts go to owners: only their rows have a balance to show.
+        let owners = by == "owner";
+        let (paid, balance) = if owners {
+            ("paid", "balance")
+        } else {
+            ("", "")
+        };
+        let header = format!(
+            "{:>4}  {:<24} {:>8} {:>16} {:>16} {:>16} {:>16}",
+            "rank", by, "tasks", "fuel", "credits", paid, balance
+        );
+        println!("{}", header.trim_end());
+        for (i, r) in credits.rows.iter().enumerate() {
+            let (paid, balance) = if owners {
+                (
+                    helio_sdk::wire::credits_text(r.paid),
+                    helio_sdk::wire::credits_text(r.micro_credits.saturating_sub(r.paid)),
+                )
+            } else {
+                Default::default()
+            };
+            let line = format!(
+                "{:>4}  {:<24} {:>8} {:>16} {:>16} {:>16} {:>16}",
+                i + 1,
+                r.key,
+                r.tasks,
+                r.fuel,
+                helio_sdk::wire::credits_text(r.micro_credits),
+                paid,
+                balance
+            );
+            println!("{}", line.trim_end());
+        }
+    }
+    Ok(0)
+}
+
+/// `helio pack`.
+fn pack_command(args: PackArgs) -> ExitCode {
+    match options(args).and_then(|o| pack(&o)) {
+        Ok(p) => {
+            println!(
+                "wrote {} ({} {}, module {})",
+                p.manifest.display(),
+                p.tasks,
+                if p.tasks == 1 { "task" } else { "tasks" },
+                p.module
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("helio pack: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// `helio validate`: exit status 0 when valid, 1 with its problems, 2 when unreadable.
+fn validate_command(manifest: &str, json: bool) -> ExitCode {
+    let report = match locate(manifest).and_then(|s| validate_source(&s)) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("helio validate: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let valid = report.problems.is_empty();
+    if json {
+        println!(
+            "{}",
+            json!({
+                "manifest": manifest,
+                "kind": report.kind,
+                "valid": valid,
+                "tasks": report.tasks,
+                "problems": report.problems,
+                "notes": report.notes,
+            })
+        );
+    } else if valid {
+        println!(
+            "{manifest}: a valid {} ({} {})",
+            report.kind,
+            report.tasks,
+            if report.tasks == 1 { "task" } else { "tasks" }
+        );
+        for note in &report.notes {
+            println!("  note: {note}");
+        }
+    } else {
+        println!(
+            "{manifest}: {} problem{} in this {}:",
+            report.problems.len(),
+            if report.problems.len() == 1 { "" } else { "s" },
+            report.kind
+        );
+        for p in &report.problems {
+            println!("  - {p}");
+        }
+    }
+    if valid {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     }
 }
 

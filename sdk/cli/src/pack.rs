@@ -173,6 +173,39 @@ pub fn pack(o: &PackOptions) -> Result<Packed, String> {
     std::fs::write(&module_path, &bytes).map_err(io("cannot write", &module_path))?;
 
     let name = o.name.clone().unwrap_or_else(|| name_from(&stem));
+    let (common, inputs) = common_fields(o, &module_file, &module_hash)?;
+    let is_batch = !o.sweeps.is_empty()
+        || o.sweep_csv.is_some()
+        || o.seeds.is_some()
+        || o.each_input.is_some();
+    if !is_batch {
+        let path = write_task(o, common, &name)?;
+        return Ok(Packed {
+            manifest: path,
+            tasks: 1,
+            module: module_hash,
+            batch: false,
+        });
+    }
+    let axes = BatchAxes::of(o)?;
+    let tasks = axes.tasks(o, &name, &inputs)?;
+    let count = tasks.len();
+    let path = write_batch(o, common, &name, tasks)?;
+    Ok(Packed {
+        manifest: path,
+        tasks: count,
+        module: module_hash,
+        batch: true,
+    })
+}
+
+/// The fields every task of the pack shares (module, env, inputs, outputs, limits, tier),
+/// and the staged inputs.
+fn common_fields(
+    o: &PackOptions,
+    module_file: &str,
+    module_hash: &Blake3Hash,
+) -> Result<(Map<String, Value>, Vec<Value>), String> {
     let mut common = Map::new();
     common.insert(
         "module".into(),
@@ -215,120 +248,150 @@ pub fn pack(o: &PackOptions) -> Result<Packed, String> {
     if let Some(t) = &o.tier {
         common.insert("tier".into(), json!(t));
     }
+    Ok((common, inputs))
+}
 
-    let is_batch = !o.sweeps.is_empty()
-        || o.sweep_csv.is_some()
-        || o.seeds.is_some()
-        || o.each_input.is_some();
-    if !is_batch {
-        let mut task = common;
-        task.insert("schema_version".into(), json!(1));
-        task.insert("name".into(), json!(name));
-        task.insert("args".into(), json!(o.args));
-        if let Some(seed) = o.seed {
-            task.insert("seed".into(), json!(seed));
-        }
-        let value = Value::Object(task);
-        TaskManifest::from_value(value.clone()).map_err(|e| format!("the task manifest: {e}"))?;
-        let path = o.out.join("task.json");
-        write_json(&path, &value)?;
-        return Ok(Packed {
-            manifest: path,
-            tasks: 1,
-            module: module_hash,
-            batch: false,
-        });
+/// Writes and checks the manifest of a single task; returns its path.
+fn write_task(o: &PackOptions, common: Map<String, Value>, name: &str) -> Result<PathBuf, String> {
+    let mut task = common;
+    task.insert("schema_version".into(), json!(1));
+    task.insert("name".into(), json!(name));
+    task.insert("args".into(), json!(o.args));
+    if let Some(seed) = o.seed {
+        task.insert("seed".into(), json!(seed));
     }
+    let value = Value::Object(task);
+    TaskManifest::from_value(value.clone()).map_err(|e| format!("the task manifest: {e}"))?;
+    let path = o.out.join("task.json");
+    write_json(&path, &value)?;
+    Ok(path)
+}
 
-    // The axes of the batch: sweeps, CSV rows, seeds and per-task inputs, in that order.
-    let mut axes = o.sweeps.clone();
-    let mut csv_rows = None;
-    if let Some(file) = &o.sweep_csv {
-        let text = std::fs::read_to_string(file).map_err(io("cannot read", file))?;
-        let (names, rows) =
-            parse_csv(&text).map_err(|e| format!("--sweep-csv {}: {e}", file.display()))?;
-        axes.push(Axis {
-            name: "\0csv".into(),
-            values: (0..rows.len()).map(|i| i.to_string()).collect(),
-        });
-        csv_rows = Some((names, rows));
-    }
-    if let Some(n) = o.seeds {
-        if n == 0 {
-            return Err("--seeds must be at least 1".into());
+/// The axes of a batch: sweeps, CSV rows, seeds and per-task inputs, in that order.
+struct BatchAxes {
+    axes: Vec<Axis>,
+    csv_rows: Option<(Vec<String>, Vec<Vec<String>>)>,
+    each_files: Vec<PathBuf>,
+}
+
+impl BatchAxes {
+    fn of(o: &PackOptions) -> Result<BatchAxes, String> {
+        let mut axes = o.sweeps.clone();
+        let mut csv_rows = None;
+        if let Some(file) = &o.sweep_csv {
+            let text = std::fs::read_to_string(file).map_err(io("cannot read", file))?;
+            let (names, rows) =
+                parse_csv(&text).map_err(|e| format!("--sweep-csv {}: {e}", file.display()))?;
+            axes.push(Axis {
+                name: "\0csv".into(),
+                values: (0..rows.len()).map(|i| i.to_string()).collect(),
+            });
+            csv_rows = Some((names, rows));
         }
-        axes.push(Axis {
-            name: "\0seed".into(),
-            values: (1..=n).map(|s| s.to_string()).collect(),
-        });
-    }
-    let mut each_files = Vec::new();
-    if let Some((_, dir)) = &o.each_input {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map_err(io("--each-input: cannot list", dir))?
-            .map(|e| e.map(|e| e.path()))
-            .collect::<Result<_, _>>()
-            .map_err(io("--each-input: cannot list", dir))?;
-        files.retain(|f| f.is_file());
-        files.sort();
-        if files.is_empty() {
-            return Err(format!("--each-input: {} holds no files", dir.display()));
-        }
-        axes.push(Axis {
-            name: "\0file".into(),
-            values: (0..files.len()).map(|i| i.to_string()).collect(),
-        });
-        each_files = files;
-    }
-    let combos = combinations(&axes, MAX_TASKS)?;
-    let width = combos.len().to_string().len().max(4);
-    let mut tasks = Vec::with_capacity(combos.len());
-    let mut staged_each: BTreeMap<usize, Value> = BTreeMap::new();
-    for (index, combo) in combos.iter().enumerate() {
-        let mut args = o.args.clone();
-        let mut task = Map::new();
-        let mut task_name = format!("{name}-{:0width$}", index + 1);
-        for (axis, value) in combo {
-            match axis.as_str() {
-                "\0csv" => {
-                    let (names, rows) = csv_rows.as_ref().unwrap();
-                    let row = &rows[value.parse::<usize>().unwrap()];
-                    for (n, v) in names.iter().zip(row) {
-                        args.extend([format!("--{n}"), v.clone()]);
-                    }
-                }
-                "\0seed" => {
-                    task.insert("seed".into(), json!(value.parse::<u64>().unwrap()));
-                }
-                "\0file" => {
-                    let i: usize = value.parse().unwrap();
-                    let (input_name, _) = o.each_input.as_ref().unwrap();
-                    if let std::collections::btree_map::Entry::Vacant(slot) = staged_each.entry(i) {
-                        slot.insert(stage_input(&o.out, input_name, &each_files[i])?);
-                    }
-                    let mut all = inputs.clone();
-                    all.push(staged_each[&i].clone());
-                    task.insert("inputs".into(), Value::Array(all));
-                    let stem = each_files[i]
-                        .file_stem()
-                        .map(|s| s.to_string_lossy().into_owned())
-                        .unwrap_or_default();
-                    if combos.len() == each_files.len() {
-                        task_name = format!("{name}-{}", name_from(&stem));
-                    }
-                }
-                param => args.extend([format!("--{param}"), value.clone()]),
+        if let Some(n) = o.seeds {
+            if n == 0 {
+                return Err("--seeds must be at least 1".into());
             }
+            axes.push(Axis {
+                name: "\0seed".into(),
+                values: (1..=n).map(|s| s.to_string()).collect(),
+            });
         }
-        task.insert("name".into(), json!(task_name));
-        if !args.is_empty() {
-            task.insert("args".into(), json!(args));
+        let mut each_files = Vec::new();
+        if let Some((_, dir)) = &o.each_input {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+                .map_err(io("--each-input: cannot list", dir))?
+                .map(|e| e.map(|e| e.path()))
+                .collect::<Result<_, _>>()
+                .map_err(io("--each-input: cannot list", dir))?;
+            files.retain(|f| f.is_file());
+            files.sort();
+            if files.is_empty() {
+                return Err(format!("--each-input: {} holds no files", dir.display()));
+            }
+            axes.push(Axis {
+                name: "\0file".into(),
+                values: (0..files.len()).map(|i| i.to_string()).collect(),
+            });
+            each_files = files;
         }
-        if let (Some(seed), false) = (o.seed, task.contains_key("seed")) {
-            task.insert("seed".into(), json!(seed));
-        }
-        tasks.push(Value::Object(task));
+        Ok(BatchAxes {
+            axes,
+            csv_rows,
+            each_files,
+        })
     }
+
+    /// One task per combination of the axes' values, named `NAME-0001` on (or after the
+    /// input file, when each task is one file).
+    fn tasks(&self, o: &PackOptions, name: &str, inputs: &[Value]) -> Result<Vec<Value>, String> {
+        let BatchAxes {
+            axes,
+            csv_rows,
+            each_files,
+        } = self;
+        let combos = combinations(axes, MAX_TASKS)?;
+        let width = combos.len().to_string().len().max(4);
+        let mut tasks = Vec::with_capacity(combos.len());
+        let mut staged_each: BTreeMap<usize, Value> = BTreeMap::new();
+        for (index, combo) in combos.iter().enumerate() {
+            let mut args = o.args.clone();
+            let mut task = Map::new();
+            let mut task_name = format!("{name}-{:0width$}", index + 1);
+            for (axis, value) in combo {
+                match axis.as_str() {
+                    "\0csv" => {
+                        let (names, rows) = csv_rows.as_ref().unwrap();
+                        let row = &rows[value.parse::<usize>().unwrap()];
+                        for (n, v) in names.iter().zip(row) {
+                            args.extend([format!("--{n}"), v.clone()]);
+                        }
+                    }
+                    "\0seed" => {
+                        task.insert("seed".into(), json!(value.parse::<u64>().unwrap()));
+                    }
+                    "\0file" => {
+                        let i: usize = value.parse().unwrap();
+                        let (input_name, _) = o.each_input.as_ref().unwrap();
+                        if let std::collections::btree_map::Entry::Vacant(slot) =
+                            staged_each.entry(i)
+                        {
+                            slot.insert(stage_input(&o.out, input_name, &each_files[i])?);
+                        }
+                        let mut all = inputs.to_vec();
+                        all.push(staged_each[&i].clone());
+                        task.insert("inputs".into(), Value::Array(all));
+                        let stem = each_files[i]
+                            .file_stem()
+                            .map(|s| s.to_string_lossy().into_owned())
+                            .unwrap_or_default();
+                        if combos.len() == each_files.len() {
+                            task_name = format!("{name}-{}", name_from(&stem));
+                        }
+                    }
+                    param => args.extend([format!("--{param}"), value.clone()]),
+                }
+            }
+            task.insert("name".into(), json!(task_name));
+            if !args.is_empty() {
+                task.insert("args".into(), json!(args));
+            }
+            if let (Some(seed), false) = (o.seed, task.contains_key("seed")) {
+                task.insert("seed".into(), json!(seed));
+            }
+            tasks.push(Value::Object(task));
+        }
+        Ok(tasks)
+    }
+}
+
+/// Writes and checks the batch manifest of `tasks` over `common`; returns its path.
+fn write_batch(
+    o: &PackOptions,
+    common: Map<String, Value>,
+    name: &str,
+    tasks: Vec<Value>,
+) -> Result<PathBuf, String> {
     let mut batch = json!({
         "schema_version": 1,
         "batch": name,
@@ -342,19 +405,13 @@ pub fn pack(o: &PackOptions) -> Result<Packed, String> {
     if let Some(rate) = o.credit_rate {
         batch["credit_rate"] = json!(rate);
     }
-    let count = combos.len();
     BatchManifest::from_value_all(batch.clone()).map_err(|problems| {
         let lines: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
         format!("the batch manifest:\n  - {}", lines.join("\n  - "))
     })?;
     let path = o.out.join("batch.json");
     write_json(&path, &batch)?;
-    Ok(Packed {
-        manifest: path,
-        tasks: count,
-        module: module_hash,
-        batch: true,
-    })
+    Ok(path)
 }
 
 fn write_json(path: &Path, value: &Value) -> Result<(), String> {
