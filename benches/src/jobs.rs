@@ -49,6 +49,7 @@ fn picture(width: u32, height: u32) -> Vec<u8> {
     png
 }
 
+/// The workloads measured: a flat table, one entry per job.
 fn workloads() -> Vec<Workload> {
     let strings = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     let csv = helio_examples::batches::businesses_csv(50_000);

@@ -24,7 +24,8 @@ fn output(name: &str, max: u64) -> (String, u64, bool) {
     (name.to_string(), max, false)
 }
 
-/// Writes every example batch under `out/<job>/` and returns them.
+/// Writes every example batch under `out/<job>/` and returns them: a flat table, one
+/// `add` per job.
 pub fn write_batches(out: &Path) -> Result<Vec<Example>, String> {
     let here = Path::new(env!("CARGO_MANIFEST_DIR"));
     let scratch = out.join("generated-inputs");

@@ -69,69 +69,13 @@ pub async fn run(out: &Path, jobs: &[String], say: &(dyn Fn(String) + Sync)) -> 
         config.data_dir.display()
     ));
 
-    // The volunteers: each runner makes its key on first start; its id is the key's.
     let (stop_runners, stop) = watch::channel(Stop::Run);
-    let mut owners = BTreeMap::new();
-    let mut runners = Vec::new();
-    for owner in OWNERS {
-        let state_dir = out.join("runners").join(owner);
-        let id = agent::load_or_create_key(&state_dir)
-            .with_context(|| format!("runner key in {}", state_dir.display()))?
-            .runner_id();
-        say(format!("runner     {id}  owner {owner}, tier cpu, 1 slot"));
-        owners.insert(id, owner.to_string());
-        let config = AgentConfig {
-            scheduler: url.clone(),
-            owner: Name::parse(owner).map_err(anyhow::Error::msg)?,
-            tier: Tier::Cpu,
-            slots: 1,
-            state_dir,
-            cache_dir: Some(out.join("runners").join("compiled")),
-            output: agent::Output::Quiet,
-            location: None,
-            green_energy: None,
-        };
-        runners.push(tokio::spawn(agent::run(config, stop.clone())));
-    }
+    let (owners, runners) = start_runners(out, &url, &stop, say)?;
 
     let grid = Grid::new(&url, &token);
     let mut batches = Vec::new();
     for example in chosen {
-        say(String::new());
-        say(format!(
-            "batch      {}: {} ({} tasks)",
-            example.job, example.about, example.packed.tasks
-        ));
-        let manifest = example.packed.manifest.display().to_string();
-        let submitted = grid.submit(&manifest).await?;
-        say(format!(
-            "submitted  {}  (each task goes to two runners of different owners)",
-            submitted.batch
-        ));
-        let status = grid
-            .wait(&submitted.batch, |s| say(format!("  {}", progress_line(s))))
-            .await?;
-        let results_dir = out.join("results").join(example.job);
-        let results = grid
-            .download(&submitted.batch, &results_dir.to_string_lossy())
-            .await?;
-        say(format!("results    {}", results_dir.display()));
-        let width = results
-            .tasks
-            .iter()
-            .map(|t| t.task.len())
-            .max()
-            .unwrap_or(0);
-        for task in results.tasks.iter().take(12) {
-            say(format!(
-                "  {}",
-                task_line(task, width, &owners, &results_dir)
-            ));
-        }
-        if results.tasks.len() > 12 {
-            say(format!("  … and {} more", results.tasks.len() - 12));
-        }
-        batches.push((status, results));
+        batches.push(run_batch(&grid, example, out, &owners, say).await?);
     }
 
     // Stop the runners (they finish what they run), then read the credits and the ledger.
@@ -140,17 +84,7 @@ pub async fn run(out: &Path, jobs: &[String], say: &(dyn Fn(String) + Sync)) -> 
         runner.await.context("a runner panicked")??;
     }
     let credits = grid.credits("owner").await?;
-    say(String::new());
-    say("credits by owner (a task's credit goes to each runner that agreed; 1 credit = 10^9 fuel at credit_rate 1.0)".into());
-    for row in &credits.rows {
-        say(format!(
-            "  {:<8} {:>4} results  {:>16} fuel  {:>12} credits",
-            row.key,
-            row.tasks,
-            row.fuel,
-            credits_text(row.micro_credits)
-        ));
-    }
+    say_credits(&credits, say);
     let _ = stop_scheduler.send(());
     scheduler.task.await.context("the scheduler panicked")??;
 
@@ -176,6 +110,102 @@ pub async fn run(out: &Path, jobs: &[String], say: &(dyn Fn(String) + Sync)) -> 
         credits,
         ledger_entries: entries.len(),
     })
+}
+
+/// The volunteer runners, each an agent task.
+type Runners = Vec<tokio::task::JoinHandle<Result<agent::Summary>>>;
+
+/// Starts one volunteer runner per owner against `url`; returns runner id → owner, and the
+/// runners. Each runner makes its key on first start; its id is the key's.
+fn start_runners(
+    out: &Path,
+    url: &str,
+    stop: &watch::Receiver<Stop>,
+    say: &(dyn Fn(String) + Sync),
+) -> Result<(BTreeMap<String, String>, Runners)> {
+    let mut owners = BTreeMap::new();
+    let mut runners = Vec::new();
+    for owner in OWNERS {
+        let state_dir = out.join("runners").join(owner);
+        let id = agent::load_or_create_key(&state_dir)
+            .with_context(|| format!("runner key in {}", state_dir.display()))?
+            .runner_id();
+        say(format!("runner     {id}  owner {owner}, tier cpu, 1 slot"));
+        owners.insert(id, owner.to_string());
+        let config = AgentConfig {
+            scheduler: url.to_string(),
+            owner: Name::parse(owner).map_err(anyhow::Error::msg)?,
+            tier: Tier::Cpu,
+            slots: 1,
+            state_dir,
+            cache_dir: Some(out.join("runners").join("compiled")),
+            output: agent::Output::Quiet,
+            location: None,
+            green_energy: None,
+        };
+        runners.push(tokio::spawn(agent::run(config, stop.clone())));
+    }
+    Ok((owners, runners))
+}
+
+/// Submits `example`, waits for it, downloads its results and prints a line per task.
+async fn run_batch(
+    grid: &Grid,
+    example: &Example,
+    out: &Path,
+    owners: &BTreeMap<String, String>,
+    say: &(dyn Fn(String) + Sync),
+) -> Result<(BatchStatus, BatchResults)> {
+    say(String::new());
+    say(format!(
+        "batch      {}: {} ({} tasks)",
+        example.job, example.about, example.packed.tasks
+    ));
+    let manifest = example.packed.manifest.display().to_string();
+    let submitted = grid.submit(&manifest).await?;
+    say(format!(
+        "submitted  {}  (each task goes to two runners of different owners)",
+        submitted.batch
+    ));
+    let status = grid
+        .wait(&submitted.batch, |s| say(format!("  {}", progress_line(s))))
+        .await?;
+    let results_dir = out.join("results").join(example.job);
+    let results = grid
+        .download(&submitted.batch, &results_dir.to_string_lossy())
+        .await?;
+    say(format!("results    {}", results_dir.display()));
+    let width = results
+        .tasks
+        .iter()
+        .map(|t| t.task.len())
+        .max()
+        .unwrap_or(0);
+    for task in results.tasks.iter().take(12) {
+        say(format!(
+            "  {}",
+            task_line(task, width, owners, &results_dir)
+        ));
+    }
+    if results.tasks.len() > 12 {
+        say(format!("  … and {} more", results.tasks.len() - 12));
+    }
+    Ok((status, results))
+}
+
+/// The credits per owner.
+fn say_credits(credits: &Credits, say: &(dyn Fn(String) + Sync)) {
+    say(String::new());
+    say("credits by owner (a task's credit goes to each runner that agreed; 1 credit = 10^9 fuel at credit_rate 1.0)".into());
+    for row in &credits.rows {
+        say(format!(
+            "  {:<8} {:>4} results  {:>16} fuel  {:>12} credits",
+            row.key,
+            row.tasks,
+            row.fuel,
+            credits_text(row.micro_credits)
+        ));
+    }
 }
 
 /// One task's line: outcome, fuel, who agreed, credit, and what its first output says.

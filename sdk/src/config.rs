@@ -58,23 +58,7 @@ pub fn with_file(
     }) else {
         return Ok(args);
     };
-    // The subcommand the arguments name, if any: the file configures that one.
-    let mut target = command;
-    let mut insert = 1;
-    for (i, arg) in args.iter().enumerate().skip(1) {
-        if Some(i) == at || Some(i) == at.map(|a| a + 1) {
-            continue;
-        }
-        let Some(text) = arg.to_str() else { break };
-        if text.starts_with('-') {
-            continue;
-        }
-        if let Some(sub) = command.find_subcommand(text) {
-            target = sub;
-            insert = i + 1;
-        }
-        break;
-    }
+    let (target, insert) = target(command, &args, at);
     // Only a command that takes `--config` reads a file.
     if !target
         .get_arguments()
@@ -126,36 +110,63 @@ pub fn with_file(
         {
             continue;
         }
-        let values = match value {
-            toml::Value::Array(items) => items.iter().collect(),
-            one => vec![one],
-        };
-        for value in values {
-            let text = match value {
-                toml::Value::String(s) => s.clone(),
-                toml::Value::Integer(n) => n.to_string(),
-                toml::Value::Float(f) => f.to_string(),
-                toml::Value::Boolean(true) => {
-                    flags.push(format!("--{long}").into());
-                    continue;
-                }
-                toml::Value::Boolean(false) => continue,
-                other => {
-                    return Err(ConfigError::Parse {
-                        path: shown,
-                        error: format!(
-                            "`{key}` is a {}; give a string, number, boolean or a list of them",
-                            other.type_str()
-                        ),
-                    });
-                }
-            };
-            flags.push(format!("--{long}={text}").into());
-        }
+        flags.extend(as_flags(&long, value).map_err(|error| ConfigError::Parse {
+            path: shown.clone(),
+            error: format!("`{key}` is {error}"),
+        })?);
     }
     let mut out = args;
     out.splice(insert..insert, flags);
     Ok(out)
+}
+
+/// The command the file configures: `command`'s subcommand that `args` name (skipping the
+/// `--config` flag at `at`), or `command` itself; and where its flags go in `args`.
+fn target<'c>(command: &'c Command, args: &[OsString], at: Option<usize>) -> (&'c Command, usize) {
+    for (i, arg) in args.iter().enumerate().skip(1) {
+        if Some(i) == at || Some(i) == at.map(|a| a + 1) {
+            continue;
+        }
+        let Some(text) = arg.to_str() else { break };
+        if text.starts_with('-') {
+            continue;
+        }
+        if let Some(sub) = command.find_subcommand(text) {
+            return (sub, i + 1);
+        }
+        break;
+    }
+    (command, 1)
+}
+
+/// A setting as flags: `--long=value` per value (one per item of a list); `--long` for
+/// true, nothing for false.
+fn as_flags(long: &str, value: &toml::Value) -> Result<Vec<OsString>, String> {
+    let values = match value {
+        toml::Value::Array(items) => items.iter().collect(),
+        one => vec![one],
+    };
+    let mut flags = Vec::new();
+    for value in values {
+        let text = match value {
+            toml::Value::String(s) => s.clone(),
+            toml::Value::Integer(n) => n.to_string(),
+            toml::Value::Float(f) => f.to_string(),
+            toml::Value::Boolean(true) => {
+                flags.push(format!("--{long}").into());
+                continue;
+            }
+            toml::Value::Boolean(false) => continue,
+            other => {
+                return Err(format!(
+                    "a {}; give a string, number, boolean or a list of them",
+                    other.type_str()
+                ));
+            }
+        };
+        flags.push(format!("--{long}={text}").into());
+    }
+    Ok(flags)
 }
 
 /// The value of `--config FILE` or `--config=FILE`, and where the flag is.

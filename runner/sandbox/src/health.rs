@@ -25,7 +25,9 @@ pub const HEALTH_CHECK_FUEL: u64 = 50_000_000;
 /// Its wall-clock limit: generous, since a check runs beside a volunteer's other work.
 pub const HEALTH_CHECK_WALL_SECONDS: u32 = 30;
 
-/// The health-check module (the same bytes every time, so its hash names it).
+/// The health-check module (the same bytes every time, so its hash names it). A flat
+/// listing of the module, section by section and instruction by instruction, kept whole so
+/// that it reads as the module does.
 pub fn health_check_module() -> Vec<u8> {
     let mut module = Module::new();
     let mut types = TypeSection::new();

@@ -252,6 +252,81 @@ struct Scratch {
 }
 
 impl Rewriter {
+    /// The rewritten function's start: its locals, then the rewrite's scratch locals.
+    fn scratch_locals(
+        &mut self,
+        func: &FunctionBody<'_>,
+    ) -> Result<(Function, Scratch), Error<Infallible>> {
+        let params = self.shape.params[self.next];
+        self.next += 1;
+        let mut locals = Vec::new();
+        let mut declared = 0u32;
+        for pair in func.get_locals_reader()? {
+            let (count, ty) = pair?;
+            declared += count;
+            locals.push((count, self.val_type(ty)?));
+        }
+        let first = params + declared;
+        let s = Scratch {
+            fuel: first,
+            f32: first + 1,
+            f64: first + 2,
+            size: first + 3,
+            i64: first + 4,
+            poll: first + 5,
+            v128: first + 6,
+        };
+        locals.push((1, ValType::I64));
+        locals.push((1, ValType::F32));
+        locals.push((1, ValType::F64));
+        locals.push((1, ValType::I32));
+        locals.push((1, ValType::I64));
+        locals.push((1, ValType::I64));
+        if self.shape.simd {
+            locals.push((1, ValType::V128));
+        }
+        Ok((Function::new(locals), s))
+    }
+
+    /// Writes `op`, with the NaN canonicalization its site `at` needs, if any.
+    fn emit(
+        &mut self,
+        f: &mut Function,
+        s: &Scratch,
+        at: Option<Site>,
+        op: Operator<'_>,
+    ) -> Result<(), Error<Infallible>> {
+        match (at, op) {
+            (
+                Some(Site::Store(lane)),
+                Operator::F32Store { memarg } | Operator::F64Store { memarg },
+            ) => {
+                let memarg = self.mem_arg(memarg)?;
+                let store = match lane {
+                    Lane::F32 => Instruction::F32Store(memarg),
+                    Lane::F64 => Instruction::F64Store(memarg),
+                };
+                nan::store(f, lane, (s.f32, s.f64, s.size), &store);
+            }
+            (Some(Site::Bits(lane)), op) => {
+                f.instruction(&self.instruction(op)?);
+                nan::bits(f, lane, s.size, s.i64);
+            }
+            (Some(Site::Before(lane)), op) => {
+                nan::scalar(f, lane, s.f32, s.f64);
+                f.instruction(&self.instruction(op)?);
+            }
+            (Some(Site::After(lane)), op) => {
+                f.instruction(&self.instruction(op)?);
+                nan::vector(f, lane, s.v128);
+            }
+            (_, op) => {
+                f.instruction(&self.instruction(op)?);
+            }
+        }
+        Ok(())
+    }
+
     fn our_memory(&self) -> MemoryType {
         MemoryType {
             minimum: 1,
@@ -459,35 +534,7 @@ impl Reencode for Rewriter {
         code: &mut CodeSection,
         func: FunctionBody<'_>,
     ) -> Result<(), Error<Infallible>> {
-        let params = self.shape.params[self.next];
-        self.next += 1;
-        let mut locals = Vec::new();
-        let mut declared = 0u32;
-        for pair in func.get_locals_reader()? {
-            let (count, ty) = pair?;
-            declared += count;
-            locals.push((count, self.val_type(ty)?));
-        }
-        let first = params + declared;
-        let s = Scratch {
-            fuel: first,
-            f32: first + 1,
-            f64: first + 2,
-            size: first + 3,
-            i64: first + 4,
-            poll: first + 5,
-            v128: first + 6,
-        };
-        locals.push((1, ValType::I64));
-        locals.push((1, ValType::F32));
-        locals.push((1, ValType::F64));
-        locals.push((1, ValType::I32));
-        locals.push((1, ValType::I64));
-        locals.push((1, ValType::I64));
-        if self.shape.simd {
-            locals.push((1, ValType::V128));
-        }
-        let mut f = Function::new(locals);
+        let (mut f, s) = self.scratch_locals(&func)?;
         self.load(&mut f, &s);
         // Open blocks; the function body is the outermost.
         let mut depth = 0usize;
@@ -556,34 +603,7 @@ impl Reencode for Rewriter {
                     self.store(&mut f, &s);
                 }
             }
-            match (at, op) {
-                (
-                    Some(Site::Store(lane)),
-                    Operator::F32Store { memarg } | Operator::F64Store { memarg },
-                ) => {
-                    let memarg = self.mem_arg(memarg)?;
-                    let store = match lane {
-                        Lane::F32 => Instruction::F32Store(memarg),
-                        Lane::F64 => Instruction::F64Store(memarg),
-                    };
-                    nan::store(&mut f, lane, (s.f32, s.f64, s.size), &store);
-                }
-                (Some(Site::Bits(lane)), op) => {
-                    f.instruction(&self.instruction(op)?);
-                    nan::bits(&mut f, lane, s.size, s.i64);
-                }
-                (Some(Site::Before(lane)), op) => {
-                    nan::scalar(&mut f, lane, s.f32, s.f64);
-                    f.instruction(&self.instruction(op)?);
-                }
-                (Some(Site::After(lane)), op) => {
-                    f.instruction(&self.instruction(op)?);
-                    nan::vector(&mut f, lane, s.v128);
-                }
-                (_, op) => {
-                    f.instruction(&self.instruction(op)?);
-                }
-            }
+            self.emit(&mut f, &s, at, op)?;
         }
         code.function(&f);
         Ok(())

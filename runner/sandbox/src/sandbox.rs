@@ -255,26 +255,7 @@ impl Sandbox {
         progress: Option<Arc<Progress>>,
     ) -> Result<RunOutput, Rejection> {
         let started = Instant::now();
-        let declared: BTreeMap<String, u64> = task
-            .outputs
-            .iter()
-            .map(|o| (o.name.to_string(), o.max_bytes))
-            .collect();
-        let vfs = Vfs::new(
-            inputs.into_iter().map(|(n, b)| (n.to_string(), b)),
-            declared,
-            wasi::REALTIME_EPOCH_NS,
-        );
-        let argv = std::iter::once(task.name.to_string()).chain(task.args.iter().cloned());
-        let host = Host::new(
-            vfs,
-            argv,
-            task.env.clone(),
-            task.seed,
-            task.limits.fuel,
-            task.limits.memory_bytes,
-        );
-        let mut store = Store::new(&self.engine, host);
+        let mut store = Store::new(&self.engine, host_for(task, inputs));
         store.limiter(|h| h);
         let fuel_limit = task.limits.fuel.min(i64::MAX as u64) as i64;
         let deadline = started + Duration::from_secs(task.limits.wall_seconds);
@@ -320,52 +301,87 @@ impl Sandbox {
             ),
             None => (fuel_limit, 0),
         };
-        let mut outcome = match result {
+        let outcome = match result {
             Ok(()) => Outcome::Exited { exit_code: 0 },
             Err(e) => classify(e, stop)?,
         };
-        let mut fuel_consumed = (fuel_limit - left).clamp(0, fuel_limit) as u64;
-        if outcome == Outcome::OutOfFuel {
-            fuel_consumed = task.limits.fuel;
-        }
-        if matches!(&outcome, Outcome::Trapped { trap } if trap == "stack_overflow") {
-            // How deep the native stack goes differs between architectures, so the fuel at a
-            // stack overflow does too. Charging the whole budget keeps the digest the same on
-            // every runner.
-            fuel_consumed = task.limits.fuel;
-        }
-        let host = store.into_data();
-        let (outputs, violation) = collect_outputs(task, host.vfs);
-        if outcome.is_success()
-            && let Some(error) = violation
-        {
-            outcome = Outcome::ContractViolation { error };
-        }
-        let records = outputs
-            .iter()
-            .map(|o| {
-                Ok(OutputRecord {
-                    name: o.name.clone(),
-                    bytes: o.len(),
-                    blake3: o.blake3()?,
-                })
-            })
-            .collect::<std::io::Result<_>>()
-            .map_err(|e| Rejection::Sandbox(format!("cannot read /out back from disk: {e}")))?;
-        let report = RunReport::new(
-            outcome,
-            fuel_consumed,
-            Blake3Hash::of(&host.stdout.bytes),
-            records,
-            started.elapsed().as_millis() as u64,
-        );
-        Ok(RunOutput {
-            report,
-            outputs,
-            stdout: host.stdout.bytes,
-            stderr: host.stderr.bytes,
-        })
+        let fuel_consumed = (fuel_limit - left).clamp(0, fuel_limit) as u64;
+        finish(task, outcome, fuel_consumed, store.into_data(), started)
     }
+}
+
+/// The host state of a run of `task`: its `/in` and `/out`, arguments, environment, seed and
+/// limits.
+fn host_for(task: &TaskManifest, inputs: Vec<(Name, Arc<[u8]>)>) -> Host {
+    let declared: BTreeMap<String, u64> = task
+        .outputs
+        .iter()
+        .map(|o| (o.name.to_string(), o.max_bytes))
+        .collect();
+    let vfs = Vfs::new(
+        inputs.into_iter().map(|(n, b)| (n.to_string(), b)),
+        declared,
+        wasi::REALTIME_EPOCH_NS,
+    );
+    let argv = std::iter::once(task.name.to_string()).chain(task.args.iter().cloned());
+    Host::new(
+        vfs,
+        argv,
+        task.env.clone(),
+        task.seed,
+        task.limits.fuel,
+        task.limits.memory_bytes,
+    )
+}
+
+/// A run's end as its report and outputs: the fuel charged for `outcome` (the whole budget
+/// where it may differ between machines), and the declared outputs checked.
+fn finish(
+    task: &TaskManifest,
+    mut outcome: Outcome,
+    mut fuel_consumed: u64,
+    host: Host,
+    started: Instant,
+) -> Result<RunOutput, Rejection> {
+    if outcome == Outcome::OutOfFuel {
+        fuel_consumed = task.limits.fuel;
+    }
+    if matches!(&outcome, Outcome::Trapped { trap } if trap == "stack_overflow") {
+        // How deep the native stack goes differs between architectures, so the fuel at a
+        // stack overflow does too. Charging the whole budget keeps the digest the same on
+        // every runner.
+        fuel_consumed = task.limits.fuel;
+    }
+    let (outputs, violation) = collect_outputs(task, host.vfs);
+    if outcome.is_success()
+        && let Some(error) = violation
+    {
+        outcome = Outcome::ContractViolation { error };
+    }
+    let records = outputs
+        .iter()
+        .map(|o| {
+            Ok(OutputRecord {
+                name: o.name.clone(),
+                bytes: o.len(),
+                blake3: o.blake3()?,
+            })
+        })
+        .collect::<std::io::Result<_>>()
+        .map_err(|e| Rejection::Sandbox(format!("cannot read /out back from disk: {e}")))?;
+    let report = RunReport::new(
+        outcome,
+        fuel_consumed,
+        Blake3Hash::of(&host.stdout.bytes),
+        records,
+        started.elapsed().as_millis() as u64,
+    );
+    Ok(RunOutput {
+        report,
+        outputs,
+        stdout: host.stdout.bytes,
+        stderr: host.stderr.bytes,
+    })
 }
 
 /// The instrumented module's fuel and interrupt state, found after instantiation.
