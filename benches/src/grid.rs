@@ -301,6 +301,48 @@ fn trivial_batch(dir: &Path, n: usize) -> Result<PathBuf> {
     Ok(path)
 }
 
+impl Scheduler {
+    /// Runner requests and leases so far, from `/metrics`.
+    async fn counted(&self) -> Result<(f64, f64)> {
+        let metrics = reqwest::get(format!("{}/metrics", self.url))
+            .await?
+            .text()
+            .await?;
+        let metric = |name: &str| -> f64 {
+            metrics
+                .lines()
+                .filter(|l| l.starts_with(name))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum()
+        };
+        Ok((
+            metric("helio_runner_requests_total"),
+            metric("helio_leases_total"),
+        ))
+    }
+
+    /// The best of three reads of the dashboard's snapshot.
+    async fn dashboard_time(&self) -> Result<Duration> {
+        let mut best = Duration::MAX;
+        for _ in 0..3 {
+            let asked = Instant::now();
+            let response = reqwest::Client::new()
+                .get(format!("{}/v1/dashboard", self.url))
+                .bearer_auth(&self.token)
+                .send()
+                .await?;
+            ensure!(
+                response.status().is_success(),
+                "dashboard: {}",
+                response.status()
+            );
+            response.bytes().await?;
+            best = best.min(asked.elapsed());
+        }
+        Ok(best)
+    }
+}
+
 async fn measure(
     binary: &Path,
     args: &GridArgs,
@@ -368,35 +410,9 @@ async fn measure(
         "not every task was accepted: {status:?}"
     );
     let (rss_kib, peak_kib) = scheduler.memory();
-    let metrics = reqwest::get(format!("{}/metrics", scheduler.url))
-        .await?
-        .text()
-        .await?;
-    let metric = |name: &str| -> f64 {
-        metrics
-            .lines()
-            .filter(|l| l.starts_with(name))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
-    };
-    let requests_per_task = metric("helio_runner_requests_total") / tasks as f64;
-    let leases_per_task = metric("helio_leases_total") / tasks as f64;
-    let mut dashboard = Duration::MAX;
-    for _ in 0..3 {
-        let asked = Instant::now();
-        let response = reqwest::Client::new()
-            .get(format!("{}/v1/dashboard", scheduler.url))
-            .bearer_auth(&scheduler.token)
-            .send()
-            .await?;
-        ensure!(
-            response.status().is_success(),
-            "dashboard: {}",
-            response.status()
-        );
-        response.bytes().await?;
-        dashboard = dashboard.min(asked.elapsed());
-    }
+    let (requests, leases) = scheduler.counted().await?;
+    let (requests_per_task, leases_per_task) = (requests / tasks as f64, leases / tasks as f64);
+    let dashboard = scheduler.dashboard_time().await?;
     let steady = done - first.unwrap_or(start);
     let steady_rate = (tasks as u64 - first_done) as f64 / steady.as_secs_f64().max(1e-3);
 

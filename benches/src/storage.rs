@@ -260,30 +260,7 @@ fn write_local(dir: &Path, objects: &[(String, Vec<u8>)]) -> Result<()> {
 }
 
 pub fn storage(args: &StorageArgs) -> Result<()> {
-    let mut moto = None;
-    let endpoint = match &args.endpoint {
-        Some(e) => e.clone(),
-        None => {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")?
-                .local_addr()?
-                .port();
-            let child = Command::new("moto_server")
-                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .context("moto_server (pip install 'moto[server]')")?;
-            moto = Some(Moto(child));
-            let start = Instant::now();
-            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-                if start.elapsed() > Duration::from_secs(30) {
-                    bail!("moto_server did not listen on port {port}");
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            format!("http://127.0.0.1:{port}")
-        }
-    };
+    let (endpoint, moto) = endpoint(args)?;
     let bench = Bench {
         endpoint,
         helio: match &args.helio {
@@ -309,8 +286,44 @@ pub fn storage(args: &StorageArgs) -> Result<()> {
     );
     println!("| what | batch | wall time | throughput | peak memory of the command |");
     println!("|---|---|---|---|---|");
+    sweep(&bench, args, local.path(), &module)?;
+    distinct(&bench, args, local.path(), &module)?;
+    large(&bench, args, local.path(), &module)?;
+    drop(moto);
+    Ok(())
+}
 
-    // A sweep: many tasks, one module, one shared input.
+/// The S3 endpoint: `--endpoint`, or a moto server started here (stopped when dropped).
+fn endpoint(args: &StorageArgs) -> Result<(String, Option<Moto>)> {
+    let mut moto = None;
+    let endpoint = match &args.endpoint {
+        Some(e) => e.clone(),
+        None => {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")?
+                .local_addr()?
+                .port();
+            let child = Command::new("moto_server")
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .context("moto_server (pip install 'moto[server]')")?;
+            moto = Some(Moto(child));
+            let start = Instant::now();
+            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                if start.elapsed() > Duration::from_secs(30) {
+                    bail!("moto_server did not listen on port {port}");
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            format!("http://127.0.0.1:{port}")
+        }
+    };
+    Ok((endpoint, moto))
+}
+
+/// A sweep: many tasks, one module, one shared input.
+fn sweep(bench: &Bench, args: &StorageArgs, local: &Path, module: &[u8]) -> Result<()> {
     let store = bench.bucket("helio-bench-sweep")?;
     let tasks = (0..args.tasks)
         .map(|i| {
@@ -322,17 +335,17 @@ pub fn storage(args: &StorageArgs) -> Result<()> {
             })
         })
         .collect();
-    let manifest = batch("sweep", &module, tasks);
+    let manifest = batch("sweep", module, tasks);
     let manifest_mib = manifest.len() as f64 / (1 << 20) as f64;
     let objects = vec![
         ("sweep/batch.json".to_string(), manifest),
-        ("sweep/empty.wasm".to_string(), module.clone()),
+        ("sweep/empty.wasm".to_string(), module.to_vec()),
         ("sweep/grid.csv".to_string(), b"x,y\n0,0\n".to_vec()),
     ];
     bench
         .runtime
         .block_on(upload_all(&store, objects.clone()))?;
-    write_local(local.path(), &objects)?;
+    write_local(local, &objects)?;
     let case = format!(
         "{} tasks, shared input ({manifest_mib:.1} MiB manifest)",
         args.tasks
@@ -343,13 +356,16 @@ pub fn storage(args: &StorageArgs) -> Result<()> {
     }
     let run = bench.submit(
         &bench.helio,
-        local.path().join("sweep/batch.json").to_str().unwrap(),
+        local.join("sweep/batch.json").to_str().unwrap(),
     )?;
     bench.row("helio submit (local directory)", &case, &run, None);
+    Ok(())
+}
 
-    // Every task with an input of its own.
+/// Every task with an input of its own.
+fn distinct(bench: &Bench, args: &StorageArgs, local: &Path, module: &[u8]) -> Result<()> {
     let store = bench.bucket("helio-bench-distinct")?;
-    let mut objects = vec![("distinct/empty.wasm".to_string(), module.clone())];
+    let mut objects = vec![("distinct/empty.wasm".to_string(), module.to_vec())];
     let mut tasks = Vec::new();
     for i in 0..args.distinct {
         let bytes = format!("{i}\n")
@@ -364,12 +380,12 @@ pub fn storage(args: &StorageArgs) -> Result<()> {
     }
     objects.push((
         "distinct/batch.json".to_string(),
-        batch("distinct", &module, tasks),
+        batch("distinct", module, tasks),
     ));
     bench
         .runtime
         .block_on(upload_all(&store, objects.clone()))?;
-    write_local(local.path(), &objects)?;
+    write_local(local, &objects)?;
     let case = format!("{} tasks, an input each (1 KiB)", args.distinct);
     for (what, helio) in bench.helios() {
         let run = bench.submit(&helio, "s3://helio-bench-distinct/distinct/batch.json")?;
@@ -382,7 +398,7 @@ pub fn storage(args: &StorageArgs) -> Result<()> {
     }
     let run = bench.submit(
         &bench.helio,
-        local.path().join("distinct/batch.json").to_str().unwrap(),
+        local.join("distinct/batch.json").to_str().unwrap(),
     )?;
     bench.row(
         "helio submit (local directory)",
@@ -397,8 +413,11 @@ pub fn storage(args: &StorageArgs) -> Result<()> {
         &run,
         Some((args.distinct as f64, "objects")),
     );
+    Ok(())
+}
 
-    // One large input, streamed.
+/// One large input, streamed.
+fn large(bench: &Bench, args: &StorageArgs, local: &Path, module: &[u8]) -> Result<()> {
     let store = bench.bucket("helio-bench-large")?;
     let mut hasher = blake3::Hasher::new();
     let chunk: Vec<u8> = (0..(1 << 20))
@@ -410,7 +429,7 @@ pub fn storage(args: &StorageArgs) -> Result<()> {
                 .put_multipart(&ObjectPath::from("large/data.bin"))
                 .await?,
         );
-        let mut file = std::fs::File::create(local.path().join("data.bin"))?;
+        let mut file = std::fs::File::create(local.join("data.bin"))?;
         for i in 0..args.large_mib {
             let mut part = chunk.clone();
             part[..8].copy_from_slice(&(i as u64).to_le_bytes());
@@ -427,19 +446,16 @@ pub fn storage(args: &StorageArgs) -> Result<()> {
         "inputs": [{ "name": "data.bin", "uri": "data.bin",
                      "blake3": Blake3Hash::from(hasher.finalize()).to_string() }],
     })];
-    let manifest = batch("large", &module, tasks);
+    let manifest = batch("large", module, tasks);
     let objects = vec![
         ("large/batch.json".to_string(), manifest),
-        ("large/empty.wasm".to_string(), module.clone()),
+        ("large/empty.wasm".to_string(), module.to_vec()),
     ];
     bench
         .runtime
         .block_on(upload_all(&store, objects.clone()))?;
-    write_local(local.path(), &objects)?;
-    std::fs::rename(
-        local.path().join("data.bin"),
-        local.path().join("large/data.bin"),
-    )?;
+    write_local(local, &objects)?;
+    std::fs::rename(local.join("data.bin"), local.join("large/data.bin"))?;
     let case = format!("one input of {} MiB", args.large_mib);
     for (what, helio) in bench.helios() {
         let run = bench.submit(&helio, "s3://helio-bench-large/large/batch.json")?;
@@ -452,7 +468,7 @@ pub fn storage(args: &StorageArgs) -> Result<()> {
     }
     let run = bench.submit(
         &bench.helio,
-        local.path().join("large/batch.json").to_str().unwrap(),
+        local.join("large/batch.json").to_str().unwrap(),
     )?;
     bench.row(
         "helio submit (local directory)",
@@ -467,6 +483,5 @@ pub fn storage(args: &StorageArgs) -> Result<()> {
         &run,
         Some((args.large_mib as f64, "MiB")),
     );
-    drop(moto);
     Ok(())
 }

@@ -259,7 +259,7 @@ async fn work(
 ) -> anyhow::Result<Summary> {
     let blobs = config.state_dir.join("blobs");
     let mut summary = Summary::default();
-    let mut running: JoinSet<(u32, Lease, Result<RunOutput, String>)> = JoinSet::new();
+    let mut running = Slots::new();
     let mut state = Loop::new(config.slots);
     // The lease request in flight, which may wait at the scheduler until work appears.
     let mut asking: Option<Asking> = None;
@@ -287,24 +287,7 @@ async fn work(
             running.abort_all();
             break;
         }
-        for (slot, lease) in next.start {
-            let progress = Arc::new(Progress::default());
-            display.started(
-                Event::Started {
-                    slot,
-                    task_id: lease.task_id,
-                    task: lease.manifest.name.to_string(),
-                    batch: lease.batch.clone(),
-                    fuel_limit: lease.manifest.limits.fuel,
-                },
-                progress.clone(),
-            );
-            let (client, sandbox, blobs) = (client.clone(), sandbox.clone(), blobs.clone());
-            running.spawn(async move {
-                let out = execute(&client, &sandbox, &blobs, &lease, progress).await;
-                (slot, lease, out)
-            });
-        }
+        start(next.start, &mut running, (client, sandbox, &blobs), display);
         if let Some(free) = next.ask {
             let client = client.clone();
             asking = Some(Box::pin(async move {
@@ -355,6 +338,48 @@ async fn work(
         }
     }
     Ok(summary)
+}
+
+/// What the agent's slots run: each slot's task with its result.
+type Slots = JoinSet<(u32, Lease, Result<RunOutput, String>)>;
+
+/// Starts each `(slot, lease)` in `running`, shown on `display`.
+fn start(
+    leases: Vec<(u32, Lease)>,
+    running: &mut Slots,
+    (client, sandbox, blobs): (&Client, &Arc<Sandbox>, &Path),
+    display: &Display,
+) {
+    for (slot, lease) in leases {
+        let progress = Arc::new(Progress::default());
+        display.started(
+            Event::Started {
+                slot,
+                task_id: lease.task_id,
+                task: lease.manifest.name.to_string(),
+                batch: lease.batch.clone(),
+                fuel_limit: lease.manifest.limits.fuel,
+            },
+            progress.clone(),
+        );
+        running.spawn(execute_in(
+            slot,
+            lease,
+            (client.clone(), sandbox.clone(), blobs.to_path_buf()),
+            progress,
+        ));
+    }
+}
+
+/// [`execute`] in `slot`, owning what it needs, for the slots' join set.
+async fn execute_in(
+    slot: u32,
+    lease: Lease,
+    (client, sandbox, blobs): (Client, Arc<Sandbox>, PathBuf),
+    progress: Arc<Progress>,
+) -> (u32, Lease, Result<RunOutput, String>) {
+    let out = execute(&client, &sandbox, &blobs, &lease, progress).await;
+    (slot, lease, out)
 }
 
 /// Fetches a leased task's module and inputs (from the local blob cache or the scheduler)
