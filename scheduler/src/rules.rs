@@ -8,7 +8,7 @@
 //! sequence of events without a database (`tests/it/rules.rs`).
 
 use helio_sdk::wire::{self, PublicKey, ReportStatus, ResultReport};
-use helio_sdk::{RunReport, Tier};
+use helio_sdk::{Outcome, RunReport, TaskManifest, Tier};
 
 use crate::ledger;
 use crate::task::{Effect, Progress, Reputation, TaskState};
@@ -111,6 +111,75 @@ pub fn check_report(
         return Err("the result's signature does not verify with this runner's key".into());
     }
     Ok(())
+}
+
+/// What a task's manifest bounds in every honest report of it: its fuel limit and its
+/// declared outputs (name and `max_bytes`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bounds {
+    /// `limits.fuel`.
+    pub fuel: u64,
+    /// Each declared output's name and `max_bytes`.
+    pub outputs: Vec<(String, u64)>,
+}
+
+impl Bounds {
+    /// The bounds of `task`.
+    pub fn of(task: &TaskManifest) -> Bounds {
+        Bounds {
+            fuel: task.limits.fuel,
+            outputs: task
+                .outputs
+                .iter()
+                .map(|o| (o.name.to_string(), o.max_bytes))
+                .collect(),
+        }
+    }
+}
+
+/// Why no honest runner could have sent `report` for a task with `bounds`, if so: fuel above
+/// the limit (an honest run stops at it); `out_of_fuel`, or a `stack_overflow` trap (which the
+/// sandbox charges the whole budget so that every machine reports the same), with other than
+/// the whole budget; an output that is not declared or larger than declared. Such a report is
+/// refused, and as it is signed, it counts against its runner.
+pub fn impossible(report: &RunReport, bounds: &Bounds) -> Option<String> {
+    let fuel = report.fuel_consumed;
+    if fuel > bounds.fuel {
+        return Some(format!(
+            "it reports {fuel} fuel, above the task's limit of {}",
+            bounds.fuel
+        ));
+    }
+    let whole_budget = match &report.outcome {
+        Outcome::OutOfFuel => true,
+        Outcome::Trapped { trap } => trap == "stack_overflow",
+        _ => false,
+    };
+    if whole_budget && fuel != bounds.fuel {
+        return Some(format!(
+            "it reports `{}` after {fuel} fuel; that outcome is charged the whole limit of {}",
+            report.outcome.name(),
+            bounds.fuel
+        ));
+    }
+    for output in &report.outputs {
+        let name = output.name.as_str();
+        match bounds.outputs.iter().find(|(n, _)| n == name) {
+            None => {
+                return Some(format!(
+                    "it reports output {name:?}, which the task does not declare"
+                ));
+            }
+            Some((_, max)) if output.bytes > *max => {
+                return Some(format!(
+                    "it reports output {name:?} of {} bytes, above its max_bytes of {max}",
+                    output.bytes
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    None
 }
 
 /// What a report's runner is told, given the effect its report had on the task.

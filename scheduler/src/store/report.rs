@@ -127,6 +127,15 @@ impl Store {
         } else if let Some(error) = rules::inconsistent(&r.report) {
             return Err(Refused(error));
         }
+        let bounds = rules::Bounds::of(&info.manifest().map_err(Failed)?);
+        if let Some(why) = rules::impossible(&r.report, &bounds) {
+            // Signed, so the runner's own word: it counts against it.
+            let flagged = format!("is impossible: {why}");
+            self.flag_for(tx, p, &runner.id, &info, &flagged, now)
+                .await
+                .map_err(Failed)?;
+            return Err(Refused(format!("an impossible result: {why}")));
+        }
         let report = &r.report;
         let mut after = before;
         let digest = report.outcome.is_deterministic().then_some(report.digest);
@@ -281,6 +290,7 @@ impl Store {
             .map_err(|e| StoreError::Corrupt(format!("task {task_id}: a bad report: {e}")))
     }
 
+    /// Flags `runner`, whose result of `info` disagreed with the accepted one.
     pub(super) async fn flag(
         &self,
         tx: &mut Transaction<'static, Any>,
@@ -289,14 +299,24 @@ impl Store {
         info: &TaskInfo,
         now: i64,
     ) -> Result<()> {
-        tracing::warn!(
-            runner,
-            task = info.id,
-            "runner's digest disagreed with the accepted one; flagged"
-        );
+        let why = "disagreed with the accepted one";
+        self.flag_for(tx, p, runner, info, why, now).await
+    }
+
+    /// Flags `runner` (a disagreement on its record), whose result of `info` was `why`.
+    pub(super) async fn flag_for(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        p: &mut Pending,
+        runner: &str,
+        info: &TaskInfo,
+        why: &str,
+        now: i64,
+    ) -> Result<()> {
+        tracing::warn!(runner, task = info.id, "runner's result {why}; flagged");
         p.reputation.entry(runner.to_string()).or_default().1 += 1;
         let detail = format!(
-            "its result of task {} of batch {} disagreed with the accepted one",
+            "its result of task {} of batch {} {why}",
             info.name, info.batch_id
         );
         event_in(tx, runner, now, "flagged", &detail).await

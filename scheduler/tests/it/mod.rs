@@ -8,5 +8,6 @@ mod nodes;
 mod rules;
 mod s3;
 mod task;
+mod trust;
 mod volunteer;
 mod waiting;

@@ -63,7 +63,7 @@ async fn execute(config: &Config, sql: &str) {
 }
 
 /// Every runner, as `GET /v1/runners` lists them.
-async fn runner_list(url: &str) -> Vec<wire::RunnerInfo> {
+pub async fn runner_list(url: &str) -> Vec<wire::RunnerInfo> {
     reqwest::get(format!("{url}/v1/runners"))
         .await
         .unwrap()
