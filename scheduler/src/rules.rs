@@ -191,7 +191,9 @@ pub fn report_status(effect: &Effect, runner: &str) -> ReportStatus {
         }
         Effect::Accepted { .. } | Effect::Late { agreed: false, .. } => ReportStatus::Disagreed,
         Effect::Late { agreed: true, .. } => ReportStatus::Accepted,
-        Effect::Nothing | Effect::Issue(_) | Effect::RunAuthority => ReportStatus::Recorded,
+        Effect::Nothing | Effect::Issue(_) | Effect::RunAuthority | Effect::Overruled { .. } => {
+            ReportStatus::Recorded
+        }
     }
 }
 
@@ -230,6 +232,16 @@ impl BatchDelta {
             self.moved(from, -1);
             self.moved(to, 1);
         }
+    }
+
+    /// An accepted task's result replaced by one that `succeeded` or not, where the one
+    /// replaced `was` a success or not ([`Effect::Overruled`]).
+    pub fn regraded(&mut self, was: bool, succeeded: bool) {
+        let by = |ok: bool| if ok { (1, 0) } else { (0, 1) };
+        let (was_ok, was_failed) = by(was);
+        let (ok, failed) = by(succeeded);
+        self.ok += ok - was_ok;
+        self.failed += failed - was_failed;
     }
 
     /// A credit of `micro_credits` for one of the batch's tasks.

@@ -134,6 +134,19 @@ pub enum Effect {
         /// Whether its digest matched the accepted one.
         agreed: bool,
     },
+    /// The scheduler's own run of an accepted task gave another digest: its run wins. The
+    /// task is accepted with `digest`; flag `vouched` (they reported the overruled digest) and
+    /// credit `vindicated` (they reported `digest` and were outvoted).
+    Overruled {
+        /// The digest the scheduler's run gave, now the accepted one.
+        digest: Blake3Hash,
+        /// The overruled digest.
+        overruled: Blake3Hash,
+        /// Runners that reported the overruled digest.
+        vouched: Vec<String>,
+        /// Runners that reported `digest`.
+        vindicated: Vec<String>,
+    },
     /// `n` more replicas are wanted.
     Issue(u32),
     /// The scheduler must run the task itself.
@@ -262,6 +275,40 @@ impl TaskState {
         };
         self.wanted = 0;
         self.accepted_effect(digest)
+    }
+
+    /// The scheduler's own run of the task (to recover its outputs, or as a spot check) gave
+    /// `digest`. Where the task is accepted with another digest, the scheduler's run wins:
+    /// it is the one party the grid trusts, and agreeing runners may have colluded.
+    pub fn overrule(&mut self, digest: Blake3Hash) -> Effect {
+        let Phase::Accepted {
+            digest: overruled, ..
+        } = self.phase
+        else {
+            return Effect::Nothing;
+        };
+        if overruled == digest {
+            return Effect::Nothing;
+        }
+        self.phase = Phase::Accepted {
+            digest,
+            by_scheduler: true,
+        };
+        let reported = |d: Blake3Hash| -> Vec<String> {
+            self.replicas
+                .iter()
+                .filter(
+                    |r| matches!(r.state, ReplicaState::Reported { digest: Some(x), .. } if x == d),
+                )
+                .map(|r| r.runner.clone())
+                .collect()
+        };
+        Effect::Overruled {
+            digest,
+            overruled,
+            vouched: reported(overruled),
+            vindicated: reported(digest),
+        }
     }
 
     /// The reports so far, in arrival order.

@@ -238,6 +238,18 @@ pub struct RunnerEvent {
     pub detail: String,
 }
 
+/// Where [`Store::authority_jobs`] goes on from in each of its lists.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Turns {
+    /// The last deciding task taken.
+    pub deciding: i64,
+    /// The last task taken whose outputs are recovered.
+    pub recovering: i64,
+}
+
+/// Tasks of each list [`Store::authority_jobs`] takes at a time.
+const TURN: i64 = 16;
+
 /// A task the scheduler must run itself: to decide it, or to recover the outputs of an
 /// accepted result no runner uploaded.
 #[derive(Debug, Clone)]

@@ -209,6 +209,7 @@ impl Store {
                     succeeded: result.outcome.is_success(),
                     at: now,
                     outputs_stored: wanted.is_empty(),
+                    replaces: None,
                 });
                 for blob in wanted {
                     sqlx::query(
@@ -236,6 +237,27 @@ impl Store {
                     granted.insert(runner.clone(), credit);
                 } else {
                     self.flag(tx, p, runner, info, now).await?;
+                }
+            }
+            Effect::Overruled {
+                vouched,
+                vindicated,
+                ..
+            } => {
+                let result = report.ok_or_else(|| {
+                    StoreError::Corrupt(format!("task {task_id}: overruled without a run"))
+                })?;
+                self.accept_instead(tx, p, task_id, result, now).await?;
+                let why = "vouched for a digest the scheduler's own run overruled";
+                for runner in vouched {
+                    p.reputation.entry(runner.clone()).or_default().0 -= 1;
+                    self.flag_for(tx, p, runner, info, why, now).await?;
+                }
+                for runner in vindicated {
+                    // Outvoted and flagged for it: the flag is taken back, the credit given.
+                    p.reputation.entry(runner.clone()).or_default().1 -= 1;
+                    let credit = self.credit(tx, p, info, state, runner, result, now).await?;
+                    granted.insert(runner.clone(), credit);
                 }
             }
             Effect::RunAuthority => {
@@ -290,6 +312,40 @@ impl Store {
             .map_err(|e| StoreError::Corrupt(format!("task {task_id}: a bad report: {e}")))
     }
 
+    /// Task `task_id`, accepted, is accepted with `result` instead (the scheduler's own run,
+    /// whose outputs the caller stores): the batch's counts follow if it succeeded where the
+    /// other did not, or the reverse; the blobs the other named are no longer awaited.
+    async fn accept_instead(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        p: &mut Pending,
+        task_id: i64,
+        result: &RunReport,
+        now: i64,
+    ) -> Result<()> {
+        let was: i64 = sqlx::query("SELECT succeeded FROM tasks WHERE id = $1")
+            .bind(task_id)
+            .fetch_one(&mut **tx)
+            .await?
+            .try_get::<Option<i64>, _>(0)?
+            .unwrap_or(0);
+        sqlx::query("DELETE FROM wanted_blobs WHERE task_id = $1")
+            .bind(task_id)
+            .execute(&mut **tx)
+            .await?;
+        p.tasks
+            .get_mut(&task_id)
+            .ok_or_else(|| StoreError::Corrupt(format!("task {task_id} not read")))?
+            .accepted = Some(Accepted {
+            result: serde_json::to_string(result).expect("a report serializes"),
+            succeeded: result.outcome.is_success(),
+            at: now,
+            outputs_stored: true,
+            replaces: Some(was != 0),
+        });
+        Ok(())
+    }
+
     /// Flags `runner`, whose result of `info` disagreed with the accepted one.
     pub(super) async fn flag(
         &self,
@@ -323,34 +379,78 @@ impl Store {
     }
 
     /// Tasks the scheduler must run itself: those no quorum decided, and accepted ones whose
-    /// outputs no runner uploaded within `upload_wait_ms`.
-    pub async fn authority_jobs(&self, now: i64, upload_wait_ms: i64) -> Result<Vec<AuthorityJob>> {
-        let mut jobs = Vec::new();
-        for row in sqlx::query(
-            "SELECT id, manifest, NULL FROM tasks WHERE phase = 'deciding' ORDER BY id LIMIT 16",
-        )
+    /// outputs no runner uploaded within `upload_wait_ms`. Each list is taken in id order
+    /// from past its cursor in `turns`, a few at a time, and starts again from the lowest id
+    /// once it is through: every such task gets its turn, however many others fail again.
+    pub async fn authority_jobs(
+        &self,
+        now: i64,
+        upload_wait_ms: i64,
+        turns: &mut Turns,
+    ) -> Result<Vec<AuthorityJob>> {
+        let deciding = sqlx::query(&format!(
+            "SELECT id, manifest, NULL FROM tasks WHERE phase = 'deciding' AND id > $1 \
+             ORDER BY id LIMIT {TURN}"
+        ))
+        .bind(turns.deciding)
         .fetch_all(&self.pool)
-        .await?
-        .into_iter()
-        .chain(
-            sqlx::query(
-                "SELECT id, manifest, digest FROM tasks WHERE phase = 'accepted' \
-                 AND outputs_stored = 0 AND accepted_ms < $1 ORDER BY accepted_ms LIMIT 16",
-            )
-            .bind(now - upload_wait_ms)
-            .fetch_all(&self.pool)
-            .await?,
-        ) {
-            let task_id: i64 = row.try_get(0)?;
-            let manifest: String = row.try_get(1)?;
-            let expect: Option<String> = row.try_get(2)?;
-            jobs.push(AuthorityJob {
-                task_id: TaskId::new(task_id).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                manifest: parse_manifest(task_id, &manifest)?,
-                expect: expect.as_deref().map(hash).transpose()?,
-            });
+        .await?;
+        let recovering = sqlx::query(&format!(
+            "SELECT id, manifest, digest FROM tasks WHERE phase = 'accepted' \
+             AND outputs_stored = 0 AND accepted_ms < $1 AND id > $2 ORDER BY id LIMIT {TURN}"
+        ))
+        .bind(now - upload_wait_ms)
+        .bind(turns.recovering)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut jobs = Vec::new();
+        for (rows, cursor) in [
+            (deciding, &mut turns.deciding),
+            (recovering, &mut turns.recovering),
+        ] {
+            let through = rows.len() < TURN as usize;
+            for row in rows {
+                let task_id: i64 = row.try_get(0)?;
+                let manifest: String = row.try_get(1)?;
+                let expect: Option<String> = row.try_get(2)?;
+                *cursor = task_id;
+                jobs.push(AuthorityJob {
+                    task_id: TaskId::new(task_id)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    manifest: parse_manifest(task_id, &manifest)?,
+                    expect: expect.as_deref().map(hash).transpose()?,
+                });
+            }
+            if through {
+                *cursor = 0;
+            }
         }
         Ok(jobs)
+    }
+
+    /// The scheduler's own run of an accepted task (to recover its outputs) gave `report`,
+    /// whose blobs are stored: where its digest is not the accepted one, it wins
+    /// ([`TaskState::overrule`]). Returns whether it did.
+    pub async fn overrule(&self, task_id: TaskId, report: &RunReport, now: i64) -> Result<bool> {
+        let task_id = task_id.get();
+        let mut tx = self.pool.begin().await?;
+        let mut p = Pending::default();
+        let (mut state, info) = self.load(&mut tx, &mut p, task_id).await?;
+        let effect = state.overrule(report.digest);
+        if effect == Effect::Nothing {
+            return Ok(false);
+        }
+        tracing::warn!(
+            task = task_id,
+            ?effect,
+            "the scheduler's own run overruled the accepted result"
+        );
+        p.save(task_id, state.clone(), None);
+        self.apply(&mut tx, &mut p, &info, &state, &effect, Some(report), now)
+            .await?;
+        let work = self.flush(&mut tx, p).await?;
+        self.commit(tx, work).await?;
+        Ok(true)
     }
 
     /// The scheduler's own run of a deciding task gave `report`: it decides the task.

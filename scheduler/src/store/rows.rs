@@ -170,6 +170,8 @@ pub(super) struct Accepted {
     pub(super) at: i64,
     /// Whether the result names no blob still to be stored.
     pub(super) outputs_stored: bool,
+    /// Whether the accepted result this one replaces succeeded, when it replaces one.
+    pub(super) replaces: Option<bool>,
 }
 
 /// A ledger entry to write.

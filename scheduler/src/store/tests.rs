@@ -427,3 +427,50 @@ async fn bad_signatures_then_good(
     let good = signed(lease, &keys[own], &report, &report.digest);
     store.report(runner, &[good], None, now).await.unwrap().0
 }
+
+/// The scheduler's own runs take each list a turn at a time, in id order from past where
+/// the last turn stopped, and start over once through: a task that fails again and again
+/// (and stays in its list) never keeps the others from their turn.
+#[tokio::test]
+async fn every_task_the_scheduler_must_run_gets_its_turn() {
+    let n = TURN as usize + 5;
+    let (_dir, store, _) = fixture(2 * n, &[]).await;
+    // The first n tasks wait to be decided; the next n wait for their outputs.
+    sqlx::query("UPDATE tasks SET phase = 'deciding' WHERE id <= $1")
+        .bind(n as i64)
+        .execute(&store.pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "UPDATE tasks SET phase = 'accepted', outputs_stored = 0, accepted_ms = 0, digest = $2 \
+         WHERE id > $1",
+    )
+    .bind(n as i64)
+    .bind(Blake3Hash::of(b"accepted").to_string())
+    .execute(&store.pool)
+    .await
+    .unwrap();
+    let mut turns = Turns::default();
+    let (mut decided, mut recovered) = (BTreeMap::new(), BTreeMap::new());
+    // Nothing they are given is ever done: each turn finds every task still waiting.
+    for _ in 0..4 {
+        for job in store.authority_jobs(10, 5, &mut turns).await.unwrap() {
+            let list = match job.expect {
+                None => &mut decided,
+                Some(_) => &mut recovered,
+            };
+            *list.entry(job.task_id.get()).or_insert(0) += 1;
+        }
+    }
+    let ids = |range: std::ops::RangeInclusive<usize>| range.map(|i| i as i64).collect::<Vec<_>>();
+    assert_eq!(decided.keys().copied().collect::<Vec<_>>(), ids(1..=n));
+    assert_eq!(
+        recovered.keys().copied().collect::<Vec<_>>(),
+        ids(n + 1..=2 * n)
+    );
+    // Four turns of 16: two rounds through 21 tasks, each task twice.
+    assert!(
+        decided.values().chain(recovered.values()).all(|&k| k == 2),
+        "{decided:?} {recovered:?}"
+    );
+}

@@ -186,10 +186,13 @@ impl Store {
         let mut batches: BTreeMap<&str, BatchDelta> = BTreeMap::new();
         for t in p.tasks.values() {
             let succeeded = t.accepted.as_ref().map(|a| a.succeeded);
-            batches
-                .entry(t.info.batch_id.as_str())
-                .or_default()
-                .task(&t.read, &t.state, succeeded);
+            let delta = batches.entry(t.info.batch_id.as_str()).or_default();
+            delta.task(&t.read, &t.state, succeeded);
+            if let Some(a) = &t.accepted
+                && let Some(was) = a.replaces
+            {
+                delta.regraded(was, a.succeeded);
+            }
         }
         for e in &p.ledger {
             batches

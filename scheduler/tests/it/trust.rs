@@ -4,7 +4,7 @@
 use helio_sdk::wire::{Lease, ReportStatus, ResultReport};
 use helio_sdk::{Blake3Hash, Name, Outcome, OutputRecord, RunReport};
 
-use super::grid::{Db, TestGrid, hashchain_batch, rogue};
+use super::grid::{Db, TestGrid, chain, hashchain_batch, lie, rogue};
 use super::nodes::runner_list;
 
 /// The fuel limit of [`hashchain_batch`]'s tasks, and their one output's `max_bytes`.
@@ -92,4 +92,63 @@ async fn impossible_reports_are_refused_and_count_against_their_runner() {
         .await
         .unwrap();
     assert_eq!(acks[0].status, ReportStatus::Recorded, "{acks:?}");
+}
+
+/// Two rogues of two owners agree on a forged result and are accepted with it; its outputs
+/// never come, so the scheduler runs the task itself to recover them. Its run gives the
+/// true digest and wins: the task is accepted with the scheduler's result, both rogues are
+/// flagged, and the batch finishes with the true outputs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_schedulers_own_run_overrules_a_forged_acceptance() {
+    let grid = TestGrid::start(Db::Sqlite, 60_000).await;
+    let rounds = 10;
+    let batch = grid
+        .submit(&hashchain_batch(grid.dir.path(), 1, rounds, 60))
+        .await;
+    let (a, b) = (
+        rogue(&grid.url, "forger-a").await,
+        rogue(&grid.url, "forger-b").await,
+    );
+    let (la, lb) = (a.lease(1).await.unwrap(), b.lease(1).await.unwrap());
+    assert_eq!((la.len(), lb.len()), (1, 1));
+    assert_eq!(
+        la[0].task_id, lb[0].task_id,
+        "both replicas of the one task"
+    );
+    let first = a.report(vec![lie(&a, &la[0])]).await.unwrap();
+    assert_eq!(first[0].status, ReportStatus::Recorded, "{first:?}");
+    let second = b.report(vec![lie(&b, &lb[0])]).await.unwrap();
+    assert_eq!(
+        second[0].status,
+        ReportStatus::Accepted,
+        "the forgery is accepted: {second:?}"
+    );
+
+    // The forged result names a standard output no runner uploads: after upload_wait_ms
+    // the scheduler runs the task itself, and its run overrules the forgery.
+    let status = grid.wait_for(&batch, |s| s.done()).await;
+    assert_eq!((status.succeeded, status.failed), (1, 0), "{status:?}");
+    let results = grid.submitter().results(&batch).await.unwrap();
+    let result = results.tasks[0].result.as_ref().unwrap();
+    assert_ne!(
+        result.digest,
+        lie(&a, &la[0]).report.digest,
+        "the forgery is gone"
+    );
+    let out = grid.dir.path().join("results");
+    grid.submitter()
+        .download(&batch, out.to_str().unwrap())
+        .await
+        .unwrap();
+    let written = std::fs::read_to_string(out.join("chain-000").join("digest.txt")).unwrap();
+    assert_eq!(written.trim(), chain([0; 32], rounds));
+    for rogue in [&a, &b] {
+        let info = runner_list(&grid.url)
+            .await
+            .into_iter()
+            .find(|r| r.id == rogue.runner_id())
+            .unwrap();
+        assert!(info.flagged && !info.trusted, "{info:?}");
+        assert_eq!(info.agreements, 0, "its agreement is taken back: {info:?}");
+    }
 }
