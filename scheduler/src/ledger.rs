@@ -9,11 +9,15 @@
 //! of 1.0, so a task's credit is `fuel × credit_rate / 1000` micro-credits, rounded down.
 //!
 //! An entry is of one [`Kind`]: a runner's credit for an accepted task, the cooperative
-//! fund's share of such a credit, a runner's credit for time online, or a payout to an
-//! owner. Each kind has its own hash domain, so an entry cannot be passed off as another
-//! kind, and [`verify`] checks that no owner was ever paid more than it had earned.
+//! fund's share of such a credit, a runner's credit for time online, a payout to an owner,
+//! or the reversal of a task credit (or of the fund's share of it) for a result later found
+//! false. Nothing is ever edited or removed: a reversal is a compensating entry. Each kind
+//! has its own hash domain, so an entry cannot be passed off as another kind, and
+//! [`verify`] checks that no owner was ever paid more than its balance, and that each
+//! reversal takes back exactly one earlier credit. A reversal may follow a payout: the
+//! owner's balance then goes below zero, and what it earns next pays that back first.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use helio_sdk::Blake3Hash;
 
@@ -42,11 +46,22 @@ pub enum Kind {
     Uptime,
     /// A payout of `micro_credits` to `owner`, taken from what it earned.
     Payout,
+    /// A [`Kind::Task`] credit taken back: the same batch, task, runner, owner and amount.
+    Reversal,
+    /// A [`Kind::Fund`] share taken back, likewise.
+    FundReversal,
 }
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Kind; 4] = [Kind::Task, Kind::Fund, Kind::Uptime, Kind::Payout];
+    pub const ALL: [Kind; 6] = [
+        Kind::Task,
+        Kind::Fund,
+        Kind::Uptime,
+        Kind::Payout,
+        Kind::Reversal,
+        Kind::FundReversal,
+    ];
 
     /// Its name, as stored.
     pub fn as_str(self) -> &'static str {
@@ -55,6 +70,8 @@ impl Kind {
             Kind::Fund => "fund",
             Kind::Uptime => "uptime",
             Kind::Payout => "payout",
+            Kind::Reversal => "reversal",
+            Kind::FundReversal => "fund_reversal",
         }
     }
 
@@ -63,9 +80,27 @@ impl Kind {
         Kind::ALL.into_iter().find(|k| k.as_str() == name)
     }
 
-    /// Whether the entry adds to its owner's earnings (every kind but a payout).
+    /// Whether the entry adds to its owner's earnings (a task, fund or uptime credit).
     pub fn earns(self) -> bool {
-        self != Kind::Payout
+        matches!(self, Kind::Task | Kind::Fund | Kind::Uptime)
+    }
+
+    /// The kind of entry a reversal of this kind takes back, if it is one.
+    pub fn reverses(self) -> Option<Kind> {
+        match self {
+            Kind::Reversal => Some(Kind::Task),
+            Kind::FundReversal => Some(Kind::Fund),
+            _ => None,
+        }
+    }
+
+    /// The reversal of this kind of credit, if it can be reversed.
+    pub fn reversal(self) -> Option<Kind> {
+        match self {
+            Kind::Task => Some(Kind::Reversal),
+            Kind::Fund => Some(Kind::FundReversal),
+            _ => None,
+        }
     }
 }
 
@@ -175,8 +210,8 @@ pub fn entry_hash(prev: &Blake3Hash, seq: u64, c: &Credit) -> Blake3Hash {
 #[derive(Debug, Clone, Default)]
 pub struct Ledger {
     entries: Vec<Entry>,
-    credited: BTreeSet<(Kind, String, String, String)>,
-    balances: BTreeMap<String, u64>,
+    credited: BTreeMap<(Kind, String, String, String), Credit>,
+    balances: BTreeMap<String, i64>,
 }
 
 impl Ledger {
@@ -189,7 +224,7 @@ impl Ledger {
     /// payout of more than its owner's balance.
     pub fn append(&mut self, credit: Credit) -> Result<&Entry, LedgerError> {
         let key = credit.key();
-        if self.credited.contains(&key) {
+        if self.credited.contains_key(&key) {
             return Err(LedgerError::AlreadyCredited {
                 batch: key.1,
                 task: key.2,
@@ -197,12 +232,13 @@ impl Ledger {
             });
         }
         let seq = self.entries.len() as u64;
+        let broken = |reason| LedgerError::Broken { seq, reason };
+        reverses_one(&credit, &self.credited).map_err(broken)?;
         let balance = self.balances.entry(credit.owner.clone()).or_default();
-        *balance =
-            settle(*balance, &credit).map_err(|reason| LedgerError::Broken { seq, reason })?;
+        *balance = settle(*balance, &credit).map_err(broken)?;
         let prev = self.entries.last().map_or(GENESIS, |e| e.hash);
         let hash = entry_hash(&prev, seq, &credit);
-        self.credited.insert(key);
+        self.credited.insert(key, credit.clone());
         self.entries.push(Entry {
             seq,
             credit,
@@ -217,24 +253,55 @@ impl Ledger {
         &self.entries
     }
 
-    /// What `owner` has earned and not been paid, in micro-credits.
-    pub fn balance(&self, owner: &str) -> u64 {
+    /// What `owner` has earned and not been paid nor had taken back, in micro-credits:
+    /// below zero when a reversal followed a payout.
+    pub fn balance(&self, owner: &str) -> i64 {
         self.balances.get(owner).copied().unwrap_or(0)
     }
 }
 
-/// An owner's balance after `c`: raised by what it earns, lowered by a payout, which may not
-/// exceed it.
-fn settle(balance: u64, c: &Credit) -> Result<u64, String> {
-    if c.kind.earns() {
-        Ok(balance.saturating_add(c.micro_credits))
-    } else {
-        balance.checked_sub(c.micro_credits).ok_or_else(|| {
-            format!(
-                "pays {} {} micro-credits, more than its balance of {balance}",
-                c.owner, c.micro_credits
-            )
-        })
+/// An owner's balance after `c`: raised by what it earns, lowered by a reversal (to below
+/// zero if need be) and by a payout, which may not exceed it.
+fn settle(balance: i64, c: &Credit) -> Result<i64, String> {
+    let amount = i64::try_from(c.micro_credits)
+        .map_err(|_| format!("{} micro-credits is beyond any balance", c.micro_credits))?;
+    match c.kind {
+        k if k.earns() => Ok(balance.saturating_add(amount)),
+        Kind::Payout if amount <= balance => Ok(balance - amount),
+        Kind::Payout => Err(format!(
+            "pays {} {amount} micro-credits, more than its balance of {balance}",
+            c.owner
+        )),
+        _ => Ok(balance.saturating_sub(amount)),
+    }
+}
+
+/// Whether `c`, if it is a reversal, takes back exactly one credit among `credited` (by
+/// key): the same batch, task, runner, owner, digest and amount. The ledger's uniqueness
+/// of (kind, batch, task, runner) keeps it to once.
+fn reverses_one(
+    c: &Credit,
+    credited: &BTreeMap<(Kind, String, String, String), Credit>,
+) -> Result<(), String> {
+    let Some(kind) = c.kind.reverses() else {
+        return Ok(());
+    };
+    let key = (kind, c.batch.clone(), c.task.clone(), c.runner.clone());
+    match credited.get(&key) {
+        Some(original) if *original == Credit { kind, ..c.clone() } => Ok(()),
+        Some(original) => Err(format!(
+            "reverses {} {} micro-credits of {:?}, but {} were credited",
+            kind.as_str(),
+            c.micro_credits,
+            c.task,
+            original.micro_credits
+        )),
+        None => Err(format!(
+            "reverses a {} credit of runner {:?} for {:?} that was never made",
+            kind.as_str(),
+            c.runner,
+            c.task
+        )),
     }
 }
 
@@ -242,8 +309,8 @@ fn settle(balance: u64, c: &Credit) -> Result<u64, String> {
 /// credited twice for a task, and that no payout exceeds what its owner had earned.
 pub fn verify(entries: &[Entry]) -> Result<(), LedgerError> {
     let mut prev = GENESIS;
-    let mut credited = BTreeSet::new();
-    let mut balances: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut credited = BTreeMap::new();
+    let mut balances: BTreeMap<&str, i64> = BTreeMap::new();
     for (i, e) in entries.iter().enumerate() {
         let broken = |reason: String| LedgerError::Broken {
             seq: i as u64,
@@ -261,7 +328,8 @@ pub fn verify(entries: &[Entry]) -> Result<(), LedgerError> {
             return Err(broken("its contents do not match its hash (edited)".into()));
         }
         let c = &e.credit;
-        if !credited.insert(c.key()) {
+        reverses_one(c, &credited).map_err(broken)?;
+        if credited.insert(c.key(), c.clone()).is_some() {
             return Err(broken(format!(
                 "a second {} entry for runner {:?} and {:?}",
                 c.kind.as_str(),

@@ -249,6 +249,11 @@ impl BatchDelta {
         self.micro_credits += micro_credits as i64;
     }
 
+    /// A credit of `micro_credits` for one of the batch's tasks taken back.
+    pub fn reversed(&mut self, micro_credits: u64) {
+        self.micro_credits -= micro_credits as i64;
+    }
+
     fn moved(&mut self, progress: Progress, by: i64) {
         match progress {
             Progress::Running => self.running += by,

@@ -52,6 +52,49 @@ impl Store {
         Ok(own)
     }
 
+    /// Takes back every credit (and the fund's share of it) `runner` was given for task
+    /// `info`, by compensating entries; returns the micro-credits taken from its owner.
+    pub(super) async fn reverse(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        p: &mut Pending,
+        info: &TaskInfo,
+        runner: &str,
+        now: i64,
+    ) -> Result<u64> {
+        let rows = sqlx::query(
+            "SELECT kind, owner, digest, fuel, micro_credits FROM ledger WHERE batch_id = $1 \
+             AND task = $2 AND runner_id = $3 AND kind IN ('task', 'fund') ORDER BY seq",
+        )
+        .bind(&info.batch_id)
+        .bind(&info.name)
+        .bind(runner)
+        .fetch_all(&mut **tx)
+        .await?;
+        let mut taken = 0;
+        for row in rows {
+            let kind: String = row.try_get(0)?;
+            let kind = Kind::parse(&kind)
+                .and_then(Kind::reversal)
+                .ok_or_else(|| StoreError::Corrupt(format!("a ledger entry of kind {kind:?}")))?;
+            let credit = Credit {
+                kind,
+                batch: info.batch_id.clone(),
+                task: info.name.clone(),
+                runner: runner.to_string(),
+                owner: row.try_get(1)?,
+                digest: hash(&row.try_get::<String, _>(2)?)?,
+                fuel: row.try_get::<i64, _>(3)? as u64,
+                micro_credits: row.try_get::<i64, _>(4)? as u64,
+            };
+            if kind == Kind::Reversal {
+                taken += credit.micro_credits;
+            }
+            self.append(tx, p, &credit, now).await?;
+        }
+        Ok(taken)
+    }
+
     /// Appends `credit` to the ledger after the chain's end as this transaction sees it
     /// (read, and on PostgreSQL locked, at the first append); the entry is written with
     /// the transaction's other writes.
@@ -105,9 +148,12 @@ impl Store {
     /// a runner's its task and uptime credits; a batch's what its tasks earned in all.
     pub async fn credits(&self, by: &str) -> Result<Vec<CreditRow>> {
         let (column, kinds) = match by {
-            "owner" => ("owner", "'task', 'fund', 'uptime', 'payout'"),
-            "runner" => ("runner_id", "'task', 'uptime'"),
-            "batch" => ("batch_id", "'task', 'fund'"),
+            "owner" => (
+                "owner",
+                "'task', 'fund', 'uptime', 'payout', 'reversal', 'fund_reversal'",
+            ),
+            "runner" => ("runner_id", "'task', 'uptime', 'reversal'"),
+            "batch" => ("batch_id", "'task', 'fund', 'reversal', 'fund_reversal'"),
             other => {
                 return Err(StoreError::Conflict(format!(
                     "credits by {other:?}: choose owner, runner or batch"
@@ -118,9 +164,13 @@ impl Store {
         sqlx::query(&format!(
             "SELECT {column}, {}, {}, {}, {} FROM ledger WHERE kind IN ({kinds}) \
              GROUP BY {column} ORDER BY 4 DESC, 1",
-            sum("CASE WHEN kind IN ('task', 'fund') THEN 1 ELSE 0 END"),
-            sum("CASE WHEN kind = 'task' THEN fuel ELSE 0 END"),
-            sum("CASE WHEN kind <> 'payout' THEN micro_credits ELSE 0 END"),
+            sum("CASE WHEN kind IN ('task', 'fund') THEN 1 \
+                 WHEN kind IN ('reversal', 'fund_reversal') THEN -1 ELSE 0 END"),
+            sum("CASE WHEN kind = 'task' THEN fuel WHEN kind = 'reversal' THEN -fuel ELSE 0 END"),
+            sum(
+                "CASE WHEN kind IN ('task', 'fund', 'uptime') THEN micro_credits \
+                 WHEN kind IN ('reversal', 'fund_reversal') THEN -micro_credits ELSE 0 END"
+            ),
             sum("CASE WHEN kind = 'payout' THEN micro_credits ELSE 0 END"),
         ))
         .fetch_all(&self.reads)
@@ -200,8 +250,9 @@ impl Store {
         // twice: the second waits, then sees the first's payouts.
         self.tail(&mut tx, &mut p).await?;
         let rows = sqlx::query(
-            "SELECT owner, CAST(SUM(CASE WHEN kind = 'payout' THEN -micro_credits \
-             ELSE micro_credits END) AS BIGINT) FROM ledger GROUP BY owner ORDER BY owner",
+            "SELECT owner, CAST(SUM(CASE WHEN kind IN ('payout', 'reversal', 'fund_reversal') \
+             THEN -micro_credits ELSE micro_credits END) AS BIGINT) FROM ledger \
+             GROUP BY owner ORDER BY owner",
         )
         .fetch_all(&mut *tx)
         .await?;
@@ -308,9 +359,11 @@ impl Store {
     /// Tasks credited to `runner` and the micro-credits it earned (tasks and time online).
     pub async fn runner_totals(&self, runner: &str) -> Result<(u64, u64)> {
         let row = sqlx::query(
-            "SELECT CAST(COALESCE(SUM(CASE WHEN kind = 'task' THEN 1 ELSE 0 END), 0) AS BIGINT), \
-             CAST(COALESCE(SUM(micro_credits), 0) AS BIGINT) FROM ledger \
-             WHERE runner_id = $1 AND kind IN ('task', 'uptime')",
+            "SELECT CAST(COALESCE(SUM(CASE WHEN kind = 'task' THEN 1 \
+             WHEN kind = 'reversal' THEN -1 ELSE 0 END), 0) AS BIGINT), \
+             CAST(COALESCE(SUM(CASE WHEN kind = 'reversal' THEN -micro_credits \
+             ELSE micro_credits END), 0) AS BIGINT) FROM ledger \
+             WHERE runner_id = $1 AND kind IN ('task', 'uptime', 'reversal')",
         )
         .bind(runner)
         .fetch_one(&self.reads)

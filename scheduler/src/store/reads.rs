@@ -91,17 +91,25 @@ impl Store {
         let mut credits: BTreeMap<String, (Vec<String>, u64)> = BTreeMap::new();
         for row in sqlx::query(
             "SELECT task, runner_id, micro_credits, kind FROM ledger WHERE batch_id = $1 \
-             AND kind IN ('task', 'fund') ORDER BY seq",
+             AND kind IN ('task', 'fund', 'reversal', 'fund_reversal') ORDER BY seq",
         )
         .bind(id)
         .fetch_all(&self.reads)
         .await?
         {
+            // A reversal takes back its credit, and its runner from those who agreed.
             let e = credits.entry(row.try_get(0)?).or_default();
-            if row.try_get::<String, _>(3)? == "task" {
-                e.0.push(row.try_get(1)?);
+            let runner: String = row.try_get(1)?;
+            let amount = row.try_get::<i64, _>(2)? as u64;
+            match row.try_get::<String, _>(3)?.as_str() {
+                "task" => e.0.push(runner),
+                "reversal" => e.0.retain(|r| *r != runner),
+                _ => {}
             }
-            e.1 += row.try_get::<i64, _>(2)? as u64;
+            match row.try_get::<String, _>(3)?.as_str() {
+                "task" | "fund" => e.1 += amount,
+                _ => e.1 = e.1.saturating_sub(amount),
+            }
         }
         let mut tasks = Vec::new();
         for row in sqlx::query(
@@ -226,8 +234,10 @@ impl Store {
         .fetch_one(&self.reads)
         .await?;
         let ledger = sqlx::query(
-            "SELECT CAST(COALESCE(SUM(fuel), 0) AS BIGINT), \
-             CAST(COALESCE(SUM(micro_credits), 0) AS BIGINT) FROM ledger WHERE kind = 'task'",
+            "SELECT CAST(COALESCE(SUM(CASE WHEN kind = 'task' THEN fuel ELSE -fuel END), 0) \
+             AS BIGINT), CAST(COALESCE(SUM(CASE WHEN kind = 'task' THEN micro_credits \
+             ELSE -micro_credits END), 0) AS BIGINT) FROM ledger \
+             WHERE kind IN ('task', 'reversal')",
         )
         .fetch_one(&self.reads)
         .await?;

@@ -252,6 +252,7 @@ impl Store {
                 for runner in vouched {
                     p.reputation.entry(runner.clone()).or_default().0 -= 1;
                     self.flag_for(tx, p, runner, info, why, now).await?;
+                    self.reverse(tx, p, info, runner, now).await?;
                 }
                 for runner in vindicated {
                     // Outvoted and flagged for it: the flag is taken back, the credit given.

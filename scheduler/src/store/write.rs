@@ -195,10 +195,11 @@ impl Store {
             }
         }
         for e in &p.ledger {
-            batches
-                .entry(e.credit.batch.as_str())
-                .or_default()
-                .credited(e.credit.micro_credits);
+            let delta = batches.entry(e.credit.batch.as_str()).or_default();
+            match e.credit.kind.reverses() {
+                None => delta.credited(e.credit.micro_credits),
+                Some(_) => delta.reversed(e.credit.micro_credits),
+            }
         }
         let rows: Vec<_> = batches
             .into_iter()

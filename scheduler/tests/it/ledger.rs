@@ -115,6 +115,74 @@ fn payouts_never_exceed_the_balance() {
     );
 }
 
+/// A credit taken back: the reversal names exactly the credit it compensates, once; after a
+/// payout it leaves its owner owing, and what the owner earns next pays that back first.
+#[test]
+fn a_reversal_takes_back_one_credit_once_even_after_a_payout() {
+    let mut ledger = Ledger::new();
+    let earned = credit(1, 1); // o1 earns 2_000
+    ledger.append(earned.clone()).unwrap();
+    ledger.append(payout("o1", 2_000, 0)).unwrap();
+    let reversal = Credit {
+        kind: Kind::Reversal,
+        ..earned.clone()
+    };
+    ledger.append(reversal.clone()).unwrap();
+    assert_eq!(ledger.balance("o1"), -2_000, "paid, then taken back: owed");
+    assert!(matches!(
+        ledger.append(reversal.clone()),
+        Err(LedgerError::AlreadyCredited { .. })
+    ));
+    // Nothing is paid until the debt is earned back.
+    assert!(ledger.append(payout("o1", 1, 1)).is_err());
+    ledger.append(credit(4, 4)).unwrap(); // o1 earns 5_000
+    assert_eq!(ledger.balance("o1"), 3_000);
+    verify(ledger.entries()).unwrap();
+
+    // A reversal of a credit never made, or of another amount, is refused and caught.
+    let mut fresh = Ledger::new();
+    fresh.append(earned.clone()).unwrap();
+    for (bad, says) in [
+        (
+            Credit {
+                task: "t9".into(),
+                ..reversal.clone()
+            },
+            "never made",
+        ),
+        (
+            Credit {
+                micro_credits: 1,
+                ..reversal.clone()
+            },
+            "were credited",
+        ),
+        (
+            Credit {
+                kind: Kind::FundReversal,
+                ..reversal.clone()
+            },
+            "never made",
+        ),
+    ] {
+        let err = fresh.clone().append(bad.clone()).unwrap_err();
+        assert!(
+            matches!(&err, LedgerError::Broken { reason, .. } if reason.contains(says)),
+            "{err}"
+        );
+        // Written anyway, and rehashed so that the chain holds: verify still catches it.
+        let mut entries = fresh.entries().to_vec();
+        let prev = entries[0].hash;
+        entries.push(helio_scheduler::ledger::Entry {
+            seq: 1,
+            hash: entry_hash(&prev, 1, &bad),
+            credit: bad,
+            prev,
+        });
+        assert!(verify(&entries).is_err());
+    }
+}
+
 #[test]
 fn changing_an_entrys_kind_breaks_its_hash() {
     let mut ledger = Ledger::new();

@@ -95,10 +95,9 @@ struct Grid {
     /// Every task credit granted: (runner, task).
     credited: BTreeSet<(String, usize)>,
     granted: u64,
-    /// Credits granted for a digest the scheduler's own run later overruled: (runner,
-    /// task). The store does not take them back yet (issue 30's reversals); until it does,
-    /// this is where they are allowed.
-    owed: BTreeSet<(String, usize)>,
+    /// Credits taken back because the scheduler's own run overruled the digest they were
+    /// granted for: (runner, task).
+    reversed: BTreeSet<(String, usize)>,
 }
 
 /// The honest result of a task, and the one liars agree on among themselves.
@@ -206,7 +205,16 @@ impl Grid {
             } => {
                 for runner in vouched {
                     if self.credited.contains(&(runner.clone(), t)) {
-                        self.owed.insert((runner.clone(), t));
+                        prop_assert!(
+                            self.reversed.insert((runner.clone(), t)),
+                            "{} reversed twice for task {}",
+                            runner,
+                            t
+                        );
+                        let fuel = self.tasks[t].fuel;
+                        let (own, fund) = helio_scheduler::rules::task_credit(fuel, RATE, SHARE);
+                        self.kept.reversed(own + fund);
+                        self.granted -= own + fund;
                     }
                     let r = self.runner_index(runner);
                     let rep = &mut self.runners[r].reputation;
@@ -405,7 +413,7 @@ impl Grid {
             for r in &s.replicas {
                 // A credit only for a reported replica whose digest is the accepted one.
                 if self.credited.contains(&(r.runner.clone(), t))
-                    && !self.owed.contains(&(r.runner.clone(), t))
+                    && !self.reversed.contains(&(r.runner.clone(), t))
                 {
                     let Phase::Accepted { digest, .. } = s.phase else {
                         panic!("credit for task {t}, which is not accepted");
@@ -468,7 +476,7 @@ proptest! {
             kept: BatchDelta::default(),
             credited: BTreeSet::new(),
             granted: 0,
-            owed: BTreeSet::new(),
+            reversed: BTreeSet::new(),
         };
         for event in events {
             grid.step(event)?;

@@ -4,6 +4,9 @@
 use helio_sdk::wire::{Lease, ReportStatus, ResultReport};
 use helio_sdk::{Blake3Hash, Name, Outcome, OutputRecord, RunReport};
 
+use helio_scheduler::ledger;
+use helio_scheduler::service;
+
 use super::grid::{Db, TestGrid, chain, hashchain_batch, lie, rogue};
 use super::nodes::runner_list;
 
@@ -151,4 +154,33 @@ async fn the_schedulers_own_run_overrules_a_forged_acceptance() {
         assert!(info.flagged && !info.trusted, "{info:?}");
         assert_eq!(info.agreements, 0, "its agreement is taken back: {info:?}");
     }
+    // And so are the forgers' credits, by compensating entries: the ledger still verifies,
+    // and nobody holds a credit for the task.
+    assert!(
+        results.tasks[0].agreeing.is_empty(),
+        "{:?}",
+        results.tasks[0]
+    );
+    assert_eq!(
+        (results.tasks[0].micro_credits, status.micro_credits),
+        (0, 0)
+    );
+    let by_runner = grid.submitter().credits("runner").await.unwrap();
+    assert!(by_runner.rows.iter().all(|r| r.tasks == 0), "{by_runner:?}");
+    let by_batch = grid.submitter().credits("batch").await.unwrap();
+    assert!(
+        by_batch
+            .rows
+            .iter()
+            .all(|r| r.micro_credits == 0 && r.fuel == 0),
+        "{by_batch:?}"
+    );
+    let store = service::open_store(&grid.config).await.unwrap();
+    let (entries, len, head) = store.ledger().await.unwrap();
+    ledger::verify_anchored(&entries, len, &head).unwrap();
+    let reversed = entries
+        .iter()
+        .filter(|e| e.credit.kind == ledger::Kind::Reversal)
+        .count();
+    assert_eq!(reversed, 2, "one reversal per forger: {entries:?}");
 }
