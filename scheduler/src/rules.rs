@@ -56,18 +56,43 @@ impl Asker<'_> {
             && task.may_lease(self.runner, self.owner).is_ok()
     }
 
-    /// The first `n` of `tasks` (in the order given, with each task's least tier) that it
-    /// may take.
-    pub fn choose<'t, I>(&self, tasks: I, n: u32) -> Vec<i64>
+    /// `n` of `tasks` (each with its least tier) that it may take, drawn at random by
+    /// `draw` (a seed the caller takes from its random source), in id order. Which of them
+    /// a runner gets is the scheduler's choice, not the order of requests: two runners that
+    /// ask one right after the other do not get the same tasks for it, and a runner cannot
+    /// pick which task it shares with whom.
+    pub fn choose<'t, I>(&self, tasks: I, n: u32, draw: u64) -> Vec<i64>
     where
         I: IntoIterator<Item = (i64, Tier, &'t TaskState)>,
     {
-        tasks
+        let mut ids: Vec<i64> = tasks
             .into_iter()
             .filter(|(_, tier, task)| self.may_take(*tier, task))
             .map(|(id, _, _)| id)
-            .take(n as usize)
-            .collect()
+            .collect();
+        let k = (n as usize).min(ids.len());
+        let mut draws = Draws(draw);
+        for i in 0..k {
+            let j = i + (draws.next() % (ids.len() - i) as u64) as usize;
+            ids.swap(i, j);
+        }
+        ids.truncate(k);
+        ids.sort_unstable();
+        ids
+    }
+}
+
+/// A stream of pseudo-random numbers from one seed (SplitMix64): the draws the core makes
+/// from a seed it is passed, so that the same seed makes the same choices.
+struct Draws(u64);
+
+impl Draws {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
     }
 }
 
@@ -329,6 +354,37 @@ mod tests {
         assert_eq!(payout(1, 0), Some(1));
         assert_eq!(payout(99, 100), None);
         assert_eq!(payout(100, 100), Some(100));
+    }
+
+    #[test]
+    fn the_choice_of_tasks_is_the_draws_and_spread_over_all_of_them() {
+        let asker = Asker {
+            runner: "r",
+            owner: "o",
+            tier: Tier::Cpu,
+            slots: 4,
+            reputation: crate::task::Reputation::default(),
+            active: 0,
+        };
+        let red = helio_sdk::Redundancy {
+            replicas: 2,
+            quorum: 2,
+            max_replicas: 3,
+        };
+        let state = TaskState::new(red);
+        let tasks = || (1..=100i64).map(|id| (id, Tier::Cpu, &state));
+        assert_eq!(asker.choose(tasks(), 3, 7), asker.choose(tasks(), 3, 7));
+        let mut times = [0u32; 101];
+        for draw in 0..2_000 {
+            for id in asker.choose(tasks(), 1, draw) {
+                times[id as usize] += 1;
+            }
+        }
+        // 2,000 draws of one of 100: about 20 each, none never and none far more.
+        let counts = &times[1..];
+        assert!(counts.iter().all(|&k| (3..=50).contains(&k)), "{counts:?}");
+        // More wanted than there are: every task, once, in id order.
+        assert_eq!(asker.choose(tasks().take(3), 5, 1), vec![1, 2, 3]);
     }
 
     #[test]

@@ -11,9 +11,15 @@ pub(super) const TAKEABLE: &str = "FROM tasks t WHERE t.wanted > 0 AND t.tier <=
      AND (t.quorum > 1 OR $2 = 1) \
      AND NOT EXISTS (SELECT 1 FROM replicas r WHERE r.task_id = t.id AND r.owner = $3)";
 
-/// Tasks a group's pool reads beyond what its runners may lease, for the requests whose
-/// runners some of them do not fit.
-pub(super) const POOL_SPARE: i64 = 16;
+/// Tasks a group's pool reads beyond what its runners may lease: for the requests whose
+/// runners some of them do not fit, and to draw each request's tasks from more than it
+/// takes (`Asker::choose`), so that no runner can tell which task it will get.
+pub(super) const POOL_SPARE: i64 = 64;
+
+/// A random seed for one lease request's draw.
+fn draw() -> Result<u64> {
+    getrandom::u64().map_err(|e| StoreError::Corrupt(format!("no random seed for a lease: {e}")))
+}
 
 /// What leasing reads of a runner: its reputation, the leases it holds and whether it is
 /// warm, as stored (this transaction's own changes are counted in from [`Pending`]).
@@ -124,11 +130,12 @@ impl Store {
             let t = p.tasks.get(id)?;
             Some((*id, t.info.tier, &t.state))
         });
-        let pooled = asker.choose(pool, n);
+        let draw = draw()?;
+        let pooled = asker.choose(pool, n, draw);
         let ids = if pooled.len() == n as usize || p.pool.complete {
             pooled
         } else {
-            self.candidates(tx, p, &asker, n).await?
+            self.candidates(tx, p, &asker, n, draw).await?
         };
         let mut leases = Vec::with_capacity(ids.len());
         for id in ids {
@@ -151,14 +158,16 @@ impl Store {
         Ok(leases)
     }
 
-    /// Up to `n` tasks `runner` may lease, lowest id first, read from the database (and
-    /// fetched into `p`): the leasing of a runner the group's pool did not serve.
+    /// Up to `n` tasks `runner` may lease, drawn by `draw` from the lowest-id ones it may
+    /// take (read from the database, and fetched into `p`): the leasing of a runner the
+    /// group's pool did not serve.
     pub(super) async fn candidates(
         &self,
         tx: &mut Transaction<'static, Any>,
         p: &mut Pending,
         asker: &Asker<'_>,
         n: u32,
+        draw: u64,
     ) -> Result<Vec<i64>> {
         // Tasks this transaction changed still look wanted in the database: ask for as many
         // more, and pass over those it already gave away.
@@ -170,23 +179,19 @@ impl Store {
         .bind(tier_rank(asker.tier))
         .bind(i64::from(asker.reputation.trusted()))
         .bind(asker.owner)
-        .bind(i64::from(n) + stale)
+        .bind(i64::from(n) + stale + POOL_SPARE)
         .fetch_all(&mut **tx)
         .await?
         .iter()
         .map(|r| r.try_get(0))
         .collect::<Result<_, _>>()?;
-        let ids: Vec<i64> = candidates
-            .into_iter()
-            .filter(|id| {
-                p.tasks
-                    .get(id)
-                    .is_none_or(|t| t.state.may_lease(asker.runner, asker.owner).is_ok())
-            })
-            .take(n as usize)
-            .collect();
-        self.fetch(tx, p, &ids).await?;
-        Ok(ids)
+        // Those this transaction changed are judged as they now are; the others as read.
+        self.fetch(tx, p, &candidates).await?;
+        let tasks = candidates.iter().filter_map(|id| {
+            let t = p.tasks.get(id)?;
+            Some((*id, t.info.tier, &t.state))
+        });
+        Ok(asker.choose(tasks, n, draw))
     }
 
     /// Reads (into `p`) the tasks a group's leases will most likely go to: the lowest-id

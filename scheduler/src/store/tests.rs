@@ -1,5 +1,9 @@
 use super::*;
+use std::collections::BTreeSet;
+
 use helio_sdk::ids::LeaseId;
+
+use crate::rules::Asker;
 
 #[test]
 fn statistics_go_stale_past_a_thousand_changes_and_a_tenth_of_the_rows() {
@@ -120,24 +124,23 @@ async fn requests_waiting_for_a_commit_share_one_committer() {
     store.lease(&runners[0], 1, 2, 60_000).await.unwrap();
 }
 
-/// A group's lease requests pick their tasks from the lowest-id tasks that want a
-/// replica, read once for the group; a runner none of those fit (its owner holds a replica
-/// of each) still gets the next tasks that fit it, lowest id first.
+/// A group's lease requests draw their tasks from the lowest-id tasks that want a replica,
+/// read once for the group; a runner none of those fit (its owner holds a replica of each)
+/// draws from tasks it reads itself. Every draw is the scheduler's: the same draw makes the
+/// same choice, and different draws different ones.
 #[tokio::test]
 async fn a_lease_the_group_pool_cannot_fill_reads_its_own_tasks() {
     let spare = POOL_SPARE as usize;
     let owners = [("alice", spare as u32 + 4), ("alice", 2), ("bob", 2)];
     let (_dir, store, runners) = fixture(spare + 10, &owners).await;
     let batch = store.recent_batches(1).await.unwrap()[0].0.clone();
-    let mut task = Vec::new();
+    let mut all = BTreeSet::new();
     for i in 0..spare + 10 {
-        task.push(store.task_id(&batch, &format!("t{i}")).await.unwrap().get());
+        all.insert(store.task_id(&batch, &format!("t{i}")).await.unwrap().get());
     }
-    let ids = |leases: Vec<Lease>| leases.iter().map(|l| l.task_id).collect::<Vec<_>>();
-    // Alice's first runner takes the first spare + 4 tasks: the pool of the next group
-    // (4 leases at most, and the spare) holds none that her second runner may take.
+    let ids = |leases: Vec<Lease>| leases.iter().map(|l| l.task_id).collect::<BTreeSet<_>>();
     let held = ids(store.lease(&runners[0], 100, 1, 60_000).await.unwrap());
-    assert_eq!(held, task[..spare + 4]);
+    assert_eq!(held.len(), spare + 4);
     // Both in one group: alice's second runner and bob's.
     let hold = store.group.committing.lock().await;
     let ask = |runner: RunnerRecord| {
@@ -152,11 +155,60 @@ async fn a_lease_the_group_pool_cannot_fill_reads_its_own_tasks() {
     let second = ids(second.await.unwrap().unwrap());
     let bob = ids(bob.await.unwrap().unwrap());
     assert_eq!(
-        second,
-        task[spare + 4..spare + 6],
-        "alice's second runner: the first tasks alice holds no replica of"
+        second.len(),
+        2,
+        "alice's second runner gets two: {second:?}"
     );
-    assert_eq!(bob, task[..2], "bob: the lowest ids, from the pool");
+    assert!(
+        second.is_disjoint(&held),
+        "none that alice holds: {second:?}"
+    );
+    assert_eq!(bob.len(), 2);
+    assert!(bob.is_subset(&all));
+
+    // What alice may still take: the four tasks she holds no replica of, read by the
+    // runner itself; each draw takes two of them.
+    let left: BTreeSet<i64> = all
+        .difference(&held)
+        .copied()
+        .collect::<BTreeSet<_>>()
+        .difference(&second)
+        .copied()
+        .collect();
+    assert_eq!(left.len(), 4);
+    let alice = &runners[1];
+    let asker = Asker {
+        runner: &alice.id,
+        owner: &alice.owner,
+        tier: alice.tier,
+        slots: 4,
+        reputation: Reputation::default(),
+        active: 0,
+    };
+    let mut drawn = BTreeSet::new();
+    for draw in 0..20u64 {
+        let mut tx = store.pool.begin().await.unwrap();
+        let mut p = Pending::default();
+        let chosen = store
+            .candidates(&mut tx, &mut p, &asker, 2, draw)
+            .await
+            .unwrap();
+        let again = store
+            .candidates(&mut tx, &mut p, &asker, 2, draw)
+            .await
+            .unwrap();
+        assert_eq!(chosen, again, "the same draw, the same choice");
+        assert_eq!(chosen.len(), 2);
+        assert!(
+            chosen.iter().all(|id| left.contains(id)),
+            "{chosen:?} of {left:?}"
+        );
+        drawn.insert(chosen);
+    }
+    assert!(
+        drawn.len() > 2,
+        "twenty draws make more than two choices: {drawn:?}"
+    );
 }
 
 /// The keys of the first `n` runners [`fixture`] registers.
@@ -372,18 +424,20 @@ async fn a_failing_request_in_a_group_costs_the_others_nothing() {
     );
     let bob = answers[2].as_ref().unwrap();
     assert_eq!(bob.len(), 2);
-    // Alice and Bob got the same two tasks (one replica each), as they would have
-    // one after the other.
-    let ids = |l: &Vec<Lease>| l.iter().map(|l| l.task_id).collect::<Vec<_>>();
-    assert_eq!(ids(answers[0].as_ref().unwrap()), ids(bob));
+    // Each got two distinct tasks of the four, drawn for it.
+    let ids = |l: &Vec<Lease>| l.iter().map(|l| l.task_id).collect::<BTreeSet<_>>();
+    assert_eq!(ids(answers[0].as_ref().unwrap()).len(), 2);
+    assert_eq!(ids(bob).len(), 2);
 }
+
 /// A result's signature is checked whether the scheduler still knows its task's batch
 /// and name from the lease (checked before the group commit) or not (after a restart:
 /// checked in the transaction): a signature by another key, or over another digest, is
 /// refused either way, and a good one is taken.
 #[tokio::test]
 async fn a_result_signature_is_checked_before_and_after_a_restart() {
-    let (dir, store, runners) = group_fixture().await;
+    // One task, so that both runners get a replica of it.
+    let (dir, store, runners) = fixture(1, &[("alice", 2), ("bob", 2)]).await;
     let keys = fixture_keys(2);
     let alice = store.lease(&runners[0], 1, 1, 60_000).await.unwrap();
     let acks = bad_signatures_then_good(&store, &runners[0], &alice[0], &keys, 0, 2).await;

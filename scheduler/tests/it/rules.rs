@@ -28,6 +28,8 @@ enum Event {
     Lease {
         runner: u8,
         max: u8,
+        /// The scheduler's random draw for the choice.
+        draw: u64,
     },
     Report {
         runner: u8,
@@ -52,7 +54,8 @@ fn event() -> impl Strategy<Value = Event> {
     prop_oneof![
         2 => (0..5u8, 0..3u8, 1..4u8, prop::bool::weighted(0.3))
             .prop_map(|(owner, tier, slots, liar)| Event::Join { owner, tier, slots, liar }),
-        5 => (any::<u8>(), 1..4u8).prop_map(|(runner, max)| Event::Lease { runner, max }),
+        5 => (any::<u8>(), 1..4u8, any::<u64>())
+            .prop_map(|(runner, max, draw)| Event::Lease { runner, max, draw }),
         5 => (any::<u8>(), any::<u8>(), prop::bool::weighted(0.1))
             .prop_map(|(runner, lease, timeout)| Event::Report { runner, lease, timeout }),
         1 => (any::<u8>(), any::<u8>()).prop_map(|(runner, lease)| Event::GiveBack { runner, lease }),
@@ -252,14 +255,22 @@ impl Grid {
                     liar,
                 });
             }
-            Event::Lease { runner, max } => {
+            Event::Lease { runner, max, draw } => {
                 let Some(r) = pick(runner, self.runners.len()) else {
                     return Ok(());
                 };
                 let asker = self.asker(r);
                 let n = asker.wants(u32::from(max));
                 let tasks = self.tasks.iter().enumerate();
-                let chosen = asker.choose(tasks.map(|(i, t)| (i as i64, t.tier, &t.state)), n);
+                let tasks = tasks.map(|(i, t)| (i as i64, t.tier, &t.state));
+                let takeable = tasks
+                    .clone()
+                    .filter(|(_, tier, s)| asker.may_take(*tier, s))
+                    .count();
+                let chosen = asker.choose(tasks, n, draw);
+                // As many as it wants of what it may take, each once, in id order.
+                prop_assert_eq!(chosen.len(), (n as usize).min(takeable));
+                prop_assert!(chosen.windows(2).all(|w| w[0] < w[1]));
                 let (trusted, slots, active) =
                     (asker.reputation.trusted(), asker.slots(), asker.active);
                 prop_assert!(chosen.len() as u32 <= n);
