@@ -12,6 +12,9 @@
 //! - `storage`: `helio submit` from S3 on loopback: a 100,000-task batch, a batch with an
 //!   input per task, one large input; wall time, peak memory, throughput (`storage.rs`).
 //!
+//! - `sabotage`: cooperating saboteurs against the scheduler's own placement and consensus
+//!   rules (its pure core): the share of accepted results that are forged (`sabotage.rs`).
+//!
 //! Run with `cargo run --release -p helio-benches -- all`; it prints Markdown tables. `grid`
 //! needs the scheduler binary: `cargo build --release -p helio-scheduler` first.
 
@@ -34,6 +37,7 @@ use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 mod grid;
 mod instructions;
 mod jobs;
+mod sabotage;
 mod storage;
 
 #[path = "../../runner/test-guests/guest/src/kernels.rs"]
@@ -66,6 +70,9 @@ enum What {
     Grid(grid::GridArgs),
     /// Submitting batches from object storage: time, peak memory, input throughput.
     Storage(storage::StorageArgs),
+    /// Cooperating saboteurs against the scheduler's placement and consensus rules: the
+    /// share of accepted results that are forged, tasks in request order and drawn.
+    Sabotage(sabotage::SabotageArgs),
     /// Overhead, compute and jobs (the grid has its own command).
     All,
     /// The n-body kernel's instructions per variant, counted by callgrind (deterministic,
@@ -98,6 +105,9 @@ fn main() -> Result<()> {
     }
     if let What::Storage(args) = &cli.what {
         storage::storage(args)?;
+    }
+    if let What::Sabotage(args) = &cli.what {
+        sabotage::sabotage(args);
     }
     if let What::Instructions(args) = &cli.what {
         instructions::instructions(args)?;

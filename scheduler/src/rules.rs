@@ -84,10 +84,12 @@ impl Asker<'_> {
 
 /// A stream of pseudo-random numbers from one seed (SplitMix64): the draws the core makes
 /// from a seed it is passed, so that the same seed makes the same choices.
-struct Draws(u64);
+pub struct Draws(pub u64);
 
 impl Draws {
-    fn next(&mut self) -> u64 {
+    /// The next draw.
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
