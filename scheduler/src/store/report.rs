@@ -433,44 +433,53 @@ impl Store {
     /// whose blobs are stored: where its digest is not the accepted one, it wins
     /// ([`TaskState::overrule`]). Returns whether it did.
     pub async fn overrule(&self, task_id: TaskId, report: &RunReport, now: i64) -> Result<bool> {
-        let task_id = task_id.get();
         let mut tx = self.pool.begin().await?;
-        let mut p = Pending::default();
-        let (mut state, info) = self.load(&mut tx, &mut p, task_id).await?;
-        let effect = state.overrule(report.digest);
-        if effect == Effect::Nothing {
-            return Ok(false);
-        }
-        tracing::warn!(
-            task = task_id,
-            ?effect,
-            "the scheduler's own run overruled the accepted result"
-        );
-        p.save(task_id, state.clone(), None);
-        self.apply(&mut tx, &mut p, &info, &state, &effect, Some(report), now)
+        let (effect, work) = self
+            .own_run(&mut tx, task_id.get(), report, now, TaskState::overrule)
             .await?;
-        let work = self.flush(&mut tx, p).await?;
+        if effect != Effect::Nothing {
+            tracing::warn!(
+                task = %task_id,
+                ?effect,
+                "the scheduler's own run overruled the accepted result"
+            );
+        }
         self.commit(tx, work).await?;
-        Ok(true)
+        Ok(effect != Effect::Nothing)
     }
 
     /// The scheduler's own run of a deciding task gave `report`: it decides the task.
     pub async fn authority(&self, task_id: TaskId, report: &RunReport, now: i64) -> Result<()> {
-        let task_id = task_id.get();
         let mut tx = self.pool.begin().await?;
-        let mut p = Pending::default();
-        let (mut state, info) = self.load(&mut tx, &mut p, task_id).await?;
-        let effect = state.authority(report.digest);
-        p.save(task_id, state.clone(), None);
-        self.apply(&mut tx, &mut p, &info, &state, &effect, Some(report), now)
+        let (_, work) = self
+            .own_run(&mut tx, task_id.get(), report, now, TaskState::authority)
             .await?;
-        let work = self.flush(&mut tx, p).await?;
         sqlx::query("UPDATE tasks SET by_scheduler = 1 WHERE id = $1")
-            .bind(task_id)
+            .bind(task_id.get())
             .execute(&mut *tx)
             .await?;
         self.commit(tx, work).await?;
         Ok(())
+    }
+
+    /// Applies what `decide` makes of task `task_id` given the scheduler's own `report`, in
+    /// `tx`; returns the effect, and whether work appeared (for [`Store::commit`]).
+    async fn own_run(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        task_id: i64,
+        report: &RunReport,
+        now: i64,
+        decide: fn(&mut TaskState, Blake3Hash) -> Effect,
+    ) -> Result<(Effect, bool)> {
+        let mut p = Pending::default();
+        let (mut state, info) = self.load(tx, &mut p, task_id).await?;
+        let effect = decide(&mut state, report.digest);
+        p.save(task_id, state.clone(), None);
+        self.apply(tx, &mut p, &info, &state, &effect, Some(report), now)
+            .await?;
+        let work = self.flush(tx, p).await?;
+        Ok((effect, work))
     }
 
     /// Whether some accepted result names `blob` and the blob store lacks it: a runner may
