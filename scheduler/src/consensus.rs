@@ -6,8 +6,14 @@
 //! counts. While a quorum is still possible with the replicas still out, the task waits;
 //! when it is not, more replicas are issued, up to `max_replicas` in all; when those run out,
 //! the scheduler runs the task itself and its result decides.
+//!
+//! With a credibility target ([`crate::credibility`]), a quorum is a floor: the digest is
+//! accepted only once its agreeing runners' credibility, against the runners who reported
+//! other digests, meets the target; until then more replicas are issued, one at a time.
 
 use helio_sdk::{Blake3Hash, Redundancy};
+
+use crate::credibility::{Weight, believed};
 
 /// One replica's report.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,6 +22,8 @@ pub struct Report<R> {
     pub runner: R,
     /// The result digest, or `None` for a `timeout`, which never counts.
     pub digest: Option<Blake3Hash>,
+    /// The runner's credibility.
+    pub weight: Weight,
 }
 
 /// What the scheduler should do next with a task.
@@ -38,39 +46,49 @@ pub enum Decision<R> {
     SchedulerDecides,
 }
 
-/// Decides what to do with a task from its reports (in arrival order) and the number of
-/// replicas leased and not yet reported or expired.
-pub fn decide<R: Clone>(red: &Redundancy, reports: &[Report<R>], outstanding: u32) -> Decision<R> {
-    // The first digest (in report order) to reach the quorum wins.
-    let mut counts: Vec<(Blake3Hash, u32)> = Vec::new();
+/// Decides what to do with a task from its reports (in arrival order), the number of
+/// replicas leased and not yet reported or expired, and the weight a group of agreeing
+/// runners needs alone (`None`: the quorum alone decides).
+pub fn decide<R: Clone>(
+    red: &Redundancy,
+    reports: &[Report<R>],
+    outstanding: u32,
+    need: Option<Weight>,
+) -> Decision<R> {
+    // The first digest (in report order) to reach the quorum, and the credibility asked,
+    // wins.
+    let mut groups: Vec<(Blake3Hash, u32, Weight)> = Vec::new();
     for report in reports {
         let Some(digest) = report.digest else {
             continue;
         };
-        let count = match counts.iter_mut().find(|(d, _)| *d == digest) {
-            Some((_, n)) => {
-                *n += 1;
-                *n
-            }
+        let at = match groups.iter().position(|(d, _, _)| *d == digest) {
+            Some(at) => at,
             None => {
-                counts.push((digest, 1));
-                1
+                groups.push((digest, 0, Weight(0)));
+                groups.len() - 1
             }
         };
-        if count >= red.quorum {
+        groups[at].1 += 1;
+        groups[at].2 = Weight(groups[at].2.0 + report.weight.0);
+        if groups[at].1 >= red.quorum && credible(&groups, at, need) {
             return accept(digest, reports);
         }
     }
-    let best = counts.iter().map(|(_, n)| *n).max().unwrap_or(0);
-    if best + outstanding >= red.quorum {
+    let best = groups.iter().map(|(_, n, _)| *n).max().unwrap_or(0);
+    let mut short = red.quorum.saturating_sub(best + outstanding);
+    if short == 0 && need.is_some() && outstanding == 0 {
+        // The quorum is there but not the credibility: one more runner.
+        short = 1;
+    }
+    if short == 0 {
         return Decision::Wait;
     }
     let issued = reports.len() as u32 + outstanding;
     if issued < red.max_replicas {
-        let short = red.quorum - best - outstanding;
         // At first, the task goes to `replicas` runners at once.
         let wanted = if reports.is_empty() && outstanding == 0 {
-            red.replicas
+            red.replicas.max(short)
         } else {
             short
         };
@@ -81,6 +99,21 @@ pub fn decide<R: Clone>(red: &Redundancy, reports: &[Report<R>], outstanding: u3
     } else {
         Decision::SchedulerDecides
     }
+}
+
+/// Whether group `at` of `groups` (digest, runners, their weight) is believed, if a weight
+/// is needed at all.
+fn credible(groups: &[(Blake3Hash, u32, Weight)], at: usize, need: Option<Weight>) -> bool {
+    let Some(need) = need else {
+        return true;
+    };
+    let others: Vec<Weight> = groups
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| i != at)
+        .map(|(_, g)| g.2)
+        .collect();
+    believed(groups[at].2, &others, need)
 }
 
 /// The decision once `digest` is known to be the result: the scheduler's own run, or a

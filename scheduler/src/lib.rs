@@ -6,7 +6,8 @@
 //!   [`task::TaskState`] (a task's leases, reports, expiry and acceptance as a state
 //!   machine), [`rules`] (who may lease what, what a report's runner is told, a batch's
 //!   kept counts, the credit split, when a cold runner is checked), [`ledger`] (the hash
-//!   chain and its verification).
+//!   chain and its verification), [`credibility`] (a runner's credibility from its history,
+//!   and when agreeing runners are believed).
 //! - [`store::Store`]: the state in SQLite or PostgreSQL. The only module that speaks SQL.
 //! - [`api`]: the HTTP API under `/v1`. The only module that knows routes.
 //! - [`bell::Bell`]: wakes lease requests that wait for work (long polling).
@@ -33,6 +34,7 @@ pub mod bell;
 pub mod blobs;
 pub mod checks;
 pub mod consensus;
+pub mod credibility;
 pub mod dashboard;
 pub mod health;
 pub mod ledger;

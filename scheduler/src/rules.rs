@@ -10,6 +10,7 @@
 use helio_sdk::wire::{self, PublicKey, ReportStatus, ResultReport};
 use helio_sdk::{Outcome, RunReport, TaskManifest, Tier};
 
+use crate::credibility::Weight;
 use crate::ledger;
 use crate::task::{Effect, Progress, Reputation, TaskState};
 
@@ -28,6 +29,11 @@ pub struct Asker<'a> {
     pub reputation: Reputation,
     /// The leases it holds now.
     pub active: u32,
+    /// Its credibility ([`crate::credibility`]).
+    pub weight: Weight,
+    /// Whether established runners (whose credibility alone meets a task's need) are online:
+    /// then a newcomer's task waits for one of them rather than go to another newcomer.
+    pub established_online: bool,
 }
 
 impl Asker<'_> {
@@ -48,12 +54,24 @@ impl Asker<'_> {
     }
 
     /// Whether it may take a replica of `task`, whose least tier is `tier`: the task wants
-    /// one, its tier is no higher than the runner's, a task one result decides (quorum 1)
-    /// goes only to a trusted runner, and no runner of the same owner held a replica of it.
+    /// one, its tier is no higher than the runner's, and no runner of the same owner held a
+    /// replica of it. Where the quorum alone decides, a task one result decides (quorum 1)
+    /// goes only to a trusted runner. Where credibility decides, a task whose runners so far
+    /// are all newcomers goes to an established runner when one is online, so that
+    /// newcomers are cross-checked by runners with a history, never only by each other.
     pub fn may_take(&self, tier: Tier, task: &TaskState) -> bool {
-        tier <= self.tier
-            && (task.redundancy.quorum > 1 || self.reputation.trusted())
-            && task.may_lease(self.runner, self.owner).is_ok()
+        let placed = match task.need {
+            None => task.redundancy.quorum > 1 || self.reputation.trusted(),
+            // A runner found false gets no work whose result credibility decides.
+            Some(_) if self.reputation.flagged() => false,
+            Some(need) => {
+                self.weight >= need
+                    || !self.established_online
+                    || !task.replicas.iter().any(|r| r.holds())
+                    || task.replicas.iter().any(|r| r.holds() && r.weight >= need)
+            }
+        };
+        tier <= self.tier && placed && task.may_lease(self.runner, self.owner).is_ok()
     }
 
     /// `n` of `tasks` (each with its least tier) that it may take, drawn at random by
@@ -367,6 +385,8 @@ mod tests {
             slots: 4,
             reputation: crate::task::Reputation::default(),
             active: 0,
+            weight: Weight(0),
+            established_online: false,
         };
         let red = helio_sdk::Redundancy {
             replicas: 2,

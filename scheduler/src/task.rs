@@ -9,6 +9,7 @@
 use helio_sdk::{Blake3Hash, Redundancy};
 
 use crate::consensus::{self, Decision, Report};
+use crate::credibility::Weight;
 
 /// Where one replica stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,8 +44,21 @@ pub struct Replica {
     pub runner: String,
     /// Its owner.
     pub owner: String,
+    /// The runner's credibility, as it was when it leased (0: it counts for nothing).
+    pub weight: Weight,
     /// Where it stands.
     pub state: ReplicaState,
+}
+
+impl Replica {
+    /// Whether its runner holds the task or reported it (its lease neither expired nor was
+    /// handed back).
+    pub fn holds(&self) -> bool {
+        matches!(
+            self.state,
+            ReplicaState::Leased { .. } | ReplicaState::Reported { .. }
+        )
+    }
 }
 
 /// How far the task is.
@@ -87,6 +101,9 @@ pub struct TaskState {
     pub wanted: u32,
     /// How far it is.
     pub phase: Phase,
+    /// The credibility a group of agreeing runners needs for its digest to be accepted
+    /// ([`crate::credibility`]); `None`: the quorum alone decides.
+    pub need: Option<Weight>,
 }
 
 /// Why an event was refused.
@@ -161,8 +178,17 @@ impl TaskState {
             replicas: Vec::new(),
             wanted: 0,
             phase: Phase::Open,
+            need: None,
         };
         task.decide();
+        task
+    }
+
+    /// A new task whose digest is accepted only with the credibility `need` asks (and its
+    /// quorum, as a floor).
+    pub fn with_need(redundancy: Redundancy, need: Weight) -> TaskState {
+        let mut task = TaskState::new(redundancy);
+        task.need = Some(need);
         task
     }
 
@@ -186,11 +212,23 @@ impl TaskState {
 
     /// Leases a replica to `runner` until `deadline_ms`.
     pub fn lease(&mut self, runner: &str, owner: &str, deadline_ms: i64) -> Result<(), Refusal> {
+        self.lease_weighing(runner, owner, Weight(0), deadline_ms)
+    }
+
+    /// Leases a replica to `runner`, whose credibility is `weight`, until `deadline_ms`.
+    pub fn lease_weighing(
+        &mut self,
+        runner: &str,
+        owner: &str,
+        weight: Weight,
+        deadline_ms: i64,
+    ) -> Result<(), Refusal> {
         self.may_lease(runner, owner)?;
         self.wanted -= 1;
         self.replicas.push(Replica {
             runner: runner.into(),
             owner: owner.into(),
+            weight,
             state: ReplicaState::Leased { deadline_ms },
         });
         Ok(())
@@ -288,6 +326,11 @@ impl TaskState {
             return Effect::Nothing;
         };
         if overruled == digest {
+            // Confirmed: from now on the scheduler's run stands behind it.
+            self.phase = Phase::Accepted {
+                digest,
+                by_scheduler: true,
+            };
             return Effect::Nothing;
         }
         self.phase = Phase::Accepted {
@@ -311,6 +354,38 @@ impl TaskState {
         }
     }
 
+    /// Whether its accepted digest is still believed when its runners weigh as `weigh` says
+    /// now (a runner found false since weighs nothing): if not, the scheduler must verify
+    /// it again ([`TaskState::overrule`]). A task the scheduler's own run decided, or whose
+    /// quorum alone decides, always is.
+    pub fn still_believed(&self, weigh: impl Fn(&str) -> Weight) -> bool {
+        let (
+            Some(need),
+            Phase::Accepted {
+                digest,
+                by_scheduler: false,
+            },
+        ) = (self.need, self.phase)
+        else {
+            return true;
+        };
+        let (mut group, mut others) = (Weight(0), Vec::new());
+        for r in &self.replicas {
+            if let ReplicaState::Reported {
+                digest: Some(d), ..
+            } = r.state
+            {
+                let w = weigh(&r.runner).min(r.weight);
+                if d == digest {
+                    group = Weight(group.0 + w.0);
+                } else {
+                    others.push(w);
+                }
+            }
+        }
+        crate::credibility::believed(group, &others, need)
+    }
+
     /// The reports so far, in arrival order.
     pub fn reports(&self) -> Vec<Report<String>> {
         let mut reports: Vec<(u32, Report<String>)> = self
@@ -322,6 +397,7 @@ impl TaskState {
                     Report {
                         runner: r.runner.clone(),
                         digest,
+                        weight: r.weight,
                     },
                 )),
                 _ => None,
@@ -379,7 +455,7 @@ impl TaskState {
         // Replicas the consensus counts as tried: reported, out, or still wanted. Expired
         // and returned leases are not: the task may go to another runner in their place.
         let outstanding = self.leased() + self.wanted;
-        match consensus::decide(&self.redundancy, &reports, outstanding) {
+        match consensus::decide(&self.redundancy, &reports, outstanding, self.need) {
             Decision::Accept { digest, .. } => {
                 self.phase = Phase::Accepted {
                     digest,
@@ -445,6 +521,10 @@ pub struct Reputation {
     pub disagreements: u64,
     /// Leases that ended without a result.
     pub missed_deadlines: u64,
+    /// The scheduler's unannounced re-runs of its accepted results that agreed.
+    pub spot_checks: u64,
+    /// Leases it handed back unfinished.
+    pub returns: u64,
 }
 
 impl Reputation {

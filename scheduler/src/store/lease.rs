@@ -43,6 +43,7 @@ pub(super) fn reputation_at(row: &AnyRow, first: usize) -> Result<Reputation> {
         agreements: row.try_get::<i64, _>(first)? as u64,
         disagreements: row.try_get::<i64, _>(first + 1)? as u64,
         missed_deadlines: row.try_get::<i64, _>(first + 2)? as u64,
+        ..Reputation::default()
     })
 }
 
@@ -118,9 +119,11 @@ impl Store {
             reputation: Reputation {
                 agreements: (row.reputation.agreements as i64 + agreed) as u64,
                 disagreements: (row.reputation.disagreements as i64 + disagreed) as u64,
-                missed_deadlines: row.reputation.missed_deadlines,
+                ..row.reputation
             },
             active: (row.active + p.leases_gained(&runner.id)).max(0) as u32,
+            weight: crate::credibility::Weight(0),
+            established_online: false,
         };
         let n = asker.wants(max);
         if n == 0 {
@@ -235,6 +238,8 @@ impl Store {
                 slots: runner.slots,
                 reputation: row.reputation,
                 active: (row.active - reported).max(0) as u32,
+                weight: crate::credibility::Weight(0),
+                established_online: false,
             };
             wanted += i64::from(asker.wants(max));
             tier = tier.max(Some(tier_rank(runner.tier)));

@@ -3,6 +3,7 @@
 //! before the commit. Also the commit itself, and the bell it rings when work appeared.
 
 use super::*;
+use crate::credibility::Weight;
 
 /// Rows per multi-row statement: far below SQLite's and PostgreSQL's limits on parameters.
 pub(super) const ROWS_PER_STATEMENT: usize = 100;
@@ -84,6 +85,7 @@ pub(super) fn task_from_rows(rows: &[AnyRow]) -> Result<(TaskState, TaskInfo)> {
         replicas.push(Replica {
             runner,
             owner: r.try_get(14)?,
+            weight: Weight(0),
             state,
         });
     }
@@ -92,6 +94,7 @@ pub(super) fn task_from_rows(rows: &[AnyRow]) -> Result<(TaskState, TaskInfo)> {
         replicas,
         wanted: row.try_get::<i64, _>(2)? as u32,
         phase,
+        need: None,
     };
     Ok((state, info))
 }

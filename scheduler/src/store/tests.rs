@@ -184,6 +184,8 @@ async fn a_lease_the_group_pool_cannot_fill_reads_its_own_tasks() {
         slots: 4,
         reputation: Reputation::default(),
         active: 0,
+        weight: crate::credibility::Weight(0),
+        established_online: false,
     };
     let mut drawn = BTreeSet::new();
     for draw in 0..20u64 {

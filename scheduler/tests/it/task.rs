@@ -277,3 +277,89 @@ proptest! {
         }
     }
 }
+
+const SOLO: Redundancy = Redundancy {
+    replicas: 1,
+    quorum: 1,
+    max_replicas: 4,
+};
+
+#[test]
+fn with_a_target_a_newcomer_is_cross_checked_by_an_established_runner() {
+    use helio_scheduler::credibility::{Policy, Weight};
+    use helio_scheduler::rules::Asker;
+    let policy = Policy::default();
+    let newcomer = policy.weight(&Reputation::default());
+    let record = Reputation {
+        agreements: 5_000,
+        ..Reputation::default()
+    };
+    let established = policy.weight(&record);
+    let mut t = TaskState::with_need(SOLO, policy.need());
+    t.lease_weighing("n1", "nora", newcomer, 100).unwrap();
+    assert_eq!(t.report("n1", Some(d(1)), 10), Ok(Effect::Issue(1)));
+    let asker =
+        |runner: &'static str, reputation: Reputation, weight: Weight, online: bool| Asker {
+            runner,
+            owner: runner,
+            tier: helio_sdk::Tier::Cpu,
+            slots: 1,
+            reputation,
+            active: 0,
+            weight,
+            established_online: online,
+        };
+    let tier = helio_sdk::Tier::Cpu;
+    // Another newcomer may not take it while an established runner is online; it may
+    // when none is.
+    let other = asker("n2", Reputation::default(), newcomer, true);
+    assert!(!other.may_take(tier, &t));
+    assert!(asker("n2", Reputation::default(), newcomer, false).may_take(tier, &t));
+    assert!(asker("e1", record, established, true).may_take(tier, &t));
+    // A runner found false gets no such work at all.
+    let caught = Reputation {
+        disagreements: 1,
+        ..record
+    };
+    assert!(!asker("c1", caught, Weight(0), false).may_take(tier, &t));
+    t.lease_weighing("e1", "erin", established, 100).unwrap();
+    assert!(matches!(
+        t.report("e1", Some(d(1)), 20),
+        Ok(Effect::Accepted { agreeing, .. }) if agreeing.len() == 2
+    ));
+}
+
+#[test]
+fn a_result_no_longer_believed_is_confirmed_or_overruled_by_the_scheduler() {
+    use helio_scheduler::credibility::{Policy, Weight};
+    let policy = Policy::default();
+    let established = Weight::of_error(1e-6);
+    let mut t = TaskState::with_need(SOLO, policy.need());
+    t.lease_weighing("e1", "erin", established, 100).unwrap();
+    assert!(matches!(
+        t.report("e1", Some(d(1)), 10),
+        Ok(Effect::Accepted { .. })
+    ));
+    assert!(t.still_believed(|_| established));
+    // Its runner is found false elsewhere: it weighs nothing now.
+    assert!(!t.still_believed(|_| Weight(0)));
+    let mut confirmed = t.clone();
+    assert_eq!(confirmed.overrule(d(1)), Effect::Nothing);
+    assert_eq!(
+        confirmed.phase,
+        Phase::Accepted {
+            digest: d(1),
+            by_scheduler: true
+        }
+    );
+    assert!(confirmed.still_believed(|_| Weight(0)));
+    assert_eq!(
+        t.overrule(d(2)),
+        Effect::Overruled {
+            digest: d(2),
+            overruled: d(1),
+            vouched: vec!["e1".into()],
+            vindicated: vec![],
+        }
+    );
+}
