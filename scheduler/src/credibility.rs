@@ -100,6 +100,34 @@ impl Policy {
         weight >= self.need()
     }
 
+    /// The verified results a runner needs to be established (see [`Policy::verified`]).
+    pub fn established_after(&self) -> u64 {
+        let at = |k: u64| {
+            self.established(self.weight(&Reputation {
+                agreements: k,
+                ..Reputation::default()
+            }))
+        };
+        let mut high = 1u64;
+        while !at(high) {
+            if high >= 1 << 40 {
+                return u64::MAX;
+            }
+            high *= 2;
+        }
+        let mut low = 0;
+        // The least k in (low, high] that is enough.
+        while high - low > 1 {
+            let mid = low + (high - low) / 2;
+            if at(mid) {
+                high = mid;
+            } else {
+                low = mid;
+            }
+        }
+        high
+    }
+
     /// Whether an accepted result is spot-checked, given the scheduler's random `draw`.
     pub fn spot_checked(&self, draw: u64) -> bool {
         (draw as f64) < self.spot_rate.clamp(0.0, 1.0) * u64::MAX as f64
@@ -149,6 +177,7 @@ mod tests {
         // f / ((1 - f) k e) <= 1e-4 from k = 920 on.
         assert!(!p.established(p.weight(&rep(919))));
         assert!(p.established(p.weight(&rep(920))));
+        assert_eq!(p.established_after(), 920);
     }
 
     #[test]

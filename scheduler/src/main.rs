@@ -59,6 +59,32 @@ struct CreditArgs {
     payout_every_hours: Option<f64>,
 }
 
+/// How far runners are believed (decision 059).
+#[derive(clap::Args, Clone)]
+struct TrustArgs {
+    /// The most error an accepted result may have, judged by its runners' credibility, for
+    /// every batch that sets no `target_error` (e.g. 1e-4); without it, such a batch's
+    /// quorum alone decides.
+    #[arg(long, value_parser = parse_error)]
+    target_error: Option<f64>,
+    /// The share of runners assumed to be saboteurs: how far a newcomer is believed.
+    #[arg(long, default_value_t = 0.2, value_parser = parse_error)]
+    saboteur_share: f64,
+    /// The share (0 to 1) of results accepted on credibility that the scheduler re-runs
+    /// itself, unannounced.
+    #[arg(long, default_value_t = 0.1, value_parser = parse_share)]
+    spot_rate: f64,
+}
+
+fn parse_error(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(e) if e.is_finite() && e > 0.0 && e < 0.5 => Ok(e),
+        _ => Err(format!(
+            "{text:?}: give a probability above 0 and below 0.5"
+        )),
+    }
+}
+
 fn parse_pool(text: &str) -> Result<(Tier, u64), String> {
     let (tier, n) = text
         .split_once('=')
@@ -109,6 +135,8 @@ fn parse_credits(text: &str) -> Result<u64, String> {
         .ok_or_else(bad)
 }
 
+// Parsed once at start-up: the size of its largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Serve the HTTP API; prints the address it listens on as the first line.
@@ -145,6 +173,8 @@ enum Command {
         nodes: Nodes,
         #[command(flatten)]
         credits: CreditArgs,
+        #[command(flatten)]
+        trust: TrustArgs,
     },
     /// Manage API tokens.
     Token {
@@ -224,6 +254,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             config: _,
             nodes,
             credits,
+            trust,
         } => {
             let filter = tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "info".into());
@@ -248,6 +279,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             config.policy.cooperative_share = credits.cooperative_share;
             config.policy.cooperative = credits.cooperative_name;
             config.policy.uptime_micro_per_hour = credits.uptime_credits_per_hour;
+            config.policy.target_error = trust.target_error;
+            config.policy.credibility = helio_scheduler::credibility::Policy {
+                prior: trust.saboteur_share,
+                target: trust
+                    .target_error
+                    .unwrap_or(helio_scheduler::credibility::Policy::default().target),
+                spot_rate: trust.spot_rate,
+            };
             config.payout_threshold = credits.payout_threshold;
             config.payout_every = credits
                 .payout_every_hours

@@ -318,11 +318,11 @@ async fn run_authority(app: &App, job: AuthorityJob) -> anyhow::Result<()> {
             tracing::info!(task = %job.task_id, digest = %report.digest, "the scheduler's own run decided the task");
             app.store.authority(job.task_id, report, now_ms()).await?;
         }
-        // Its run wins over the runners' where they differ: it re-decides the task.
-        Some(accepted) if accepted != report.digest => {
+        // Its run wins over the runners' where they differ: it re-decides the task; where
+        // they agree, it confirms it (a spot check passed, a re-verification done).
+        Some(_) => {
             app.store.overrule(job.task_id, report, now_ms()).await?;
         }
-        Some(_) => {}
     }
     // The run just stored every blob its result names.
     for blob in crate::store::result_blobs(report) {

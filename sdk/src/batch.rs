@@ -16,6 +16,12 @@ pub struct BatchManifest {
     pub redundancy: Redundancy,
     /// Credit per unit of fuel for a validated task.
     pub credit_rate: f64,
+    /// Optional (a Helio addition to version 1): the most error a task's accepted result
+    /// may have, judged by its agreeing runners' credibility (e.g. `1e-4`). Then
+    /// `redundancy` is a floor, and a task goes to more runners, or to the scheduler's own
+    /// run, until its result is that credible. Absent: the quorum alone decides, unless the
+    /// scheduler's operator sets a target for every batch.
+    pub target_error: Option<f64>,
     /// Every task, with the batch's `defaults` laid under it, in manifest order.
     pub tasks: Vec<TaskManifest>,
 }
@@ -64,6 +70,7 @@ struct RawBatch {
     #[serde(default)]
     redundancy: Redundancy,
     credit_rate: Option<f64>,
+    target_error: Option<f64>,
     tasks: Vec<Map<String, Value>>,
 }
 
@@ -124,6 +131,14 @@ impl BatchManifest {
                 format!("must be a finite number of at least 0, got {credit_rate}"),
             ));
         }
+        if let Some(t) = raw.target_error
+            && !(t.is_finite() && t > 0.0 && t < 0.5)
+        {
+            problems.push(ManifestError::invalid(
+                "target_error",
+                format!("must be a probability above 0 and below 0.5, got {t}"),
+            ));
+        }
         if raw.tasks.is_empty() {
             problems.push(ManifestError::invalid(
                 "tasks",
@@ -160,6 +175,7 @@ impl BatchManifest {
             batch: raw.batch,
             redundancy: r,
             credit_rate,
+            target_error: raw.target_error,
             tasks,
         })
     }

@@ -13,6 +13,11 @@ pub fn batch_id(batch: &BatchManifest) -> BatchId {
         h.update(&n.to_le_bytes());
     }
     h.update(&batch.credit_rate.to_le_bytes());
+    // Only when set, so that a batch without one keeps the id it always had.
+    if let Some(t) = batch.target_error {
+        h.update(b"target_error");
+        h.update(&t.to_le_bytes());
+    }
     for task in &batch.tasks {
         h.update(
             serde_json::to_string(task)
@@ -51,7 +56,8 @@ impl Store {
         let red = batch.redundancy;
         sqlx::query(
             "INSERT INTO batches (id, name, submitted_by, created_ms, replicas, quorum, \
-             max_replicas, credit_rate, tasks) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+             max_replicas, credit_rate, tasks, target_error) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(&id)
         .bind(batch.batch.as_str())
@@ -62,6 +68,7 @@ impl Store {
         .bind(i64::from(red.max_replicas))
         .bind(batch.credit_rate)
         .bind(batch.tasks.len() as i64)
+        .bind(batch.target_error.or(self.policy.target_error))
         .execute(&mut *tx)
         .await?;
         let n = batch.tasks.len() as i64;

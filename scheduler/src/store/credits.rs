@@ -6,7 +6,7 @@ use crate::rules;
 
 impl Store {
     /// Credits `runner` for an accepted task (its owner's part, and the cooperative fund's
-    /// share when the policy sets one) and counts its agreement. Returns the owner's part.
+    /// share when the policy sets one). Returns the owner's part.
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn credit(
         &self,
@@ -48,7 +48,6 @@ impl Store {
             credit.micro_credits = fund;
             self.append(tx, p, &credit, now).await?;
         }
-        p.reputation.entry(runner.to_string()).or_default().0 += 1;
         Ok(own)
     }
 

@@ -8,7 +8,8 @@ use crate::rules::Asker;
 /// of a quorum above one unless it is trusted (`$2`, 1 or 0), and holding no replica of
 /// its owner's (`$3`).
 pub(super) const TAKEABLE: &str = "FROM tasks t WHERE t.wanted > 0 AND t.tier <= $1 \
-     AND (t.quorum > 1 OR $2 = 1) \
+     AND (t.quorum > 1 OR $2 = 1 OR EXISTS (SELECT 1 FROM batches b \
+          WHERE b.id = t.batch_id AND b.target_error IS NOT NULL)) \
      AND NOT EXISTS (SELECT 1 FROM replicas r WHERE r.task_id = t.id AND r.owner = $3)";
 
 /// Tasks a group's pool reads beyond what its runners may lease: for the requests whose
@@ -17,7 +18,7 @@ pub(super) const TAKEABLE: &str = "FROM tasks t WHERE t.wanted > 0 AND t.tier <=
 pub(super) const POOL_SPARE: i64 = 64;
 
 /// A random seed for one lease request's draw.
-fn draw() -> Result<u64> {
+pub(super) fn draw() -> Result<u64> {
     getrandom::u64().map_err(|e| StoreError::Corrupt(format!("no random seed for a lease: {e}")))
 }
 
@@ -33,17 +34,19 @@ pub(super) struct LeasingRunner {
 
 /// Reads [`LeasingRunner`]s: the columns, then `FROM runners r WHERE ...`.
 pub(super) const LEASING_COLUMNS: &str = "SELECT r.id, r.agreements, r.disagreements, r.missed_deadlines, \
+     r.spot_checks, r.returns, \
      (SELECT COUNT(*) FROM replicas WHERE runner_id = r.id AND state = 'leased'), r.warm, \
      r.check_after_ms FROM runners r";
 
-/// A reputation from three columns from `first` on: agreements, disagreements, missed
-/// deadlines.
+/// A reputation from five columns from `first` on: agreements, disagreements, missed
+/// deadlines, spot checks passed, leases handed back.
 pub(super) fn reputation_at(row: &AnyRow, first: usize) -> Result<Reputation> {
     Ok(Reputation {
         agreements: row.try_get::<i64, _>(first)? as u64,
         disagreements: row.try_get::<i64, _>(first + 1)? as u64,
         missed_deadlines: row.try_get::<i64, _>(first + 2)? as u64,
-        ..Reputation::default()
+        spot_checks: row.try_get::<i64, _>(first + 3)? as u64,
+        returns: row.try_get::<i64, _>(first + 4)? as u64,
     })
 }
 
@@ -52,9 +55,9 @@ pub(super) fn leasing_runner(row: &AnyRow) -> Result<(String, LeasingRunner)> {
         row.try_get(0)?,
         LeasingRunner {
             reputation: reputation_at(row, 1)?,
-            active: row.try_get(4)?,
-            warm: row.try_get::<i64, _>(5)? == 1,
-            check_after: row.try_get(6)?,
+            active: row.try_get(6)?,
+            warm: row.try_get::<i64, _>(7)? == 1,
+            check_after: row.try_get(8)?,
         },
     ))
 }
@@ -110,20 +113,19 @@ impl Store {
             return self.check_lease_in(tx, runner, row.check_after, now).await;
         }
         // What this transaction changed is not written yet: count it in.
-        let (agreed, disagreed) = p.reputation.get(&runner.id).copied().unwrap_or_default();
+        let conduct = p.reputation.get(&runner.id).copied().unwrap_or_default();
+        let reputation = conduct.on(row.reputation);
+        let weight = self.policy.credibility.weight(&reputation);
+        let established_online = self.established_online(tx, p, weight).await?;
         let asker = Asker {
             runner: &runner.id,
             owner: &runner.owner,
             tier: runner.tier,
             slots: runner.slots,
-            reputation: Reputation {
-                agreements: (row.reputation.agreements as i64 + agreed) as u64,
-                disagreements: (row.reputation.disagreements as i64 + disagreed) as u64,
-                ..row.reputation
-            },
+            reputation,
             active: (row.active + p.leases_gained(&runner.id)).max(0) as u32,
-            weight: crate::credibility::Weight(0),
-            established_online: false,
+            weight,
+            established_online,
         };
         let n = asker.wants(max);
         if n == 0 {
@@ -145,7 +147,10 @@ impl Store {
             let (before, info) = self.load(tx, p, id).await?;
             let mut after = before;
             let deadline = crate::task::lease_deadline(now, info.wall_seconds, grace_ms);
-            if after.lease(&runner.id, &runner.owner, deadline).is_err() {
+            if after
+                .lease_weighing(&runner.id, &runner.owner, weight, deadline)
+                .is_err()
+            {
                 continue;
             }
             p.save(id, after, None);
@@ -159,6 +164,42 @@ impl Store {
             leases.push(lease);
         }
         Ok(leases)
+    }
+
+    /// Whether a runner of `weight` should leave a newcomer's task to an established runner
+    /// ([`Asker::may_take`]): it is no established runner itself, some task of the pool asks
+    /// for credibility, and an established runner is online. Read once a transaction.
+    async fn established_online(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        p: &mut Pending,
+        weight: crate::credibility::Weight,
+    ) -> Result<bool> {
+        let policy = &self.policy.credibility;
+        if policy.established(weight) {
+            return Ok(true);
+        }
+        if let Some(known) = p.established_online {
+            return Ok(known);
+        }
+        let credible = p
+            .pool
+            .ids
+            .iter()
+            .any(|id| p.tasks.get(id).is_some_and(|t| t.state.need.is_some()));
+        if !credible && p.pool.complete {
+            return Ok(false);
+        }
+        let online = sqlx::query(
+            "SELECT 1 FROM runners WHERE online = 1 AND disagreements = 0 \
+             AND agreements + spot_checks - missed_deadlines - returns >= $1 LIMIT 1",
+        )
+        .bind(policy.established_after() as i64)
+        .fetch_optional(&mut **tx)
+        .await?
+        .is_some();
+        p.established_online = Some(online);
+        Ok(online)
     }
 
     /// Up to `n` tasks `runner` may lease, drawn by `draw` from the lowest-id ones it may
@@ -285,7 +326,7 @@ impl Store {
     }
 
     /// Ends `runner`'s leases of `tasks` (unknown tasks and tasks it holds no lease of are
-    /// passed over), in task order so that concurrent transactions never deadlock; returns
+    /// passed over) and counts each on its record, in task order so that concurrent transactions never deadlock; returns
     /// how many it held.
     pub(super) async fn hand_back(
         &self,
@@ -305,6 +346,9 @@ impl Store {
             };
             if state.give_back(runner).is_ok() {
                 p.save(id, state, None);
+                // A lease handed back costs a verified result (`Policy::verified`), so that
+                // a runner cannot keep only the tasks it likes for free.
+                p.reputation.entry(runner.to_string()).or_default().returns += 1;
                 n += 1;
             }
         }

@@ -24,10 +24,14 @@ use sqlx::{Any, AnyPool, Executor, Row, Transaction};
 use tokio::sync::oneshot;
 
 use crate::bell::{self, Bell};
+use crate::credibility;
 use crate::ledger::{self, Credit, Entry, Kind};
 use crate::task::{Effect, Phase, Replica, ReplicaState, Reputation, TaskState};
 
 mod batches;
+mod checking;
+#[cfg(test)]
+mod credibility_tests;
 mod credits;
 mod group;
 mod health;
@@ -199,6 +203,11 @@ pub struct CreditPolicy {
     /// Whether a cold runner (new, registered again, back from offline) must pass a health
     /// check before it gets work.
     pub health_checks: bool,
+    /// How runners are weighed: the share of saboteurs assumed, the spot-check rate, and the
+    /// target error that makes a runner established.
+    pub credibility: crate::credibility::Policy,
+    /// The target error of a batch that sets none; `None`: its quorum alone decides.
+    pub target_error: Option<f64>,
 }
 
 impl Default for CreditPolicy {
@@ -210,6 +219,8 @@ impl Default for CreditPolicy {
             uptime_min_ms: 60_000,
             offline_after_ms: 45_000,
             health_checks: true,
+            credibility: crate::credibility::Policy::default(),
+            target_error: None,
         }
     }
 }
@@ -245,6 +256,8 @@ pub struct Turns {
     pub deciding: i64,
     /// The last task taken whose outputs are recovered.
     pub recovering: i64,
+    /// The last task taken to check (a spot check or a re-verification).
+    pub checking: i64,
 }
 
 /// Tasks of each list [`Store::authority_jobs`] takes at a time.
@@ -258,7 +271,7 @@ pub struct AuthorityJob {
     pub task_id: TaskId,
     /// Its manifest.
     pub manifest: helio_sdk::TaskManifest,
-    /// For output recovery: the accepted digest the run must reproduce.
+    /// For output recovery or a check: the accepted digest the run must reproduce.
     pub expect: Option<Blake3Hash>,
 }
 
@@ -279,8 +292,8 @@ pub struct Store {
 }
 
 const RUNNER_COLUMNS: &str = "id, public_key, owner, tier, slots, agreements, disagreements, \
-     missed_deadlines, last_seen_ms, online, location, green_energy, uptime_ms, warm, \
-     checks_failed";
+     missed_deadlines, spot_checks, returns, last_seen_ms, online, location, green_energy, \
+     uptime_ms, warm, checks_failed";
 
 const TIERS: [Tier; 3] = Tier::ALL;
 

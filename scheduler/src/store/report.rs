@@ -221,12 +221,26 @@ impl Store {
                     .execute(&mut **tx)
                     .await?;
                 }
+                // Whether it counts as an agreement: not where a runner's word alone decided.
+                let by_scheduler = matches!(
+                    state.phase,
+                    Phase::Accepted {
+                        by_scheduler: true,
+                        ..
+                    }
+                );
+                let verified = credibility::verifies(agreeing.len(), by_scheduler);
                 for runner in agreeing {
                     let credit = self
                         .credit(tx, p, info, state, runner, &result, now)
                         .await?;
                     granted.insert(runner.clone(), credit);
+                    if verified {
+                        p.reputation.entry(runner.clone()).or_default().agreements += 1;
+                    }
                 }
+                self.maybe_spot_check(tx, task_id, state, by_scheduler)
+                    .await?;
                 for runner in disagreeing {
                     self.flag(tx, p, runner, info, now).await?;
                 }
@@ -235,6 +249,7 @@ impl Store {
                 if *agreed && let Some(result) = report {
                     let credit = self.credit(tx, p, info, state, runner, result, now).await?;
                     granted.insert(runner.clone(), credit);
+                    p.reputation.entry(runner.clone()).or_default().agreements += 1;
                 } else {
                     self.flag(tx, p, runner, info, now).await?;
                 }
@@ -249,14 +264,20 @@ impl Store {
                 })?;
                 self.accept_instead(tx, p, task_id, result, now).await?;
                 let why = "vouched for a digest the scheduler's own run overruled";
+                // Their agreements, where the acceptance counted as one, are taken back.
+                let counted = credibility::verifies(vouched.len(), false);
                 for runner in vouched {
-                    p.reputation.entry(runner.clone()).or_default().0 -= 1;
+                    if counted {
+                        p.reputation.entry(runner.clone()).or_default().agreements -= 1;
+                    }
                     self.flag_for(tx, p, runner, info, why, now).await?;
                     self.reverse(tx, p, info, runner, now).await?;
                 }
                 for runner in vindicated {
                     // Outvoted and flagged for it: the flag is taken back, the credit given.
-                    p.reputation.entry(runner.clone()).or_default().1 -= 1;
+                    let conduct = p.reputation.entry(runner.clone()).or_default();
+                    conduct.disagreements -= 1;
+                    conduct.agreements += 1;
                     let credit = self.credit(tx, p, info, state, runner, result, now).await?;
                     granted.insert(runner.clone(), credit);
                 }
@@ -371,7 +392,11 @@ impl Store {
         now: i64,
     ) -> Result<()> {
         tracing::warn!(runner, task = info.id, "runner's result {why}; flagged");
-        p.reputation.entry(runner.to_string()).or_default().1 += 1;
+        p.reputation
+            .entry(runner.to_string())
+            .or_default()
+            .disagreements += 1;
+        self.recheck_vouched(tx, runner).await?;
         let detail = format!(
             "its result of task {} of batch {} {why}",
             info.name, info.batch_id
@@ -404,7 +429,7 @@ impl Store {
         .bind(turns.recovering)
         .fetch_all(&self.pool)
         .await?;
-        let mut jobs = Vec::new();
+        let mut jobs = self.checking_jobs(&mut turns.checking).await?;
         for (rows, cursor) in [
             (deciding, &mut turns.deciding),
             (recovering, &mut turns.recovering),
@@ -475,6 +500,8 @@ impl Store {
         let mut p = Pending::default();
         let (mut state, info) = self.load(tx, &mut p, task_id).await?;
         let effect = decide(&mut state, report.digest);
+        let confirmed = (effect == Effect::Nothing).then_some(report.digest);
+        self.checked(tx, &mut p, task_id, &state, confirmed).await?;
         p.save(task_id, state.clone(), None);
         self.apply(tx, &mut p, &info, &state, &effect, Some(report), now)
             .await?;

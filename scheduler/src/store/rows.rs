@@ -85,7 +85,7 @@ pub(super) fn task_from_rows(rows: &[AnyRow]) -> Result<(TaskState, TaskInfo)> {
         replicas.push(Replica {
             runner,
             owner: r.try_get(14)?,
-            weight: Weight(0),
+            weight: Weight(r.try_get::<Option<i64>, _>(20)?.unwrap_or(0)),
             state,
         });
     }
@@ -94,7 +94,9 @@ pub(super) fn task_from_rows(rows: &[AnyRow]) -> Result<(TaskState, TaskInfo)> {
         replicas,
         wanted: row.try_get::<i64, _>(2)? as u32,
         phase,
-        need: None,
+        need: row
+            .try_get::<Option<f64>, _>(21)?
+            .map(crate::credibility::Weight::of_error),
     };
     Ok((state, info))
 }
@@ -109,12 +111,38 @@ pub(super) struct Pending {
     pub(super) ledger: Vec<LedgerRow>,
     /// The ledger's end, once read.
     pub(super) tail: Option<LedgerTail>,
-    /// Agreements and disagreements to add, per runner.
-    pub(super) reputation: BTreeMap<String, (i64, i64)>,
+    /// What to add to each runner's record.
+    pub(super) reputation: BTreeMap<String, Conduct>,
     /// The runners that lease in this transaction, as read at its start.
     pub(super) runners: HashMap<String, LeasingRunner>,
     /// The tasks its leases are picked from first.
     pub(super) pool: Pool,
+    /// Whether an established runner is online, once read.
+    pub(super) established_online: Option<bool>,
+}
+
+/// What a transaction adds to one runner's record (a change may be negative: an agreement
+/// or a flag taken back).
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct Conduct {
+    pub(super) agreements: i64,
+    pub(super) disagreements: i64,
+    pub(super) spot_checks: i64,
+    pub(super) returns: i64,
+}
+
+impl Conduct {
+    /// `record` with these changes.
+    pub(super) fn on(&self, record: Reputation) -> Reputation {
+        let add = |n: u64, by: i64| (n as i64 + by).max(0) as u64;
+        Reputation {
+            agreements: add(record.agreements, self.agreements),
+            disagreements: add(record.disagreements, self.disagreements),
+            spot_checks: add(record.spot_checks, self.spot_checks),
+            returns: add(record.returns, self.returns),
+            ..record
+        }
+    }
 }
 
 /// The tasks a group's lease requests are picked from first ([`Store::pool`]).
@@ -257,7 +285,7 @@ impl Store {
                 "SELECT t.id, t.phase, t.wanted, t.digest, t.by_scheduler, t.batch_id, t.name, \
                  t.manifest, t.wall_seconds, b.replicas, b.quorum, b.max_replicas, \
                  b.credit_rate, r.runner_id, r.owner, r.state, r.deadline_ms, r.digest, \
-                 r.report_seq, t.tier \
+                 r.report_seq, t.tier, r.weight, b.target_error \
                  FROM tasks t JOIN batches b ON b.id = t.batch_id \
                  LEFT JOIN replicas r ON r.task_id = t.id \
                  WHERE t.id IN ({list}) ORDER BY t.id, r.lease_seq"

@@ -11,13 +11,13 @@ pub(super) fn runner_record(r: &AnyRow) -> Result<RunnerRecord> {
         tier: tier_of(r.try_get(3)?),
         slots: r.try_get::<i64, _>(4)? as u32,
         reputation: reputation_at(r, 5)?,
-        last_seen_ms: r.try_get(8)?,
-        online: r.try_get::<i64, _>(9)? == 1,
-        location: r.try_get(10)?,
-        green_energy: r.try_get(11)?,
-        uptime_ms: r.try_get(12)?,
-        warm: r.try_get::<i64, _>(13)? == 1,
-        checks_failed: r.try_get::<i64, _>(14)? as u64,
+        last_seen_ms: r.try_get(10)?,
+        online: r.try_get::<i64, _>(11)? == 1,
+        location: r.try_get(12)?,
+        green_energy: r.try_get(13)?,
+        uptime_ms: r.try_get(14)?,
+        warm: r.try_get::<i64, _>(15)? == 1,
+        checks_failed: r.try_get::<i64, _>(16)? as u64,
     })
 }
 

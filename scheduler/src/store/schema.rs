@@ -46,6 +46,11 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         name: "batch progress",
         sql: include_str!("../../migrations/0007_batch_progress.sql"),
     },
+    Migration {
+        version: 8,
+        name: "credibility",
+        sql: include_str!("../../migrations/0008_credibility.sql"),
+    },
 ];
 
 /// Whether a table of `live` rows, `changed` of them inserted, updated or deleted since it

@@ -45,41 +45,51 @@ async fn fixture(
     store.submit(&batch, "test", 0).await.unwrap();
     let mut runners = Vec::new();
     for (i, (owner, slots)) in owners.iter().enumerate() {
-        let key = wire::RunnerKey::from_secret([i as u8 + 1; 32]);
-        let registered = store
-            .register_runner(
-                &RegisterRunner {
-                    public_key: key.public_hex(),
-                    owner: owner.to_string(),
-                    tier: Tier::Cpu,
-                    slots: *slots,
-                    cores: 2,
-                    memory_bytes: 1 << 30,
-                    fuel_per_second: 1,
-                    profile: helio_sdk::DETERMINISM_PROFILE.to_string(),
-                    location: None,
-                    green_energy: None,
-                },
-                0,
-            )
-            .await
-            .unwrap();
-        let runner = store.runner(&registered.runner).await.unwrap().unwrap();
-        // Warm: its health check passed.
-        let check = store.lease(&runner, 1, 0, 0).await.unwrap();
-        let digest = Blake3Hash::of(b"check");
-        let Ok(LeaseId::Check(id)) = LeaseId::from_wire(check[0].task_id) else {
-            panic!("a cold runner's first lease is its health check: {check:?}");
-        };
-        assert!(
-            store
-                .finish_check(id, &runner.id, &digest, &digest, 0)
-                .await
-                .unwrap()
-        );
-        runners.push(runner);
+        runners.push(warm_runner(&store, i, owner, *slots).await.0);
     }
     (dir, store, runners)
+}
+
+/// Registers runner `i` (its key made from `i`) of `owner` with `slots`, and passes its
+/// health check: warm.
+pub(super) async fn warm_runner(
+    store: &Store,
+    i: usize,
+    owner: &str,
+    slots: u32,
+) -> (RunnerRecord, wire::RunnerKey) {
+    let key = wire::RunnerKey::from_secret([i as u8 + 1; 32]);
+    let registered = store
+        .register_runner(
+            &RegisterRunner {
+                public_key: key.public_hex(),
+                owner: owner.to_string(),
+                tier: Tier::Cpu,
+                slots,
+                cores: 2,
+                memory_bytes: 1 << 30,
+                fuel_per_second: 1,
+                profile: helio_sdk::DETERMINISM_PROFILE.to_string(),
+                location: None,
+                green_energy: None,
+            },
+            0,
+        )
+        .await
+        .unwrap();
+    let runner = store.runner(&registered.runner).await.unwrap().unwrap();
+    let check = store.lease(&runner, 1, 0, 0).await.unwrap();
+    let digest = Blake3Hash::of(b"check");
+    let Ok(LeaseId::Check(id)) = LeaseId::from_wire(check[0].task_id) else {
+        panic!("a cold runner's first lease is its health check: {check:?}");
+    };
+    assert!(
+        store
+            .finish_check(id, &runner.id, &digest, &digest, 0)
+            .await
+            .unwrap()
+    );
+    (runner, key)
 }
 
 /// However many requests wait while a group commits, one committer task waits with them

@@ -103,14 +103,14 @@ impl Store {
         for chunk in replicas.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
                 "INSERT INTO replicas (task_id, runner_id, owner, lease_seq, state, deadline_ms, \
-                 digest, report_seq, report, signature, reported_ms, wall_ms) VALUES {} \
+                 digest, report_seq, report, signature, reported_ms, wall_ms, weight) VALUES {} \
                  ON CONFLICT (task_id, runner_id) DO UPDATE SET state = excluded.state, \
                  digest = excluded.digest, report_seq = excluded.report_seq, \
                  report = COALESCE(excluded.report, replicas.report), \
                  signature = COALESCE(excluded.signature, replicas.signature), \
                  reported_ms = COALESCE(excluded.reported_ms, replicas.reported_ms), \
                  wall_ms = COALESCE(excluded.wall_ms, replicas.wall_ms)",
-                placeholders(self.postgres, chunk.len(), 12)
+                placeholders(self.postgres, chunk.len(), 13)
             );
             let mut q = sqlx::query(&sql);
             for (id, seq, replica, signed) in chunk {
@@ -137,7 +137,8 @@ impl Store {
                     .bind(signed.map(|s| s.report.clone()))
                     .bind(signed.map(|s| s.signature.clone()))
                     .bind(signed.map(|s| s.at))
-                    .bind(signed.map(|s| s.wall_ms));
+                    .bind(signed.map(|s| s.wall_ms))
+                    .bind(replica.weight.0);
             }
             q.execute(&mut **tx).await?;
         }
@@ -230,7 +231,7 @@ impl Store {
         Ok(())
     }
 
-    /// The agreements and disagreements the transaction adds to its runners' counts.
+    /// What the transaction adds to its runners' records.
     async fn write_reputation(
         &self,
         tx: &mut Transaction<'static, Any>,
@@ -240,13 +241,20 @@ impl Store {
         for chunk in counts.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
                 "UPDATE runners SET agreements = runners.agreements + v.column2, \
-                 disagreements = runners.disagreements + v.column3 \
+                 disagreements = runners.disagreements + v.column3, \
+                 spot_checks = runners.spot_checks + v.column4, \
+                 returns = runners.returns + v.column5 \
                  FROM (VALUES {}) AS v WHERE runners.id = v.column1",
-                placeholders(self.postgres, chunk.len(), 3)
+                placeholders(self.postgres, chunk.len(), 5)
             );
             let mut q = sqlx::query(&sql);
-            for (runner, (agreed, disagreed)) in chunk {
-                q = q.bind(runner.as_str()).bind(*agreed).bind(*disagreed);
+            for (runner, c) in chunk {
+                q = q
+                    .bind(runner.as_str())
+                    .bind(c.agreements)
+                    .bind(c.disagreements)
+                    .bind(c.spot_checks)
+                    .bind(c.returns);
             }
             q.execute(&mut **tx).await?;
         }
