@@ -5,7 +5,9 @@
 //! fresh database, and `runners` in-process volunteer runners (`helio_runner::agent`, each of
 //! its own owner, signing every request), submits a batch of trivial tasks (an empty module,
 //! replicas 2, quorum 2) with `helio submit`'s library, and polls the batch until every task
-//! is accepted.
+//! is accepted. With `--redundancy adaptive` the batch asks for a target error of 1e-4 with
+//! one replica at first (decision 059); `--establish N` first runs N tasks at replicas 2 so
+//! that the runners have records, as on a grid that has been running.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -27,6 +29,15 @@ pub enum Db {
     Sqlite,
     /// A fresh database on the PostgreSQL server at `--postgres`.
     Postgres,
+}
+
+/// How the measured batch's tasks are decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Redundancy {
+    /// Two replicas, both must agree.
+    Fixed,
+    /// One replica at first, a target error of 1e-4 (credibility decides).
+    Adaptive,
 }
 
 /// What to measure.
@@ -59,6 +70,13 @@ pub struct GridArgs {
     /// so its first second includes their start (calibration, registration, checks).
     #[arg(long)]
     warm: bool,
+    /// How the measured batches' tasks are decided (each measured in turn, per row).
+    #[arg(long, value_delimiter = ',', default_values = ["fixed"])]
+    redundancy: Vec<Redundancy>,
+    /// Tasks run at replicas 2 before each measured batch, so that the runners have
+    /// records (agreements) as on a grid that has been running.
+    #[arg(long, default_value_t = 0)]
+    establish: usize,
     /// The PostgreSQL server (a database is created and dropped per measurement).
     #[arg(
         long,
@@ -110,9 +128,9 @@ pub fn grid(args: &GridArgs) -> Result<()> {
         scheduler.display()
     );
     println!(
-        "| database | runners | tasks | submit | submit → all accepted | accepted tasks/s | steady tasks/s | scheduler RSS at ¼, ½, ¾ accepted | scheduler RSS | scheduler peak RSS | requests per task | leases per task | dashboard read |"
+        "| database | redundancy | runners | tasks | submit | submit → all accepted | accepted tasks/s | steady tasks/s | scheduler RSS at ¼, ½, ¾ accepted | scheduler RSS | scheduler peak RSS | requests per task | leases per task | dashboard read |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let mut rows: Vec<(usize, usize)> = args
         .runners
         .iter()
@@ -122,27 +140,35 @@ pub fn grid(args: &GridArgs) -> Result<()> {
     rows.dedup();
     for &db in &args.db {
         for &(runners, tasks) in &rows {
-            let f = runtime
-                .block_on(measure(&scheduler, args, db, runners, tasks))
-                .with_context(|| format!("{db:?}, {runners} runners, {tasks} tasks"))?;
-            println!(
-                "| {db:?} | {runners} | {tasks} | {:.2} s | {:.2} s | {:.0} | {:.0} | {} / {} / {} MiB | {} MiB | {} MiB | {:.1} | {:.2} | {:.0} ms |",
-                f.submit.as_secs_f64(),
-                f.total.as_secs_f64(),
-                tasks as f64 / f.total.as_secs_f64(),
-                f.steady_rate,
-                f.rss_quarters[0] / 1024,
-                f.rss_quarters[1] / 1024,
-                f.rss_quarters[2] / 1024,
-                f.rss_kib / 1024,
-                f.peak_kib / 1024,
-                f.requests_per_task,
-                f.leases_per_task,
-                f.dashboard.as_secs_f64() * 1000.0,
-            );
+            for &red in &args.redundancy {
+                let f = runtime
+                    .block_on(measure(&scheduler, args, db, red, runners, tasks))
+                    .with_context(|| {
+                        format!("{db:?}, {red:?}, {runners} runners, {tasks} tasks")
+                    })?;
+                print_row(db, red, runners, tasks, &f);
+            }
         }
     }
     Ok(())
+}
+
+fn print_row(db: Db, red: Redundancy, runners: usize, tasks: usize, f: &Figures) {
+    println!(
+        "| {db:?} | {red:?} | {runners} | {tasks} | {:.2} s | {:.2} s | {:.0} | {:.0} | {} / {} / {} MiB | {} MiB | {} MiB | {:.1} | {:.2} | {:.0} ms |",
+        f.submit.as_secs_f64(),
+        f.total.as_secs_f64(),
+        tasks as f64 / f.total.as_secs_f64(),
+        f.steady_rate,
+        f.rss_quarters[0] / 1024,
+        f.rss_quarters[1] / 1024,
+        f.rss_quarters[2] / 1024,
+        f.rss_kib / 1024,
+        f.peak_kib / 1024,
+        f.requests_per_task,
+        f.leases_per_task,
+        f.dashboard.as_secs_f64() * 1000.0,
+    );
 }
 
 /// The `scheduler` binary built beside this benchmark.
@@ -278,17 +304,18 @@ impl Scheduler {
     }
 }
 
-/// Writes a batch of `n` trivial tasks into `dir`; returns the manifest's path.
-fn trivial_batch(dir: &Path, n: usize) -> Result<PathBuf> {
+/// Writes a batch `name` of `n` trivial tasks into `dir`, decided as `red` says; returns
+/// the manifest's path.
+fn trivial_batch(dir: &Path, name: &str, n: usize, red: Redundancy) -> Result<PathBuf> {
     let module =
         wat::parse_str(r#"(module (memory (export "memory") 1) (func (export "_start")))"#)?;
     std::fs::write(dir.join("empty.wasm"), &module)?;
     let tasks: Vec<_> = (0..n)
-        .map(|i| json!({ "name": format!("t-{i:06}"), "args": [i.to_string()] }))
+        .map(|i| json!({ "name": format!("t-{i:06}"), "args": [name, i.to_string()] }))
         .collect();
-    let batch = json!({
+    let mut batch = json!({
         "schema_version": 1,
-        "batch": format!("trivial-{n}"),
+        "batch": format!("{name}-{n}"),
         "defaults": {
             "module": { "uri": "empty.wasm", "blake3": Blake3Hash::of(&module).to_string() },
             "limits": { "fuel": 1_000_000u64, "wall_seconds": 60 },
@@ -296,7 +323,11 @@ fn trivial_batch(dir: &Path, n: usize) -> Result<PathBuf> {
         "redundancy": { "replicas": 2, "quorum": 2, "max_replicas": 5 },
         "tasks": tasks,
     });
-    let path = dir.join("batch.json");
+    if red == Redundancy::Adaptive {
+        batch["redundancy"] = json!({ "replicas": 1, "quorum": 1, "max_replicas": 4 });
+        batch["target_error"] = json!(1e-4);
+    }
+    let path = dir.join(format!("{name}.json"));
     std::fs::write(&path, serde_json::to_vec(&batch)?)?;
     Ok(path)
 }
@@ -347,12 +378,13 @@ async fn measure(
     binary: &Path,
     args: &GridArgs,
     db: Db,
+    red: Redundancy,
     runners: usize,
     tasks: usize,
 ) -> Result<Figures> {
     let scheduler = Scheduler::start(binary, db, &args.postgres).await?;
     let work = tempfile::tempdir()?;
-    let manifest = trivial_batch(work.path(), tasks)?;
+    let manifest = trivial_batch(work.path(), "trivial", tasks, red)?;
     let grid = Grid::new(&scheduler.url, &scheduler.token);
 
     let (stop_tx, stop_rx) = watch::channel(Stop::Run);
@@ -376,6 +408,14 @@ async fn measure(
     if args.warm {
         scheduler.until_warm(runners).await?;
     }
+    if args.establish > 0 {
+        let first = trivial_batch(work.path(), "establish", args.establish, Redundancy::Fixed)?;
+        let batch = grid.submit(&first.display().to_string()).await?.batch;
+        while !grid.status(&batch).await?.done() {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+    let (requests_before, leases_before) = scheduler.counted().await?;
     let start = Instant::now();
     let submitted = grid.submit(&manifest.display().to_string()).await?;
     let submit = start.elapsed();
@@ -411,6 +451,7 @@ async fn measure(
     );
     let (rss_kib, peak_kib) = scheduler.memory();
     let (requests, leases) = scheduler.counted().await?;
+    let (requests, leases) = (requests - requests_before, leases - leases_before);
     let (requests_per_task, leases_per_task) = (requests / tasks as f64, leases / tasks as f64);
     let dashboard = scheduler.dashboard_time().await?;
     let steady = done - first.unwrap_or(start);

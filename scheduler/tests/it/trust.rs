@@ -184,3 +184,80 @@ async fn the_schedulers_own_run_overrules_a_forged_acceptance() {
         .count();
     assert_eq!(reversed, 2, "one reversal per forger: {entries:?}");
 }
+
+/// Runner `id`'s record made long (5,000 agreements), as if it had been verified for months:
+/// established, its result alone believed at a target of 1e-4.
+async fn establish(grid: &TestGrid, id: &str) {
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(&grid.config.database_url())
+        .await
+        .unwrap();
+    sqlx::query("UPDATE runners SET agreements = 5000 WHERE id = $1")
+        .bind(id)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+}
+
+/// A runner behaves until it is trusted, then forges every result it gets, alone: with a
+/// target error the grid accepts an established runner's result alone, and the scheduler's
+/// own sandbox spot-checks it (every result here; none is recovered, outputs are waited
+/// for an hour). Each forgery is overruled by the scheduler's run, the batch finishes with
+/// the true outputs, the forger is flagged and its credits are reversed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spot_checks_catch_a_trusted_forger_and_correct_every_forgery() {
+    let grid = TestGrid::start_with(Db::Sqlite, |c| {
+        c.api.lease_grace_ms = 60_000;
+        c.upload_wait_ms = 3_600_000;
+        c.policy.credibility.spot_rate = 1.0;
+    })
+    .await;
+    let rounds = 10;
+    let path = hashchain_batch(grid.dir.path(), 2, rounds, 60);
+    let mut manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    manifest["redundancy"] = serde_json::json!({ "replicas": 1, "quorum": 1, "max_replicas": 3 });
+    manifest["target_error"] = serde_json::json!(1e-4);
+    std::fs::write(&path, manifest.to_string()).unwrap();
+    let batch = grid.submit(&path).await;
+    let forger = rogue(&grid.url, "trusted-forger").await;
+    establish(&grid, &forger.runner_id()).await;
+    let leases = forger.lease(2).await.unwrap();
+    assert_eq!(leases.len(), 2, "both tasks, one runner each");
+    let acks = forger
+        .report(leases.iter().map(|l| lie(&forger, l)).collect())
+        .await
+        .unwrap();
+    assert!(
+        acks.iter().all(|a| a.status == ReportStatus::Accepted),
+        "an established runner's word is accepted alone: {acks:?}"
+    );
+
+    // The scheduler's spot checks run both tasks in its sandbox and overrule the forgeries.
+    let status = grid
+        .wait_for(&batch, |s| s.done() && s.micro_credits == 0)
+        .await;
+    assert_eq!((status.succeeded, status.failed), (2, 0), "{status:?}");
+    let results = grid.submitter().results(&batch).await.unwrap();
+    for (task, lease) in results.tasks.iter().zip(&leases) {
+        let result = task.result.as_ref().unwrap();
+        assert_ne!(result.digest, lie(&forger, lease).report.digest, "{task:?}");
+        assert_eq!(task.decided_by.as_deref(), Some("scheduler"), "{task:?}");
+        assert!(task.agreeing.is_empty(), "{task:?}");
+    }
+    let info = runner_list(&grid.url)
+        .await
+        .into_iter()
+        .find(|r| r.id == forger.runner_id())
+        .unwrap();
+    assert!(info.flagged && !info.trusted, "{info:?}");
+    let store = service::open_store(&grid.config).await.unwrap();
+    let (entries, len, head) = store.ledger().await.unwrap();
+    ledger::verify_anchored(&entries, len, &head).unwrap();
+    let reversed = entries
+        .iter()
+        .filter(|e| e.credit.kind == ledger::Kind::Reversal)
+        .count();
+    assert_eq!(reversed, 2, "one reversal per forgery: {entries:?}");
+}
