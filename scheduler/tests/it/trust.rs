@@ -175,14 +175,22 @@ async fn the_schedulers_own_run_overrules_a_forged_acceptance() {
             .all(|r| r.micro_credits == 0 && r.fuel == 0),
         "{by_batch:?}"
     );
+    assert_eq!(
+        verified_reversals(&grid).await,
+        2,
+        "one reversal per forger"
+    );
+}
+
+/// The ledger's reversals, once it verifies.
+async fn verified_reversals(grid: &TestGrid) -> usize {
     let store = service::open_store(&grid.config).await.unwrap();
     let (entries, len, head) = store.ledger().await.unwrap();
     ledger::verify_anchored(&entries, len, &head).unwrap();
-    let reversed = entries
+    entries
         .iter()
         .filter(|e| e.credit.kind == ledger::Kind::Reversal)
-        .count();
-    assert_eq!(reversed, 2, "one reversal per forger: {entries:?}");
+        .count()
 }
 
 /// Runner `id`'s record made long (5,000 agreements), as if it had been verified for months:
@@ -252,12 +260,9 @@ async fn spot_checks_catch_a_trusted_forger_and_correct_every_forgery() {
         .find(|r| r.id == forger.runner_id())
         .unwrap();
     assert!(info.flagged && !info.trusted, "{info:?}");
-    let store = service::open_store(&grid.config).await.unwrap();
-    let (entries, len, head) = store.ledger().await.unwrap();
-    ledger::verify_anchored(&entries, len, &head).unwrap();
-    let reversed = entries
-        .iter()
-        .filter(|e| e.credit.kind == ledger::Kind::Reversal)
-        .count();
-    assert_eq!(reversed, 2, "one reversal per forgery: {entries:?}");
+    assert_eq!(
+        verified_reversals(&grid).await,
+        2,
+        "one reversal per forgery"
+    );
 }
