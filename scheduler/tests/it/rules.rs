@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use helio_scheduler::credibility::{self, Policy, Weight};
 use helio_scheduler::ledger;
 use helio_scheduler::rules::{Asker, BatchDelta, report_status};
 use helio_scheduler::task::{Effect, Phase, Progress, ReplicaState, Reputation, TaskState};
@@ -24,6 +25,8 @@ enum Event {
         tier: u8,
         slots: u8,
         liar: bool,
+        /// Verified results on its record (0: a newcomer; from 920: established).
+        record: u16,
     },
     Lease {
         runner: u8,
@@ -52,8 +55,8 @@ enum Event {
 
 fn event() -> impl Strategy<Value = Event> {
     prop_oneof![
-        2 => (0..5u8, 0..3u8, 1..4u8, prop::bool::weighted(0.3))
-            .prop_map(|(owner, tier, slots, liar)| Event::Join { owner, tier, slots, liar }),
+        2 => (0..5u8, 0..3u8, 1..4u8, prop::bool::weighted(0.3), prop_oneof![Just(0u16), 0..2_000u16])
+            .prop_map(|(owner, tier, slots, liar, record)| Event::Join { owner, tier, slots, liar, record }),
         5 => (any::<u8>(), 1..4u8, any::<u64>())
             .prop_map(|(runner, max, draw)| Event::Lease { runner, max, draw }),
         5 => (any::<u8>(), any::<u8>(), prop::bool::weighted(0.1))
@@ -101,6 +104,38 @@ struct Grid {
     /// Credits taken back because the scheduler's own run overruled the digest they were
     /// granted for: (runner, task).
     reversed: BTreeSet<(String, usize)>,
+    /// How runners are weighed, when the batch asks for credibility.
+    policy: Option<Policy>,
+}
+
+/// The chance that `digest` is the wrong result of `task`, from its reports' error
+/// probabilities directly: `1 - Π_g (1 - e) Π_not g e / (Σ_h Π_h (1 - e) Π_not h e + Π e)`.
+fn group_error(task: &TaskState, digest: Blake3Hash) -> f64 {
+    let reports: Vec<(Blake3Hash, f64)> = task
+        .replicas
+        .iter()
+        .filter_map(|r| match r.state {
+            ReplicaState::Reported {
+                digest: Some(d), ..
+            } => Some((d, r.weight.error())),
+            _ => None,
+        })
+        .collect();
+    let right = |g: Blake3Hash| -> f64 {
+        reports
+            .iter()
+            .map(|&(d, e)| if d == g { 1.0 - e } else { e })
+            .product()
+    };
+    let mut digests: Vec<Blake3Hash> = Vec::new();
+    for (d, _) in &reports {
+        if !digests.contains(d) {
+            digests.push(*d);
+        }
+    }
+    let none: f64 = reports.iter().map(|(_, e)| e).product();
+    let total: f64 = digests.iter().map(|&g| right(g)).sum::<f64>() + none;
+    1.0 - right(digest) / total
 }
 
 /// The honest result of a task, and the one liars agree on among themselves.
@@ -121,8 +156,20 @@ impl Grid {
             slots: runner.slots,
             reputation: runner.reputation,
             active: self.held(&runner.id).len() as u32,
-            weight: helio_scheduler::credibility::Weight(0),
-            established_online: false,
+            weight: self.weight(r),
+            established_online: self
+                .runners
+                .iter()
+                .enumerate()
+                .any(|(o, _)| self.policy.is_some_and(|p| p.established(self.weight(o)))),
+        }
+    }
+
+    /// Runner `r`'s credibility now (0 when the batch does not ask for credibility).
+    fn weight(&self, r: usize) -> Weight {
+        match self.policy {
+            Some(p) => p.weight(&self.runners[r].reputation),
+            None => Weight(0),
         }
     }
 
@@ -170,9 +217,14 @@ impl Grid {
         prop_assert_eq!(own + fund, ledger::micro_credits(fuel, RATE));
         self.kept.credited(own + fund);
         self.granted += own + fund;
-        let r = self.runner_index(runner);
-        self.runners[r].reputation.agreements += 1;
         Ok(())
+    }
+
+    /// Counts an agreement on `runner`'s record (`by` 1, or -1 to take one back).
+    fn agreed(&mut self, runner: &str, by: i64) {
+        let r = self.runner_index(runner);
+        let rep = &mut self.runners[r].reputation;
+        rep.agreements = (rep.agreements as i64 + by).max(0) as u64;
     }
 
     fn flag(&mut self, runner: &str) {
@@ -184,12 +236,36 @@ impl Grid {
     fn apply(&mut self, t: usize, effect: &Effect) -> Result<(), TestCaseError> {
         match effect {
             Effect::Accepted {
+                digest,
                 agreeing,
                 disagreeing,
-                ..
             } => {
+                let s = &self.tasks[t].state;
+                let by_scheduler = matches!(
+                    s.phase,
+                    Phase::Accepted {
+                        by_scheduler: true,
+                        ..
+                    }
+                );
+                if let (Some(need), false) = (s.need, by_scheduler) {
+                    // Accepted only with the credibility the target asks, against the
+                    // other digests reported (from error probabilities, directly).
+                    let target = need.error();
+                    let wrong = group_error(s, *digest);
+                    prop_assert!(
+                        wrong <= target * 1.01,
+                        "accepted at error {} > {}",
+                        wrong,
+                        target
+                    );
+                }
+                let verified = credibility::verifies(agreeing.len(), by_scheduler);
                 for runner in agreeing {
                     self.credit(runner, t)?;
+                    if verified {
+                        self.agreed(runner, 1);
+                    }
                 }
                 for runner in disagreeing {
                     self.flag(runner);
@@ -198,7 +274,10 @@ impl Grid {
             Effect::Late {
                 runner,
                 agreed: true,
-            } => self.credit(runner, t)?,
+            } => {
+                self.credit(runner, t)?;
+                self.agreed(runner, 1);
+            }
             Effect::Late {
                 runner,
                 agreed: false,
@@ -221,16 +300,17 @@ impl Grid {
                         self.kept.reversed(own + fund);
                         self.granted -= own + fund;
                     }
-                    let r = self.runner_index(runner);
-                    let rep = &mut self.runners[r].reputation;
-                    rep.agreements = rep.agreements.saturating_sub(1);
-                    rep.disagreements += 1;
+                    if credibility::verifies(vouched.len(), false) {
+                        self.agreed(runner, -1);
+                    }
+                    self.flag(runner);
                 }
                 for runner in vindicated {
                     let r = self.runner_index(runner);
                     let rep = &mut self.runners[r].reputation;
                     rep.disagreements = rep.disagreements.saturating_sub(1);
                     self.credit(runner, t)?;
+                    self.agreed(runner, 1);
                 }
             }
             Effect::Nothing | Effect::Duplicate | Effect::Issue(_) | Effect::RunAuthority => {}
@@ -246,6 +326,7 @@ impl Grid {
                 tier,
                 slots,
                 liar,
+                record,
             } => {
                 let id = format!("r{}", self.runners.len());
                 self.runners.push(Runner {
@@ -253,7 +334,10 @@ impl Grid {
                     owner: format!("o{owner}"),
                     tier: Tier::ALL[tier as usize],
                     slots: u32::from(slots),
-                    reputation: Reputation::default(),
+                    reputation: Reputation {
+                        agreements: u64::from(record),
+                        ..Reputation::default()
+                    },
                     liar,
                 });
             }
@@ -275,6 +359,11 @@ impl Grid {
                 prop_assert!(chosen.windows(2).all(|w| w[0] < w[1]));
                 let (trusted, slots, active) =
                     (asker.reputation.trusted(), asker.slots(), asker.active);
+                let (weight, established_online, flagged) = (
+                    asker.weight,
+                    asker.established_online,
+                    asker.reputation.flagged(),
+                );
                 prop_assert!(chosen.len() as u32 <= n);
                 prop_assert!(active + chosen.len() as u32 <= slots.max(active));
                 let (id, owner, tier) = {
@@ -284,9 +373,28 @@ impl Grid {
                 for t in chosen {
                     let t = t as usize;
                     prop_assert!(self.tasks[t].tier <= tier);
-                    prop_assert!(self.tasks[t].state.redundancy.quorum > 1 || trusted);
+                    let state = &self.tasks[t].state;
+                    match state.need {
+                        None => prop_assert!(state.redundancy.quorum > 1 || trusted),
+                        Some(need) => {
+                            // No credibility-decided work for a runner found false; a
+                            // newcomer never joins only newcomers while an established
+                            // runner is online.
+                            prop_assert!(!flagged);
+                            let held: Vec<_> =
+                                state.replicas.iter().filter(|r| r.holds()).collect();
+                            prop_assert!(
+                                weight >= need
+                                    || !established_online
+                                    || held.is_empty()
+                                    || held.iter().any(|r| r.weight >= need),
+                                "a newcomer joined only newcomers"
+                            );
+                        }
+                    }
                     let deadline = self.now + LEASE_MS;
-                    let leased = self.change(t, |s| s.lease(&id, &owner, deadline));
+                    let leased =
+                        self.change(t, |s| s.lease_weighing(&id, &owner, weight, deadline));
                     prop_assert!(
                         leased.is_ok(),
                         "a chosen task refused its lease: {:?}",
@@ -465,19 +573,28 @@ proptest! {
     /// scheduler's own run, with the true result); a runner is credited at most once per
     /// task and only for the accepted digest; credits split without loss; single-result
     /// tasks go only to trusted runners; no runner takes more than its slots, nor a task
-    /// above its tier; and the batch's kept counts always equal a recount.
+    /// above its tier; and the batch's kept counts always equal a recount. Where the batch
+    /// asks for credibility (half the cases): no result is accepted without the credibility
+    /// the target requires, a runner found false gets no such work, and a newcomer never
+    /// joins only newcomers while an established runner is online.
     #[test]
     fn the_grid_keeps_its_invariants(
         red in redundancy(),
+        credible in any::<bool>(),
         tiers in prop::collection::vec((0..3u8, 1..2_000_000u64), 1..8),
         events in prop::collection::vec(event(), 1..150),
     ) {
+        let policy = credible.then(Policy::default);
         let mut grid = Grid {
             runners: Vec::new(),
+            policy,
             tasks: tiers
                 .into_iter()
                 .map(|(tier, fuel)| Task {
-                    state: TaskState::new(red),
+                    state: match policy {
+                        Some(p) => TaskState::with_need(red, p.need()),
+                        None => TaskState::new(red),
+                    },
                     tier: Tier::ALL[tier as usize],
                     fuel,
                 })
