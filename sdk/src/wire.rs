@@ -390,6 +390,19 @@ pub struct TaskResult {
     /// Micro-credits granted for the task, to all agreeing runners together.
     #[serde(default)]
     pub micro_credits: u64,
+    /// When the accepted result was replaced by the scheduler's own run, and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub corrected: Option<Correction>,
+}
+
+/// An accepted result replaced: the scheduler's own run of the task gave another digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Correction {
+    /// When, in milliseconds since the Unix epoch.
+    pub at_ms: i64,
+    /// Why, in words: the digest replaced and what became of the runners that vouched for it.
+    pub why: String,
 }
 
 /// `GET /v1/batches/{id}/results`.

@@ -15,8 +15,8 @@ use std::sync::Arc;
 
 use helio_sdk::ids::{BatchId, CheckId, TaskId};
 use helio_sdk::wire::{
-    self, BatchResults, BatchStatus, CreditRow, Lease, RegisterRunner, Registered, ReportAck,
-    ReportStatus, ResultReport, Submitted, TaskResult,
+    self, BatchResults, BatchStatus, Correction, CreditRow, Lease, RegisterRunner, Registered,
+    ReportAck, ReportStatus, ResultReport, Submitted, TaskResult,
 };
 use helio_sdk::{BatchManifest, Blake3Hash, Redundancy, RunReport, Tier};
 use sqlx::any::{AnyPoolOptions, AnyRow};

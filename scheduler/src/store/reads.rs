@@ -113,7 +113,8 @@ impl Store {
         }
         let mut tasks = Vec::new();
         for row in sqlx::query(
-            "SELECT t.name, t.phase, t.result, t.by_scheduler, t.id FROM tasks t \
+            "SELECT t.name, t.phase, t.result, t.by_scheduler, t.id, t.corrected_ms, \
+             t.correction FROM tasks t \
              WHERE t.batch_id = $1 ORDER BY t.idx",
         )
         .bind(id)
@@ -158,6 +159,10 @@ impl Store {
                 result,
                 agreeing,
                 micro_credits,
+                corrected: match (row.try_get(5)?, row.try_get(6)?) {
+                    (Some(at_ms), Some(why)) => Some(Correction { at_ms, why }),
+                    _ => None,
+                },
             });
         }
         Ok(BatchResults {

@@ -257,12 +257,21 @@ impl Store {
             Effect::Overruled {
                 vouched,
                 vindicated,
+                overruled,
                 ..
             } => {
                 let result = report.ok_or_else(|| {
                     StoreError::Corrupt(format!("task {task_id}: overruled without a run"))
                 })?;
-                self.accept_instead(tx, p, task_id, result, now).await?;
+                let correction = format!(
+                    "the scheduler's own run gave {}, not the accepted {overruled}; the {} \
+                     runner(s) that reported {overruled} were flagged and their credits for \
+                     it reversed",
+                    result.digest,
+                    vouched.len()
+                );
+                self.accept_instead(tx, p, task_id, result, &correction, now)
+                    .await?;
                 let why = "vouched for a digest the scheduler's own run overruled";
                 // Their agreements, where the acceptance counted as one, are taken back.
                 let counted = credibility::verifies(vouched.len(), false);
@@ -343,8 +352,15 @@ impl Store {
         p: &mut Pending,
         task_id: i64,
         result: &RunReport,
+        why: &str,
         now: i64,
     ) -> Result<()> {
+        sqlx::query("UPDATE tasks SET corrected_ms = $2, correction = $3 WHERE id = $1")
+            .bind(task_id)
+            .bind(now)
+            .bind(why)
+            .execute(&mut **tx)
+            .await?;
         let was: i64 = sqlx::query("SELECT succeeded FROM tasks WHERE id = $1")
             .bind(task_id)
             .fetch_one(&mut **tx)

@@ -253,6 +253,11 @@ async fn spot_checks_catch_a_trusted_forger_and_correct_every_forgery() {
         assert_ne!(result.digest, lie(&forger, lease).report.digest, "{task:?}");
         assert_eq!(task.decided_by.as_deref(), Some("scheduler"), "{task:?}");
         assert!(task.agreeing.is_empty(), "{task:?}");
+        // The submitter sees that it was corrected, when and why.
+        let corrected = task.corrected.as_ref().expect("a corrected result says so");
+        assert!(corrected.at_ms > 0, "{corrected:?}");
+        let forged = lie(&forger, lease).report.digest.to_string();
+        assert!(corrected.why.contains(&forged), "{corrected:?}");
     }
     let info = runner_list(&grid.url)
         .await

@@ -351,6 +351,12 @@ async fn results(g: Grid, batch: String, out: String, json: bool) -> Result<u8, 
             out.trim_end_matches('/'),
             results.tasks.len()
         );
+        // A result the scheduler's own run replaced is worth a line each: when and why.
+        for t in &results.tasks {
+            if let Some(c) = &t.corrected {
+                println!("{}: corrected at {} ms: {}", t.task, c.at_ms, c.why);
+            }
+        }
     }
     Ok(if failed == 0 && accepted == results.tasks.len() {
         0
