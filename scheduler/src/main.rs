@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use helio_scheduler::service::{self, Config};
-use helio_scheduler::store::Role;
+use helio_scheduler::store::{Role, now_ms};
 use helio_sdk::{Name, Tier};
 
 #[derive(Parser)]
@@ -200,7 +200,89 @@ enum TokenCommand {
         /// Who the token is for.
         #[arg(long, default_value = "default")]
         name: String,
+        /// Days until it expires (fractions allowed); without it, it never does.
+        #[arg(long, value_parser = parse_days)]
+        expires_in_days: Option<f64>,
     },
+    /// List every token: its id (the start of its hash), role, name, and when it was
+    /// made, expires and was revoked.
+    List {
+        #[command(flatten)]
+        db: Db,
+        /// One JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token at once, by its id as `token list` shows it (or a unique start of it).
+    Revoke {
+        #[command(flatten)]
+        db: Db,
+        /// The token's id.
+        id: String,
+    },
+}
+
+fn parse_days(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(d) if d.is_finite() && d > 0.0 && d <= 36_600.0 => Ok(d),
+        _ => Err(format!("{text:?}: give days, more than 0")),
+    }
+}
+
+/// `scheduler token ...`.
+async fn token(command: TokenCommand) -> anyhow::Result<ExitCode> {
+    let day_ms = 86_400_000.0;
+    match command {
+        TokenCommand::Create {
+            db,
+            role,
+            name,
+            expires_in_days,
+        } => {
+            let store = service::open_store(&config(db)).await?;
+            let expires = expires_in_days.map(|d| now_ms() + (d * day_ms) as i64);
+            println!("{}", store.create_token_until(role, &name, expires).await?);
+        }
+        TokenCommand::List { db, json } => {
+            let store = service::open_store(&config(db)).await?;
+            let tokens = store.tokens().await?;
+            if json {
+                println!("{}", serde_json::to_string(&tokens)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let now = now_ms();
+            let when = |at: Option<i64>| match at {
+                None => "-".to_string(),
+                Some(at) if at <= now => format!("{:.1} days ago", (now - at) as f64 / day_ms),
+                Some(at) => format!("in {:.1} days", (at - now) as f64 / day_ms),
+            };
+            println!(
+                "id            role       name                 made             expires          revoked"
+            );
+            for t in tokens {
+                println!(
+                    "{:<13} {:<10} {:<20} {:<16} {:<16} {}",
+                    t.id,
+                    serde_json::to_value(t.role)?.as_str().unwrap_or_default(),
+                    t.name,
+                    when(Some(t.created_ms)),
+                    when(t.expires_ms),
+                    when(t.revoked_ms)
+                );
+            }
+        }
+        TokenCommand::Revoke { db, id } => {
+            let store = service::open_store(&config(db)).await?;
+            let t = store.revoke_token(&id, now_ms()).await?;
+            println!(
+                "revoked token {} ({}, {})",
+                t.id,
+                t.name,
+                serde_json::to_value(t.role)?
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 #[derive(Subcommand)]
@@ -296,13 +378,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             running.task.await??;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Token {
-            command: TokenCommand::Create { db, role, name },
-        } => {
-            let store = service::open_store(&config(db)).await?;
-            println!("{}", store.create_token(role, &name).await?);
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Token { command } => token(command).await,
         Command::Ledger {
             command: LedgerCommand::Verify { db },
         } => {

@@ -129,11 +129,22 @@ pub(super) async fn token_auth(app: &App, headers: &HeaderMap, need: Role) -> An
         .ok_or_else(|| {
             Fail::unauthorized("missing `Authorization: Bearer <token>` (create one with `scheduler token create`)")
         })?;
-    let (role, name) = app
-        .store
-        .token(token.trim())
-        .await?
-        .ok_or_else(|| Fail::unauthorized("unknown token"))?;
+    let (role, name) = match app.store.token(token.trim(), now_ms()).await? {
+        TokenLookup::Valid { role, name } => (role, name),
+        TokenLookup::Unknown => return Err(Fail::unauthorized("unknown token")),
+        TokenLookup::Expired { at_ms } => {
+            return Err(Fail::unauthorized(format!(
+                "the token expired {} s ago (create another with `scheduler token create`)",
+                (now_ms() - at_ms) / 1000
+            )));
+        }
+        TokenLookup::Revoked { at_ms } => {
+            return Err(Fail::unauthorized(format!(
+                "the token was revoked {} s ago",
+                (now_ms() - at_ms) / 1000
+            )));
+        }
+    };
     if role != need && role != Role::Admin {
         return Err(Fail::new(
             StatusCode::FORBIDDEN,

@@ -30,7 +30,7 @@ use crate::blobs::{BlobError, Blobs};
 use crate::dashboard::Pulse;
 use crate::limits::RateLimiter;
 use crate::metrics::Metrics;
-use crate::store::{Role, RunnerRecord, Store, StoreError, now_ms};
+use crate::store::{Role, RunnerRecord, Store, StoreError, TokenLookup, now_ms};
 
 mod auth;
 mod batches;

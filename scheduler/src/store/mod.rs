@@ -75,7 +75,8 @@ pub enum StoreError {
 type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// What a token may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Submits batches and reads their results.
     Submitter,
@@ -223,6 +224,51 @@ impl Default for CreditPolicy {
             target_error: None,
         }
     }
+}
+
+/// What a bearer token is when it is used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenLookup {
+    /// Valid: its role and whom it is for.
+    Valid {
+        /// What it may do.
+        role: Role,
+        /// Whom it is for.
+        name: String,
+    },
+    /// It expired at `at_ms`.
+    Expired {
+        /// When.
+        at_ms: i64,
+    },
+    /// It was revoked at `at_ms`.
+    Revoked {
+        /// When.
+        at_ms: i64,
+    },
+    /// No such token.
+    Unknown,
+}
+
+/// Characters of a token's hash that name it in `scheduler token list` and `revoke`.
+pub const TOKEN_ID_LEN: usize = 12;
+
+/// A token as `scheduler token list` shows it (never the token itself: only its hash is
+/// stored).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TokenInfo {
+    /// The start of its hash.
+    pub id: String,
+    /// What it may do.
+    pub role: Role,
+    /// Whom it is for.
+    pub name: String,
+    /// When it was made, in milliseconds since the Unix epoch.
+    pub created_ms: i64,
+    /// When it expires, if ever.
+    pub expires_ms: Option<i64>,
+    /// When it was revoked, if it was.
+    pub revoked_ms: Option<i64>,
 }
 
 /// One payout of an owner's balance.

@@ -42,32 +42,122 @@ pub(super) async fn event_in(
 }
 
 impl Store {
-    /// Creates a token with `role`; returns the token, which is stored only as its hash.
+    /// Creates a token with `role` that never expires; returns the token, which is stored
+    /// only as its hash.
     pub async fn create_token(&self, role: Role, name: &str) -> Result<String> {
+        self.create_token_until(role, name, None).await
+    }
+
+    /// Creates a token with `role`, valid until `expires_ms` (never, if `None`); returns
+    /// the token, which is stored only as its hash.
+    pub async fn create_token_until(
+        &self,
+        role: Role,
+        name: &str,
+        expires_ms: Option<i64>,
+    ) -> Result<String> {
         let mut secret = [0u8; 24];
         getrandom::fill(&mut secret)
             .map_err(|e| StoreError::Conflict(format!("no randomness for a token: {e}")))?;
         let token = format!("helio_{}", wire::to_hex(&secret));
-        sqlx::query("INSERT INTO tokens (hash, role, name, created_ms) VALUES ($1, $2, $3, $4)")
-            .bind(Blake3Hash::of(token.as_bytes()).to_string())
-            .bind(role.as_str())
-            .bind(name)
-            .bind(now_ms())
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "INSERT INTO tokens (hash, role, name, created_ms, expires_ms) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(Blake3Hash::of(token.as_bytes()).to_string())
+        .bind(role.as_str())
+        .bind(name)
+        .bind(now_ms())
+        .bind(expires_ms)
+        .execute(&self.pool)
+        .await?;
         Ok(token)
     }
 
-    /// The role and name of `token`, if it is one.
-    pub async fn token(&self, token: &str) -> Result<Option<(Role, String)>> {
-        let row = sqlx::query("SELECT role, name FROM tokens WHERE hash = $1")
-            .bind(Blake3Hash::of(token.as_bytes()).to_string())
-            .fetch_optional(&self.reads)
-            .await?;
-        let Some(row) = row else { return Ok(None) };
+    /// What `token` is at `now`: valid (its role and name), expired, revoked, or unknown.
+    pub async fn token(&self, token: &str, now: i64) -> Result<TokenLookup> {
+        let row =
+            sqlx::query("SELECT role, name, expires_ms, revoked_ms FROM tokens WHERE hash = $1")
+                .bind(Blake3Hash::of(token.as_bytes()).to_string())
+                .fetch_optional(&self.reads)
+                .await?;
+        let Some(row) = row else {
+            return Ok(TokenLookup::Unknown);
+        };
+        if let Some(at_ms) = row.try_get::<Option<i64>, _>(3)? {
+            return Ok(TokenLookup::Revoked { at_ms });
+        }
+        if let Some(at_ms) = row.try_get::<Option<i64>, _>(2)?
+            && at_ms <= now
+        {
+            return Ok(TokenLookup::Expired { at_ms });
+        }
         let role: String = row.try_get(0)?;
         let role = role.parse().map_err(StoreError::Corrupt)?;
-        Ok(Some((role, row.try_get(1)?)))
+        Ok(TokenLookup::Valid {
+            role,
+            name: row.try_get(1)?,
+        })
+    }
+
+    /// Every token (none of them readable: each is named by the start of its hash).
+    pub async fn tokens(&self) -> Result<Vec<TokenInfo>> {
+        sqlx::query(
+            "SELECT hash, role, name, created_ms, expires_ms, revoked_ms FROM tokens \
+             ORDER BY created_ms, hash",
+        )
+        .fetch_all(&self.reads)
+        .await?
+        .iter()
+        .map(|r| {
+            let hash: String = r.try_get(0)?;
+            let role: String = r.try_get(1)?;
+            Ok(TokenInfo {
+                id: hash[..TOKEN_ID_LEN].to_string(),
+                role: role.parse().map_err(StoreError::Corrupt)?,
+                name: r.try_get(2)?,
+                created_ms: r.try_get(3)?,
+                expires_ms: r.try_get(4)?,
+                revoked_ms: r.try_get(5)?,
+            })
+        })
+        .collect()
+    }
+
+    /// Revokes the one token whose id (the start of its hash, as [`Store::tokens`] shows)
+    /// begins with `id`, at `now`. Refused when `id` names none, or more than one.
+    pub async fn revoke_token(&self, id: &str, now: i64) -> Result<TokenInfo> {
+        if id.len() < 4 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(StoreError::Conflict(format!(
+                "{id:?} is not a token id: give at least 4 hex digits, as `scheduler token list` shows"
+            )));
+        }
+        let id = id.to_ascii_lowercase();
+        let matching: Vec<TokenInfo> = self
+            .tokens()
+            .await?
+            .into_iter()
+            .filter(|t| t.id.starts_with(&id) || id.starts_with(&t.id))
+            .collect();
+        let token = match &matching[..] {
+            [one] => one.clone(),
+            [] => return Err(StoreError::NotFound(format!("token {id}"))),
+            more => {
+                return Err(StoreError::Conflict(format!(
+                    "{id} names {} tokens; give more of the id",
+                    more.len()
+                )));
+            }
+        };
+        sqlx::query("UPDATE tokens SET revoked_ms = COALESCE(revoked_ms, $2) WHERE hash LIKE $1")
+            .bind(format!("{}%", token.id))
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(TokenInfo {
+            revoked_ms: token.revoked_ms.or(Some(now)),
+            ..token
+        })
     }
 
     /// Registers a runner, or updates what it offers when its key is known.

@@ -51,6 +51,11 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         name: "credibility",
         sql: include_str!("../../migrations/0008_credibility.sql"),
     },
+    Migration {
+        version: 9,
+        name: "token lifetimes",
+        sql: include_str!("../../migrations/0009_token_lifetimes.sql"),
+    },
 ];
 
 /// Whether a table of `live` rows, `changed` of them inserted, updated or deleted since it

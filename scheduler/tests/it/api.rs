@@ -164,3 +164,84 @@ async fn requests_are_authenticated_authorized_and_checked() {
     );
     grid.stop().await;
 }
+
+/// A token may expire, and may be revoked: then it is refused with a 401 that says which;
+/// `scheduler token list` shows tokens by the start of their hash (never the token), and
+/// `token revoke` takes that id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_expire_and_are_revoked() {
+    let grid = TestGrid::start(Db::Sqlite, 30_000).await;
+    let http = reqwest::Client::new();
+    let status_of = |token: String| {
+        let request = http
+            .get(format!("{}/v1/batches/b-0123456789abcdef", grid.url))
+            .bearer_auth(token);
+        async move { request.send().await.unwrap() }
+    };
+    let store = service::open_store(&grid.config).await.unwrap();
+    let now = helio_scheduler::store::now_ms();
+    let lapsed = store
+        .create_token_until(Role::Submitter, "lapsed", Some(now - 1_000))
+        .await
+        .unwrap();
+    let (status, msg) = error(status_of(lapsed).await).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(msg.contains("expired"), "{msg}");
+    let later = store
+        .create_token_until(Role::Submitter, "later", Some(now + 3_600_000))
+        .await
+        .unwrap();
+    // Valid: past authentication, the batch is merely unknown.
+    assert_eq!(
+        status_of(later.clone()).await.status(),
+        StatusCode::NOT_FOUND
+    );
+
+    // The command line: list, then revoke by id.
+    let scheduler = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_scheduler"))
+            .args(args)
+            .arg("--data-dir")
+            .arg(&grid.config.data_dir)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (ok, listed, _) = scheduler(&["token", "list", "--json"]);
+    assert!(ok);
+    let tokens: Vec<serde_json::Value> = serde_json::from_str(&listed).unwrap();
+    assert!(!listed.contains(&later), "a token is never shown: {listed}");
+    let id = tokens
+        .iter()
+        .find(|t| t["name"] == "later")
+        .and_then(|t| t["id"].as_str())
+        .unwrap()
+        .to_string();
+    assert!(
+        tokens
+            .iter()
+            .any(|t| t["name"] == "lapsed" && t["expires_ms"].is_i64())
+    );
+    let (ok, _, err) = scheduler(&["token", "revoke", "zz"]);
+    assert!(!ok && err.contains("not a token id"), "{err}");
+    let (ok, said, err) = scheduler(&["token", "revoke", &id]);
+    assert!(ok, "{err}");
+    assert!(said.contains(&id) && said.contains("later"), "{said}");
+    let (status, msg) = error(status_of(later).await).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(msg.contains("revoked"), "{msg}");
+    // The other tokens still work.
+    assert_eq!(
+        status_of(grid.token.clone()).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    let (ok, table, _) = scheduler(&["token", "list"]);
+    assert!(
+        ok && table.contains(&id) && table.contains("ago"),
+        "{table}"
+    );
+}
