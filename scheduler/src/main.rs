@@ -146,6 +146,13 @@ enum Command {
         /// Where to listen (port 0 picks a free one).
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: std::net::SocketAddr,
+        /// Serve HTTPS with this certificate chain (PEM); needs --tls-key. Without it, plain
+        /// HTTP (put a reverse proxy that terminates TLS in front of a public scheduler).
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The certificate's private key (PEM).
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
         /// Seconds a lease lasts beyond the task's wall_seconds.
         #[arg(long, default_value_t = 60)]
         lease_grace_seconds: u64,
@@ -328,6 +335,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve {
             db,
             listen,
+            tls_cert,
+            tls_key,
             lease_grace_seconds,
             upload_wait_seconds,
             heartbeat_seconds,
@@ -350,6 +359,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             let mut config = config(db);
             config.listen = listen;
+            config.tls = tls_cert.zip(tls_key);
+            let scheme = if config.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            };
             config.blobs = blobs;
             config.api.lease_grace_ms = lease_grace_seconds as i64 * 1000;
             config.upload_wait_ms = upload_wait_seconds as i64 * 1000;
@@ -374,7 +389,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .payout_every_hours
                 .map(|h| std::time::Duration::from_secs_f64(h * 3600.0));
             let running = service::start(config, shutdown_signal()).await?;
-            println!("http://{}", running.addr);
+            println!("{scheme}://{}", running.addr);
             running.task.await??;
             Ok(ExitCode::SUCCESS)
         }

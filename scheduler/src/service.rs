@@ -42,6 +42,9 @@ pub struct Config {
     pub payout_threshold: u64,
     /// ...this often; `None` pays only when an operator asks (`POST /v1/payouts`).
     pub payout_every: Option<Duration>,
+    /// Serve HTTPS with this certificate chain and private key (PEM files); `None` serves
+    /// plain HTTP (behind a reverse proxy that terminates TLS, or on loopback).
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 impl Config {
@@ -57,6 +60,7 @@ impl Config {
             policy: CreditPolicy::default(),
             payout_threshold: 1_000_000,
             payout_every: None,
+            tls: None,
         }
     }
 
@@ -156,24 +160,64 @@ pub async fn start(
     let store = app.store.clone();
     let bell_store = app.store.clone();
     let router = api::router(app);
+    let tls = match &config.tls {
+        Some((cert, key)) => Some(
+            axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "cannot use the certificate {} with the key {}: {e}",
+                        cert.display(),
+                        key.display()
+                    )
+                })?,
+        ),
+        None => None,
+    };
+    let stopping = async move {
+        shutdown.await;
+        tracing::info!("shutting down: finishing the requests in flight");
+        pulse.close();
+        bell_store.bell().close();
+    };
     let task = tokio::spawn(async move {
-        let served = axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                tracing::info!("shutting down: finishing the requests in flight");
-                pulse.close();
-                bell_store.bell().close();
-            })
-            .await;
+        let served = match tls {
+            None => axum::serve(listener, router)
+                .with_graceful_shutdown(stopping)
+                .await
+                .map_err(|e| anyhow::anyhow!("server failed: {e}")),
+            Some(tls) => serve_tls(listener, router, tls, stopping).await,
+        };
         for l in loops {
             l.abort();
         }
         // Every request has been answered; let the database finish cleanly (SQLite folds
         // its write-ahead log back into the database file).
         store.close().await;
-        served.map_err(|e| anyhow::anyhow!("server failed: {e}"))
+        served
     });
     Ok(Running { addr, task })
+}
+
+/// Serves `router` over HTTPS on `listener` until `stopping` ends, then finishes the
+/// requests in flight.
+async fn serve_tls(
+    listener: TcpListener,
+    router: axum::Router,
+    tls: axum_server::tls_rustls::RustlsConfig,
+    stopping: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let handle = axum_server::Handle::new();
+    let stop = handle.clone();
+    tokio::spawn(async move {
+        stopping.await;
+        stop.graceful_shutdown(None);
+    });
+    axum_server::from_tcp_rustls(listener.into_std()?, tls)?
+        .handle(handle)
+        .serve(router.into_make_service())
+        .await
+        .map_err(|e| anyhow::anyhow!("server failed: {e}"))
 }
 
 async fn expiry_loop(app: App) {

@@ -8,6 +8,7 @@ mod nodes;
 mod rules;
 mod s3;
 mod task;
+mod tls;
 mod trust;
 mod volunteer;
 mod waiting;
