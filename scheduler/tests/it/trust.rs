@@ -193,9 +193,20 @@ async fn verified_reversals(grid: &TestGrid) -> usize {
         .count()
 }
 
+/// The batch manifest at `path` made to ask for a target error of 1e-4, one replica at
+/// first (credibility decides); returns `path`.
+pub(super) fn adaptive(path: std::path::PathBuf) -> std::path::PathBuf {
+    let mut manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    manifest["redundancy"] = serde_json::json!({ "replicas": 1, "quorum": 1, "max_replicas": 3 });
+    manifest["target_error"] = serde_json::json!(1e-4);
+    std::fs::write(&path, manifest.to_string()).unwrap();
+    path
+}
+
 /// Runner `id`'s record made long (5,000 agreements), as if it had been verified for months:
 /// established, its result alone believed at a target of 1e-4.
-async fn establish(grid: &TestGrid, id: &str) {
+pub(super) async fn establish(grid: &TestGrid, id: &str) {
     use sqlx::Connection;
     sqlx::any::install_default_drivers();
     let mut conn = sqlx::AnyConnection::connect(&grid.config.database_url())
@@ -222,12 +233,7 @@ async fn spot_checks_catch_a_trusted_forger_and_correct_every_forgery() {
     })
     .await;
     let rounds = 10;
-    let path = hashchain_batch(grid.dir.path(), 2, rounds, 60);
-    let mut manifest: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    manifest["redundancy"] = serde_json::json!({ "replicas": 1, "quorum": 1, "max_replicas": 3 });
-    manifest["target_error"] = serde_json::json!(1e-4);
-    std::fs::write(&path, manifest.to_string()).unwrap();
+    let path = adaptive(hashchain_batch(grid.dir.path(), 2, rounds, 60));
     let batch = grid.submit(&path).await;
     let forger = rogue(&grid.url, "trusted-forger").await;
     establish(&grid, &forger.runner_id()).await;
