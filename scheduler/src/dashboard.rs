@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use helio_sdk::Tier;
 use helio_sdk::wire::{BatchStatus, CreditRow, RunnerInfo};
+
+use crate::credibility::Policy;
 use serde::Serialize;
 use tokio::sync::watch;
 
@@ -67,26 +69,29 @@ pub struct Snapshot {
     pub batches: Option<Vec<BatchView>>,
 }
 
-impl From<RunnerRecord> for RunnerInfo {
-    fn from(r: RunnerRecord) -> RunnerInfo {
-        RunnerInfo {
-            online: r.online,
-            flagged: r.reputation.flagged(),
-            trusted: r.reputation.trusted(),
-            agreements: r.reputation.agreements,
-            disagreements: r.reputation.disagreements,
-            missed_deadlines: r.reputation.missed_deadlines,
-            id: r.id,
-            owner: r.owner,
-            tier: r.tier,
-            slots: r.slots,
-            last_seen_ms: r.last_seen_ms,
-            location: r.location,
-            green_energy: r.green_energy,
-            uptime_ms: r.uptime_ms,
-            warm: r.warm,
-            checks_failed: r.checks_failed,
-        }
+/// What anyone may see of runner `r`, weighed by `policy`.
+pub fn runner_info(r: RunnerRecord, policy: &Policy) -> RunnerInfo {
+    RunnerInfo {
+        spot_checks: r.reputation.spot_checks,
+        returns: r.reputation.returns,
+        verified: Policy::verified(&r.reputation),
+        established: policy.established(policy.weight(&r.reputation)),
+        online: r.online,
+        flagged: r.reputation.flagged(),
+        trusted: r.reputation.trusted(),
+        agreements: r.reputation.agreements,
+        disagreements: r.reputation.disagreements,
+        missed_deadlines: r.reputation.missed_deadlines,
+        id: r.id,
+        owner: r.owner,
+        tier: r.tier,
+        slots: r.slots,
+        last_seen_ms: r.last_seen_ms,
+        location: r.location,
+        green_energy: r.green_energy,
+        uptime_ms: r.uptime_ms,
+        warm: r.warm,
+        checks_failed: r.checks_failed,
     }
 }
 
@@ -154,7 +159,7 @@ impl Pulse {
             .iter()
             .filter(|r| r.reputation.flagged())
             .cloned()
-            .map(RunnerInfo::from)
+            .map(|r| runner_info(r, store.credibility()))
             .collect();
         runners.sort_by(|a, b| {
             (b.online, b.last_seen_ms, &a.id).cmp(&(a.online, a.last_seen_ms, &b.id))
@@ -188,7 +193,10 @@ impl Pulse {
             tasks_per_second,
             tasks,
             impact: store.impact().await?,
-            runners: runners.into_iter().map(RunnerInfo::from).collect(),
+            runners: runners
+                .into_iter()
+                .map(|r| runner_info(r, store.credibility()))
+                .collect(),
             flagged,
             owners,
             batches,

@@ -532,4 +532,18 @@ pub struct RunnerInfo {
     /// Health checks it failed in a row.
     #[serde(default)]
     pub checks_failed: u64,
+    /// The scheduler's unannounced re-runs of its results that it passed.
+    #[serde(default)]
+    pub spot_checks: u64,
+    /// Leases it handed back unfinished.
+    #[serde(default)]
+    pub returns: u64,
+    /// Its results that count as verified: agreements co-signed by others or by the
+    /// scheduler, and spot checks passed, less one per lease handed back or deadline missed.
+    #[serde(default)]
+    pub verified: u64,
+    /// Whether its result alone is believed where a batch asks for credibility (at the
+    /// scheduler's target error).
+    #[serde(default)]
+    pub established: bool,
 }

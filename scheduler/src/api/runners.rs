@@ -75,7 +75,7 @@ pub(super) async fn runners(State(app): State<App>) -> Answer<Response> {
         .runners()
         .await?
         .into_iter()
-        .map(RunnerInfo::from)
+        .map(|r| crate::dashboard::runner_info(r, app.store.credibility()))
         .collect();
     Ok(json(&list))
 }

@@ -430,6 +430,11 @@ impl Store {
         self
     }
 
+    /// How this store weighs runners.
+    pub fn credibility(&self) -> &credibility::Policy {
+        &self.policy.credibility
+    }
+
     /// Which database this is: `sqlite` or `postgres`.
     pub fn kind(&self) -> &'static str {
         if self.postgres { "postgres" } else { "sqlite" }

@@ -142,6 +142,19 @@ async fn cooperating_rogues_get_nothing_forged_accepted_and_keep_nothing() {
         }
         assert!(info.flagged, "{info:?}");
     }
+    // Each runner's record says why it is believed or not.
+    for id in &honest_ids {
+        let info = runners.iter().find(|r| &r.id == id).unwrap();
+        assert!(info.established && info.verified >= 5_000, "{info:?}");
+    }
+    for pairer in &pairers {
+        let info = runners.iter().find(|r| r.id == pairer.runner_id()).unwrap();
+        assert!(!info.established && info.verified == 0, "{info:?}");
+        assert!(
+            info.returns > 0,
+            "its hand-backs are on its record: {info:?}"
+        );
+    }
     assert!(
         liars
             .iter()
