@@ -17,3 +17,6 @@ CREATE INDEX tasks_check_wanted ON tasks (id) WHERE check_wanted > 0;
 -- When and why an accepted result was replaced by the scheduler's own run, if it was.
 ALTER TABLE tasks ADD COLUMN corrected_ms BIGINT;
 ALTER TABLE tasks ADD COLUMN correction TEXT;
+-- The results a runner reported, found at once when it is flagged and what it vouched for
+-- is re-verified (else a scan of every replica inside the flagging transaction).
+CREATE INDEX replicas_runner_reported ON replicas (runner_id) WHERE state = 'reported';
