@@ -107,6 +107,8 @@ fn batch_tasks_are_defaults_with_their_own_fields_laid_over() {
     assert!(b.tasks[1].outputs.is_empty());
     assert_eq!((b.redundancy.replicas, b.redundancy.quorum), (3, 2));
     assert_eq!(b.credit_rate, 0.5);
+    // Optional: absent, the quorum alone decides.
+    assert_eq!(b.target_error, None);
 }
 
 #[test]
@@ -136,6 +138,11 @@ fn batch_errors_name_the_task_and_field() {
         &["redundancy.max_replicas"],
     );
     check(&|b| b["credit_rate"] = json!(-1.0), &["credit_rate"]);
+    check(
+        &|b| b["target_error"] = json!(0.5),
+        &["target_error", "below 0.5"],
+    );
+    check(&|b| b["target_error"] = json!(0), &["target_error"]);
     check(&|b| b["tasks"] = json!([]), &["tasks", "at least one"]);
     check(
         &|b| b["tasks"][0]["colour"] = json!("red"),

@@ -166,6 +166,10 @@ struct PackArgs {
     /// The batch's credit per unit of fuel.
     #[arg(long)]
     credit_rate: Option<f64>,
+    /// The most error an accepted result may have, judged by its runners' credibility
+    /// (e.g. 1e-4); `--redundancy` then is a floor (e.g. 1,1,4).
+    #[arg(long)]
+    target_error: Option<f64>,
 }
 
 fn pair(flag: &str, text: &str, sep: char) -> Result<(String, String), String> {
@@ -247,6 +251,7 @@ fn options(a: PackArgs) -> Result<PackOptions, String> {
         seeds: a.seeds,
         redundancy,
         credit_rate: a.credit_rate,
+        target_error: a.target_error,
     })
 }
 

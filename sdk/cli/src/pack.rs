@@ -54,6 +54,9 @@ pub struct PackOptions {
     pub redundancy: Option<(u32, u32, u32)>,
     /// `credit_rate`.
     pub credit_rate: Option<f64>,
+    /// `target_error`: the most error an accepted result may have, judged by its runners'
+    /// credibility.
+    pub target_error: Option<f64>,
 }
 
 /// What was written.
@@ -404,6 +407,9 @@ fn write_batch(
     }
     if let Some(rate) = o.credit_rate {
         batch["credit_rate"] = json!(rate);
+    }
+    if let Some(target) = o.target_error {
+        batch["target_error"] = json!(target);
     }
     BatchManifest::from_value_all(batch.clone()).map_err(|problems| {
         let lines: Vec<String> = problems.iter().map(|p| p.to_string()).collect();

@@ -78,6 +78,8 @@ fn sweeps_seeds_and_csv_rows_make_one_task_per_combination() {
         "sample.json:4096",
         "--redundancy",
         "3,2,5",
+        "--target-error",
+        "1e-4",
     ]);
     assert!(packed.status.success(), "{}", text(&packed.stderr));
     let batch = BatchManifest::from_json(&std::fs::read_to_string(out.join("batch.json")).unwrap())
@@ -85,6 +87,7 @@ fn sweeps_seeds_and_csv_rows_make_one_task_per_combination() {
     // 2 temperatures × 2 CSV rows × 3 seeds.
     assert_eq!(batch.tasks.len(), 12);
     assert_eq!(batch.redundancy.replicas, 3);
+    assert_eq!(batch.target_error, Some(1e-4));
     let first = &batch.tasks[0];
     assert_eq!(first.name.as_str(), "ising-0001");
     assert_eq!(
