@@ -270,7 +270,7 @@ async fn token(command: TokenCommand) -> anyhow::Result<ExitCode> {
                 println!(
                     "{:<13} {:<10} {:<20} {:<16} {:<16} {}",
                     t.id,
-                    serde_json::to_value(t.role)?.as_str().unwrap_or_default(),
+                    t.role.as_str(),
                     t.name,
                     when(Some(t.created_ms)),
                     when(t.expires_ms),
@@ -281,12 +281,7 @@ async fn token(command: TokenCommand) -> anyhow::Result<ExitCode> {
         TokenCommand::Revoke { db, id } => {
             let store = service::open_store(&config(db)).await?;
             let t = store.revoke_token(&id, now_ms()).await?;
-            println!(
-                "revoked token {} ({}, {})",
-                t.id,
-                t.name,
-                serde_json::to_value(t.role)?
-            );
+            println!("revoked token {} ({}, {})", t.id, t.name, t.role.as_str());
         }
     }
     Ok(ExitCode::SUCCESS)

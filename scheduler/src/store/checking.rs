@@ -100,21 +100,14 @@ impl Store {
         let mut p = Pending::default();
         let (state, _) = self.load(&mut tx, &mut p, task_id).await?;
         let mut weights = HashMap::new();
+        tx.rollback().await?;
         for r in &state.replicas {
-            let row = sqlx::query(&format!("{LEASING_COLUMNS} WHERE r.id = $1"))
-                .bind(&r.runner)
-                .fetch_optional(&mut *tx)
-                .await?;
-            let weight = match row {
-                Some(row) => self
-                    .policy
-                    .credibility
-                    .weight(&leasing_runner(&row)?.1.reputation),
+            let weight = match self.runner(&r.runner).await? {
+                Some(runner) => self.policy.credibility.weight(&runner.reputation),
                 None => credibility::Weight(0),
             };
             weights.insert(r.runner.clone(), weight);
         }
-        tx.rollback().await?;
         Ok(state.still_believed(|runner| {
             weights
                 .get(runner)

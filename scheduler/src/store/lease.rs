@@ -38,6 +38,12 @@ pub(super) const LEASING_COLUMNS: &str = "SELECT r.id, r.agreements, r.disagreem
      (SELECT COUNT(*) FROM replicas WHERE runner_id = r.id AND state = 'leased'), r.warm, \
      r.check_after_ms FROM runners r";
 
+/// Whether any of tasks `ids` (read into `p`) asks for credibility.
+fn asks_credibility(p: &Pending, ids: &[i64]) -> bool {
+    ids.iter()
+        .any(|id| p.tasks.get(id).is_some_and(|t| t.state.need.is_some()))
+}
+
 /// A reputation from five columns from `first` on: agreements, disagreements, missed
 /// deadlines, spot checks passed, leases handed back.
 pub(super) fn reputation_at(row: &AnyRow, first: usize) -> Result<Reputation> {
@@ -116,7 +122,8 @@ impl Store {
         let conduct = p.reputation.get(&runner.id).copied().unwrap_or_default();
         let reputation = conduct.on(row.reputation);
         let weight = self.policy.credibility.weight(&reputation);
-        let established_online = self.established_online(tx, p, weight).await?;
+        let credible = asks_credibility(p, &p.pool.ids);
+        let established_online = self.established_online(tx, p, weight, credible).await?;
         let asker = Asker {
             runner: &runner.id,
             owner: &runner.owner,
@@ -166,29 +173,28 @@ impl Store {
         Ok(leases)
     }
 
-    /// Whether a runner of `weight` should leave a newcomer's task to an established runner
-    /// ([`Asker::may_take`]): it is no established runner itself, some task of the pool asks
-    /// for credibility, and an established runner is online. Read once a transaction.
+    /// Whether a runner of `weight`, choosing among tasks of which some ask for credibility
+    /// (`credible`), should leave a newcomer's task to an established runner
+    /// ([`Asker::may_take`]): it is no established runner itself, and an established runner
+    /// is online (read once a transaction, and only then: a grid whose batches ask for no
+    /// credibility never pays for it).
     async fn established_online(
         &self,
         tx: &mut Transaction<'static, Any>,
         p: &mut Pending,
         weight: crate::credibility::Weight,
+        credible: bool,
     ) -> Result<bool> {
         let policy = &self.policy.credibility;
         if policy.established(weight) {
             return Ok(true);
         }
+        if !credible {
+            // The rule is about tasks that ask for credibility: none here does.
+            return Ok(false);
+        }
         if let Some(known) = p.established_online {
             return Ok(known);
-        }
-        let credible = p
-            .pool
-            .ids
-            .iter()
-            .any(|id| p.tasks.get(id).is_some_and(|t| t.state.need.is_some()));
-        if !credible && p.pool.complete {
-            return Ok(false);
         }
         let online = sqlx::query(
             "SELECT 1 FROM runners WHERE online = 1 AND disagreements = 0 \
@@ -231,6 +237,14 @@ impl Store {
         .collect::<Result<_, _>>()?;
         // Those this transaction changed are judged as they now are; the others as read.
         self.fetch(tx, p, &candidates).await?;
+        // These may ask for credibility where the pool's did not.
+        let credible = asks_credibility(p, &candidates);
+        let asker = Asker {
+            established_online: self
+                .established_online(tx, p, asker.weight, credible)
+                .await?,
+            ..*asker
+        };
         let tasks = candidates.iter().filter_map(|id| {
             let t = p.tasks.get(id)?;
             Some((*id, t.info.tier, &t.state))
