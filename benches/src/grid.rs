@@ -230,11 +230,18 @@ impl Scheduler {
             String::from_utf8_lossy(&out.stderr)
         );
         let token = String::from_utf8(out.stdout)?.trim().to_string();
-        let mut child = command(&["serve", "--listen", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("scheduler serve")?;
+        // Every simulated volunteer is a new owner from loopback.
+        let mut child = command(&[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--new-owners-per-address",
+            "1000000",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("scheduler serve")?;
         let mut first = String::new();
         BufReader::new(child.stdout.take().context("its standard output")?)
             .read_line(&mut first)?;
@@ -394,6 +401,8 @@ async fn measure(
         let config = AgentConfig {
             scheduler: scheduler.url.clone(),
             owner: Name::parse(&owner).map_err(anyhow::Error::msg)?,
+            owner_key: None,
+            invite: None,
             tier: Tier::Cpu,
             slots: args.slots,
             state_dir: work.path().join("runners").join(&owner),

@@ -135,6 +135,8 @@ fn start_runners(
         let config = AgentConfig {
             scheduler: url.to_string(),
             owner: Name::parse(owner).map_err(anyhow::Error::msg)?,
+            owner_key: None,
+            invite: None,
             tier: Tier::Cpu,
             slots: 1,
             state_dir,

@@ -103,6 +103,11 @@ pub enum Event {
         /// Micro-credits earned in all.
         total_micro_credits: u64,
     },
+    /// Something the volunteer should know and keep in mind (nothing is wrong).
+    Notice {
+        /// What, in plain words.
+        message: String,
+    },
     /// Something the volunteer should know, which the runner works around.
     Warning {
         /// What, in plain words.
@@ -201,6 +206,7 @@ impl Event {
                 credits_text(*session_micro_credits),
                 credits_text(*total_micro_credits)
             ),
+            Event::Notice { message } => format!("note: {message}"),
             Event::Warning { message } => format!("warning: {message}"),
             Event::Error { message } => format!("error: {message}"),
             Event::Session {

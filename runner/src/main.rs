@@ -41,6 +41,14 @@ struct Volunteer {
     /// Where the runner keeps its key and downloaded blobs [default: ~/.local/share/helio/runner].
     #[arg(long, env = "HELIO_STATE_DIR")]
     state_dir: Option<PathBuf>,
+    /// The owner key that holds the owner's name at the scheduler (see `runner owner`)
+    /// [default: owner.key in the state directory, made there when absent].
+    #[arg(long, env = "HELIO_OWNER_KEY", value_name = "FILE")]
+    owner_key: Option<PathBuf>,
+    /// An invitation from the grid's operator, for a new owner where the scheduler admits
+    /// owners by invitation.
+    #[arg(long, env = "HELIO_INVITE", hide_env_values = true)]
+    invite: Option<String>,
     /// Print nothing but errors.
     #[arg(long, conflicts_with = "json")]
     quiet: bool,
@@ -75,6 +83,10 @@ fn green_share(s: &str) -> Result<f64, String> {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The owner key: made once, it holds the owner's name and credits at a scheduler; every
+    /// runner of the owner registers with it (copy it, or point --owner-key at it).
+    #[command(subcommand)]
+    Owner(OwnerCommand),
     /// Run one task on this machine, with no scheduler.
     Exec {
         /// The task manifest (JSON, version 1 of the job contract), or a batch manifest
@@ -95,6 +107,22 @@ enum Command {
         /// Do not read or write the compiled-module cache.
         #[arg(long)]
         no_cache: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum OwnerCommand {
+    /// Make a new owner key (never replaces one).
+    Create {
+        /// Where to keep it [default: owner.key in the default state directory].
+        #[arg(long, env = "HELIO_OWNER_KEY", value_name = "FILE")]
+        key: Option<PathBuf>,
+    },
+    /// Print an owner key's public half and id.
+    Show {
+        /// The key [default: owner.key in the default state directory].
+        #[arg(long, env = "HELIO_OWNER_KEY", value_name = "FILE")]
+        key: Option<PathBuf>,
     },
 }
 
@@ -119,6 +147,7 @@ fn main() -> ExitCode {
         return volunteer(cli.volunteer);
     };
     match command {
+        Command::Owner(command) => owner(command),
         Command::Exec {
             manifest,
             task,
@@ -176,16 +205,12 @@ fn volunteer(v: Volunteer) -> ExitCode {
         eprintln!("runner: say who gets the credits with --owner NAME");
         return ExitCode::from(2);
     };
-    let state_dir = v.state_dir.unwrap_or_else(|| {
-        std::env::var_os("XDG_DATA_HOME")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
-            .unwrap_or_else(|| PathBuf::from("."))
-            .join("helio/runner")
-    });
+    let state_dir = v.state_dir.unwrap_or_else(default_state_dir);
     let config = agent::AgentConfig {
         scheduler,
         owner,
+        owner_key: v.owner_key,
+        invite: v.invite,
         tier: v.tier,
         slots: v
             .slots
@@ -248,6 +273,56 @@ fn volunteer(v: Volunteer) -> ExitCode {
         Err(e) => {
             eprintln!("runner: {e:#}");
             ExitCode::from(1)
+        }
+    }
+}
+
+fn default_state_dir() -> PathBuf {
+    std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join("helio/runner")
+}
+
+fn owner(command: OwnerCommand) -> ExitCode {
+    let (key, made) = match command {
+        OwnerCommand::Create { key } => {
+            let path = key.unwrap_or_else(|| default_state_dir().join("owner.key"));
+            (agent::create_owner_key(&path).map(|k| (k, path)), true)
+        }
+        OwnerCommand::Show { key } => {
+            let path = key.unwrap_or_else(|| default_state_dir().join("owner.key"));
+            let shown = if path.exists() {
+                agent::load_or_create_owner_key(&path).map(|(k, _)| (k, path))
+            } else {
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!(
+                        "{} holds no owner key; make one with runner owner create",
+                        path.display()
+                    ),
+                ))
+            };
+            (shown, false)
+        }
+    };
+    match key {
+        Ok((key, path)) => {
+            if made {
+                println!("made owner key {}", path.display());
+            }
+            println!("owner key id: {}", key.id());
+            println!("public key:   {}", key.public_hex());
+            println!(
+                "the first runner to register with it holds its owner name at a scheduler; keep the \
+                 file secret, and give each of your machines' runners a copy (--owner-key)"
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("runner owner: {e}");
+            ExitCode::from(2)
         }
     }
 }

@@ -128,6 +128,36 @@ impl Policy {
         high
     }
 
+    /// The verified results of the runner a batch's target is measured against: one the grid
+    /// has checked a thousand times, about what it takes to be established at 1e-4.
+    pub const REFERENCE_VERIFIED: u64 = 1_000;
+
+    /// Whether `max_replicas` agreeing runners can ever accept a result at `target`: each
+    /// weighing what a runner with [`Policy::REFERENCE_VERIFIED`] verified results weighs.
+    /// A target beyond that would leave every task to the scheduler's own sandbox, so that a
+    /// submitter could make the scheduler run a whole batch itself; such a batch is refused,
+    /// saying which `max_replicas` or which target would do.
+    pub fn reachable(&self, target: f64, max_replicas: u32) -> Result<(), String> {
+        let reference = self.weight(&Reputation {
+            agreements: Self::REFERENCE_VERIFIED,
+            ..Reputation::default()
+        });
+        let need = Weight::of_error(target);
+        if reference.0 <= 0 {
+            return Err("the grid's prior leaves no runner any credibility".into());
+        }
+        let runners = (need.0.max(0) as u64).div_ceil(reference.0 as u64).max(1);
+        if runners <= u64::from(max_replicas) {
+            return Ok(());
+        }
+        let reachable = Weight(reference.0 * i64::from(max_replicas)).error();
+        Err(format!(
+            "target_error {target:e} needs {runners} established runners to agree, more than \
+             redundancy.max_replicas {max_replicas}: raise max_replicas to {runners}, or \
+             target_error to at least {reachable:.1e}"
+        ))
+    }
+
     /// Whether an accepted result is spot-checked, given the scheduler's random `draw`.
     pub fn spot_checked(&self, draw: u64) -> bool {
         (draw as f64) < self.spot_rate.clamp(0.0, 1.0) * u64::MAX as f64
@@ -217,6 +247,22 @@ mod tests {
         assert!(!believed(established, &[established], need));
         // A rival that counts for nothing takes away almost nothing.
         assert!(believed(established, &[Weight(0)], Weight(need.0 - 700)));
+    }
+
+    #[test]
+    fn a_target_that_no_replicas_could_reach_is_refused() {
+        let p = Policy::default();
+        assert!(p.reachable(1e-4, 1).is_ok());
+        assert!(p.reachable(1e-4, 2).is_ok());
+        // A reference runner weighs about 9.3 nats: 1e-8 takes two, 1e-15 four.
+        let two = p.reachable(1e-8, 1).unwrap_err();
+        assert!(two.contains("needs 2 established runners"), "{two}");
+        assert!(p.reachable(1e-8, 2).is_ok());
+        let err = p.reachable(1e-15, 3).unwrap_err();
+        assert!(err.contains("raise max_replicas to 4"), "{err}");
+        // The target it proposes is reachable with the replicas given.
+        let at_least: f64 = err.rsplit(' ').next().unwrap().parse().unwrap();
+        assert!(p.reachable(at_least * 1.01, 3).is_ok(), "{at_least}");
     }
 
     #[test]

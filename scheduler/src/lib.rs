@@ -7,7 +7,8 @@
 //!   machine), [`rules`] (who may lease what, what a report's runner is told, a batch's
 //!   kept counts, the credit split, when a cold runner is checked), [`ledger`] (the hash
 //!   chain and its verification), [`credibility`] (a runner's credibility from its history,
-//!   and when agreeing runners are believed).
+//!   and when agreeing runners are believed), [`owners`] (who holds an owner name, and how
+//!   new owners are admitted).
 //! - [`store::Store`]: the state in SQLite or PostgreSQL. The only module that speaks SQL.
 //! - [`api`]: the HTTP API under `/v1`. The only module that knows routes.
 //! - [`bell::Bell`]: wakes lease requests that wait for work (long polling).
@@ -40,6 +41,7 @@ pub mod health;
 pub mod ledger;
 pub mod limits;
 pub mod metrics;
+pub mod owners;
 pub mod rules;
 pub mod service;
 pub mod store;

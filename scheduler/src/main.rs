@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use helio_scheduler::owners::Admission;
 use helio_scheduler::service::{self, Config};
 use helio_scheduler::store::{Role, now_ms};
 use helio_sdk::{Name, Tier};
@@ -37,6 +38,18 @@ struct Nodes {
     /// flagged runner a tenth); 0 for no limit.
     #[arg(long, default_value_t = 100.0, value_parser = parse_rate)]
     runner_rate: f64,
+    /// How new owners are admitted: open (anyone, at most --new-owners-per-address a day
+    /// from one network address) or invite (only with `token create --role invite`).
+    #[arg(long, default_value = "open", value_parser = |s: &str| s.parse::<Admission>())]
+    admission: Admission,
+    /// With open admission: new owners a day from one network address (an invitation
+    /// admits beyond it).
+    #[arg(long, default_value_t = 5)]
+    new_owners_per_address: u32,
+    /// Behind a reverse proxy: the header it puts the client's address in (e.g.
+    /// x-forwarded-for; its first address counts). Trust it only when the proxy sets it.
+    #[arg(long, value_name = "HEADER")]
+    address_header: Option<String>,
 }
 
 /// How credits are shared and paid.
@@ -188,6 +201,11 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Owner accounts.
+    Owner {
+        #[command(subcommand)]
+        command: OwnerCommand,
+    },
     /// Inspect the credit ledger.
     Ledger {
         #[command(subcommand)]
@@ -201,7 +219,7 @@ enum TokenCommand {
     Create {
         #[command(flatten)]
         db: Db,
-        /// submitter or admin.
+        /// submitter, admin, or invite (admits one new owner, once).
         #[arg(long, value_parser = |s: &str| s.parse::<Role>())]
         role: Role,
         /// Who the token is for.
@@ -288,6 +306,44 @@ async fn token(command: TokenCommand) -> anyhow::Result<ExitCode> {
 }
 
 #[derive(Subcommand)]
+enum OwnerCommand {
+    /// List every owner account: its name, owner key id, how and when it was admitted, and
+    /// its runners.
+    List {
+        #[command(flatten)]
+        db: Db,
+        /// One JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `scheduler owner ...`.
+async fn owner(command: OwnerCommand) -> anyhow::Result<ExitCode> {
+    let OwnerCommand::List { db, json } = command;
+    let store = service::open_store(&config(db)).await?;
+    let owners = store.owners().await?;
+    if json {
+        println!("{}", serde_json::to_string(&owners)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("name                 key                 admitted  runners  online  days");
+    let now = now_ms();
+    for o in owners {
+        println!(
+            "{:<20} {:<19} {:<9} {:>7} {:>7}  {:.1}",
+            o.name,
+            o.key,
+            o.admitted,
+            o.runners,
+            o.online,
+            (now - o.created_ms) as f64 / 86_400_000.0
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Subcommand)]
 enum LedgerCommand {
     /// Exit 0 only when no ledger entry was edited, dropped or reordered.
     Verify {
@@ -366,6 +422,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             config.api.heartbeat_seconds = heartbeat_seconds;
             config.api.max_runners = nodes.max_runners.into_iter().collect();
             config.api.runner_rate = nodes.runner_rate;
+            config.api.admission = match nodes.admission {
+                Admission::Open { .. } => Admission::Open {
+                    per_address_per_day: nodes.new_owners_per_address,
+                },
+                invite => invite,
+            };
+            config.api.address_header = nodes.address_header.map(|h| h.to_ascii_lowercase());
             Name::parse(&credits.cooperative_name)
                 .map_err(|e| anyhow::anyhow!("--cooperative-name: {e}"))?;
             config.policy.cooperative_share = credits.cooperative_share;
@@ -389,6 +452,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Token { command } => token(command).await,
+        Command::Owner { command } => owner(command).await,
         Command::Ledger {
             command: LedgerCommand::Verify { db },
         } => {

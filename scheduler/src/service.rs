@@ -182,10 +182,13 @@ pub async fn start(
     };
     let task = tokio::spawn(async move {
         let served = match tls {
-            None => axum::serve(listener, router)
-                .with_graceful_shutdown(stopping)
-                .await
-                .map_err(|e| anyhow::anyhow!("server failed: {e}")),
+            None => axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(stopping)
+            .await
+            .map_err(|e| anyhow::anyhow!("server failed: {e}")),
             Some(tls) => serve_tls(listener, router, tls, stopping).await,
         };
         for l in loops {
@@ -215,7 +218,7 @@ async fn serve_tls(
     });
     axum_server::from_tcp_rustls(listener.into_std()?, tls)?
         .handle(handle)
-        .serve(router.into_make_service())
+        .serve(router.into_make_service_with_connect_info::<SocketAddr>())
         .await
         .map_err(|e| anyhow::anyhow!("server failed: {e}"))
 }

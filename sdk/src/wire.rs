@@ -79,6 +79,58 @@ pub fn runner_id(public_key: &PublicKey) -> String {
     )
 }
 
+/// What an owner signs to vouch for one of its runners: the owner name it holds, and the
+/// runner's public key (hex).
+pub fn endorsement_message(owner: &str, runner_public_key: &str) -> Vec<u8> {
+    format!("helio-owner-v1\n{owner}\n{runner_public_key}").into_bytes()
+}
+
+/// An owner's identity: the Ed25519 key pair that holds its owner name at a scheduler. Made
+/// once (`runner owner create`) and kept by the owner; it signs each of the owner's runner
+/// keys ([`OwnerKey::endorse`]), so that credits go to the account, not to whoever types its
+/// name.
+pub struct OwnerKey(SigningKey);
+
+impl OwnerKey {
+    /// The key from its 32 secret bytes.
+    pub fn from_secret(secret: [u8; 32]) -> OwnerKey {
+        OwnerKey(SigningKey::from_bytes(&secret))
+    }
+
+    /// The 32 secret bytes (to keep the key on disk).
+    pub fn secret(&self) -> [u8; 32] {
+        self.0.to_bytes()
+    }
+
+    /// The public key, in hex.
+    pub fn public_hex(&self) -> String {
+        to_hex(self.0.verifying_key().as_bytes())
+    }
+
+    /// The owner key's id: `o-` and the first 16 hex digits of the public key's BLAKE3.
+    pub fn id(&self) -> String {
+        owner_key_id(&PublicKey(self.0.verifying_key()))
+    }
+
+    /// Its endorsement of the runner with `runner_public_key` under `owner` (hex).
+    pub fn endorse(&self, owner: &str, runner_public_key: &str) -> String {
+        to_hex(
+            &self
+                .0
+                .sign(&endorsement_message(owner, runner_public_key))
+                .to_bytes(),
+        )
+    }
+}
+
+/// An owner key's id: `o-` and the first 16 hex digits of its BLAKE3.
+pub fn owner_key_id(public_key: &PublicKey) -> String {
+    format!(
+        "o-{}",
+        &Blake3Hash::of(public_key.as_bytes()).to_string()[..16]
+    )
+}
+
 /// A runner's Ed25519 public key, checked and decompressed once when parsed, so that
 /// checking each of its signatures does not decompress it again (a tenth of the cost of a
 /// check).
@@ -153,6 +205,28 @@ pub struct RegisterRunner {
     /// The share of its electricity from renewable sources, as its owner says: 0 to 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub green_energy: Option<f64>,
+    /// The public key (hex) of the owner account `owner` names: the name is held by this key
+    /// from the first runner that registers under it. Required by the scheduler; optional
+    /// on the wire so that it can tell a runner from before owner keys what to do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner_key: Option<String>,
+    /// The owner key's signature of [`endorsement_message`] for `owner` and `public_key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endorsement: Option<String>,
+    /// An invitation from the grid's operator, for an owner the scheduler has not seen when
+    /// it admits new owners by invitation only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invite: Option<String>,
+}
+
+impl RegisterRunner {
+    /// Signs this registration's owner fields with `owner_key`, for its `owner` and
+    /// `public_key` as they stand.
+    pub fn endorsed_by(mut self, owner_key: &OwnerKey) -> RegisterRunner {
+        self.endorsement = Some(owner_key.endorse(&self.owner, &self.public_key));
+        self.owner_key = Some(owner_key.public_hex());
+        self
+    }
 }
 
 /// The answer to [`RegisterRunner`].

@@ -8,25 +8,57 @@ const CALIBRATION_ITERATIONS: i64 = 2_000_000;
 /// Reads the runner's key from `dir/runner.key`, or makes one and keeps it there (readable
 /// by its owner only).
 pub fn load_or_create_key(dir: &Path) -> std::io::Result<RunnerKey> {
-    let path = dir.join("runner.key");
-    match std::fs::read(&path) {
+    let (secret, _) = load_or_create_secret(&dir.join("runner.key"), "a runner key")?;
+    Ok(RunnerKey::from_secret(secret))
+}
+
+/// The owner key kept at `path`, made (and kept, readable by its owner only) when there is
+/// none; with whether it was made now.
+pub fn load_or_create_owner_key(path: &Path) -> std::io::Result<(OwnerKey, bool)> {
+    let (secret, made) = load_or_create_secret(path, "an owner key")?;
+    Ok((OwnerKey::from_secret(secret), made))
+}
+
+/// Makes a new owner key at `path`; refuses to replace one (it holds an owner's name and
+/// credits: a lost key is a lost account).
+pub fn create_owner_key(path: &Path) -> std::io::Result<OwnerKey> {
+    if path.exists() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::AlreadyExists,
+            format!(
+                "{} already holds an owner key; it is never replaced (move it away first to make a new owner)",
+                path.display()
+            ),
+        ));
+    }
+    load_or_create_owner_key(path).map(|(key, _)| key)
+}
+
+/// The 32 secret bytes kept in hex at `path`, made and kept (written whole, then renamed)
+/// when the file is not there.
+fn load_or_create_secret(path: &Path, what: &str) -> std::io::Result<([u8; 32], bool)> {
+    match std::fs::read(path) {
         Ok(bytes) => {
             let text = String::from_utf8_lossy(&bytes);
             let secret = wire::from_hex(text.trim())
                 .and_then(|b| <[u8; 32]>::try_from(b).ok())
                 .ok_or_else(|| {
                     std::io::Error::other(format!(
-                        "{} does not hold a runner key (64 hex digits)",
+                        "{} does not hold {what} (64 hex digits)",
                         path.display()
                     ))
                 })?;
-            Ok(RunnerKey::from_secret(secret))
+            Ok((secret, false))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(dir)?;
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)?;
+            }
             let mut secret = [0u8; 32];
             getrandom::fill(&mut secret).map_err(|e| std::io::Error::other(e.to_string()))?;
-            let tmp = dir.join("runner.key.tmp");
+            let mut tmp = path.as_os_str().to_owned();
+            tmp.push(".tmp");
+            let tmp = std::path::PathBuf::from(tmp);
             {
                 use std::io::Write;
                 let mut options = std::fs::OpenOptions::new();
@@ -37,8 +69,8 @@ pub fn load_or_create_key(dir: &Path) -> std::io::Result<RunnerKey> {
                 file.write_all(wire::to_hex(&secret).as_bytes())?;
                 file.sync_all()?;
             }
-            std::fs::rename(&tmp, &path)?;
-            Ok(RunnerKey::from_secret(secret))
+            std::fs::rename(&tmp, path)?;
+            Ok((secret, true))
         }
         Err(e) => Err(e),
     }

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use helio_sdk::wire::{
-    self, HeartbeatAck, Lease, Leases, RegisterRunner, Registered, ReportStatus, RunnerKey,
+    self, HeartbeatAck, Lease, Leases, OwnerKey, RegisterRunner, Registered, ReportStatus,
+    RunnerKey,
 };
 use helio_sdk::{Blake3Hash, DETERMINISM_PROFILE, Name, TaskManifest, Tier};
 use tokio::sync::watch;
@@ -24,7 +25,9 @@ mod state;
 
 use helio_sdk::client::now_ms;
 pub use helio_sdk::client::{ClientError, RunnerClient as Client};
-pub use machine::{calibrate, load_or_create_key, total_memory};
+pub use machine::{
+    calibrate, create_owner_key, load_or_create_key, load_or_create_owner_key, total_memory,
+};
 pub use state::{Loop, Next};
 
 /// How a volunteer runner runs.
@@ -34,6 +37,11 @@ pub struct AgentConfig {
     pub scheduler: String,
     /// Who runs this runner (credits go to this owner).
     pub owner: Name,
+    /// The owner key that holds `owner`'s name at the scheduler; `None`: `owner.key` in the
+    /// state directory (made there when absent).
+    pub owner_key: Option<PathBuf>,
+    /// The operator's invitation, for an owner new to a scheduler that admits by invitation.
+    pub invite: Option<String>,
     /// The highest tier of task it takes.
     pub tier: Tier,
     /// Tasks it runs at once.
@@ -178,6 +186,12 @@ pub async fn run(config: AgentConfig, mut stop: watch::Receiver<Stop>) -> anyhow
                 0
             })
     };
+    let owner_key_path = config
+        .owner_key
+        .clone()
+        .unwrap_or_else(|| config.state_dir.join("owner.key"));
+    let (owner_key, made) = load_or_create_owner_key(&owner_key_path)
+        .map_err(|e| anyhow::anyhow!("owner key {}: {e}", owner_key_path.display()))?;
     let client = Client::new(&config.scheduler, key);
     let reg = RegisterRunner {
         public_key: client.key().public_hex(),
@@ -190,8 +204,22 @@ pub async fn run(config: AgentConfig, mut stop: watch::Receiver<Stop>) -> anyhow
         profile: DETERMINISM_PROFILE.to_string(),
         location: config.location.clone(),
         green_energy: config.green_energy,
-    };
+        owner_key: None,
+        endorsement: None,
+        invite: config.invite.clone(),
+    }
+    .endorsed_by(&owner_key);
     let display = Display::new(config.output, config.slots);
+    if made {
+        display.event(Event::Notice {
+            message: format!(
+                "made owner key {} for owner {}: it holds the name at the scheduler; keep it, and \
+                 give your other machines' runners a copy (--owner-key) to join the same owner",
+                owner_key_path.display(),
+                config.owner
+            ),
+        });
+    }
     let Some(registered) = register(&client, &reg, &stop, &display).await? else {
         return Ok(Summary::default());
     };

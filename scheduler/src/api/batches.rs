@@ -19,6 +19,12 @@ pub(super) async fn submit(
             list.join("; ")
         ))
     })?;
+    if let Some(target) = app.store.target_of(&batch) {
+        app.store
+            .credibility()
+            .reachable(target, batch.redundancy.max_replicas)
+            .map_err(|e| Fail::bad(format!("batch manifest: {e}")))?;
+    }
     let mut needed: Vec<Blake3Hash> = batch
         .tasks
         .iter()

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -30,7 +30,7 @@ use crate::blobs::{BlobError, Blobs};
 use crate::dashboard::Pulse;
 use crate::limits::RateLimiter;
 use crate::metrics::Metrics;
-use crate::store::{Role, RunnerRecord, Store, StoreError, TokenLookup, now_ms};
+use crate::store::{Enrollment, Role, RunnerRecord, Store, StoreError, TokenLookup, now_ms};
 
 mod auth;
 mod batches;
@@ -62,6 +62,11 @@ pub struct ApiConfig {
     /// Requests a second each runner may make on average (twice as many at once; a flagged
     /// runner a tenth); 0 for no limit.
     pub runner_rate: f64,
+    /// How new owners are admitted.
+    pub admission: crate::owners::Admission,
+    /// The header a reverse proxy in front sets to the client's address (e.g.
+    /// `x-forwarded-for`: its first address counts); `None`: the connection's peer address.
+    pub address_header: Option<String>,
 }
 
 impl Default for ApiConfig {
@@ -72,6 +77,8 @@ impl Default for ApiConfig {
             max_body_bytes: 256 << 20,
             max_runners: BTreeMap::new(),
             runner_rate: 100.0,
+            admission: crate::owners::Admission::default(),
+            address_header: None,
         }
     }
 }
@@ -185,6 +192,10 @@ impl From<StoreError> for Fail {
         match e {
             StoreError::NotFound(_) => Fail::new(StatusCode::NOT_FOUND, e.to_string()),
             StoreError::Conflict(_) => Fail::new(StatusCode::CONFLICT, e.to_string()),
+            StoreError::Forbidden(_) => Fail::new(StatusCode::FORBIDDEN, e.to_string()),
+            StoreError::TooMany(_) => {
+                Fail::later(StatusCode::TOO_MANY_REQUESTS, e.to_string(), 3_600_000)
+            }
             StoreError::Db(_) | StoreError::Corrupt(_) => {
                 tracing::error!(error = %e, "storage failed");
                 Fail::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
@@ -245,6 +256,7 @@ pub fn router(app: App) -> Router {
         .route("/v1/openapi.json", get(openapi))
         .route("/v1/runners", post(register).get(runners))
         .route("/v1/runners/{id}/events", get(runner_events))
+        .route("/v1/owners", get(owners))
         .route("/v1/heartbeat", post(heartbeat))
         .route("/v1/leases", post(lease))
         .route("/v1/leases/return", post(give_back))

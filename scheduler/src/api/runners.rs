@@ -4,6 +4,7 @@ use super::*;
 
 pub(super) async fn register(
     State(app): State<App>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -62,7 +63,24 @@ pub(super) async fn register(
             ));
         }
     }
-    let mut registered = app.store.register_runner(&reg, now_ms()).await?;
+    // Behind a reverse proxy, the address it says the request came from.
+    let address = app
+        .config
+        .address_header
+        .as_deref()
+        .and_then(|name| header(&headers, name))
+        .and_then(|v| v.split(',').next())
+        .map(|a| a.trim().to_string())
+        .filter(|a| !a.is_empty())
+        .unwrap_or_else(|| peer.ip().to_string());
+    let enrollment = Enrollment {
+        admission: app.config.admission,
+        address,
+    };
+    let mut registered = app
+        .store
+        .register_runner(&reg, &enrollment, now_ms())
+        .await?;
     app.runners.forget(&registered.runner);
     registered.heartbeat_seconds = app.config.heartbeat_seconds;
     tracing::info!(runner = %registered.runner, owner = %reg.owner, tier = %reg.tier, slots = reg.slots, "runner registered");
@@ -78,6 +96,11 @@ pub(super) async fn runners(State(app): State<App>) -> Answer<Response> {
         .map(|r| crate::dashboard::runner_info(r, app.store.credibility()))
         .collect();
     Ok(json(&list))
+}
+
+/// Every owner account, as the leaderboard names them.
+pub(super) async fn owners(State(app): State<App>) -> Answer<Response> {
+    Ok(json(&app.store.owners().await?))
 }
 
 #[derive(Deserialize)]

@@ -68,7 +68,7 @@ impl Store {
         .bind(i64::from(red.max_replicas))
         .bind(batch.credit_rate)
         .bind(batch.tasks.len() as i64)
-        .bind(batch.target_error.or(self.policy.target_error))
+        .bind(self.target_of(batch))
         .execute(&mut *tx)
         .await?;
         let n = batch.tasks.len() as i64;

@@ -36,6 +36,7 @@ mod credits;
 mod group;
 mod health;
 mod lease;
+mod owners;
 mod reads;
 mod report;
 mod rows;
@@ -46,6 +47,7 @@ mod tests;
 mod write;
 
 pub use batches::batch_id;
+pub use owners::{Enrollment, OwnerInfo};
 pub use report::result_blobs;
 pub use schema::statistics_stale;
 
@@ -70,6 +72,12 @@ pub enum StoreError {
     /// The request conflicts with what is stored.
     #[error("{0}")]
     Conflict(String),
+    /// The request is not allowed (an owner not admitted).
+    #[error("{0}")]
+    Forbidden(String),
+    /// Too many such requests for now.
+    #[error("{0}")]
+    TooMany(String),
 }
 
 type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -82,6 +90,8 @@ pub enum Role {
     Submitter,
     /// Everything a submitter may, and operating the grid.
     Admin,
+    /// Nothing but admitting one new owner, once (where owners are admitted by invitation).
+    Invite,
 }
 
 impl Role {
@@ -90,6 +100,7 @@ impl Role {
         match self {
             Role::Submitter => "submitter",
             Role::Admin => "admin",
+            Role::Invite => "invite",
         }
     }
 }
@@ -100,8 +111,9 @@ impl FromStr for Role {
         match s {
             "submitter" => Ok(Role::Submitter),
             "admin" => Ok(Role::Admin),
+            "invite" => Ok(Role::Invite),
             _ => Err(format!(
-                "unknown role {s:?}; the roles are submitter and admin"
+                "unknown role {s:?}; the roles are submitter, admin and invite"
             )),
         }
     }
@@ -433,6 +445,11 @@ impl Store {
     /// How this store weighs runners.
     pub fn credibility(&self) -> &credibility::Policy {
         &self.policy.credibility
+    }
+
+    /// The target error a batch is held to: its own, else the operator's (if any).
+    pub fn target_of(&self, batch: &BatchManifest) -> Option<f64> {
+        batch.target_error.or(self.policy.target_error)
     }
 
     /// Which database this is: `sqlite` or `postgres`.

@@ -160,8 +160,14 @@ impl Store {
         })
     }
 
-    /// Registers a runner, or updates what it offers when its key is known.
-    pub async fn register_runner(&self, reg: &RegisterRunner, now: i64) -> Result<Registered> {
+    /// Registers a runner, or updates what it offers when its key is known, once its owner
+    /// key is found to hold its owner name (or admitted to, see [`crate::owners`]).
+    pub async fn register_runner(
+        &self,
+        reg: &RegisterRunner,
+        enrollment: &Enrollment,
+        now: i64,
+    ) -> Result<Registered> {
         let key = wire::parse_public_key(&reg.public_key)
             .map_err(|e| StoreError::Conflict(format!("public_key {e}")))?;
         let id = wire::runner_id(&key);
@@ -172,6 +178,7 @@ impl Store {
             )));
         }
         let mut tx = self.pool.begin().await?;
+        let admitted = owners::admit_in(&mut tx, reg, &id, enrollment, now).await?;
         let known = sqlx::query("SELECT 1 FROM runners WHERE id = $1")
             .bind(&id)
             .fetch_optional(&mut *tx)
@@ -233,6 +240,10 @@ impl Store {
             "registered again"
         } else {
             "registered"
+        };
+        let detail = match admitted {
+            crate::owners::Admitted::Known => detail,
+            new => format!("{detail}; owner admitted ({})", new.as_str()),
         };
         event_in(&mut tx, &id, now, event, &detail).await?;
         tx.commit().await?;

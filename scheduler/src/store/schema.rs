@@ -56,6 +56,11 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         name: "token lifetimes",
         sql: include_str!("../../migrations/0009_token_lifetimes.sql"),
     },
+    Migration {
+        version: 10,
+        name: "owner accounts",
+        sql: include_str!("../../migrations/0010_owner_accounts.sql"),
+    },
 ];
 
 /// Whether a table of `live` rows, `changed` of them inserted, updated or deleted since it

@@ -52,6 +52,21 @@ async fn fixture(
 
 /// Registers runner `i` (its key made from `i`) of `owner` with `slots`, and passes its
 /// health check: warm.
+/// The owner key of the tests' owner `name`: the same for every runner of the name.
+pub(super) fn owner_key(name: &str) -> wire::OwnerKey {
+    wire::OwnerKey::from_secret(*blake3::hash(format!("test owner {name}").as_bytes()).as_bytes())
+}
+
+/// Registrations from one test address, with no limit on new owners.
+pub(super) fn anywhere() -> Enrollment {
+    Enrollment {
+        admission: crate::owners::Admission::Open {
+            per_address_per_day: u32::MAX,
+        },
+        address: "test".into(),
+    }
+}
+
 pub(super) async fn warm_runner(
     store: &Store,
     i: usize,
@@ -72,7 +87,12 @@ pub(super) async fn warm_runner(
                 profile: helio_sdk::DETERMINISM_PROFILE.to_string(),
                 location: None,
                 green_energy: None,
-            },
+                owner_key: None,
+                endorsement: None,
+                invite: None,
+            }
+            .endorsed_by(&owner_key(owner)),
+            &anywhere(),
             0,
         )
         .await

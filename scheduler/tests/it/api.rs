@@ -92,8 +92,26 @@ async fn requests_are_authenticated_authorized_and_checked() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(msg.contains("schema_version"), "{msg}");
 
-    // A manifest whose module was never uploaded names the blob.
+    // A target no replicas could reach would leave the whole batch to the scheduler's own
+    // sandbox: refused, before any blob is looked for, naming what would do.
     let manifest = hashchain_batch(grid.dir.path(), 2, 10, 5);
+    let mut strict: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
+    strict["redundancy"] = serde_json::json!({ "replicas": 1, "quorum": 1, "max_replicas": 2 });
+    strict["target_error"] = serde_json::json!(1e-15);
+    let (status, msg) = error(
+        http.post(url("/v1/batches"))
+            .bearer_auth(&grid.token)
+            .json(&strict)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(msg.contains("raise max_replicas to 4"), "{msg}");
+
+    // A manifest whose module was never uploaded names the blob.
     let text = std::fs::read(&manifest).unwrap();
     let (status, msg) = error(
         http.post(url("/v1/batches"))

@@ -86,6 +86,10 @@ impl TestGrid {
         config.listen = "127.0.0.1:0".parse().unwrap();
         config.database = fresh_database(db).await;
         config.api.heartbeat_seconds = 1;
+        // Every test's owners come from loopback.
+        config.api.admission = helio_scheduler::owners::Admission::Open {
+            per_address_per_day: 10_000,
+        };
         config.upload_wait_ms = 2_000;
         adjust(&mut config);
         let token = service::open_store(&config)
@@ -169,6 +173,8 @@ pub fn runner_of_tier(url: &str, dir: &Path, owner: &str, slots: u32, tier: Tier
     let config = AgentConfig {
         scheduler: url.to_string(),
         owner: Name::parse(owner).unwrap(),
+        owner_key: None,
+        invite: None,
         tier,
         slots,
         state_dir: dir.join("runners").join(owner),
@@ -236,21 +242,34 @@ pub async fn cold_runner(url: &str, owner: &str, slots: u32) -> Client {
     getrandom::fill(&mut secret).unwrap();
     let client = Client::new(url, RunnerKey::from_secret(secret));
     client
-        .register(&RegisterRunner {
-            public_key: client.key().public_hex(),
-            owner: owner.into(),
-            tier: Tier::Cpu,
-            slots,
-            cores: 1,
-            memory_bytes: 0,
-            fuel_per_second: 1,
-            profile: DETERMINISM_PROFILE.into(),
-            location: None,
-            green_energy: None,
-        })
+        .register(
+            &RegisterRunner {
+                public_key: client.key().public_hex(),
+                owner: owner.into(),
+                tier: Tier::Cpu,
+                slots,
+                cores: 1,
+                memory_bytes: 0,
+                fuel_per_second: 1,
+                profile: DETERMINISM_PROFILE.into(),
+                location: None,
+                green_energy: None,
+                owner_key: None,
+                endorsement: None,
+                invite: None,
+            }
+            .endorsed_by(&owner_key(owner)),
+        )
         .await
         .unwrap();
     client
+}
+
+/// The owner key of the tests' owner `name`: the same for every runner of the name.
+pub fn owner_key(name: &str) -> helio_sdk::wire::OwnerKey {
+    helio_sdk::wire::OwnerKey::from_secret(
+        *blake3::hash(format!("test owner {name}").as_bytes()).as_bytes(),
+    )
 }
 
 /// A sandbox for the tests' own runs.

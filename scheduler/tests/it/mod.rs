@@ -5,6 +5,7 @@ mod dashboard;
 mod grid;
 mod ledger;
 mod nodes;
+mod owners;
 mod rogues;
 mod rules;
 mod s3;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use helio_runner::agent::{Client, ClientError};
 use helio_scheduler::ledger::{self, Kind};
 use helio_scheduler::service::{self, Config};
-use helio_scheduler::store::{Role, Store};
+use helio_scheduler::store::{Enrollment, Role, Store};
 use helio_sdk::wire::{self, RegisterRunner, ReportStatus, RunnerKey};
 use helio_sdk::{Blake3Hash, DETERMINISM_PROFILE, Outcome, RunReport, Tier};
 use reqwest::StatusCode;
@@ -18,7 +18,7 @@ use super::grid::{
     rogue_with_slots, run_health_check,
 };
 
-fn registration(key: &RunnerKey, owner: &str) -> RegisterRunner {
+pub(super) fn registration(key: &RunnerKey, owner: &str) -> RegisterRunner {
     RegisterRunner {
         public_key: key.public_hex(),
         owner: owner.into(),
@@ -30,10 +30,24 @@ fn registration(key: &RunnerKey, owner: &str) -> RegisterRunner {
         profile: DETERMINISM_PROFILE.into(),
         location: None,
         green_energy: None,
+        owner_key: None,
+        endorsement: None,
+        invite: None,
+    }
+    .endorsed_by(&super::grid::owner_key(owner))
+}
+
+/// Registrations from one test address, with no limit on new owners.
+fn anywhere() -> Enrollment {
+    Enrollment {
+        admission: helio_scheduler::owners::Admission::Open {
+            per_address_per_day: u32::MAX,
+        },
+        address: "test".into(),
     }
 }
 
-fn new_key() -> RunnerKey {
+pub(super) fn new_key() -> RunnerKey {
     let mut secret = [0u8; 32];
     getrandom::fill(&mut secret).unwrap();
     RunnerKey::from_secret(secret)
@@ -110,7 +124,7 @@ async fn time_online_is_credited_and_balances_paid_once(db: Db) {
     let (alice, bob, mallory) = (new_key(), new_key(), new_key());
     for (key, owner) in [(&alice, "alice"), (&bob, "bob"), (&mallory, "mallory")] {
         store
-            .register_runner(&registration(key, owner), t0)
+            .register_runner(&registration(key, owner), &anywhere(), t0)
             .await
             .unwrap();
     }
@@ -163,6 +177,8 @@ async fn time_online_is_credited_and_balances_paid_once(db: Db) {
     assert_eq!(events[0].event, "uptime credit", "{events:?}");
     assert!(events[0].detail.contains("4 s online"), "{events:?}");
     assert_eq!(events.last().unwrap().event, "registered");
+    let first = &events.last().unwrap().detail;
+    assert!(first.ends_with("owner admitted (open)"), "{first}");
 
     // Only Alice reaches the threshold.
     let paid = store.pay_out(3_000, t0 + 30_000).await.unwrap();
@@ -387,7 +403,7 @@ async fn a_silent_runner_goes_offline_and_its_leases_go_to_others_postgres() {
 }
 
 /// A signed request, as a runner sends it, so that the test sees status and headers.
-async fn signed(
+pub(super) async fn signed(
     http: &reqwest::Client,
     url: &str,
     key: &RunnerKey,
@@ -408,7 +424,7 @@ async fn signed(
         .unwrap()
 }
 
-async fn error(response: reqwest::Response) -> (StatusCode, Option<String>, String) {
+pub(super) async fn error(response: reqwest::Response) -> (StatusCode, Option<String>, String) {
     let status = response.status();
     let retry = response
         .headers()
@@ -888,7 +904,7 @@ async fn health_checks_expire_back_off_and_go_cold_offline(db: Db) {
     let t0 = 1_700_000_000_000;
     let key = new_key();
     store
-        .register_runner(&registration(&key, "alice"), t0)
+        .register_runner(&registration(&key, "alice"), &anywhere(), t0)
         .await
         .unwrap();
     let runner = store.runner(&key.runner_id()).await.unwrap().unwrap();

@@ -68,10 +68,14 @@ async fn the_runner_binary_prints_json_events_and_stops_cleanly_on_sigterm() {
             .iter()
             .map(|e| e["event"].as_str().unwrap())
             .collect();
-        assert_eq!(kinds.first(), Some(&"joined"), "{kinds:?}");
+        // A first start makes the owner key, and says where it is kept.
+        assert_eq!(kinds[..2], ["notice", "joined"], "{kinds:?}");
+        let notice = events[0]["message"].as_str().unwrap();
+        assert!(notice.contains("made owner key"), "{notice}");
+        assert!(notice.contains("state/owner.key"), "{notice}");
         assert_eq!(kinds.last(), Some(&"session"), "{kinds:?}");
-        assert_eq!(events[0]["owner"], *owner);
-        let runner_id = events[0]["runner"].as_str().unwrap();
+        assert_eq!(events[1]["owner"], *owner);
+        let runner_id = events[1]["runner"].as_str().unwrap();
         let started = kinds.iter().filter(|k| **k == "started").count();
         let finished: Vec<&Value> = events.iter().filter(|e| e["event"] == "finished").collect();
         // A new runner's first lease is its health check, which it passes.
@@ -142,6 +146,69 @@ fn quiet_and_json_do_not_go_together() {
         stderr.contains("--quiet") && stderr.contains("--json"),
         "{stderr}"
     );
+}
+
+/// `runner owner create` makes an owner key once and never replaces it; `show` prints the
+/// same id; a runner started with `--owner-key` registers under it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_key_is_made_once_and_runners_join_under_it() {
+    let grid = TestGrid::start(Db::Sqlite, 30_000).await;
+    let key = grid.dir.path().join("keys").join("ada.key");
+    let owner = |args: &[&str]| {
+        Command::new(workspace_binary("runner"))
+            .arg("owner")
+            .args(args)
+            .arg("--key")
+            .arg(&key)
+            .output()
+            .unwrap()
+    };
+    let made = owner(&["create"]);
+    assert!(made.status.success(), "{made:?}");
+    let made = String::from_utf8(made.stdout).unwrap();
+    let id = made
+        .lines()
+        .find_map(|l| l.strip_prefix("owner key id: "))
+        .unwrap()
+        .to_string();
+    assert!(id.starts_with("o-") && id.len() == 18, "{made}");
+    let again = owner(&["create"]);
+    assert_eq!(again.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(stderr.contains("never replaced"), "{stderr}");
+    let shown = String::from_utf8(owner(&["show"]).stdout).unwrap();
+    assert!(shown.contains(&id), "{shown}");
+
+    let mut runner = Command::new(workspace_binary("runner"))
+        .args(["--scheduler", &grid.url, "--owner", "ada", "--json"])
+        .arg("--state-dir")
+        .arg(grid.dir.path().join("ada-runner"))
+        .arg("--owner-key")
+        .arg(&key)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut tries = 0;
+    let owners = loop {
+        tries += 1;
+        assert!(tries < 600, "the runner never registered");
+        let owners: Vec<Value> = reqwest::get(format!("{}/v1/owners", grid.url))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if !owners.is_empty() {
+            break owners;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    runner.kill().unwrap();
+    let _ = runner.wait();
+    assert_eq!(owners[0]["name"], "ada");
+    assert_eq!(owners[0]["key"], id.as_str());
+    grid.stop().await;
 }
 
 #[tokio::test]
