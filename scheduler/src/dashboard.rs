@@ -53,6 +53,8 @@ pub struct Snapshot {
     pub runners_online: BTreeMap<String, u64>,
     /// Runners ever registered.
     pub runners_known: u64,
+    /// Owner accounts.
+    pub owners_known: u64,
     /// Tasks accepted per second over the last ten seconds; `None` until two readings exist.
     pub tasks_per_second: Option<f64>,
     /// Tasks by where they stand.
@@ -190,6 +192,7 @@ impl Pulse {
             at_ms: now,
             runners_online,
             runners_known,
+            owners_known: store.owner_count().await?,
             tasks_per_second,
             tasks,
             impact: store.impact().await?,

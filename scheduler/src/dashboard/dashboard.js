@@ -83,6 +83,7 @@ function renderPulse(s) {
     .filter(([, n]) => n > 0)
     .map(([tier, n]) => tier + " " + n)
     .join(" · ") || "of " + num(s.runners_known) + " known";
+  $("owners-known").textContent = num(s.owners_known) + " owner" + (s.owners_known === 1 ? "" : "s");
   $("tasks-per-second").textContent =
     s.tasks_per_second === null ? "–" : s.tasks_per_second.toFixed(s.tasks_per_second < 10 ? 1 : 0);
   const t = s.tasks;
@@ -164,6 +165,11 @@ function renderRunners(s) {
     id.title = r.online ? "online" : "offline";
     id.append(el("span", shortId(r.id), "id"));
     if (r.flagged) id.append(" ", el("span", "flagged", "flag"));
+    if (r.established) {
+      const est = el("span", "established", "established");
+      est.title = "verified often enough that its result alone meets the grid's target error";
+      id.append(" ", est);
+    }
     if (r.online && !r.warm) {
       const cold = el("span", r.checks_failed ? "failed check" : "checking", "cold");
       cold.title = r.checks_failed
@@ -179,6 +185,7 @@ function renderRunners(s) {
       el("td", ago(s.at_ms, r.last_seen_ms), "seen"),
       el("td", num(r.agreements), "num"),
       el("td", num(r.disagreements), "num"),
+      el("td", num(r.verified), "num verified"),
     );
     return tr;
   });

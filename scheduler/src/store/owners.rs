@@ -148,6 +148,14 @@ pub(super) async fn admit_in(
 }
 
 impl Store {
+    /// How many owner accounts there are.
+    pub async fn owner_count(&self) -> Result<u64> {
+        let row = sqlx::query("SELECT COUNT(*) FROM owners")
+            .fetch_one(&self.reads)
+            .await?;
+        Ok(row.try_get::<i64, _>(0)? as u64)
+    }
+
     /// Every owner account, by name, with its runners.
     pub async fn owners(&self) -> Result<Vec<OwnerInfo>> {
         sqlx::query(

@@ -514,6 +514,38 @@ async fn the_dashboard_shows_a_batch_finish_live_in_a_browser() {
             ),
         )
         .await;
+    // Made established (as months of verified results would), it shows so, with its count.
+    super::trust::establish(&grid, &newcomer.runner_id()).await;
+    browser
+        .wait_until(
+            "the newcomer established",
+            15,
+            &format!(
+                "const r = document.querySelector('#runners tr[data-runner=\"{}\"]'); \
+                 return !!r && !!r.querySelector('.established') \
+                 && r.querySelector('.verified')?.textContent === '5,000'",
+                newcomer.runner_id()
+            ),
+        )
+        .await;
+    // Every owner account counts, as GET /v1/owners lists them.
+    let owners: Vec<Value> = reqwest::get(format!("{}/v1/owners", grid.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(owners.len() >= 6, "{owners:?}");
+    browser
+        .wait_until(
+            "the owners counted",
+            15,
+            &format!(
+                "return document.getElementById('owners-known').textContent === '{} owners'",
+                owners.len()
+            ),
+        )
+        .await;
     assert_eq!(browser.text("#accepted").await, n.to_string());
     assert_eq!(browser.text("#disputed").await, "1");
     let seen = page
