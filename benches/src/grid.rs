@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use helio_cli::grid::Grid;
 use helio_runner::agent::{self, AgentConfig, Stop};
-use helio_sdk::{Blake3Hash, Name, Tier};
+use helio_sdk::ids::Owner;
+use helio_sdk::{Blake3Hash, Tier};
 use serde_json::json;
 use sqlx::Connection;
 use tokio::sync::watch;
@@ -400,7 +401,7 @@ async fn measure(
         let owner = format!("bench-{k:02}");
         let config = AgentConfig {
             scheduler: scheduler.url.clone(),
-            owner: Name::parse(&owner).map_err(anyhow::Error::msg)?,
+            owner: Owner::parse(&owner)?,
             owner_key: None,
             invite: None,
             tier: Tier::Cpu,

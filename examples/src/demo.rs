@@ -10,9 +10,10 @@ use helio_cli::grid::{Grid, progress_line};
 use helio_runner::agent::{self, AgentConfig, Stop};
 use helio_scheduler::service::{self, Config};
 use helio_scheduler::store::Role;
+use helio_sdk::Tier;
+use helio_sdk::ids::Owner;
 use helio_sdk::wire::credits_text;
 use helio_sdk::wire::{BatchResults, BatchStatus, Credits};
-use helio_sdk::{Name, Tier};
 use tokio::sync::watch;
 
 use crate::batches::Example;
@@ -134,7 +135,7 @@ fn start_runners(
         owners.insert(id, owner.to_string());
         let config = AgentConfig {
             scheduler: url.to_string(),
-            owner: Name::parse(owner).map_err(anyhow::Error::msg)?,
+            owner: Owner::parse(owner)?,
             owner_key: None,
             invite: None,
             tier: Tier::Cpu,

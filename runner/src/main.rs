@@ -33,8 +33,8 @@ struct Volunteer {
     #[arg(long, default_value = "cpu", value_parser = |s: &str| s.parse::<helio_sdk::Tier>())]
     tier: helio_sdk::Tier,
     /// Who gets the credits [default: $HELIO_OWNER, else $USER].
-    #[arg(long, value_parser = |s: &str| helio_sdk::Name::parse(s))]
-    owner: Option<helio_sdk::Name>,
+    #[arg(long, value_parser = |s: &str| helio_sdk::ids::Owner::parse(s))]
+    owner: Option<helio_sdk::ids::Owner>,
     /// Tasks to run at once [default: one per core].
     #[arg(long)]
     slots: Option<u32>,
@@ -199,7 +199,7 @@ fn volunteer(v: Volunteer) -> ExitCode {
         ["HELIO_OWNER", "USER"]
             .iter()
             .filter_map(|k| std::env::var(k).ok())
-            .find_map(|s| helio_sdk::Name::parse(&s).ok())
+            .find_map(|s| helio_sdk::ids::Owner::parse(&s).ok())
     });
     let Some(owner) = owner else {
         eprintln!("runner: say who gets the credits with --owner NAME");

@@ -5,6 +5,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use crate::types::Name;
+
 /// Why an id was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -93,44 +95,92 @@ impl LeaseId {
     }
 }
 
-/// A batch: `b-` and 16 lowercase hex digits, derived from everything that defines it.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct BatchId(String);
+/// An id of a prefix and 16 lowercase hex digits, parsed once where it comes in.
+macro_rules! hex_id {
+    ($(#[$doc:meta])* $ty:ident, $prefix:literal, $what:literal, $hint:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $ty(String);
 
-impl BatchId {
-    /// The id whose 16 hex digits are `hex` (the first 16 of a BLAKE3, say).
-    pub fn from_digits(hex: &str) -> Result<BatchId, IdError> {
-        format!("b-{hex}").parse()
-    }
+        impl $ty {
+            /// The id whose 16 hex digits are `hex` (the first 16 of a BLAKE3, say).
+            pub fn from_digits(hex: &str) -> Result<$ty, IdError> {
+                format!(concat!($prefix, "{}"), hex).parse()
+            }
 
-    /// The id as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl FromStr for BatchId {
-    type Err = IdError;
-
-    fn from_str(s: &str) -> Result<BatchId, IdError> {
-        let digits = s.strip_prefix("b-").unwrap_or("");
-        if digits.len() == 16
-            && digits
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        {
-            Ok(BatchId(s.to_string()))
-        } else {
-            Err(IdError(format!(
-                "{s:?} is not a batch id (`b-` and 16 lowercase hex digits, as `helio submit` prints)"
-            )))
+            /// The id as text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
         }
+
+        impl FromStr for $ty {
+            type Err = IdError;
+
+            fn from_str(s: &str) -> Result<$ty, IdError> {
+                let digits = s.strip_prefix($prefix).unwrap_or("");
+                if digits.len() == 16
+                    && digits
+                        .bytes()
+                        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+                {
+                    Ok($ty(s.to_string()))
+                } else {
+                    Err(IdError(format!(
+                        concat!("{:?} is not a ", $what, " id (`", $prefix,
+                            "` and 16 lowercase hex digits, ", $hint, ")"),
+                        s
+                    )))
+                }
+            }
+        }
+
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+hex_id!(
+    /// A batch: `b-` and 16 lowercase hex digits, derived from everything that defines it.
+    BatchId,
+    "b-",
+    "batch",
+    "as `helio submit` prints"
+);
+
+hex_id!(
+    /// A runner: `r-` and 16 lowercase hex digits of the BLAKE3 of its public key.
+    RunnerId,
+    "r-",
+    "runner",
+    "as the runner prints when it joins"
+);
+
+/// An owner: the name its owner key holds at a scheduler (the [`Name`] rule: 1 to 128 of
+/// A-Z, a-z, 0-9, `.`, `_` and `-`). On the wire, a plain string.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Owner(Name);
+
+impl Owner {
+    /// Checks `text` against the name rule.
+    pub fn parse(text: &str) -> Result<Owner, IdError> {
+        Name::parse(text)
+            .map(Owner)
+            .map_err(|e| IdError(format!("owner: {e}")))
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
     }
 }
 
-impl fmt::Display for BatchId {
+impl fmt::Display for Owner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
@@ -168,6 +218,26 @@ mod tests {
         ] {
             let e = bad.parse::<BatchId>().unwrap_err().to_string();
             assert!(e.contains("not a batch id"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn runner_ids_and_owners_are_checked_where_they_come_in() {
+        assert!("r-0123456789abcdef".parse::<RunnerId>().is_ok());
+        for bad in [
+            "",
+            "r-",
+            "b-0123456789abcdef",
+            "r-0123456789abcdeg",
+            "r-x/../y",
+        ] {
+            let e = bad.parse::<RunnerId>().unwrap_err().to_string();
+            assert!(e.contains("not a runner id"), "{bad}: {e}");
+        }
+        assert_eq!(Owner::parse("ada-lab").unwrap().as_str(), "ada-lab");
+        for bad in ["", "ada lab", "../ada", ".."] {
+            let e = Owner::parse(bad).unwrap_err().to_string();
+            assert!(e.starts_with("owner: "), "{bad}: {e}");
         }
     }
 }

@@ -7,11 +7,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use helio_sdk::ids::Owner;
 use helio_sdk::wire::{
     self, HeartbeatAck, Lease, Leases, OwnerKey, RegisterRunner, Registered, ReportStatus,
     RunnerKey,
 };
-use helio_sdk::{Blake3Hash, DETERMINISM_PROFILE, Name, TaskManifest, Tier};
+use helio_sdk::{Blake3Hash, DETERMINISM_PROFILE, TaskManifest, Tier};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -36,7 +37,7 @@ pub struct AgentConfig {
     /// The scheduler's base URL.
     pub scheduler: String,
     /// Who runs this runner (credits go to this owner).
-    pub owner: Name,
+    pub owner: Owner,
     /// The owner key that holds `owner`'s name at the scheduler; `None`: `owner.key` in the
     /// state directory (made there when absent).
     pub owner_key: Option<PathBuf>,

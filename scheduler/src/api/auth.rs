@@ -47,8 +47,11 @@ pub(super) async fn runner_auth(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Answer<RunnerRecord> {
-    let id = header(headers, wire::RUNNER_HEADER)
-        .ok_or_else(|| Fail::unauthorized(format!("missing header {}", wire::RUNNER_HEADER)))?;
+    let id: RunnerId = header(headers, wire::RUNNER_HEADER)
+        .ok_or_else(|| Fail::unauthorized(format!("missing header {}", wire::RUNNER_HEADER)))?
+        .parse()
+        .map_err(|e| Fail::unauthorized(format!("header {}: {e}", wire::RUNNER_HEADER)))?;
+    let id = id.as_str();
     let now = now_ms();
     if let Some(runner) = app.runners.get(id, now) {
         check_signature(method, uri, headers, body, &runner.public_key)?;

@@ -16,12 +16,12 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use helio_sandbox::{LoadedTask, RunOutput, Sandbox};
-use helio_sdk::ids::{BatchId, IdError, LeaseId, TaskId};
+use helio_sdk::ids::{BatchId, IdError, LeaseId, Owner, RunnerId, TaskId};
 use helio_sdk::wire::{
     self, ApiError, BlobList, Credits, LeaseRequest, Leases, RegisterRunner, ReportRequest,
     ReportStatus, ReturnRequest, RunnerInfo,
 };
-use helio_sdk::{BatchManifest, Blake3Hash, DETERMINISM_PROFILE, Name, Tier};
+use helio_sdk::{BatchManifest, Blake3Hash, DETERMINISM_PROFILE, Tier};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::Notify;

@@ -21,7 +21,7 @@ pub(super) async fn register(
         )));
     }
     check_signature(&method, &uri, &headers, &body, &key)?;
-    Name::parse(&reg.owner).map_err(|e| Fail::bad(format!("owner: {e}")))?;
+    Owner::parse(&reg.owner).map_err(|e| Fail::bad(e.to_string()))?;
     if reg.slots == 0 || reg.slots > 1024 {
         return Err(Fail::bad(format!(
             "slots must be 1 to 1024, got {}",
@@ -116,12 +116,15 @@ pub(super) async fn runner_events(
     headers: HeaderMap,
 ) -> Answer<Response> {
     token_auth(&app, &headers, Role::Admin).await?;
+    let id: RunnerId = id.parse().map_err(|e: IdError| Fail::bad(e.to_string()))?;
     let limit = q.limit.unwrap_or(100);
     if limit == 0 || limit > 10_000 {
         return Err(Fail::bad(format!("limit must be 1 to 10000, got {limit}")));
     }
-    let events = app.store.runner_events(&id, limit).await?;
-    Ok(json(&serde_json::json!({ "runner": id, "events": events })))
+    let events = app.store.runner_events(id.as_str(), limit).await?;
+    Ok(json(
+        &serde_json::json!({ "runner": id.as_str(), "events": events }),
+    ))
 }
 
 pub(super) async fn heartbeat(

@@ -11,8 +11,9 @@ use helio_runner::health::HEALTH_CHECK_BATCH;
 use helio_scheduler::ledger;
 use helio_scheduler::service::{self, Config};
 use helio_scheduler::store::Role;
+use helio_sdk::ids::Owner;
 use helio_sdk::wire::{self, BatchStatus, RegisterRunner, ReportStatus, ResultReport, RunnerKey};
-use helio_sdk::{Blake3Hash, DETERMINISM_PROFILE, Name, Outcome, RunReport, Tier};
+use helio_sdk::{Blake3Hash, DETERMINISM_PROFILE, Outcome, RunReport, Tier};
 use sqlx::Connection;
 use tokio::sync::watch;
 
@@ -172,7 +173,7 @@ pub fn runner_of_tier(url: &str, dir: &Path, owner: &str, slots: u32, tier: Tier
     let (tx, rx) = watch::channel(Stop::Run);
     let config = AgentConfig {
         scheduler: url.to_string(),
-        owner: Name::parse(owner).unwrap(),
+        owner: Owner::parse(owner).unwrap(),
         owner_key: None,
         invite: None,
         tier,

@@ -460,6 +460,32 @@ async fn ids_that_name_nothing_are_refused_at_the_edge() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {msg}");
         assert!(msg.contains("task_id 0 names no lease"), "{path}: {msg}");
     }
+    // A runner id that is no runner id is refused as such, in a header or a path.
+    let forged = http
+        .post(format!("{}/v1/heartbeat", grid.url))
+        .header(wire::RUNNER_HEADER, "r-../../admin")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    let (status, _, msg) = error(forged).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{msg}");
+    assert!(msg.contains("is not a runner id"), "{msg}");
+    let admin = service::open_store(&grid.config)
+        .await
+        .unwrap()
+        .create_token(Role::Admin, "ops")
+        .await
+        .unwrap();
+    let events = http
+        .get(format!("{}/v1/runners/alice/events", grid.url))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    let (status, _, msg) = error(events).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{msg}");
+    assert!(msg.contains("is not a runner id"), "{msg}");
     for path in ["/v1/batches/b-NOTHEX", "/v1/batches/12/results"] {
         let response = http
             .get(format!("{}{path}", grid.url))
