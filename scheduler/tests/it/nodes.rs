@@ -639,7 +639,7 @@ async fn runners_are_validated_pooled_rate_limited_and_audited() {
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{msg}");
     let (status, _, _) = error(
-        http.get(format!("{url}/v1/runners/r-nobody/events"))
+        http.get(format!("{url}/v1/runners/r-0000000000000000/events"))
             .bearer_auth(&admin)
             .send()
             .await
