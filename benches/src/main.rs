@@ -209,6 +209,7 @@ fn overhead(n: usize, wasmtime_cli: &Path) -> Result<()> {
             cache_dir: None,
             pool_slots: slots,
             nan: NanMode::AtSinks,
+            ..SandboxConfig::default()
         })?;
         let p_copy = sandbox.prepare(&hash(&copy), &copy)?;
         let p_noop = sandbox.prepare(&hash(&noop), &noop)?;

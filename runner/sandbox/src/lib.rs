@@ -20,6 +20,7 @@
 //! ```
 #![deny(missing_docs)]
 
+mod bounds;
 mod cache;
 mod errno;
 pub mod health;
@@ -31,6 +32,7 @@ mod vfs;
 mod wasi;
 mod watchdog;
 
+pub use bounds::CompileBounds;
 pub use instrument::instrument;
 pub use load::{LoadedTask, load_batch_task, load_task};
 pub use nan::{CANONICAL_F32, CANONICAL_F64, NanMode};

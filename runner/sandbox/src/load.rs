@@ -84,11 +84,37 @@ pub fn load_batch_task(path: &Path, task: &str) -> Result<LoadedTask, Rejection>
 }
 
 fn read_manifest(path: &Path) -> Result<String, Rejection> {
-    fs::read_to_string(path).map_err(|e| Rejection::Read {
+    let fail = |reason: String| Rejection::Read {
         what: "manifest".into(),
         uri: path.display().to_string(),
-        reason: e.to_string(),
-    })
+        reason,
+    };
+    let bytes = read_regular(path).map_err(fail)?;
+    String::from_utf8(bytes).map_err(|_| fail("is not UTF-8 text".into()))
+}
+
+/// The bytes of the regular file at `path`. It is opened without blocking (a FIFO with no
+/// writer would otherwise hang the runner at `open`) and its type checked on the open
+/// handle, so that a device, a FIFO or a directory is refused at once, before any byte is
+/// read.
+fn read_regular(path: &Path) -> Result<Vec<u8>, String> {
+    let mut options = fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
+    let mut file = options
+        .open(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let meta = file.metadata().map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err(format!(
+            "{} is not a regular file (a FIFO, device or directory is never read)",
+            path.display()
+        ));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.read_to_end(&mut bytes).map_err(|e| e.to_string())?;
+    Ok(bytes)
 }
 
 fn load_verified(path: &Path, manifest: TaskManifest) -> Result<LoadedTask, Rejection> {
@@ -149,13 +175,5 @@ fn fetch(what: &str, uri: &Uri, base: &Path) -> Result<Vec<u8>, Rejection> {
             )));
         }
     };
-    let mut file = fs::File::open(&path).map_err(|e| fail(format!("{}: {e}", path.display())))?;
-    let meta = file.metadata().map_err(|e| fail(e.to_string()))?;
-    if !meta.is_file() {
-        return Err(fail(format!("{} is not a regular file", path.display())));
-    }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    file.read_to_end(&mut bytes)
-        .map_err(|e| fail(e.to_string()))?;
-    Ok(bytes)
+    read_regular(&path).map_err(fail)
 }

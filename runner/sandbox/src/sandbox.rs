@@ -16,6 +16,7 @@ use wasmtime::{
 };
 
 use crate::Rejection;
+use crate::bounds::CompileBounds;
 use crate::cache::DiskCache;
 use crate::instrument::{self, FUEL_EXPORT, INTERRUPT_EXPORT, STOP_EXPORT};
 use crate::nan::NanMode;
@@ -38,6 +39,8 @@ pub struct SandboxConfig {
     pub pool_slots: u32,
     /// How NaNs are made deterministic.
     pub nan: NanMode,
+    /// The most a module may ask of the compiler.
+    pub bounds: CompileBounds,
 }
 
 /// A module compiled, checked against the contract, and ready to instantiate quickly.
@@ -104,6 +107,7 @@ impl OutputFile {
 /// Runs tasks. One per process is plenty: it is `Sync`, and tasks may run on many threads.
 pub struct Sandbox {
     nan: NanMode,
+    bounds: CompileBounds,
     engine: Engine,
     linker: Linker<Host>,
     disk: Option<DiskCache>,
@@ -166,6 +170,7 @@ impl Sandbox {
         };
         Ok(Sandbox {
             nan: config.nan,
+            bounds: config.bounds,
             engine,
             linker,
             disk,
@@ -219,6 +224,7 @@ impl Sandbox {
                 "not a WebAssembly binary (it does not start with \\0asm)".into(),
             ));
         }
+        self.bounds.check(bytes).map_err(Rejection::InvalidModule)?;
         // Validate the module as written: the rewrite adds locals, globals and a memory that
         // an invalid module could otherwise reach.
         Module::validate(&self.engine, bytes)

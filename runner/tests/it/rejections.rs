@@ -80,6 +80,57 @@ fn a_missing_input_is_rejected() {
         .assert_rejected(&["input \"name.txt\"", "cannot read"]);
 }
 
+/// An input or a module that is a FIFO (or a device) is rejected at once: the runner never
+/// waits at `open` for a writer that will not come.
+#[cfg(unix)]
+#[test]
+fn a_fifo_or_a_device_is_rejected_at_once() {
+    use std::time::{Duration, Instant};
+    let t = task(g::HELLO)
+        .input("name.txt", b"Ada")
+        .output("greeting.txt", 100);
+    let fifo = t.dir.path().join("name.txt");
+    std::fs::remove_file(&fifo).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let mut manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(t.manifest_path()).unwrap()).unwrap();
+    manifest["module"]["uri"] = json!("/dev/zero");
+    let device = t.dir.path().join("device.json");
+    std::fs::write(&device, manifest.to_string()).unwrap();
+    for (path, words) in [
+        (t.manifest_path(), ["(name.txt)", "not a regular file"]),
+        (device, ["module", "not a regular file"]),
+    ] {
+        let mut child = super::check::runner()
+            .args(["exec", "--json", "--no-cache"])
+            .arg(&path)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if start.elapsed() > Duration::from_secs(60) {
+                child.kill().unwrap();
+                panic!("runner exec still waits on {words:?} after a minute");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut out).unwrap();
+        assert_eq!(status.code(), Some(2), "{out}");
+        for w in words {
+            assert!(out.contains(w), "{w}: {out}");
+        }
+    }
+}
+
 #[test]
 fn invalid_and_truncated_modules_are_rejected() {
     task_bytes(b"this is not wasm")
@@ -90,6 +141,56 @@ fn invalid_and_truncated_modules_are_rejected() {
         .exec()
         .assert_rejected(&["module:"]);
     task_bytes(&[]).exec().assert_rejected(&["module"]);
+}
+
+/// A compile bomb of each shape (very many functions, one huge body, a function of very many
+/// locals) is refused before wasmtime compiles it, naming the bound: in the child's peak
+/// resident memory, far below the gigabytes compiling them took.
+#[cfg(unix)]
+#[test]
+fn compile_bombs_are_refused_before_compiling() {
+    use wasm_encoder::{
+        CodeSection, Function, FunctionSection, Instruction, Module, TypeSection, ValType,
+    };
+    let bomb = |n: u32, locals: u32, consts: u32| {
+        let mut types = TypeSection::new();
+        types.ty().function([], []);
+        let mut functions = FunctionSection::new();
+        let mut code = CodeSection::new();
+        for _ in 0..n {
+            functions.function(0);
+            let mut f = Function::new([(locals, ValType::I32)]);
+            for _ in 0..consts {
+                f.instruction(&Instruction::I32Const(1));
+            }
+            for _ in 0..consts {
+                f.instruction(&Instruction::Drop);
+            }
+            f.instruction(&Instruction::End);
+            code.function(&f);
+        }
+        let mut m = Module::new();
+        m.section(&types).section(&functions).section(&code);
+        m.finish()
+    };
+    for (bytes, words) in [
+        (bomb(999_999, 0, 0), "defines 999999 functions"),
+        (bomb(1, 0, 2_000_000), "function 0's body is"),
+        (bomb(1, 40_000, 0), "has 40000 locals"),
+    ] {
+        task_bytes(&bytes)
+            .exec()
+            .assert_rejected(&["module", words, "more than the"]);
+    }
+    // The largest child this test process has waited for stayed small (the other tests'
+    // runners included: a generous bound, where compiling the first bomb took 5.35 GB).
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    assert_eq!(
+        unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) },
+        0
+    );
+    let peak_kib = usage.ru_maxrss;
+    assert!(peak_kib < 1 << 20, "a child reached {peak_kib} KiB");
 }
 
 #[test]
