@@ -131,7 +131,7 @@ mod tests {
         assert!(long.contains("function 0's body is"), "{long}");
         let wide = b.check(&module(2, 51, 0)).unwrap_err();
         assert!(wide.contains("has 51 locals"), "{wide}");
-        let big = b.check(&module(1, 0, 30_000)).unwrap_err();
+        let big = b.check(&module(1, 0, 40_000)).unwrap_err();
         assert!(big.contains("more than the 100000"), "{big}");
         // What does not parse is the validator's to explain.
         assert_eq!(b.check(b"\0asm\x01\0\0\0\x0a\xff"), Ok(()));
