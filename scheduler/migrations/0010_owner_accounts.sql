@@ -12,3 +12,6 @@ CREATE TABLE owners (
     address TEXT NOT NULL
 );
 CREATE INDEX owners_by_address ON owners (address, created_ms);
+-- An owner's runners, for the owner list and for claiming a name from before owner keys,
+-- without reading every runner.
+CREATE INDEX runners_by_owner ON runners (owner);

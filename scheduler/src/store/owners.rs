@@ -159,10 +159,10 @@ impl Store {
     /// Every owner account, by name, with its runners.
     pub async fn owners(&self) -> Result<Vec<OwnerInfo>> {
         sqlx::query(
-            "SELECT o.name, o.public_key, o.created_ms, o.admitted, \
-             (SELECT COUNT(*) FROM runners r WHERE r.owner = o.name), \
-             (SELECT COUNT(*) FROM runners r WHERE r.owner = o.name AND r.online = 1) \
-             FROM owners o ORDER BY o.name",
+            "SELECT o.name, o.public_key, o.created_ms, o.admitted, COUNT(r.id), \
+             COALESCE(SUM(CASE WHEN r.online = 1 THEN 1 ELSE 0 END), 0) \
+             FROM owners o LEFT JOIN runners r ON r.owner = o.name \
+             GROUP BY o.name, o.public_key, o.created_ms, o.admitted ORDER BY o.name",
         )
         .fetch_all(&self.reads)
         .await?
