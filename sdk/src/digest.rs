@@ -10,7 +10,10 @@ use crate::types::{Blake3Hash, Name};
 /// `helio-det-2` meters fuel with checks the module rewrite inserts instead of wasmtime's.
 /// `helio-det-3` also counts the fuel of a function left by a branch to its own label (before,
 /// such a call's fuel was lost to its caller).
-pub const DETERMINISM_PROFILE: &str = "helio-det-3";
+/// `helio-det-4` prices host calls by their work (path steps, listed entries, poll
+/// subscriptions, iovec entries, path bytes), bounds the guest's file-system metadata (a task
+/// past it ends with `memory_limit`) and counts symlinks followed per lookup, not per level.
+pub const DETERMINISM_PROFILE: &str = "helio-det-4";
 
 /// How one run ended. Every variant but [`Outcome::Timeout`] is deterministic.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

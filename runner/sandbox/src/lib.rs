@@ -39,8 +39,11 @@ pub use nan::{CANONICAL_F32, CANONICAL_F64, NanMode};
 pub use sandbox::{
     MAX_WASM_STACK, OutputFile, Prepared, RunOutput, Sandbox, SandboxConfig, engine_config,
 };
-pub use vfs::SPILL_BYTES;
-pub use wasi::{HOST_BYTES_PER_FUEL, HOST_CALL_FUEL, REALTIME_EPOCH_NS, STDERR_CAP, STDOUT_CAP};
+pub use vfs::{MAX_OUT_NODES, MAX_PATH_BYTES, META_BUDGET, SPILL_BYTES};
+pub use wasi::{
+    HOST_BYTES_PER_FUEL, HOST_CALL_FUEL, IOVEC_FUEL, MAX_IOVS, REALTIME_EPOCH_NS, STDERR_CAP,
+    STDOUT_CAP, STEP_FUEL, SUBSCRIPTION_FUEL,
+};
 pub use watchdog::Progress;
 
 use helio_sdk::{Blake3Hash, ManifestError};

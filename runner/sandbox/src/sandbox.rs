@@ -283,6 +283,7 @@ impl Sandbox {
             m.fuel.set(&mut store, Val::I64(fuel_limit))?;
             store.data_mut().fuel = Some(m.fuel);
             store.data_mut().memory = instance.get_memory(&mut store, "memory");
+            store.data_mut().deadline = Some(deadline);
             // The fuel left as the guest last told it, until it first does: all of it.
             let slot = instrument::PROGRESS_FUEL as usize;
             m.interrupt.data_mut(&mut store)[slot..slot + 8]
@@ -405,7 +406,7 @@ fn classify(error: wasmtime::Error, stop: i32) -> Result<Outcome, Rejection> {
         return Ok(match stop {
             Stop::Exit(code) => Outcome::Exited { exit_code: *code },
             Stop::Output(o) => Outcome::ContractViolation { error: o.0.clone() },
-            Stop::MemoryLimit => Outcome::MemoryLimit,
+            Stop::MemoryLimit | Stop::HostBudget(_) => Outcome::MemoryLimit,
             Stop::TableLimit => Outcome::Trapped {
                 trap: "table_limit".into(),
             },

@@ -17,6 +17,8 @@ pub struct Task {
 pub struct Exec {
     pub status: i32,
     pub json: Value,
+    /// The child's peak resident memory, in KiB, from its own rusage.
+    pub peak_kib: i64,
 }
 
 impl Exec {
@@ -159,24 +161,65 @@ impl Task {
             None => cmd.arg("--no-cache"),
         };
         adjust(&mut cmd);
-        let out = cmd.output().unwrap();
-        let stdout = String::from_utf8(out.stdout).unwrap();
-        let json: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
-            panic!(
-                "runner printed no JSON ({e}): {stdout}\nstderr: {}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
+        let (status, stdout, stderr, peak_kib) = run_measured(cmd);
+        let json: Value = serde_json::from_str(stdout.trim())
+            .unwrap_or_else(|e| panic!("runner printed no JSON ({e}): {stdout}\nstderr: {stderr}"));
         assert_eq!(
             stdout.trim().lines().count(),
             1,
             "--json prints one line: {stdout}"
         );
         Exec {
-            status: out.status.code().unwrap(),
+            status,
             json,
+            peak_kib,
         }
     }
+}
+
+/// Runs `cmd` to its end and returns its exit status, standard output and error, and its own
+/// peak resident memory (waited for with `wait4`, so no other child's is counted).
+#[allow(clippy::zombie_processes)] // reaped by `wait4`, which `Child::wait` cannot replace
+fn run_measured(mut cmd: Command) -> (i32, String, String, i64) {
+    use std::io::Read;
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err_pipe = child.stderr.take().unwrap();
+    let errors = std::thread::spawn(move || {
+        let mut text = String::new();
+        err_pipe.read_to_string(&mut text).unwrap();
+        text
+    });
+    let mut stdout = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    let stderr = errors.join().unwrap();
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is valid, and `wait4` reaps only this child, which `child`
+    // never waits for after this.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = child.id() as libc::pid_t;
+    // SAFETY: the pointers are to live locals.
+    let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(
+        reaped,
+        pid,
+        "wait4 failed: {}",
+        std::io::Error::last_os_error()
+    );
+    assert!(
+        libc::WIFEXITED(status),
+        "the runner died: status {status}\n{stderr}"
+    );
+    (libc::WEXITSTATUS(status), stdout, stderr, usage.ru_maxrss)
 }
 
 pub fn runner() -> Command {

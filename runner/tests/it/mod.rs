@@ -3,6 +3,7 @@ mod check;
 mod determinism;
 mod files;
 mod fuel;
+mod hostbombs;
 mod nan;
 mod outcomes;
 mod pool;

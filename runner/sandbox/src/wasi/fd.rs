@@ -2,6 +2,12 @@
 
 use super::*;
 
+/// What an iovec array of `n` entries costs before it is read (an array past [`MAX_IOVS`]
+/// is refused, and costs no more than the largest allowed).
+fn iovec_fuel(n: i32) -> u64 {
+    u64::from((n as u32).min(MAX_IOVS)) * IOVEC_FUEL
+}
+
 pub(super) fn write_to(
     host: &mut Host,
     fd: i32,
@@ -225,7 +231,7 @@ pub(super) fn add_fd_data(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
         MODULE,
         "fd_pread",
         |mut c: Caller<'_, Host>, fd: i32, iovs: i32, n: i32, off: i64, out: i32| {
-            call(&mut c, |m, h| {
+            call_priced(&mut c, iovec_fuel(n), |m, h| {
                 let read = read_from(m, h, fd, iovs, n, Some(off as u64))?;
                 m.put_u32(out, read as u32)?;
                 Ok(read)
@@ -236,7 +242,7 @@ pub(super) fn add_fd_data(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
         MODULE,
         "fd_pwrite",
         |mut c: Caller<'_, Host>, fd: i32, iovs: i32, n: i32, off: i64, out: i32| {
-            call(&mut c, |m, h| {
+            call_priced(&mut c, iovec_fuel(n), |m, h| {
                 let written = write_to(h, fd, &m.gather(iovs, n)?, Some(off as u64))?;
                 m.put_u32(out, written as u32)?;
                 Ok(written)
@@ -247,7 +253,7 @@ pub(super) fn add_fd_data(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
         MODULE,
         "fd_read",
         |mut c: Caller<'_, Host>, fd: i32, iovs: i32, n: i32, out: i32| {
-            call(&mut c, |m, h| {
+            call_priced(&mut c, iovec_fuel(n), |m, h| {
                 let read = read_from(m, h, fd, iovs, n, None)?;
                 m.put_u32(out, read as u32)?;
                 Ok(read)
@@ -258,7 +264,7 @@ pub(super) fn add_fd_data(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
         MODULE,
         "fd_write",
         |mut c: Caller<'_, Host>, fd: i32, iovs: i32, n: i32, out: i32| {
-            call(&mut c, |m, h| {
+            call_priced(&mut c, iovec_fuel(n), |m, h| {
                 let written = write_to(h, fd, &m.gather(iovs, n)?, None)?;
                 m.put_u32(out, written as u32)?;
                 Ok(written)
@@ -308,18 +314,17 @@ pub(super) fn add_fd_data(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
         |mut c: Caller<'_, Host>, fd: i32, buf: i32, len: i32, cookie: i64, out: i32| {
             call(&mut c, |m, h| {
                 let node = h.dir_fd(fd).map_err(|_| Errno::Badf)?;
-                let entries = h.vfs.list(node)?;
                 let cap = len as u32 as usize;
                 let mut bytes = Vec::new();
-                for (i, (name, id)) in entries.iter().enumerate().skip(cookie as u64 as usize) {
+                for (next, name, id) in h.vfs.list(node, cookie as u64)? {
                     if bytes.len() >= cap {
                         break;
                     }
                     let mut head = [0u8; 24];
-                    head[0..8].copy_from_slice(&(i as u64 + 1).to_le_bytes());
-                    head[8..16].copy_from_slice(&crate::vfs::Node::ino(*id).to_le_bytes());
+                    head[0..8].copy_from_slice(&next.to_le_bytes());
+                    head[8..16].copy_from_slice(&crate::vfs::Node::ino(id).to_le_bytes());
                     head[16..20].copy_from_slice(&(name.len() as u32).to_le_bytes());
-                    head[20] = filetype(&h.vfs.node(*id).kind);
+                    head[20] = filetype(&h.vfs.node(id).kind);
                     bytes.extend_from_slice(&head);
                     bytes.extend_from_slice(name.as_bytes());
                 }

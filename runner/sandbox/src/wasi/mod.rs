@@ -8,10 +8,15 @@
 //! from the task's seed. `poll_oneoff` never blocks: a sleep advances the virtual clock at once.
 //! No sockets, no signals.
 //!
-//! Every call costs [`HOST_CALL_FUEL`] plus one unit per [`HOST_BYTES_PER_FUEL`] bytes moved,
-//! so host work is metered as exactly as guest work.
+//! Every call costs [`HOST_CALL_FUEL`], plus one unit per [`HOST_BYTES_PER_FUEL`] bytes moved,
+//! [`STEP_FUEL`] per path step or directory entry visited and [`SUBSCRIPTION_FUEL`] per
+//! `poll_oneoff` subscription, so host work is metered as exactly as guest work, whatever the
+//! arguments. Every call also reads the wall clock, so `wall_seconds` holds in host calls as
+//! it does in guest code.
 
+use std::cell::Cell;
 use std::fmt;
+use std::time::Instant;
 
 use wasmtime::{Caller, Global, Linker, Memory, Trap, Val};
 
@@ -39,6 +44,18 @@ pub const HOST_CALL_FUEL: u64 = 100;
 
 /// Bytes moved across the host boundary per unit of fuel.
 pub const HOST_BYTES_PER_FUEL: u64 = 8;
+
+/// Fuel for each step of a path lookup and each directory entry listed or passed over.
+pub const STEP_FUEL: u64 = 50;
+
+/// Fuel for each subscription a `poll_oneoff` call passes, charged before it is read.
+pub const SUBSCRIPTION_FUEL: u64 = 50;
+
+/// Fuel for each entry of an iovec array.
+pub const IOVEC_FUEL: u64 = 8;
+
+/// The most entries one iovec array may have (Linux's `IOV_MAX`).
+pub const MAX_IOVS: u32 = 1024;
 
 /// Standard output is captured up to this many bytes.
 pub const STDOUT_CAP: usize = 1 << 20;
@@ -94,6 +111,9 @@ pub enum Stop {
     MemoryLimit,
     /// A table would have grown past the sandbox's table limit.
     TableLimit,
+    /// The guest would have made the host hold more than its budget: ends with
+    /// `memory_limit`, as linear memory does.
+    HostBudget(String),
 }
 
 impl fmt::Display for Stop {
@@ -103,6 +123,7 @@ impl fmt::Display for Stop {
             Stop::Output(o) => f.write_str(&o.0),
             Stop::MemoryLimit => f.write_str("linear memory would grow past limits.memory_bytes"),
             Stop::TableLimit => f.write_str("a table would grow past the sandbox's limit"),
+            Stop::HostBudget(why) => f.write_str(why),
         }
     }
 }
@@ -164,6 +185,8 @@ pub struct Host {
     pub fuel_limit: u64,
     /// The most bytes linear memory may grow to.
     pub memory_limit: u64,
+    /// When the task's `wall_seconds` run out, once it runs.
+    pub deadline: Option<Instant>,
     fds: Vec<Option<Fd>>,
     args: Vec<Vec<u8>>,
     env: Vec<Vec<u8>>,
@@ -237,6 +260,7 @@ impl Host {
             stderr: Capture::new(STDERR_CAP),
             fuel_limit,
             memory_limit,
+            deadline: None,
             fds: vec![
                 Some(Fd::Stdin),
                 Some(Fd::Stdout),
@@ -340,6 +364,7 @@ impl From<WriteError> for Fail {
         match e {
             WriteError::Errno(e) => Fail::Errno(e),
             WriteError::Overflow(o) => Fail::Stop(wasmtime::Error::new(Stop::Output(o))),
+            WriteError::Budget(why) => Fail::Stop(wasmtime::Error::new(Stop::HostBudget(why))),
             WriteError::Io(e) => Fail::Stop(wasmtime::Error::msg(format!(
                 "cannot write /out to disk: {e}"
             ))),
@@ -350,19 +375,23 @@ impl From<WriteError> for Fail {
 type HostResult = Result<u64, Fail>;
 
 /// Guest linear memory, with bounds-checked access that fails with `EFAULT`.
-struct Mem<'a>(&'a mut [u8]);
+struct Mem<'a> {
+    bytes: &'a mut [u8],
+    /// Bytes of paths copied out, for the call's price.
+    copied: Cell<u64>,
+}
 
 impl Mem<'_> {
     fn slice(&self, ptr: i32, len: u32) -> Result<&[u8], Errno> {
         let start = ptr as u32 as usize;
         let end = start.checked_add(len as usize).ok_or(Errno::Fault)?;
-        self.0.get(start..end).ok_or(Errno::Fault)
+        self.bytes.get(start..end).ok_or(Errno::Fault)
     }
 
     fn slice_mut(&mut self, ptr: i32, len: u32) -> Result<&mut [u8], Errno> {
         let start = ptr as u32 as usize;
         let end = start.checked_add(len as usize).ok_or(Errno::Fault)?;
-        self.0.get_mut(start..end).ok_or(Errno::Fault)
+        self.bytes.get_mut(start..end).ok_or(Errno::Fault)
     }
 
     fn read_u32(&self, ptr: i32) -> Result<u32, Errno> {
@@ -387,8 +416,14 @@ impl Mem<'_> {
         self.put(ptr, &v.to_le_bytes())
     }
 
+    /// A path argument, refused with `NAMETOOLONG` before it is copied if it is longer than
+    /// any path the file system can hold.
     fn path(&self, ptr: i32, len: i32) -> Result<String, Errno> {
+        if len as u32 as usize > crate::vfs::MAX_PATH_BYTES {
+            return Err(Errno::Nametoolong);
+        }
         let bytes = self.slice(ptr, len as u32)?;
+        self.copied.set(self.copied.get() + bytes.len() as u64);
         let text = std::str::from_utf8(bytes).map_err(|_| Errno::Ilseq)?;
         if text.contains('\0') {
             return Err(Errno::Inval);
@@ -396,9 +431,12 @@ impl Mem<'_> {
         Ok(text.to_string())
     }
 
-    /// The `(ptr, len)` pairs of an iovec array.
+    /// The `(ptr, len)` pairs of an iovec array of at most [`MAX_IOVS`] entries.
     fn iovs(&self, ptr: i32, count: i32) -> Result<Vec<(i32, u32)>, Errno> {
         let count = u32::try_from(count).map_err(|_| Errno::Inval)?;
+        if count > MAX_IOVS {
+            return Err(Errno::Inval);
+        }
         let raw = self.slice(ptr, count.checked_mul(8).ok_or(Errno::Fault)?)?;
         Ok(raw
             .chunks_exact(8)
@@ -457,7 +495,23 @@ fn call(
     caller: &mut Caller<'_, Host>,
     body: impl FnOnce(&mut Mem<'_>, &mut Host) -> HostResult,
 ) -> wasmtime::Result<i32> {
-    let left = charge(caller, HOST_CALL_FUEL)?;
+    call_priced(caller, 0, body)
+}
+
+/// [`call`], charging `upfront` fuel (work the arguments ask for) before the body runs. What
+/// the body then did (bytes moved, steps taken) is charged after it, whether it succeeded or
+/// failed; the work one body can do is bounded, so charging after it is exact and safe.
+fn call_priced(
+    caller: &mut Caller<'_, Host>,
+    upfront: u64,
+    body: impl FnOnce(&mut Mem<'_>, &mut Host) -> HostResult,
+) -> wasmtime::Result<i32> {
+    if let Some(deadline) = caller.data().deadline
+        && Instant::now() >= deadline
+    {
+        return Err(Trap::Interrupt.into());
+    }
+    let left = charge(caller, HOST_CALL_FUEL.saturating_add(upfront))?;
     let consumed = caller.data().fuel_limit.saturating_sub(left as u64);
     let memory = match caller.data().memory {
         Some(m) => m,
@@ -471,12 +525,22 @@ fn call(
     };
     let (bytes, host) = memory.data_and_store_mut(&mut *caller);
     host.fuel_now = consumed;
-    match body(&mut Mem(bytes), host) {
+    let mut mem = Mem {
+        bytes,
+        copied: Cell::new(0),
+    };
+    let result = body(&mut mem, host);
+    let work =
+        host.vfs.take_work().saturating_mul(STEP_FUEL) + mem.copied.get() / HOST_BYTES_PER_FUEL;
+    match result {
         Ok(moved) => {
-            charge(caller, moved / HOST_BYTES_PER_FUEL)?;
+            charge(caller, (moved / HOST_BYTES_PER_FUEL).saturating_add(work))?;
             Ok(0)
         }
-        Err(Fail::Errno(e)) => Ok(e as i32),
+        Err(Fail::Errno(e)) => {
+            charge(caller, work)?;
+            Ok(e as i32)
+        }
         Err(Fail::Stop(e)) => Err(e),
     }
 }

@@ -6,17 +6,27 @@
 //! the virtual clock unless the guest set it, link counts are 1. Nothing here touches the
 //! host's file system, so no path, symlink or `..` can lead out of the sandbox, and every byte
 //! written to `/out` is counted against the declared outputs' `max_bytes` as it is written.
+//!
+//! Host memory is bounded too. File contents draw on the declared outputs' `max_bytes`; the
+//! rest the guest makes the host hold (nodes, names, symlink targets) draws on a fixed
+//! [`META_BUDGET`] and is given back when the node is freed, which happens as soon as it is
+//! unlinked and no descriptor holds it. Paths and symlink targets are at most
+//! [`MAX_PATH_BYTES`], one lookup follows at most [`MAX_SYMLINK_HOPS`] symlinks in all, and
+//! every step of a lookup or a listing is counted in [`Vfs::take_work`], which the caller
+//! prices in fuel.
 
-use std::borrow::Cow;
-use std::collections::BTreeMap;
-use std::fs::File;
+use std::cell::Cell;
+use std::collections::{BTreeMap, HashMap};
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
 use crate::errno::Errno;
 
-/// Index of a node in [`Vfs::nodes`].
+mod data;
+
+pub use data::{Data, SPILL_BYTES};
+
+/// A node's identity: they count up from 0 in creation order and are never reused.
 pub type NodeId = usize;
 
 /// The root of `/in`.
@@ -24,102 +34,18 @@ pub const IN_ROOT: NodeId = 0;
 /// The root of `/out`.
 pub const OUT_ROOT: NodeId = 1;
 
-/// How many symlinks one path lookup may follow.
-const MAX_SYMLINK_HOPS: usize = 32;
+/// How many symlinks one path lookup may follow, in all.
+pub const MAX_SYMLINK_HOPS: usize = 32;
 /// The longest name of one directory entry.
-const MAX_NAME_BYTES: usize = 255;
-/// The most nodes the guest may create in `/out`.
-const MAX_OUT_NODES: usize = 4096;
-
-/// A file the guest writes moves from memory to disk once it grows past this many bytes.
-pub const SPILL_BYTES: u64 = 8 << 20;
-
-/// What a file holds.
-#[derive(Debug)]
-pub enum Data {
-    /// An input: verified bytes shared with the runner, never written.
-    Shared(Arc<[u8]>),
-    /// A file the guest writes, in memory.
-    Owned(Vec<u8>),
-    /// A file the guest writes that outgrew [`SPILL_BYTES`]: an unlinked temporary file,
-    /// so nothing is left on disk whatever happens to the runner.
-    Spilled { file: File, len: u64 },
-}
-
-impl Data {
-    pub fn len(&self) -> u64 {
-        match self {
-            Data::Shared(b) => b.len() as u64,
-            Data::Owned(v) => v.len() as u64,
-            Data::Spilled { len, .. } => *len,
-        }
-    }
-
-    /// Up to `max` bytes from `offset` (fewer at the end of the file).
-    pub fn read_at(&self, offset: u64, max: usize) -> io::Result<Cow<'_, [u8]>> {
-        let len = self.len();
-        let n = (len.saturating_sub(offset)).min(max as u64) as usize;
-        Ok(match self {
-            Data::Shared(b) => Cow::Borrowed(&b[offset.min(len) as usize..][..n]),
-            Data::Owned(v) => Cow::Borrowed(&v[offset.min(len) as usize..][..n]),
-            Data::Spilled { file, .. } => {
-                let mut buf = vec![0u8; n];
-                file.read_exact_at(&mut buf, offset)?;
-                Cow::Owned(buf)
-            }
-        })
-    }
-
-    /// Writes `bufs` at `offset`; the file must already be long enough.
-    fn write_at(&mut self, offset: u64, bufs: &[&[u8]]) -> io::Result<()> {
-        let mut at = offset;
-        for b in bufs {
-            match self {
-                Data::Owned(v) => v[at as usize..][..b.len()].copy_from_slice(b),
-                Data::Spilled { file, .. } => file.write_all_at(b, at)?,
-                Data::Shared(_) => return Err(io::Error::other("inputs are read-only")),
-            }
-            at += b.len() as u64;
-        }
-        Ok(())
-    }
-
-    /// Sets the length to `len` (zero-filled when growing), moving to disk past
-    /// [`SPILL_BYTES`].
-    fn resize(&mut self, len: u64) -> io::Result<()> {
-        if let Data::Owned(v) = self
-            && len > SPILL_BYTES
-        {
-            let file = tempfile::tempfile()?;
-            file.write_all_at(v, 0)?;
-            *self = Data::Spilled {
-                file,
-                len: v.len() as u64,
-            };
-        }
-        match self {
-            Data::Owned(v) => v.resize(len as usize, 0),
-            Data::Spilled { file, len: l } => {
-                file.set_len(len)?;
-                *l = len;
-            }
-            Data::Shared(_) => return Err(io::Error::other("inputs are read-only")),
-        }
-        Ok(())
-    }
-
-    /// Feeds every byte to `sink`, in order, a block at a time.
-    pub fn for_each_block(&self, mut sink: impl FnMut(&[u8]) -> io::Result<()>) -> io::Result<()> {
-        const BLOCK: usize = 1 << 16;
-        let mut at = 0;
-        while at < self.len() {
-            let block = self.read_at(at, BLOCK)?;
-            sink(&block)?;
-            at += block.len() as u64;
-        }
-        Ok(())
-    }
-}
+pub const MAX_NAME_BYTES: usize = 255;
+/// The longest path a guest may pass, and the longest symlink target it may make.
+pub const MAX_PATH_BYTES: usize = 4096;
+/// The most nodes the guest may have in `/out` at once.
+pub const MAX_OUT_NODES: usize = 4096;
+/// Host bytes the guest's nodes, names and symlink targets may hold together.
+pub const META_BUDGET: u64 = 4 << 20;
+/// What one node costs the host beyond its name and target: the node, its map slots.
+pub const NODE_BYTES: u64 = 160;
 
 #[derive(Debug)]
 pub enum Kind {
@@ -160,16 +86,28 @@ impl Node {
             Kind::Symlink { target } => target.len() as u64,
         }
     }
+
+    /// The host bytes this node holds beyond its contents and its name.
+    fn meta_bytes(&self) -> u64 {
+        NODE_BYTES
+            + match &self.kind {
+                Kind::Symlink { target } => target.len() as u64,
+                _ => 0,
+            }
+    }
 }
 
 /// Why a write to `/out` ends the task: it broke the output contract.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutputOverflow(pub String);
 
-/// The result of a write that may overflow a declared output.
+/// The result of a change that may overflow a declared output or the host budget.
 pub enum WriteError {
     Errno(Errno),
     Overflow(OutputOverflow),
+    /// The guest would make the host hold more than [`META_BUDGET`]: the task ends with
+    /// `memory_limit`.
+    Budget(String),
     /// The runner could not write its spill file (a fault of the machine, not the task).
     Io(io::Error),
 }
@@ -182,13 +120,20 @@ impl From<Errno> for WriteError {
 
 /// The in-memory file system of one task.
 pub struct Vfs {
-    nodes: Vec<Node>,
+    nodes: HashMap<NodeId, Node>,
+    next: NodeId,
     /// Declared outputs: name → max_bytes.
     declared: BTreeMap<String, u64>,
     /// Bytes held by files in `/out`, and the most they may hold together.
     out_bytes: u64,
     out_budget: u64,
     out_nodes: usize,
+    /// Host bytes held by the guest's nodes, names and symlink targets, and the most they may
+    /// hold ([`META_BUDGET`]).
+    meta_bytes: u64,
+    meta_budget: u64,
+    /// Lookup steps and listed entries since [`Vfs::take_work`] last ran.
+    work: Cell<u64>,
     epoch_ns: u64,
 }
 
@@ -205,11 +150,15 @@ impl Vfs {
             parent,
         };
         let mut vfs = Vfs {
-            nodes: Vec::new(),
+            nodes: HashMap::new(),
+            next: 0,
             out_budget: declared.values().copied().fold(0u64, u64::saturating_add),
             declared,
             out_bytes: 0,
             out_nodes: 0,
+            meta_bytes: 0,
+            meta_budget: META_BUDGET,
+            work: Cell::new(0),
             epoch_ns,
         };
         vfs.push(dir(None), false);
@@ -230,51 +179,87 @@ impl Vfs {
     }
 
     fn push(&mut self, kind: Kind, writable: bool) -> NodeId {
-        self.nodes.push(Node {
+        let id = self.next;
+        self.next += 1;
+        let node = Node {
             kind,
             writable,
             times: [self.epoch_ns; 2],
             open: 0,
             linked: true,
-        });
-        self.nodes.len() - 1
+        };
+        self.nodes.insert(id, node);
+        id
     }
 
+    /// A live node: one that a directory entry or a descriptor holds.
     pub fn node(&self, id: NodeId) -> &Node {
-        &self.nodes[id]
+        &self.nodes[&id]
     }
 
     pub fn node_mut(&mut self, id: NodeId) -> &mut Node {
-        &mut self.nodes[id]
+        self.nodes.get_mut(&id).expect("a live node")
+    }
+
+    /// Lookup steps and listed entries since the last call, for the caller to price.
+    pub fn take_work(&self) -> u64 {
+        self.work.replace(0)
+    }
+
+    fn count_work(&self) {
+        self.work.set(self.work.get() + 1);
+    }
+
+    /// Takes `bytes` from the host budget, or says that the task is out of it.
+    fn draw(&mut self, bytes: u64) -> Result<(), WriteError> {
+        if self.meta_bytes + bytes > self.meta_budget {
+            return Err(WriteError::Budget(format!(
+                "the guest's files, names and symlinks would hold more than the {} bytes of host memory a task may use for them",
+                self.meta_budget
+            )));
+        }
+        self.meta_bytes += bytes;
+        Ok(())
     }
 
     fn dir_entries_mut(&mut self, id: NodeId) -> &mut BTreeMap<String, NodeId> {
-        match &mut self.nodes[id].kind {
+        match &mut self.node_mut(id).kind {
             Kind::Dir { entries, .. } => entries,
             _ => unreachable!("node {id} is not a directory"),
         }
     }
 
-    /// The entries of a directory as the guest lists them: `.`, `..`, then names in order.
-    pub fn list(&self, dir: NodeId) -> Result<Vec<(String, NodeId)>, Errno> {
-        let Kind::Dir { entries, parent } = &self.nodes[dir].kind else {
+    /// The entries of a directory as the guest lists them: `.`, `..`, then names in order,
+    /// each with its position (the cookie of the entry after it), from position `skip`.
+    /// Every entry passed over or yielded counts as work.
+    pub fn list(
+        &self,
+        dir: NodeId,
+        skip: u64,
+    ) -> Result<impl Iterator<Item = (u64, &str, NodeId)>, Errno> {
+        let Kind::Dir { entries, parent } = &self.node(dir).kind else {
             return Err(Errno::Notdir);
         };
-        let mut out = Vec::with_capacity(entries.len() + 2);
-        out.push((".".to_string(), dir));
-        out.push(("..".to_string(), parent.unwrap_or(dir)));
-        out.extend(entries.iter().map(|(n, id)| (n.clone(), *id)));
-        Ok(out)
+        let dots = [(".", dir), ("..", parent.unwrap_or(dir))];
+        let all = dots
+            .into_iter()
+            .chain(entries.iter().map(|(n, id)| (n.as_str(), *id)));
+        Ok(all
+            .zip(1u64..)
+            .inspect(|_| self.count_work())
+            .skip(usize::try_from(skip).unwrap_or(usize::MAX))
+            .map(|((name, id), next)| (next, name, id)))
     }
 
     /// Looks `path` up from directory `start`. `follow` says whether a symlink in the last
     /// step is followed. Absolute paths, `..` above a root and symlinks that lead out are
     /// refused with `NOTCAPABLE`.
     pub fn resolve(&self, start: NodeId, path: &str, follow: bool) -> Result<NodeId, Errno> {
-        let (parent, last) = self.resolve_parent(start, path)?;
+        let mut hops = 0;
+        let (parent, last) = self.walk(start, path, &mut hops)?;
         match last {
             None => Ok(parent),
-            Some(name) => self.step(parent, &name, follow, 0),
+            Some(name) => self.step(parent, &name, follow, &mut hops),
         }
     }
 
@@ -285,36 +270,42 @@ impl Vfs {
         start: NodeId,
         path: &str,
     ) -> Result<(NodeId, Option<String>), Errno> {
-        self.walk(start, path, 0)
+        self.walk(start, path, &mut 0)
     }
 
+    /// `hops` counts the symlinks followed by the whole lookup, so that no nesting of
+    /// symlinks makes one lookup do more than [`MAX_SYMLINK_HOPS`] walks.
     fn walk(
         &self,
         start: NodeId,
         path: &str,
-        hops: usize,
+        hops: &mut usize,
     ) -> Result<(NodeId, Option<String>), Errno> {
         if path.is_empty() {
             return Err(Errno::Noent);
         }
+        if path.len() > MAX_PATH_BYTES {
+            return Err(Errno::Nametoolong);
+        }
         if path.starts_with('/') {
             return Err(Errno::Notcapable);
         }
-        let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+        let mut parts = path.split('/').filter(|p| !p.is_empty()).peekable();
         let mut dir = start;
-        for (i, part) in parts.iter().enumerate() {
-            let last = i + 1 == parts.len();
+        while let Some(part) = parts.next() {
+            self.count_work();
+            let last = parts.peek().is_none();
             if part.len() > MAX_NAME_BYTES {
                 return Err(Errno::Nametoolong);
             }
-            match *part {
+            match part {
                 "." => {}
                 ".." => dir = self.parent(dir)?,
                 name if last => {
                     // A trailing slash means the last step must be a directory.
                     if path.ends_with('/') {
                         let id = self.step(dir, name, true, hops)?;
-                        if !matches!(self.nodes[id].kind, Kind::Dir { .. }) {
+                        if !matches!(self.node(id).kind, Kind::Dir { .. }) {
                             return Err(Errno::Notdir);
                         }
                     }
@@ -322,7 +313,7 @@ impl Vfs {
                 }
                 name => {
                     let id = self.step(dir, name, true, hops)?;
-                    if !matches!(self.nodes[id].kind, Kind::Dir { .. }) {
+                    if !matches!(self.node(id).kind, Kind::Dir { .. }) {
                         return Err(Errno::Notdir);
                     }
                     dir = id;
@@ -332,8 +323,11 @@ impl Vfs {
         Ok((dir, None))
     }
 
+    /// The parent of `dir`. An unlinked directory has none: its old parent may be gone.
     fn parent(&self, dir: NodeId) -> Result<NodeId, Errno> {
-        match &self.nodes[dir].kind {
+        let node = self.node(dir);
+        match &node.kind {
+            Kind::Dir { .. } if !node.linked => Err(Errno::Noent),
             Kind::Dir {
                 parent: Some(p), ..
             } => Ok(*p),
@@ -343,29 +337,41 @@ impl Vfs {
     }
 
     /// One step: `name` in `dir`, following a symlink if asked.
-    fn step(&self, dir: NodeId, name: &str, follow: bool, hops: usize) -> Result<NodeId, Errno> {
-        let Kind::Dir { entries, .. } = &self.nodes[dir].kind else {
+    fn step(
+        &self,
+        dir: NodeId,
+        name: &str,
+        follow: bool,
+        hops: &mut usize,
+    ) -> Result<NodeId, Errno> {
+        let Kind::Dir { entries, .. } = &self.node(dir).kind else {
             return Err(Errno::Notdir);
         };
         let id = *entries.get(name).ok_or(Errno::Noent)?;
-        match &self.nodes[id].kind {
+        match &self.node(id).kind {
             Kind::Symlink { target } if follow => {
-                if hops >= MAX_SYMLINK_HOPS {
+                if *hops >= MAX_SYMLINK_HOPS {
                     return Err(Errno::Loop);
                 }
-                let (parent, last) = self.walk(dir, target, hops + 1)?;
+                *hops += 1;
+                let (parent, last) = self.walk(dir, target, hops)?;
                 match last {
                     None => Ok(parent),
-                    Some(n) => self.step(parent, &n, true, hops + 1),
+                    Some(n) => self.step(parent, &n, true, hops),
                 }
             }
             _ => Ok(id),
         }
     }
 
+    /// Checks that `name` may be made in `dir`.
     fn check_new_name(&self, dir: NodeId, name: &str) -> Result<(), Errno> {
-        if !self.nodes[dir].writable {
+        let node = self.node(dir);
+        if !node.writable {
             return Err(Errno::Rofs);
+        }
+        if !node.linked {
+            return Err(Errno::Noent);
         }
         if name.len() > MAX_NAME_BYTES {
             return Err(Errno::Nametoolong);
@@ -376,6 +382,20 @@ impl Vfs {
         Ok(())
     }
 
+    /// Draws what a new node named `name` costs the host (`extra`: a symlink's target).
+    fn draw_node(&mut self, name: &str, extra: u64) -> Result<(), WriteError> {
+        self.draw(NODE_BYTES + name.len() as u64 + extra)?;
+        self.out_nodes += 1;
+        Ok(())
+    }
+
+    /// Links a new node `id` as `name` in `dir`.
+    fn link(&mut self, dir: NodeId, name: &str, kind: Kind) -> NodeId {
+        let id = self.push(kind, true);
+        self.dir_entries_mut(dir).insert(name.to_string(), id);
+        id
+    }
+
     fn limit_for(&self, dir: NodeId, name: &str) -> Option<(String, u64)> {
         if dir != OUT_ROOT {
             return None;
@@ -384,63 +404,54 @@ impl Vfs {
     }
 
     /// Creates an empty file `name` in `dir`.
-    pub fn create_file(&mut self, dir: NodeId, name: &str) -> Result<NodeId, Errno> {
+    pub fn create_file(&mut self, dir: NodeId, name: &str) -> Result<NodeId, WriteError> {
         self.check_new_name(dir, name)?;
+        self.draw_node(name, 0)?;
         let limit = self.limit_for(dir, name);
-        let id = self.push(
-            Kind::File {
-                data: Data::Owned(Vec::new()),
-                limit,
-            },
-            true,
-        );
-        self.out_nodes += 1;
-        self.dir_entries_mut(dir).insert(name.to_string(), id);
-        Ok(id)
+        let data = Data::Owned(Vec::new());
+        Ok(self.link(dir, name, Kind::File { data, limit }))
     }
 
     /// Creates an empty directory `name` in `dir`.
-    pub fn create_dir(&mut self, dir: NodeId, name: &str) -> Result<(), Errno> {
+    pub fn create_dir(&mut self, dir: NodeId, name: &str) -> Result<(), WriteError> {
         self.check_new_name(dir, name)?;
         if self.lookup(dir, name).is_some() {
-            return Err(Errno::Exist);
+            return Err(Errno::Exist.into());
         }
-        let id = self.push(
-            Kind::Dir {
-                entries: BTreeMap::new(),
-                parent: Some(dir),
-            },
-            true,
-        );
-        self.out_nodes += 1;
-        self.dir_entries_mut(dir).insert(name.to_string(), id);
+        self.draw_node(name, 0)?;
+        let entries = BTreeMap::new();
+        let parent = Some(dir);
+        self.link(dir, name, Kind::Dir { entries, parent });
         Ok(())
     }
 
     /// Creates a symlink `name` in `dir` pointing at `target` (which is only ever followed
     /// inside the sandbox).
-    pub fn create_symlink(&mut self, dir: NodeId, name: &str, target: &str) -> Result<(), Errno> {
+    pub fn create_symlink(
+        &mut self,
+        dir: NodeId,
+        name: &str,
+        target: &str,
+    ) -> Result<(), WriteError> {
         self.check_new_name(dir, name)?;
         if self.lookup(dir, name).is_some() {
-            return Err(Errno::Exist);
+            return Err(Errno::Exist.into());
         }
         if target.is_empty() {
-            return Err(Errno::Noent);
+            return Err(Errno::Noent.into());
         }
-        let id = self.push(
-            Kind::Symlink {
-                target: target.to_string(),
-            },
-            true,
-        );
-        self.out_nodes += 1;
-        self.dir_entries_mut(dir).insert(name.to_string(), id);
+        if target.len() > MAX_PATH_BYTES {
+            return Err(Errno::Nametoolong.into());
+        }
+        self.draw_node(name, target.len() as u64)?;
+        let target = target.to_string();
+        self.link(dir, name, Kind::Symlink { target });
         Ok(())
     }
 
     /// The entry `name` of directory `dir`, not following symlinks.
     pub fn lookup(&self, dir: NodeId, name: &str) -> Option<NodeId> {
-        match &self.nodes[dir].kind {
+        match &self.node(dir).kind {
             Kind::Dir { entries, .. } => entries.get(name).copied(),
             _ => None,
         }
@@ -449,11 +460,11 @@ impl Vfs {
     /// Removes the entry `name` from `dir`; `want_dir` says whether it must be an (empty)
     /// directory or must not be a directory.
     pub fn remove(&mut self, dir: NodeId, name: &str, want_dir: bool) -> Result<(), Errno> {
-        if !self.nodes[dir].writable {
+        if !self.node(dir).writable {
             return Err(Errno::Rofs);
         }
         let id = self.lookup(dir, name).ok_or(Errno::Noent)?;
-        match (&self.nodes[id].kind, want_dir) {
+        match (&self.node(id).kind, want_dir) {
             (Kind::Dir { entries, .. }, true) if !entries.is_empty() => {
                 return Err(Errno::Notempty);
             }
@@ -462,28 +473,36 @@ impl Vfs {
             (_, true) => return Err(Errno::Notdir),
             (_, false) => {}
         }
-        self.dir_entries_mut(dir).remove(name);
-        self.unlink_node(id);
+        self.unlink(dir, name);
         Ok(())
     }
 
-    fn unlink_node(&mut self, id: NodeId) {
+    /// Takes the entry `name` out of `dir`, giving back what the name held, and frees its
+    /// node if no descriptor holds it.
+    fn unlink(&mut self, dir: NodeId, name: &str) {
+        let id = self
+            .dir_entries_mut(dir)
+            .remove(name)
+            .expect("the entry exists");
+        self.meta_bytes -= name.len() as u64;
         self.out_nodes -= 1;
-        self.nodes[id].linked = false;
+        self.node_mut(id).linked = false;
         self.release_if_dead(id);
     }
 
-    /// Frees an unlinked file's bytes once no descriptor holds it.
+    /// Frees an unlinked node once no descriptor holds it: its bytes, and what it drew from
+    /// the host budget.
     pub fn release_if_dead(&mut self, id: NodeId) {
-        let node = &mut self.nodes[id];
+        let node = self.node(id);
         if node.linked || node.open > 0 {
             return;
         }
-        if let Kind::File { data, .. } = &mut node.kind
+        let node = self.nodes.remove(&id).expect("a live node");
+        self.meta_bytes -= node.meta_bytes();
+        if let Kind::File { data, .. } = &node.kind
             && node.writable
         {
             self.out_bytes -= data.len();
-            *data = Data::Owned(Vec::new());
         }
     }
 
@@ -495,18 +514,22 @@ impl Vfs {
         new_dir: NodeId,
         new: &str,
     ) -> Result<(), WriteError> {
-        if !self.nodes[old_dir].writable || !self.nodes[new_dir].writable {
+        if !self.node(old_dir).writable || !self.node(new_dir).writable {
             return Err(Errno::Rofs.into());
+        }
+        if !self.node(new_dir).linked {
+            return Err(Errno::Noent.into());
         }
         if new.len() > MAX_NAME_BYTES {
             return Err(Errno::Nametoolong.into());
         }
         let id = self.lookup(old_dir, old).ok_or(Errno::Noent)?;
-        let is_dir = matches!(self.nodes[id].kind, Kind::Dir { .. });
+        let is_dir = matches!(self.node(id).kind, Kind::Dir { .. });
         if is_dir {
             // A directory may not move into itself.
             let mut d = new_dir;
             loop {
+                self.count_work();
                 if d == id {
                     return Err(Errno::Inval.into());
                 }
@@ -516,34 +539,38 @@ impl Vfs {
                 }
             }
         }
-        if let Some(existing) = self.lookup(new_dir, new) {
+        let existing = self.lookup(new_dir, new);
+        if let Some(existing) = existing {
             if existing == id {
                 return Ok(());
             }
-            match (&self.nodes[existing].kind, is_dir) {
+            match (&self.node(existing).kind, is_dir) {
                 (Kind::Dir { entries, .. }, true) if !entries.is_empty() => {
                     return Err(Errno::Notempty.into());
                 }
                 (Kind::Dir { .. }, false) => return Err(Errno::Isdir.into()),
-                (_, true) if !matches!(self.nodes[existing].kind, Kind::Dir { .. }) => {
+                (_, true) if !matches!(self.node(existing).kind, Kind::Dir { .. }) => {
                     return Err(Errno::Notdir.into());
                 }
                 _ => {}
             }
         }
         let limit = self.limit_for(new_dir, new);
-        if let (Kind::File { data, .. }, Some((name, max))) = (&self.nodes[id].kind, &limit)
+        if let (Kind::File { data, .. }, Some((name, max))) = (&self.node(id).kind, &limit)
             && data.len() > *max
         {
             return Err(WriteError::Overflow(overflow(name, *max)));
         }
-        if let Some(existing) = self.lookup(new_dir, new) {
-            self.dir_entries_mut(new_dir).remove(new);
-            self.unlink_node(existing);
+        // The new name is drawn before anything changes; the old one and any replaced entry
+        // are given back below.
+        self.draw(new.len() as u64)?;
+        if existing.is_some() {
+            self.unlink(new_dir, new);
         }
         self.dir_entries_mut(old_dir).remove(old);
+        self.meta_bytes -= old.len() as u64;
         self.dir_entries_mut(new_dir).insert(new.to_string(), id);
-        match &mut self.nodes[id].kind {
+        match &mut self.node_mut(id).kind {
             Kind::File { limit: l, .. } => *l = limit,
             Kind::Dir { parent, .. } => *parent = Some(new_dir),
             Kind::Symlink { .. } => {}
@@ -557,7 +584,7 @@ impl Vfs {
         let total: u64 = bufs.iter().map(|b| b.len() as u64).sum();
         let end = offset.checked_add(total).ok_or(Errno::Fbig)?;
         self.reserve(id, end)?;
-        let Kind::File { data, .. } = &mut self.nodes[id].kind else {
+        let Kind::File { data, .. } = &mut self.node_mut(id).kind else {
             return Err(Errno::Badf.into());
         };
         data.write_at(offset, bufs).map_err(WriteError::Io)?;
@@ -566,17 +593,17 @@ impl Vfs {
 
     /// Sets file `id`'s size to `len`, within the output limits.
     pub fn set_size(&mut self, id: NodeId, len: u64) -> Result<(), WriteError> {
-        let current = self.nodes[id].size();
+        let current = self.node(id).size();
         if len > current {
             self.reserve(id, len)
         } else {
-            let node = &mut self.nodes[id];
-            let Kind::File { data, .. } = &mut node.kind else {
-                return Err(Errno::Badf.into());
-            };
+            let node = self.node_mut(id);
             if !node.writable {
                 return Err(Errno::Badf.into());
             }
+            let Kind::File { data, .. } = &mut node.kind else {
+                return Err(Errno::Badf.into());
+            };
             data.resize(len).map_err(WriteError::Io)?;
             self.out_bytes -= current - len;
             Ok(())
@@ -586,7 +613,8 @@ impl Vfs {
     /// Makes file `id` at least `len` bytes long (zero-filled), or says which limit that
     /// would break.
     fn reserve(&mut self, id: NodeId, len: u64) -> Result<(), WriteError> {
-        let node = &mut self.nodes[id];
+        let (out_bytes, out_budget) = (self.out_bytes, self.out_budget);
+        let node = self.node_mut(id);
         if !node.writable {
             return Err(Errno::Badf.into());
         }
@@ -603,10 +631,9 @@ impl Vfs {
             return Err(WriteError::Overflow(overflow(name, *max)));
         }
         let grow = len - current;
-        if self.out_bytes + grow > self.out_budget {
+        if out_bytes + grow > out_budget {
             return Err(WriteError::Overflow(OutputOverflow(format!(
-                "the files in /out would hold more than the {} bytes the declared outputs allow together",
-                self.out_budget
+                "the files in /out would hold more than the {out_budget} bytes the declared outputs allow together"
             ))));
         }
         data.resize(len).map_err(WriteError::Io)?;
@@ -615,18 +642,23 @@ impl Vfs {
     }
 
     /// What `/out` holds at the end of the run: every entry, in name order.
-    pub fn into_out_entries(self) -> Vec<(String, Kind)> {
-        let entries = match &self.nodes[OUT_ROOT].kind {
+    pub fn into_out_entries(mut self) -> Vec<(String, Kind)> {
+        let entries = match &self.node(OUT_ROOT).kind {
             Kind::Dir { entries, .. } => entries.clone(),
             _ => unreachable!("/out is a directory"),
         };
-        let mut nodes: Vec<Option<Node>> = self.nodes.into_iter().map(Some).collect();
         entries
             .into_iter()
-            .map(|(name, id)| (name, nodes[id].take().expect("each node has one name").kind))
+            .map(|(name, id)| {
+                let node = self.nodes.remove(&id).expect("each node has one name");
+                (name, node.kind)
+            })
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests;
 
 fn overflow(name: &str, max: u64) -> OutputOverflow {
     OutputOverflow(format!(
