@@ -59,6 +59,9 @@ pub struct RunOutput {
     pub stdout: Vec<u8>,
     /// Captured standard error (at most 64 KiB).
     pub stderr: Vec<u8>,
+    /// The most host memory the guest's files, nodes, names and symlink targets held at once
+    /// (never more than the declared outputs' `max_bytes` and the host budget together).
+    pub host_peak_bytes: u64,
 }
 
 /// One declared output as the run left it: in memory, or in an unlinked temporary file when
@@ -359,6 +362,7 @@ fn finish(
         // every runner.
         fuel_consumed = task.limits.fuel;
     }
+    let host_peak_bytes = host.vfs.peak_bytes();
     let (outputs, violation) = collect_outputs(task, host.vfs);
     if outcome.is_success()
         && let Some(error) = violation
@@ -388,6 +392,7 @@ fn finish(
         outputs,
         stdout: host.stdout.bytes,
         stderr: host.stderr.bytes,
+        host_peak_bytes,
     })
 }
 

@@ -8,3 +8,4 @@ mod nan;
 mod outcomes;
 mod pool;
 mod rejections;
+mod wasi_fuzz;

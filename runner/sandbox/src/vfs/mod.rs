@@ -132,6 +132,8 @@ pub struct Vfs {
     /// hold ([`META_BUDGET`]).
     meta_bytes: u64,
     meta_budget: u64,
+    /// The most `meta_bytes + out_bytes` has been.
+    peak: u64,
     /// Lookup steps and listed entries since [`Vfs::take_work`] last ran.
     work: Cell<u64>,
     epoch_ns: u64,
@@ -158,6 +160,7 @@ impl Vfs {
             out_nodes: 0,
             meta_bytes: 0,
             meta_budget: META_BUDGET,
+            peak: 0,
             work: Cell::new(0),
             epoch_ns,
         };
@@ -219,7 +222,17 @@ impl Vfs {
             )));
         }
         self.meta_bytes += bytes;
+        self.note_peak();
         Ok(())
+    }
+
+    fn note_peak(&mut self) {
+        self.peak = self.peak.max(self.meta_bytes + self.out_bytes);
+    }
+
+    /// The most host memory the guest's files, nodes, names and targets have held at once.
+    pub fn peak_bytes(&self) -> u64 {
+        self.peak
     }
 
     fn dir_entries_mut(&mut self, id: NodeId) -> &mut BTreeMap<String, NodeId> {
@@ -638,6 +651,7 @@ impl Vfs {
         }
         data.resize(len).map_err(WriteError::Io)?;
         self.out_bytes += grow;
+        self.note_peak();
         Ok(())
     }
 

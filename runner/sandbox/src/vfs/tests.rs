@@ -204,6 +204,7 @@ proptest! {
             prop_assert!(vfs.meta_bytes <= vfs.meta_budget, "{op:?}: {} bytes", vfs.meta_bytes);
             prop_assert_eq!(recount(&vfs), (vfs.meta_bytes, vfs.out_bytes), "after {:?}", op);
             prop_assert!(vfs.out_bytes <= OUT_MAX);
+            prop_assert!(vfs.peak_bytes() <= vfs.meta_budget + OUT_MAX);
             let live = live(&vfs, &held);
             prop_assert_eq!(live.len(), vfs.nodes.len(), "after {:?}", op);
             if over {

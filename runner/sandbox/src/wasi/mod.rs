@@ -252,6 +252,10 @@ impl Host {
         };
         let mut rng = blake3::Hasher::new_derive_key("helio random_get stream v1");
         rng.update(&seed.to_le_bytes());
+        let mut vfs = vfs;
+        // The preopens are descriptors like any other: the guest may close them.
+        vfs.node_mut(IN_ROOT).open += 1;
+        vfs.node_mut(OUT_ROOT).open += 1;
         Host {
             memory: None,
             fuel: None,
@@ -320,19 +324,25 @@ impl Host {
         }
     }
 
+    /// Gives `fd` the lowest free number; the node it names counts it as open.
     fn insert_fd(&mut self, fd: Fd) -> Result<i32, Errno> {
+        let free = self.fds.iter().position(|f| f.is_none());
+        if free.is_none() && self.fds.len() >= MAX_FDS {
+            return Err(Errno::Mfile);
+        }
         if let Fd::File { node, .. } | Fd::Dir { node, .. } = &fd {
             self.vfs.node_mut(*node).open += 1;
         }
-        if let Some(i) = self.fds.iter().position(|f| f.is_none()) {
-            self.fds[i] = Some(fd);
-            return Ok(i as i32);
-        }
-        if self.fds.len() >= MAX_FDS {
-            return Err(Errno::Mfile);
-        }
-        self.fds.push(Some(fd));
-        Ok(self.fds.len() as i32 - 1)
+        Ok(match free {
+            Some(i) => {
+                self.fds[i] = Some(fd);
+                i as i32
+            }
+            None => {
+                self.fds.push(Some(fd));
+                self.fds.len() as i32 - 1
+            }
+        })
     }
 
     fn close_fd(&mut self, fd: i32) -> Result<(), Errno> {
