@@ -17,6 +17,10 @@ pub struct CompileBounds {
     pub body_bytes: usize,
     /// Locals of one function (parameters aside).
     pub locals: u64,
+    /// Threads compiling one module's functions at once: compile memory grows with the
+    /// functions in flight, so this bounds it on a machine of many cores. Changes nothing in
+    /// what is compiled.
+    pub threads: usize,
 }
 
 impl Default for CompileBounds {
@@ -26,9 +30,15 @@ impl Default for CompileBounds {
             functions: 50_000,
             body_bytes: 512 << 10,
             locals: 10_000,
+            threads: std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(MAX_COMPILE_THREADS),
         }
     }
 }
+
+/// The most threads that compile one module at once, by default.
+pub const MAX_COMPILE_THREADS: usize = 4;
 
 impl CompileBounds {
     /// Checks `bytes` against the bounds. A module that does not parse is left to the
@@ -123,6 +133,7 @@ mod tests {
             functions: 10,
             body_bytes: 1_000,
             locals: 50,
+            threads: 1,
         };
         assert_eq!(b.check(&module(10, 50, 10)), Ok(()));
         let many = b.check(&module(11, 0, 0)).unwrap_err();

@@ -28,14 +28,17 @@ impl LoadedTask {
         self.run_watched(sandbox, None)
     }
 
-    /// [`LoadedTask::run`], publishing the fuel used to `progress` while it runs.
+    /// [`LoadedTask::run`], publishing the fuel used to `progress` while it runs. The task's
+    /// `wall_seconds` count from before its module is compiled.
     pub fn run_watched(
         &self,
         sandbox: &Sandbox,
         progress: Option<Arc<Progress>>,
     ) -> Result<RunOutput, Rejection> {
+        let started = std::time::Instant::now();
         let prepared = sandbox.prepare(&self.manifest.module.blake3, &self.module)?;
-        sandbox.run_watched(&prepared, &self.manifest, self.inputs.clone(), progress)
+        let inputs = self.inputs.clone();
+        sandbox.run_from(&prepared, &self.manifest, inputs, progress, started)
     }
 }
 

@@ -116,6 +116,8 @@ pub struct Sandbox {
     disk: Option<DiskCache>,
     prepared: Mutex<HashMap<Blake3Hash, Arc<Prepared>>>,
     watchdog: Arc<Watchdog>,
+    /// The threads wasmtime compiles functions on ([`CompileBounds::threads`]).
+    compiler: rayon::ThreadPool,
 }
 
 /// The wasmtime configuration of the determinism profile.
@@ -171,8 +173,14 @@ impl Sandbox {
             )?),
             None => None,
         };
+        let compiler = rayon::ThreadPoolBuilder::new()
+            .num_threads(config.bounds.threads.max(1))
+            .thread_name(|i| format!("helio-compile-{i}"))
+            .build()
+            .map_err(|e| Rejection::Sandbox(format!("cannot start the compile threads: {e}")))?;
         Ok(Sandbox {
             nan: config.nan,
+            compiler,
             bounds: config.bounds,
             engine,
             linker,
@@ -229,12 +237,15 @@ impl Sandbox {
         }
         self.bounds.check(bytes).map_err(Rejection::InvalidModule)?;
         // Validate the module as written: the rewrite adds locals, globals and a memory that
-        // an invalid module could otherwise reach.
-        Module::validate(&self.engine, bytes)
-            .map_err(|e| Rejection::InvalidModule(format!("{e:#}")))?;
-        let code = instrument::instrument(bytes, self.nan).map_err(Rejection::InvalidModule)?;
-        let module = Module::from_binary(&self.engine, &code)
-            .map_err(|e| Rejection::InvalidModule(format!("{e:#}")))?;
+        // an invalid module could otherwise reach. Both run on the compile pool, whose size
+        // bounds the functions in flight.
+        let module = self.compiler.install(|| {
+            Module::validate(&self.engine, bytes)
+                .map_err(|e| Rejection::InvalidModule(format!("{e:#}")))?;
+            let code = instrument::instrument(bytes, self.nan).map_err(Rejection::InvalidModule)?;
+            Module::from_binary(&self.engine, &code)
+                .map_err(|e| Rejection::InvalidModule(format!("{e:#}")))
+        })?;
         if let Some(disk) = &self.disk {
             // A cache that cannot be written only costs a compile next time.
             if let Err(e) = disk.store(hash, &module) {
@@ -263,11 +274,27 @@ impl Sandbox {
         inputs: Vec<(Name, Arc<[u8]>)>,
         progress: Option<Arc<Progress>>,
     ) -> Result<RunOutput, Rejection> {
-        let started = Instant::now();
+        self.run_from(prepared, task, inputs, progress, Instant::now())
+    }
+
+    /// [`Sandbox::run_watched`] for a task whose `wall_seconds` began at `started`: before
+    /// its module was compiled, so that compiling counts against them too. A task whose time
+    /// ran out before the guest could start ends with `timeout` at once.
+    pub fn run_from(
+        &self,
+        prepared: &Prepared,
+        task: &TaskManifest,
+        inputs: Vec<(Name, Arc<[u8]>)>,
+        progress: Option<Arc<Progress>>,
+        started: Instant,
+    ) -> Result<RunOutput, Rejection> {
+        let deadline = started + Duration::from_secs(task.limits.wall_seconds);
+        if Instant::now() >= deadline {
+            return finish(task, Outcome::Timeout, 0, host_for(task, inputs), started);
+        }
         let mut store = Store::new(&self.engine, host_for(task, inputs));
         store.limiter(|h| h);
         let fuel_limit = task.limits.fuel.min(i64::MAX as u64) as i64;
-        let deadline = started + Duration::from_secs(task.limits.wall_seconds);
 
         let mut meter = None;
         let result = (|| {

@@ -179,3 +179,35 @@ fn returning_from_start_is_exit_zero_and_fuel_counts_instructions() {
         short.fuel()
     );
 }
+
+/// `wall_seconds` count from before the module was compiled: a task whose time ran out
+/// while it was being prepared ends with `timeout` without running, and its `wall_ms` says
+/// how long it really took.
+#[test]
+fn time_spent_compiling_counts_against_wall_seconds() {
+    use helio_runner::{Sandbox, SandboxConfig};
+    use helio_sdk::{Blake3Hash, TaskManifest};
+    use std::time::{Duration, Instant};
+    let module =
+        wat::parse_str(r#"(module (memory (export "memory") 1) (func (export "_start")))"#)
+            .unwrap();
+    let hash = Blake3Hash::of(&module);
+    let task = TaskManifest::from_value(json!({
+        "schema_version": 1,
+        "module": { "uri": "m.wasm", "blake3": hash.to_string() },
+        "limits": { "fuel": 1_000_000, "wall_seconds": 1 }
+    }))
+    .unwrap();
+    let sandbox = Sandbox::new(SandboxConfig::default()).unwrap();
+    let prepared = sandbox.prepare(&hash, &module).unwrap();
+    let on_time = sandbox
+        .run_from(&prepared, &task, vec![], None, Instant::now())
+        .unwrap();
+    assert!(on_time.report.outcome.is_success(), "{:?}", on_time.report);
+    let compiled_for_2s = Instant::now() - Duration::from_secs(2);
+    let late = sandbox
+        .run_from(&prepared, &task, vec![], None, compiled_for_2s)
+        .unwrap();
+    assert_eq!(late.report.outcome, helio_sdk::Outcome::Timeout);
+    assert!(late.report.wall_ms >= 2_000, "{:?}", late.report);
+}

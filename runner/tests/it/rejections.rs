@@ -143,54 +143,85 @@ fn invalid_and_truncated_modules_are_rejected() {
     task_bytes(&[]).exec().assert_rejected(&["module"]);
 }
 
+/// A module of `n` functions, each with `locals` i32 locals and a body that pushes `consts`
+/// constants before dropping them all (so that many operands are live at once), and a
+/// `_start` that returns.
+fn compile_bomb(n: u32, locals: u32, consts: u32) -> Vec<u8> {
+    use wasm_encoder::{
+        CodeSection, ExportKind, ExportSection, Function, FunctionSection, Instruction,
+        MemorySection, MemoryType, Module, TypeSection, ValType,
+    };
+    let mut types = TypeSection::new();
+    types.ty().function([], []);
+    let mut functions = FunctionSection::new();
+    let mut code = CodeSection::new();
+    for _ in 0..n {
+        functions.function(0);
+        let mut f = Function::new([(locals, ValType::I32)]);
+        for _ in 0..consts {
+            f.instruction(&Instruction::I32Const(1));
+        }
+        for _ in 0..consts {
+            f.instruction(&Instruction::Drop);
+        }
+        f.instruction(&Instruction::End);
+        code.function(&f);
+    }
+    let mut memory = MemorySection::new();
+    memory.memory(MemoryType {
+        minimum: 1,
+        maximum: None,
+        memory64: false,
+        shared: false,
+        page_size_log2: None,
+    });
+    let mut exports = ExportSection::new();
+    exports.export("_start", ExportKind::Func, 0);
+    exports.export("memory", ExportKind::Memory, 0);
+    let mut m = Module::new();
+    m.section(&types)
+        .section(&functions)
+        .section(&memory)
+        .section(&exports)
+        .section(&code);
+    m.finish()
+}
+
 /// A compile bomb of each shape (very many functions, one huge body, a function of very many
 /// locals) is refused before wasmtime compiles it, naming the bound: in the child's peak
 /// resident memory, far below the gigabytes compiling them took.
 #[cfg(unix)]
 #[test]
 fn compile_bombs_are_refused_before_compiling() {
-    use wasm_encoder::{
-        CodeSection, Function, FunctionSection, Instruction, Module, TypeSection, ValType,
-    };
-    let bomb = |n: u32, locals: u32, consts: u32| {
-        let mut types = TypeSection::new();
-        types.ty().function([], []);
-        let mut functions = FunctionSection::new();
-        let mut code = CodeSection::new();
-        for _ in 0..n {
-            functions.function(0);
-            let mut f = Function::new([(locals, ValType::I32)]);
-            for _ in 0..consts {
-                f.instruction(&Instruction::I32Const(1));
-            }
-            for _ in 0..consts {
-                f.instruction(&Instruction::Drop);
-            }
-            f.instruction(&Instruction::End);
-            code.function(&f);
-        }
-        let mut m = Module::new();
-        m.section(&types).section(&functions).section(&code);
-        m.finish()
-    };
     for (bytes, words) in [
-        (bomb(999_999, 0, 0), "defines 999999 functions"),
-        (bomb(1, 0, 2_000_000), "function 0's body is"),
-        (bomb(1, 40_000, 0), "has 40000 locals"),
+        (compile_bomb(999_999, 0, 0), "defines 999999 functions"),
+        (compile_bomb(1, 0, 2_000_000), "function 0's body is"),
+        (compile_bomb(1, 40_000, 0), "has 40000 locals"),
     ] {
-        task_bytes(&bytes)
-            .exec()
-            .assert_rejected(&["module", words, "more than the"]);
+        let run = task_bytes(&bytes).exec();
+        run.assert_rejected(&["module", words, "more than the"]);
+        // A generous bound, where compiling the first bomb took 5.35 GB.
+        assert!(run.peak_kib < 256 << 10, "{words}: {} KiB", run.peak_kib);
     }
-    // The largest child this test process has waited for stayed small (the other tests'
-    // runners included: a generous bound, where compiling the first bomb took 5.35 GB).
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    assert_eq!(
-        unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) },
-        0
-    );
-    let peak_kib = usage.ru_maxrss;
-    assert!(peak_kib < 1 << 20, "a child reached {peak_kib} KiB");
+}
+
+/// Each shape of bomb just inside the bounds compiles, and runs, in bounded memory: the
+/// bounds are what keeps compiling small, not luck.
+#[cfg(unix)]
+#[test]
+fn compile_bombs_inside_the_bounds_compile_in_bounded_memory() {
+    let bounds = helio_runner::CompileBounds::default();
+    // An i32.const of 1 is two bytes, a drop one.
+    let operands = (bounds.body_bytes as u32 - 16) / 3;
+    for (bytes, what) in [
+        (compile_bomb(bounds.functions, 0, 0), "the most functions"),
+        (compile_bomb(1, 0, operands), "the longest body"),
+        (compile_bomb(1, bounds.locals as u32, 0), "the most locals"),
+    ] {
+        let run = task_bytes(&bytes).exec();
+        assert_eq!(run.outcome(), "exited", "{what}: {:#}", run.json);
+        assert!(run.peak_kib < 1 << 20, "{what}: {} KiB", run.peak_kib);
+    }
 }
 
 #[test]
