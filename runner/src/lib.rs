@@ -5,5 +5,6 @@
 
 pub mod agent;
 pub mod display;
+pub mod memory_cap;
 
 pub use helio_sandbox::*;

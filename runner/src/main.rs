@@ -68,6 +68,16 @@ struct Volunteer {
     /// The share of this machine's electricity from renewable sources, 0 to 1.
     #[arg(long, env = "HELIO_GREEN_ENERGY", value_parser = green_share)]
     green_energy: Option<f64>,
+    /// The most memory this runner lets itself use: auto (three quarters of the machine's),
+    /// off, or a size such as 4G. A last line of defence for the machine: a task that
+    /// stays within its limits never reaches it.
+    #[arg(
+        long,
+        env = "HELIO_MEMORY_CAP",
+        default_value = "auto",
+        value_name = "SIZE"
+    )]
+    memory_cap: helio_runner::memory_cap::MemoryCap,
 }
 
 fn location_label(s: &str) -> Result<String, String> {
@@ -107,6 +117,16 @@ enum Command {
         /// Do not read or write the compiled-module cache.
         #[arg(long)]
         no_cache: bool,
+        /// The most memory this runner lets itself use: auto (three quarters of the machine's),
+        /// off, or a size such as 4G. A last line of defence for the machine: a task that
+        /// stays within its limits never reaches it.
+        #[arg(
+            long,
+            env = "HELIO_MEMORY_CAP",
+            default_value = "auto",
+            value_name = "SIZE"
+        )]
+        memory_cap: helio_runner::memory_cap::MemoryCap,
     },
 }
 
@@ -155,7 +175,12 @@ fn main() -> ExitCode {
             json,
             cache_dir,
             no_cache,
+            memory_cap,
         } => {
+            if let Err(e) = memory_cap.apply() {
+                eprintln!("runner: {e}");
+                return ExitCode::from(2);
+            }
             let cache_dir = if no_cache {
                 None
             } else {
@@ -189,6 +214,14 @@ fn main() -> ExitCode {
 }
 
 fn volunteer(v: Volunteer) -> ExitCode {
+    match v.memory_cap.apply() {
+        Ok(Some(cap)) => tracing::info!(bytes = cap, "the runner's memory is capped"),
+        Ok(None) => tracing::info!("the runner's memory is not capped"),
+        Err(e) => {
+            eprintln!("runner: {e}");
+            return ExitCode::from(2);
+        }
+    }
     let Some(scheduler) = v.scheduler else {
         eprintln!(
             "runner: say which scheduler to work for: runner --tier cpu --scheduler URL (or runner exec MANIFEST)"

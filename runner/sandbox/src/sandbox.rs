@@ -436,6 +436,7 @@ struct Meter {
 fn classify(error: wasmtime::Error, stop: i32) -> Result<Outcome, Rejection> {
     if let Some(stop) = error.downcast_ref::<Stop>() {
         return Ok(match stop {
+            Stop::RunnerMemory(_) => return Err(Rejection::Sandbox(stop.to_string())),
             Stop::Exit(code) => Outcome::Exited { exit_code: *code },
             Stop::Output(o) => Outcome::ContractViolation { error: o.0.clone() },
             Stop::MemoryLimit | Stop::HostBudget(_) => Outcome::MemoryLimit,

@@ -211,3 +211,26 @@ fn time_spent_compiling_counts_against_wall_seconds() {
     assert_eq!(late.report.outcome, helio_sdk::Outcome::Timeout);
     assert!(late.report.wall_ms >= 2_000, "{:?}", late.report);
 }
+
+/// The runner's cap on its own memory lets a task within its limits run, and turns a guest
+/// memory the machine cannot give into a fault of the runner (the task would be handed
+/// back), never a result: the runner stays under its cap.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_runner_s_memory_cap_stops_growth_as_a_runner_fault() {
+    let capped = |t: super::check::Task| t.exec_with(&["--memory-cap", "256M"], |_| {});
+    let hello = capped(
+        task(g::HELLO)
+            .input("name.txt", b"Ada\n")
+            .output("greeting.txt", 1024),
+    );
+    assert_eq!(hello.outcome(), "exited", "{:#}", hello.json);
+    let bomb = capped(task(g::MEMORY_BOMB).set("/limits/memory_bytes", json!(2u64 << 30)));
+    bomb.assert_rejected(&["could not give the guest memory"]);
+    assert!(bomb.peak_kib < 320 << 10, "{} KiB", bomb.peak_kib);
+    // Uncapped, the same bomb stops at its own limit, as a result.
+    let own = task(g::MEMORY_BOMB)
+        .set("/limits/memory_bytes", json!(64 << 20))
+        .exec_with(&["--memory-cap", "off"], |_| {});
+    assert_eq!(own.outcome(), "memory_limit", "{:#}", own.json);
+}

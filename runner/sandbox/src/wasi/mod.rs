@@ -114,6 +114,9 @@ pub enum Stop {
     /// The guest would have made the host hold more than its budget: ends with
     /// `memory_limit`, as linear memory does.
     HostBudget(String),
+    /// This machine could not give the guest memory its limits allow (the runner's memory
+    /// cap, or the machine's memory, ran out): a fault of the runner, never a result.
+    RunnerMemory(String),
 }
 
 impl fmt::Display for Stop {
@@ -124,6 +127,10 @@ impl fmt::Display for Stop {
             Stop::MemoryLimit => f.write_str("linear memory would grow past limits.memory_bytes"),
             Stop::TableLimit => f.write_str("a table would grow past the sandbox's limit"),
             Stop::HostBudget(why) => f.write_str(why),
+            Stop::RunnerMemory(why) => write!(
+                f,
+                "this runner could not give the guest memory its limits allow: {why}"
+            ),
         }
     }
 }
@@ -187,6 +194,8 @@ pub struct Host {
     pub memory_limit: u64,
     /// When the task's `wall_seconds` run out, once it runs.
     pub deadline: Option<Instant>,
+    /// The growth of linear memory being attempted: `(desired, the module's maximum)`.
+    growing: Option<(usize, Option<usize>)>,
     fds: Vec<Option<Fd>>,
     args: Vec<Vec<u8>>,
     env: Vec<Vec<u8>>,
@@ -205,12 +214,26 @@ impl wasmtime::ResourceLimiter for Host {
         &mut self,
         _current: usize,
         desired: usize,
-        _maximum: Option<usize>,
+        maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         if desired as u64 > self.memory_limit {
             return Err(wasmtime::Error::new(Stop::MemoryLimit));
         }
+        self.growing = Some((desired, maximum));
         Ok(true)
+    }
+
+    /// A growth the guest may make failed. Past the module's own maximum (or its type's,
+    /// checked before [`Self::memory_growing`] is asked) it fails on every machine, and
+    /// `memory.grow` returns -1 to the guest; otherwise the machine lacked the memory, and
+    /// the run is the runner's fault, not a result.
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        match self.growing.take() {
+            Some((desired, maximum)) if maximum.is_none_or(|m| desired <= m) => Err(
+                wasmtime::Error::new(Stop::RunnerMemory(format!("{error:#}"))),
+            ),
+            _ => Ok(()),
+        }
     }
 
     fn table_growing(
@@ -265,6 +288,7 @@ impl Host {
             fuel_limit,
             memory_limit,
             deadline: None,
+            growing: None,
             fds: vec![
                 Some(Fd::Stdin),
                 Some(Fd::Stdout),
