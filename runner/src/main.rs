@@ -68,6 +68,13 @@ struct Volunteer {
     /// The share of this machine's electricity from renewable sources, 0 to 1.
     #[arg(long, env = "HELIO_GREEN_ENERGY", value_parser = green_share)]
     green_energy: Option<f64>,
+    #[command(flatten)]
+    memory: MemoryCapArg,
+}
+
+/// The runner's cap on its own memory, for joining a grid and for `runner exec` alike.
+#[derive(clap::Args)]
+struct MemoryCapArg {
     /// The most memory this runner lets itself use: auto (three quarters of the machine's),
     /// off, or a size such as 4G. A last line of defence for the machine: a task that
     /// stays within its limits never reaches it.
@@ -117,16 +124,8 @@ enum Command {
         /// Do not read or write the compiled-module cache.
         #[arg(long)]
         no_cache: bool,
-        /// The most memory this runner lets itself use: auto (three quarters of the machine's),
-        /// off, or a size such as 4G. A last line of defence for the machine: a task that
-        /// stays within its limits never reaches it.
-        #[arg(
-            long,
-            env = "HELIO_MEMORY_CAP",
-            default_value = "auto",
-            value_name = "SIZE"
-        )]
-        memory_cap: helio_runner::memory_cap::MemoryCap,
+        #[command(flatten)]
+        memory: MemoryCapArg,
     },
 }
 
@@ -175,9 +174,9 @@ fn main() -> ExitCode {
             json,
             cache_dir,
             no_cache,
-            memory_cap,
+            memory,
         } => {
-            if let Err(e) = memory_cap.apply() {
+            if let Err(e) = memory.memory_cap.apply() {
                 eprintln!("runner: {e}");
                 return ExitCode::from(2);
             }
@@ -214,7 +213,7 @@ fn main() -> ExitCode {
 }
 
 fn volunteer(v: Volunteer) -> ExitCode {
-    match v.memory_cap.apply() {
+    match v.memory.memory_cap.apply() {
         Ok(Some(cap)) => tracing::info!(bytes = cap, "the runner's memory is capped"),
         Ok(None) => tracing::info!("the runner's memory is not capped"),
         Err(e) => {
