@@ -86,13 +86,16 @@ pub fn load_batch_task(path: &Path, task: &str) -> Result<LoadedTask, Rejection>
     load_verified(path, manifest.clone())
 }
 
+/// The largest manifest read: a batch of a million small tasks fits.
+const MAX_MANIFEST_BYTES: u64 = 1 << 30;
+
 fn read_manifest(path: &Path) -> Result<String, Rejection> {
     let fail = |reason: String| Rejection::Read {
         what: "manifest".into(),
         uri: path.display().to_string(),
         reason,
     };
-    let bytes = read_regular(path).map_err(fail)?;
+    let bytes = read_regular(path, MAX_MANIFEST_BYTES).map_err(fail)?;
     String::from_utf8(bytes).map_err(|_| fail("is not UTF-8 text".into()))
 }
 
@@ -100,12 +103,12 @@ fn read_manifest(path: &Path) -> Result<String, Rejection> {
 /// writer would otherwise hang the runner at `open`) and its type checked on the open
 /// handle, so that a device, a FIFO or a directory is refused at once, before any byte is
 /// read.
-fn read_regular(path: &Path) -> Result<Vec<u8>, String> {
+fn read_regular(path: &Path, max: u64) -> Result<Vec<u8>, String> {
     let mut options = fs::OpenOptions::new();
     options.read(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
-    let mut file = options
+    let file = options
         .open(path)
         .map_err(|e| format!("{}: {e}", path.display()))?;
     let meta = file.metadata().map_err(|e| e.to_string())?;
@@ -115,25 +118,43 @@ fn read_regular(path: &Path) -> Result<Vec<u8>, String> {
             path.display()
         ));
     }
+    let too_big = |len: u64| {
+        format!(
+            "{} is {len} bytes, more than the {max} this runner reads for it",
+            path.display()
+        )
+    };
+    if meta.len() > max {
+        return Err(too_big(meta.len()));
+    }
+    // A file that grows while it is read is cut at one byte past the bound, and refused.
     let mut bytes = Vec::with_capacity(meta.len() as usize);
-    file.read_to_end(&mut bytes).map_err(|e| e.to_string())?;
+    file.take(max.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > max {
+        return Err(too_big(bytes.len() as u64));
+    }
     Ok(bytes)
 }
 
 fn load_verified(path: &Path, manifest: TaskManifest) -> Result<LoadedTask, Rejection> {
     let base = path.parent().unwrap_or(Path::new("."));
+    // A module past the compile bounds' size is refused before it is read.
+    let module_max = crate::CompileBounds::default().module_bytes as u64;
     let module = fetch_verified(
         "module",
         &manifest.module.uri,
         &manifest.module.blake3,
         base,
+        module_max,
     )?;
     let mut inputs = Vec::with_capacity(manifest.inputs.len());
     for input in &manifest.inputs {
         let what = format!("input {:?}", input.name.as_str());
         inputs.push((
             input.name.clone(),
-            fetch_verified(&what, &input.uri, &input.blake3, base)?,
+            fetch_verified(&what, &input.uri, &input.blake3, base, u64::MAX)?,
         ));
     }
     Ok(LoadedTask {
@@ -148,8 +169,9 @@ fn fetch_verified(
     uri: &Uri,
     expected: &Blake3Hash,
     base: &Path,
+    max: u64,
 ) -> Result<Arc<[u8]>, Rejection> {
-    let bytes = fetch(what, uri, base)?;
+    let bytes = fetch(what, uri, base, max)?;
     let actual = Blake3Hash::of(&bytes);
     if actual != *expected {
         return Err(Rejection::HashMismatch {
@@ -161,9 +183,9 @@ fn fetch_verified(
     Ok(bytes.into())
 }
 
-/// Reads the bytes a URI names. Only regular files are read, so a manifest cannot point the
-/// runner at a device or a FIFO.
-fn fetch(what: &str, uri: &Uri, base: &Path) -> Result<Vec<u8>, Rejection> {
+/// Reads the bytes a URI names, at most `max` of them. Only regular files are read, so a
+/// manifest cannot point the runner at a device or a FIFO.
+fn fetch(what: &str, uri: &Uri, base: &Path, max: u64) -> Result<Vec<u8>, Rejection> {
     let fail = |reason: String| Rejection::Read {
         what: what.into(),
         uri: uri.to_string(),
@@ -178,5 +200,5 @@ fn fetch(what: &str, uri: &Uri, base: &Path) -> Result<Vec<u8>, Rejection> {
             )));
         }
     };
-    read_regular(&path).map_err(fail)
+    read_regular(&path, max).map_err(fail)
 }

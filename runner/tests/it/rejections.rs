@@ -131,6 +131,21 @@ fn a_fifo_or_a_device_is_rejected_at_once() {
     }
 }
 
+/// A module file larger than the compile bound on module size is refused from its size,
+/// before a byte of it is read (a sparse file of 65 MiB here).
+#[test]
+fn a_module_past_the_size_bound_is_refused_before_it_is_read() {
+    let t = task(g::HELLO);
+    let module = std::fs::File::options()
+        .write(true)
+        .open(t.dir.path().join("module.wasm"))
+        .unwrap();
+    module.set_len(65 << 20).unwrap();
+    let run = t.exec();
+    run.assert_rejected(&["module", "68157440 bytes, more than the 67108864"]);
+    assert!(run.peak_kib < 64 << 10, "{} KiB", run.peak_kib);
+}
+
 #[test]
 fn invalid_and_truncated_modules_are_rejected() {
     task_bytes(b"this is not wasm")

@@ -50,6 +50,7 @@ pub(super) async fn submit(
             ),
         ));
     }
+    check_modules(&app, &batch).await?;
     let submitted = app.store.submit(&batch, &submitter, now_ms()).await?;
     if submitted.created {
         tracing::info!(batch = %submitted.batch, name = %submitted.name, tasks = submitted.tasks, "batch submitted");
@@ -60,6 +61,38 @@ pub(super) async fn submit(
         StatusCode::OK
     };
     Ok((status, axum::Json(submitted)).into_response())
+}
+
+/// Prepares each module the batch names in the scheduler's own sandbox, as every runner
+/// will: a module past the contract's compile bounds, invalid, or importing outside WASI
+/// preview 1 is refused now, naming the task, rather than handed back by every runner.
+/// Each module is compiled once (its preparation is kept by hash, and the scheduler runs
+/// the same module for health checks and its own runs).
+async fn check_modules(app: &App, batch: &BatchManifest) -> Result<(), Fail> {
+    let mut seen = std::collections::BTreeSet::new();
+    for task in &batch.tasks {
+        let hash = task.module.blake3;
+        if !seen.insert(hash) {
+            continue;
+        }
+        let Some(bytes) = app.blobs.get(&hash).await? else {
+            return Err(Fail::new(
+                StatusCode::CONFLICT,
+                format!("the scheduler does not hold module {hash}"),
+            ));
+        };
+        let sandbox = app.sandbox.clone();
+        tokio::task::spawn_blocking(move || sandbox.prepare(&hash, &bytes).map(drop))
+            .await
+            .map_err(|e| Fail::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+            .map_err(|e| {
+                Fail::bad(format!(
+                    "batch manifest: task {:?}: module {hash} cannot run on this grid: {e}",
+                    task.name.as_str()
+                ))
+            })?;
+    }
+    Ok(())
 }
 
 pub(super) async fn batch_status(

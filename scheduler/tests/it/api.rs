@@ -6,6 +6,38 @@ use reqwest::StatusCode;
 
 use super::grid::{Db, TestGrid, hashchain_batch};
 
+/// A module of `n` empty functions, encoded by hand.
+fn many_functions(n: u32) -> Vec<u8> {
+    fn leb(mut v: u32, out: &mut Vec<u8>) {
+        loop {
+            let byte = (v & 0x7f) as u8;
+            v >>= 7;
+            out.push(if v == 0 { byte } else { byte | 0x80 });
+            if v == 0 {
+                break;
+            }
+        }
+    }
+    fn section(id: u8, body: Vec<u8>, out: &mut Vec<u8>) {
+        out.push(id);
+        leb(body.len() as u32, out);
+        out.extend(body);
+    }
+    let mut m = b"\0asm\x01\0\0\0".to_vec();
+    section(1, vec![1, 0x60, 0, 0], &mut m);
+    let mut functions = Vec::new();
+    leb(n, &mut functions);
+    functions.extend(std::iter::repeat_n(0u8, n as usize));
+    section(3, functions, &mut m);
+    let mut code = Vec::new();
+    leb(n, &mut code);
+    for _ in 0..n {
+        code.extend([2, 0, 0x0b]);
+    }
+    section(10, code, &mut m);
+    m
+}
+
 async fn error(response: reqwest::Response) -> (StatusCode, String) {
     let status = response.status();
     let body: serde_json::Value = response.json().await.unwrap();
@@ -138,6 +170,40 @@ async fn requests_are_authenticated_authorized_and_checked() {
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(msg.contains("hash to"), "{msg}");
+
+    // A module no runner would compile (past the contract's compile bounds) is refused at
+    // submission, naming the task and the bound, not handed back by every runner later.
+    let bomb = many_functions(60_000);
+    let bomb_hash = helio_sdk::Blake3Hash::of(&bomb);
+    let put = http
+        .put(url(&format!("/v1/blobs/{bomb_hash}")))
+        .bearer_auth(&grid.token)
+        .body(bomb)
+        .send()
+        .await
+        .unwrap();
+    assert!(put.status().is_success(), "{}", put.status());
+    let batch = serde_json::json!({
+        "schema_version": 1,
+        "batch": "bomb",
+        "defaults": { "module": { "uri": "bomb.wasm", "blake3": bomb_hash.to_string() },
+                      "limits": { "fuel": 1000 } },
+        "tasks": [{ "name": "t1" }]
+    });
+    let (status, msg) = error(
+        http.post(url("/v1/batches"))
+            .bearer_auth(&grid.token)
+            .json(&batch)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        msg.contains("\"t1\"") && msg.contains("defines 60000 functions"),
+        "{msg}"
+    );
 
     // The OpenAPI document describes every route the server has.
     let doc: serde_json::Value = http

@@ -16,7 +16,7 @@
 //! prices in fuel.
 
 use std::cell::Cell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::io;
 use std::sync::Arc;
 
@@ -120,7 +120,8 @@ impl From<Errno> for WriteError {
 
 /// The in-memory file system of one task.
 pub struct Vfs {
-    nodes: HashMap<NodeId, Node>,
+    /// Live nodes by id (a B-tree: most tasks hold a handful, where it is a short scan).
+    nodes: BTreeMap<NodeId, Node>,
     next: NodeId,
     /// Declared outputs: name → max_bytes.
     declared: BTreeMap<String, u64>,
@@ -152,7 +153,7 @@ impl Vfs {
             parent,
         };
         let mut vfs = Vfs {
-            nodes: HashMap::new(),
+            nodes: BTreeMap::new(),
             next: 0,
             out_budget: declared.values().copied().fold(0u64, u64::saturating_add),
             declared,

@@ -11,8 +11,8 @@
 //! Every call costs [`HOST_CALL_FUEL`], plus one unit per [`HOST_BYTES_PER_FUEL`] bytes moved,
 //! [`STEP_FUEL`] per path step or directory entry visited and [`SUBSCRIPTION_FUEL`] per
 //! `poll_oneoff` subscription, so host work is metered as exactly as guest work, whatever the
-//! arguments. Every call also reads the wall clock, so `wall_seconds` holds in host calls as
-//! it does in guest code.
+//! arguments. Every [`DEADLINE_EVERY`] calls also read the wall clock, so `wall_seconds` holds
+//! in host calls as it does in guest code.
 
 use std::cell::Cell;
 use std::fmt;
@@ -53,6 +53,11 @@ pub const SUBSCRIPTION_FUEL: u64 = 50;
 
 /// Fuel for each entry of an iovec array.
 pub const IOVEC_FUEL: u64 = 8;
+
+/// Host calls between two looks at the wall clock. One call's work is bounded (a
+/// `poll_oneoff` looks at the clock itself as it goes), so `wall_seconds` still holds to
+/// within milliseconds, and a task of many small calls does not pay for a clock read each.
+pub const DEADLINE_EVERY: u32 = 16;
 
 /// The most entries one iovec array may have (Linux's `IOV_MAX`).
 pub const MAX_IOVS: u32 = 1024;
@@ -194,6 +199,8 @@ pub struct Host {
     pub memory_limit: u64,
     /// When the task's `wall_seconds` run out, once it runs.
     pub deadline: Option<Instant>,
+    /// Host calls made, for reading the clock every [`DEADLINE_EVERY`] of them.
+    calls: u32,
     /// The growth of linear memory being attempted: `(desired, the module's maximum)`.
     growing: Option<(usize, Option<usize>)>,
     fds: Vec<Option<Fd>>,
@@ -288,6 +295,7 @@ impl Host {
             fuel_limit,
             memory_limit,
             deadline: None,
+            calls: 0,
             growing: None,
             fds: vec![
                 Some(Fd::Stdin),
@@ -540,7 +548,10 @@ fn call_priced(
     upfront: u64,
     body: impl FnOnce(&mut Mem<'_>, &mut Host) -> HostResult,
 ) -> wasmtime::Result<i32> {
-    if let Some(deadline) = caller.data().deadline
+    let host = caller.data_mut();
+    host.calls = host.calls.wrapping_add(1);
+    if host.calls.is_multiple_of(DEADLINE_EVERY)
+        && let Some(deadline) = host.deadline
         && Instant::now() >= deadline
     {
         return Err(Trap::Interrupt.into());
@@ -566,17 +577,15 @@ fn call_priced(
     let result = body(&mut mem, host);
     let work =
         host.vfs.take_work().saturating_mul(STEP_FUEL) + mem.copied.get() / HOST_BYTES_PER_FUEL;
-    match result {
-        Ok(moved) => {
-            charge(caller, (moved / HOST_BYTES_PER_FUEL).saturating_add(work))?;
-            Ok(0)
-        }
-        Err(Fail::Errno(e)) => {
-            charge(caller, work)?;
-            Ok(e as i32)
-        }
-        Err(Fail::Stop(e)) => Err(e),
+    let (cost, answer) = match result {
+        Ok(moved) => ((moved / HOST_BYTES_PER_FUEL).saturating_add(work), 0),
+        Err(Fail::Errno(e)) => (work, e as i32),
+        Err(Fail::Stop(e)) => return Err(e),
+    };
+    if cost > 0 {
+        charge(caller, cost)?;
     }
+    Ok(answer)
 }
 
 /// The WASI file type of a node.
