@@ -246,9 +246,53 @@ struct Live {
     multi: MultiProgress,
     header: ProgressBar,
     slots: Vec<Option<Slot>>,
+    footer: Footer,
+}
+
+/// What the header line says of the session, from two sources that must agree with what the
+/// lines above it said: each finished task's credit as its report was answered, and the
+/// ledger's account of the session from the heartbeat (which also holds credits granted
+/// later, when other runners agreed). The credits shown are the larger of the two, so a
+/// task's credit shows the moment its line does, and none is counted twice whichever
+/// source saw it first.
+#[derive(Debug, Default, Clone, PartialEq)]
+struct Footer {
     accepted: u64,
-    micro_credits: u64,
+    /// Micro-credits of the session's finished tasks, as their reports were answered.
+    reported_micro: u64,
+    /// Micro-credits of the session by the ledger, as of the last heartbeat.
+    ledger_micro: u64,
     away: bool,
+}
+
+impl Footer {
+    fn finished(&mut self, session_accepted: u64, micro_credits: u64) {
+        self.accepted = self.accepted.max(session_accepted);
+        self.reported_micro += micro_credits;
+        self.away = false;
+    }
+
+    fn ledger(&mut self, session_micro: u64, session_tasks: u64) {
+        self.ledger_micro = session_micro;
+        self.accepted = self.accepted.max(session_tasks);
+    }
+
+    fn micro_credits(&self) -> u64 {
+        self.reported_micro.max(self.ledger_micro)
+    }
+
+    fn text(&self, busy: usize, slots: usize) -> String {
+        format!(
+            "{busy}/{slots} slots busy · {} tasks accepted · {} credits this session{}",
+            self.accepted,
+            credits_text(self.micro_credits()),
+            if self.away {
+                " · scheduler away, retrying"
+            } else {
+                ""
+            }
+        )
+    }
 }
 
 /// Shows the runner's events as [`Output`] says.
@@ -269,9 +313,7 @@ impl Display {
                 multi,
                 header,
                 slots: (0..slots).map(|_| None).collect(),
-                accepted: 0,
-                micro_credits: 0,
-                away: false,
+                footer: Footer::default(),
             })
         });
         Arc::new(Display { output, live })
@@ -310,23 +352,21 @@ impl Display {
     fn live_event(&self, live: &mut Live, event: Event) {
         match &event {
             Event::Finished {
-                session_accepted, ..
-            } => {
-                live.accepted = live.accepted.max(*session_accepted);
-                live.away = false;
-            }
+                session_accepted,
+                micro_credits,
+                ..
+            } => live.footer.finished(*session_accepted, *micro_credits),
             Event::Credits {
                 session_micro_credits,
                 session_tasks,
                 ..
             } => {
-                live.micro_credits = *session_micro_credits;
-                live.accepted = live.accepted.max(*session_tasks);
+                live.footer.ledger(*session_micro_credits, *session_tasks);
                 Self::header(live);
                 return;
             }
             Event::Warning { message } if message.starts_with("scheduler away") => {
-                live.away = true;
+                live.footer.away = true;
             }
             _ => {}
         }
@@ -336,17 +376,8 @@ impl Display {
 
     fn header(live: &Live) {
         let busy = live.slots.iter().filter(|s| s.is_some()).count();
-        live.header.set_message(format!(
-            "{busy}/{} slots busy · {} tasks accepted · {} credits this session{}",
-            live.slots.len(),
-            live.accepted,
-            credits_text(live.micro_credits),
-            if live.away {
-                " · scheduler away, retrying"
-            } else {
-                ""
-            }
-        ));
+        live.header
+            .set_message(live.footer.text(busy, live.slots.len()));
     }
 
     /// A task started: shows `started` (an [`Event::Started`]) and, on a live display, a
@@ -415,4 +446,35 @@ impl Display {
 
     /// How often [`Display::tick`] is worth calling.
     pub const TICK: Duration = Duration::from_millis(250);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_footer_shows_each_credit_at_once_and_none_twice() {
+        let mut f = Footer::default();
+        // A task's credit shows with its line, before any heartbeat.
+        f.finished(1, 2_000_000);
+        let text = f.text(0, 2);
+        assert!(
+            text.contains("1 tasks accepted · 2.000000 credits"),
+            "{text}"
+        );
+        // The ledger then counts the same credit: not added again.
+        f.ledger(2_000_000, 1);
+        assert_eq!(f.micro_credits(), 2_000_000);
+        // A heartbeat answered before a report's credit was committed, then the report.
+        f.ledger(2_000_000, 1);
+        f.finished(2, 1_000_000);
+        assert_eq!(f.micro_credits(), 3_000_000);
+        // Credits granted later, when other runners agreed, come from the ledger alone.
+        f.ledger(4_500_000, 3);
+        assert_eq!((f.micro_credits(), f.accepted), (4_500_000, 3));
+        f.away = true;
+        assert!(f.text(1, 2).ends_with("scheduler away, retrying"));
+        f.finished(3, 0);
+        assert!(!f.away, "a report answered means the scheduler is back");
+    }
 }

@@ -550,6 +550,80 @@ pub struct Credits {
     pub rows: Vec<CreditRow>,
 }
 
+/// The columns of a credits CSV after its first, which names what the rows count by.
+#[cfg(feature = "csv")]
+const CREDITS_COLUMNS: [&str; 5] = [
+    "tasks",
+    "fuel",
+    "micro_credits",
+    "credits",
+    "paid_micro_credits",
+];
+
+#[cfg(feature = "csv")]
+impl Credits {
+    /// The CSV the scheduler serves (`GET /v1/credits.csv`) and `helio credits --csv`
+    /// prints: a header of `{by}` and [`CREDITS_COLUMNS`], then one row per key, written by
+    /// the `csv` crate (a key with a comma or a quote is quoted).
+    pub fn to_csv(&self) -> String {
+        let mut w = csv::Writer::from_writer(Vec::new());
+        let header = std::iter::once(self.by.as_str()).chain(CREDITS_COLUMNS);
+        w.write_record(header).expect("writing to memory");
+        for r in &self.rows {
+            w.write_record([
+                r.key.clone(),
+                r.tasks.to_string(),
+                r.fuel.to_string(),
+                r.micro_credits.to_string(),
+                credits_text(r.micro_credits),
+                r.paid.to_string(),
+            ])
+            .expect("writing to memory");
+        }
+        let bytes = w.into_inner().expect("writing to memory");
+        String::from_utf8(bytes).expect("CSV of UTF-8 fields is UTF-8")
+    }
+
+    /// Reads what [`Credits::to_csv`] wrote, naming the line and column of anything else.
+    pub fn from_csv(text: &str) -> Result<Credits, String> {
+        let mut r = csv::Reader::from_reader(text.as_bytes());
+        let header = r.headers().map_err(|e| e.to_string())?.clone();
+        let columns: Vec<&str> = header.iter().skip(1).collect();
+        if header.is_empty() || columns != CREDITS_COLUMNS {
+            return Err(format!(
+                "line 1: the header is {:?}; a credits CSV has a key column, then {}",
+                header.iter().collect::<Vec<_>>(),
+                CREDITS_COLUMNS.join(",")
+            ));
+        }
+        let mut rows = Vec::new();
+        for record in r.records() {
+            let record = record.map_err(|e| e.to_string())?;
+            let line = record.position().map_or(0, |p| p.line());
+            let number = |i: usize| -> Result<u64, String> {
+                let field = record.get(i).unwrap_or("");
+                field.parse().map_err(|_| {
+                    format!(
+                        "line {line}: {} is {field:?}, not a whole number",
+                        &header[i]
+                    )
+                })
+            };
+            rows.push(CreditRow {
+                key: record.get(0).unwrap_or("").to_string(),
+                tasks: number(1)?,
+                fuel: number(2)?,
+                micro_credits: number(3)?,
+                paid: number(5)?,
+            });
+        }
+        Ok(Credits {
+            by: header[0].to_string(),
+            rows,
+        })
+    }
+}
+
 /// An error answer: every non-2xx response has this body.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ApiError {
@@ -620,4 +694,55 @@ pub struct RunnerInfo {
     /// scheduler's target error).
     #[serde(default)]
     pub established: bool,
+}
+
+#[cfg(all(test, feature = "csv"))]
+mod csv_tests {
+    use super::*;
+
+    #[test]
+    fn credits_round_trip_through_csv_whatever_their_keys() {
+        let credits = Credits {
+            by: "batch".into(),
+            rows: vec![
+                CreditRow {
+                    key: "sweep, \"final\"".into(),
+                    tasks: 3,
+                    fuel: 1 << 40,
+                    micro_credits: 2_500_000,
+                    paid: 1,
+                },
+                CreditRow {
+                    key: "b-2".into(),
+                    tasks: 0,
+                    fuel: 0,
+                    micro_credits: 0,
+                    paid: 0,
+                },
+            ],
+        };
+        let text = credits.to_csv();
+        assert!(
+            text.starts_with("batch,tasks,fuel,micro_credits,credits,paid_micro_credits\n"),
+            "{text}"
+        );
+        assert!(text.contains(",2.500000,"), "{text}");
+        let back = Credits::from_csv(&text).unwrap();
+        assert_eq!(back.by, "batch");
+        assert_eq!(back.rows.len(), 2);
+        assert_eq!(back.rows[0].key, "sweep, \"final\"");
+        assert_eq!(
+            (
+                back.rows[0].tasks,
+                back.rows[0].fuel,
+                back.rows[0].micro_credits,
+                back.rows[0].paid
+            ),
+            (3, 1 << 40, 2_500_000, 1)
+        );
+        let bad = Credits::from_csv("owner,tasks\nada,1\n").unwrap_err();
+        assert!(bad.contains("line 1"), "{bad}");
+        let bad = Credits::from_csv(&text.replace(",1099511627776,", ",lots,")).unwrap_err();
+        assert!(bad.contains("line 2") && bad.contains("fuel"), "{bad}");
+    }
 }

@@ -28,18 +28,7 @@ pub(super) async fn credits_csv(
         StoreError::Conflict(m) => Fail::bad(m),
         e => e.into(),
     })?;
-    let mut csv = format!("{by},tasks,fuel,micro_credits,credits,paid_micro_credits\n");
-    for r in rows {
-        csv.push_str(&format!(
-            "{},{},{},{},{},{}\n",
-            r.key,
-            r.tasks,
-            r.fuel,
-            r.micro_credits,
-            wire::credits_text(r.micro_credits),
-            r.paid
-        ));
-    }
+    let csv = Credits { by, rows }.to_csv();
     Ok(([(header::CONTENT_TYPE, "text/csv")], csv).into_response())
 }
 

@@ -52,6 +52,24 @@ async fn the_runner_binary_prints_json_events_and_stops_cleanly_on_sigterm() {
     }
     let credits = check_finished(&grid, &batch, n, rounds).await;
     let by_owner = grid.submitter().credits("owner").await.unwrap();
+    // The server's CSV is the one `helio credits --csv` prints, and reads back through the
+    // csv crate to the same rows as the JSON.
+    let served = reqwest::get(format!("{}/v1/credits.csv?by=owner", grid.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(served, by_owner.to_csv());
+    let read = helio_sdk::wire::Credits::from_csv(&served).unwrap();
+    assert_eq!(read.by, "owner");
+    let keyed = |rows: &[helio_sdk::wire::CreditRow]| -> Vec<(String, u64, u64, u64, u64)> {
+        rows.iter()
+            .map(|r| (r.key.clone(), r.tasks, r.fuel, r.micro_credits, r.paid))
+            .collect()
+    };
+    assert_eq!(keyed(&read.rows), keyed(&by_owner.rows));
+    assert_eq!(read.rows.len(), 2, "{served}");
     for (owner, r) in ["alice", "bob"].iter().zip(runners) {
         let out = tokio::task::spawn_blocking(move || r.wait_with_output())
             .await

@@ -376,13 +376,7 @@ async fn credits(g: Grid, by: String, csv: bool, json: bool) -> Result<u8, GridE
     if json {
         println!("{}", serde_json::to_string(&credits).expect("serializes"));
     } else if csv {
-        println!("{by},tasks,fuel,micro_credits,paid_micro_credits");
-        for r in &credits.rows {
-            println!(
-                "{},{},{},{},{}",
-                r.key, r.tasks, r.fuel, r.micro_credits, r.paid
-            );
-        }
+        print!("{}", credits.to_csv());
     } else {
         // Payouts go to owners: only their rows have a balance to show.
         let owners = by == "owner";

@@ -71,39 +71,38 @@ fn range(text: &str) -> Result<Vec<String>, String> {
 }
 
 /// A CSV of parameter rows: a header of parameter names, then one row per combination.
-/// Values may not be quoted or contain commas.
+/// Values may be quoted (`"1,5"` is one value); blank lines are skipped; values are trimmed.
 pub fn parse_csv(text: &str) -> Result<(Vec<String>, Vec<Vec<String>>), String> {
-    let mut lines = text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty());
-    let (_, header) = lines.next().ok_or("the CSV is empty")?;
-    let split = |l: &str| {
-        l.split(',')
-            .map(|v| v.trim().to_string())
-            .collect::<Vec<_>>()
-    };
-    let names = split(header);
-    if names.iter().any(|n| n.is_empty() || n.contains('"')) {
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .flexible(true)
+        .from_reader(text.as_bytes());
+    let header = reader.headers().map_err(|e| e.to_string())?.clone();
+    let names: Vec<String> = header.iter().map(String::from).collect();
+    if names.is_empty() || (names.len() == 1 && names[0].is_empty()) {
+        return Err("the CSV is empty".into());
+    }
+    if names.iter().any(String::is_empty) {
         return Err(format!(
-            "line 1: the header {header:?} must name every column"
+            "line 1: the header {:?} must name every column",
+            names.join(",")
         ));
     }
     let mut rows = Vec::new();
-    for (i, line) in lines {
-        if line.contains('"') {
-            return Err(format!("line {}: quoted values are not supported", i + 1));
+    for record in reader.records() {
+        let record = record.map_err(|e| e.to_string())?;
+        let line = record.position().map_or(0, |p| p.line());
+        if record.iter().all(str::is_empty) {
+            continue;
         }
-        let row = split(line);
-        if row.len() != names.len() {
+        if record.len() != names.len() {
             return Err(format!(
-                "line {}: {} values for {} columns",
-                i + 1,
-                row.len(),
+                "line {line}: {} values for {} columns",
+                record.len(),
                 names.len()
             ));
         }
-        rows.push(row);
+        rows.push(record.iter().map(String::from).collect());
     }
     if rows.is_empty() {
         return Err("the CSV has a header but no rows".into());
@@ -177,5 +176,16 @@ mod tests {
         }
         let e = parse_csv("a,b\n1,2\n3\n").unwrap_err();
         assert!(e.contains("line 3") && e.contains("1 values for 2"), "{e}");
+        let e = parse_csv("a,,c\n1,2,3\n").unwrap_err();
+        assert!(e.contains("line 1") && e.contains("every column"), "{e}");
+        assert!(parse_csv("a,b\n").unwrap_err().contains("no rows"));
+    }
+
+    #[test]
+    fn csv_rows_may_quote_values_with_commas() {
+        let (names, rows) =
+            parse_csv("label, mass\n\"a, b\", 1.5\n\n\"say \"\"hi\"\"\",2\n").unwrap();
+        assert_eq!(names, ["label", "mass"]);
+        assert_eq!(rows, [["a, b", "1.5"], ["say \"hi\"", "2"]]);
     }
 }
