@@ -28,8 +28,8 @@ impl LoadedTask {
         self.run_watched(sandbox, None)
     }
 
-    /// [`LoadedTask::run`], publishing the fuel used to `progress` while it runs. The task's
-    /// `wall_seconds` count from before its module is compiled.
+    /// [`LoadedTask::run`], publishing the fuel used to `progress` while it runs. The
+    /// report's `wall_ms` counts from before its module is compiled.
     pub fn run_watched(
         &self,
         sandbox: &Sandbox,

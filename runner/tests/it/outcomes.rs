@@ -180,11 +180,11 @@ fn returning_from_start_is_exit_zero_and_fuel_counts_instructions() {
     );
 }
 
-/// `wall_seconds` count from before the module was compiled: a task whose time ran out
-/// while it was being prepared ends with `timeout` without running, and its `wall_ms` says
-/// how long it really took.
+/// A run's `wall_ms` counts from before its module was compiled (so compiling shows in it),
+/// while `wall_seconds` bound the run itself: a module that took long to compile on a slow
+/// machine does not make its first run time out.
 #[test]
-fn time_spent_compiling_counts_against_wall_seconds() {
+fn compiling_shows_in_wall_ms_and_does_not_eat_wall_seconds() {
     use helio_runner::{Sandbox, SandboxConfig};
     use helio_sdk::{Blake3Hash, TaskManifest};
     use std::time::{Duration, Instant};
@@ -200,16 +200,12 @@ fn time_spent_compiling_counts_against_wall_seconds() {
     .unwrap();
     let sandbox = Sandbox::new(SandboxConfig::default()).unwrap();
     let prepared = sandbox.prepare(&hash, &module).unwrap();
-    let on_time = sandbox
-        .run_from(&prepared, &task, vec![], None, Instant::now())
-        .unwrap();
-    assert!(on_time.report.outcome.is_success(), "{:?}", on_time.report);
     let compiled_for_2s = Instant::now() - Duration::from_secs(2);
-    let late = sandbox
+    let run = sandbox
         .run_from(&prepared, &task, vec![], None, compiled_for_2s)
         .unwrap();
-    assert_eq!(late.report.outcome, helio_sdk::Outcome::Timeout);
-    assert!(late.report.wall_ms >= 2_000, "{:?}", late.report);
+    assert!(run.report.outcome.is_success(), "{:?}", run.report);
+    assert!(run.report.wall_ms >= 2_000, "{:?}", run.report);
 }
 
 /// The runner's cap on its own memory lets a task within its limits run, and turns a guest
