@@ -251,10 +251,13 @@ impl Vfs {
         dir: NodeId,
         skip: u64,
     ) -> Result<impl Iterator<Item = (u64, &str, NodeId)>, Errno> {
-        let Kind::Dir { entries, parent } = &self.node(dir).kind else {
+        let node = self.node(dir);
+        let Kind::Dir { entries, parent } = &node.kind else {
             return Err(Errno::Notdir);
         };
-        let dots = [(".", dir), ("..", parent.unwrap_or(dir))];
+        // An unlinked directory's old parent may be freed: its `..` is itself, as at a root.
+        let up = parent.filter(|_| node.linked).unwrap_or(dir);
+        let dots = [(".", dir), ("..", up)];
         let all = dots
             .into_iter()
             .chain(entries.iter().map(|(n, id)| (n.as_str(), *id)));

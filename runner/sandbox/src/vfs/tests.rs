@@ -24,6 +24,8 @@ enum Op {
     List(String, u64),
     Open(String),
     Close(usize),
+    /// Lists a held node and looks at every entry, as `fd_readdir` on a descriptor does.
+    ListHeld(usize),
 }
 
 fn name() -> impl Strategy<Value = String> {
@@ -66,6 +68,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (path(), 0..8u64).prop_map(|(p, c)| Op::List(p, c)),
         2 => path().prop_map(Op::Open),
         2 => (0..8usize).prop_map(Op::Close),
+        2 => (0..8usize).prop_map(Op::ListHeld),
     ]
 }
 
@@ -134,6 +137,16 @@ fn apply(vfs: &mut Vfs, held: &mut Vec<NodeId>, op: &Op) -> bool {
             if let Ok(id) = vfs.resolve(OUT_ROOT, p, true) {
                 vfs.node_mut(id).open += 1;
                 held.push(id);
+            }
+            false
+        }
+        Op::ListHeld(i) => {
+            if let Some(&id) = held.get(*i)
+                && let Ok(entries) = vfs.list(id, 0)
+            {
+                for (_, _, entry) in entries {
+                    vfs.node(entry);
+                }
             }
             false
         }
@@ -264,4 +277,33 @@ fn create_and_unlink_churn_holds_nothing() {
     }
     assert_eq!((vfs.nodes.len(), vfs.meta_bytes), (3, 0));
     assert_eq!(vfs.next, 3 + 20_000, "inode numbers are never reused");
+}
+
+#[test]
+fn an_open_unlinked_directory_lists_without_its_freed_parent() {
+    let mut vfs = fresh(META_BUDGET);
+    assert!(vfs.create_dir(OUT_ROOT, "a").is_ok());
+    let a = vfs.lookup(OUT_ROOT, "a").unwrap();
+    assert!(vfs.create_dir(a, "b").is_ok());
+    let b = vfs.lookup(a, "b").unwrap();
+    vfs.node_mut(b).open += 1;
+    vfs.remove(a, "b", true).unwrap();
+    vfs.remove(OUT_ROOT, "a", true).unwrap();
+    assert!(!vfs.nodes.contains_key(&a), "a is freed");
+    let listed: Vec<(String, NodeId)> = vfs
+        .list(b, 0)
+        .unwrap()
+        .map(|(_, n, id)| (n.to_string(), id))
+        .collect();
+    assert_eq!(listed, [(".".to_string(), b), ("..".to_string(), b)]);
+    for (_, id) in listed {
+        vfs.node(id);
+    }
+    assert_eq!(vfs.resolve(b, "..", true), Err(Errno::Noent));
+    assert_eq!(
+        vfs.create_dir(b, "c")
+            .err()
+            .map(|e| matches!(e, WriteError::Errno(Errno::Noent))),
+        Some(true)
+    );
 }
