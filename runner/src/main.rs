@@ -309,12 +309,15 @@ fn volunteer(v: Volunteer) -> ExitCode {
     }
 }
 
+/// The runner's state: `helio/runner` in the user's data directory (on Linux
+/// `$XDG_DATA_HOME`, else `~/.local/share`; on macOS `~/Library/Application Support`; on
+/// Windows the roaming application data), or in the working directory without a home.
 fn default_state_dir() -> PathBuf {
-    std::env::var_os("XDG_DATA_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+    directories::BaseDirs::new()
+        .map(|d| d.data_dir().to_path_buf())
         .unwrap_or_else(|| PathBuf::from("."))
-        .join("helio/runner")
+        .join("helio")
+        .join("runner")
 }
 
 fn owner(command: OwnerCommand) -> ExitCode {
@@ -434,9 +437,8 @@ fn default_cache_dir() -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os("HELIO_CACHE_DIR") {
         return Some(dir.into());
     }
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    // The user's cache directory: on Linux `$XDG_CACHE_HOME`, else `~/.cache`.
+    let base = directories::BaseDirs::new()?.cache_dir().to_path_buf();
     Some(base.join("helio").join("modules"))
 }
 

@@ -6,6 +6,7 @@ mod fuel;
 mod hostbombs;
 mod nan;
 mod outcomes;
+mod paths;
 mod pool;
 mod rejections;
 mod wasi_fuzz;
