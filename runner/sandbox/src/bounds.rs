@@ -23,10 +23,15 @@ pub struct CompileBounds {
     pub threads: usize,
 }
 
+impl CompileBounds {
+    /// The default bound on a module's size, which is also the most a module file is read.
+    pub const MODULE_BYTES: usize = 64 << 20;
+}
+
 impl Default for CompileBounds {
     fn default() -> Self {
         CompileBounds {
-            module_bytes: 64 << 20,
+            module_bytes: Self::MODULE_BYTES,
             functions: 50_000,
             body_bytes: 512 << 10,
             locals: 10_000,

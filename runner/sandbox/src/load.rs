@@ -141,7 +141,7 @@ fn read_regular(path: &Path, max: u64) -> Result<Vec<u8>, String> {
 fn load_verified(path: &Path, manifest: TaskManifest) -> Result<LoadedTask, Rejection> {
     let base = path.parent().unwrap_or(Path::new("."));
     // A module past the compile bounds' size is refused before it is read.
-    let module_max = crate::CompileBounds::default().module_bytes as u64;
+    let module_max = crate::CompileBounds::MODULE_BYTES as u64;
     let module = fetch_verified(
         "module",
         &manifest.module.uri,

@@ -251,13 +251,12 @@ impl Vfs {
         dir: NodeId,
         skip: u64,
     ) -> Result<impl Iterator<Item = (u64, &str, NodeId)>, Errno> {
-        let node = self.node(dir);
-        let Kind::Dir { entries, parent } = &node.kind else {
+        let Kind::Dir { entries, .. } = &self.node(dir).kind else {
             return Err(Errno::Notdir);
         };
-        // An unlinked directory's old parent may be freed: its `..` is itself, as at a root.
-        let up = parent.filter(|_| node.linked).unwrap_or(dir);
-        let dots = [(".", dir), ("..", up)];
+        // A root's `..` is itself, and so is an unlinked directory's (its old parent may be
+        // freed): where `parent` finds none.
+        let dots = [(".", dir), ("..", self.parent(dir).unwrap_or(dir))];
         let all = dots
             .into_iter()
             .chain(entries.iter().map(|(n, id)| (n.as_str(), *id)));

@@ -268,7 +268,7 @@ impl wasmtime::ResourceLimiter for Host {
 impl Host {
     /// The state of a task about to start.
     pub fn new(
-        vfs: Vfs,
+        mut vfs: Vfs,
         argv: impl IntoIterator<Item = String>,
         env: impl IntoIterator<Item = (String, String)>,
         seed: u64,
@@ -282,7 +282,6 @@ impl Host {
         };
         let mut rng = blake3::Hasher::new_derive_key("helio random_get stream v1");
         rng.update(&seed.to_le_bytes());
-        let mut vfs = vfs;
         // The preopens are descriptors like any other: the guest may close them.
         vfs.node_mut(IN_ROOT).open += 1;
         vfs.node_mut(OUT_ROOT).open += 1;
@@ -319,6 +318,11 @@ impl Host {
             fuel_now: 0,
             slept_ns: 0,
         }
+    }
+
+    /// Whether the task's `wall_seconds` have run out (never before it runs).
+    fn past_deadline(&self) -> bool {
+        self.deadline.is_some_and(|d| Instant::now() >= d)
     }
 
     fn monotonic_ns(&self) -> u64 {
@@ -550,10 +554,7 @@ fn call_priced(
 ) -> wasmtime::Result<i32> {
     let host = caller.data_mut();
     host.calls = host.calls.wrapping_add(1);
-    if host.calls.is_multiple_of(DEADLINE_EVERY)
-        && let Some(deadline) = host.deadline
-        && Instant::now() >= deadline
-    {
+    if host.calls.is_multiple_of(DEADLINE_EVERY) && host.past_deadline() {
         return Err(Trap::Interrupt.into());
     }
     let left = charge(caller, HOST_CALL_FUEL.saturating_add(upfront))?;

@@ -138,9 +138,7 @@ pub(super) fn poll_oneoff(
     let mut any_ready = false;
     let mut nearest = u64::MAX;
     for i in 0..n {
-        if i % POLL_CLOCK_EVERY == POLL_CLOCK_EVERY - 1
-            && h.deadline.is_some_and(|d| Instant::now() >= d)
-        {
+        if i % POLL_CLOCK_EVERY == POLL_CLOCK_EVERY - 1 && h.past_deadline() {
             return Err(Fail::Stop(Trap::Interrupt.into()));
         }
         match subscription(m, h, subs, i)? {
