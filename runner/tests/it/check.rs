@@ -52,6 +52,41 @@ impl Exec {
     }
 }
 
+/// A WASI command: one page of memory exported as `memory`, and `functions`, each of type
+/// `() -> ()`, the first exported as `_start`.
+pub fn command(functions: impl IntoIterator<Item = wasm_encoder::Function>) -> Vec<u8> {
+    use wasm_encoder::{
+        CodeSection, ExportKind, ExportSection, FunctionSection, MemorySection, MemoryType, Module,
+        TypeSection,
+    };
+    let mut types = TypeSection::new();
+    types.ty().function([], []);
+    let mut declared = FunctionSection::new();
+    let mut code = CodeSection::new();
+    for f in functions {
+        declared.function(0);
+        code.function(&f);
+    }
+    let mut memory = MemorySection::new();
+    memory.memory(MemoryType {
+        minimum: 1,
+        maximum: None,
+        memory64: false,
+        shared: false,
+        page_size_log2: None,
+    });
+    let mut exports = ExportSection::new();
+    exports.export("_start", ExportKind::Func, 0);
+    exports.export("memory", ExportKind::Memory, 0);
+    let mut m = Module::new();
+    m.section(&types)
+        .section(&declared)
+        .section(&memory)
+        .section(&exports)
+        .section(&code);
+    m.finish()
+}
+
 pub fn hash(bytes: &[u8]) -> String {
     blake3::hash(bytes).to_hex().to_string()
 }

@@ -162,16 +162,8 @@ fn invalid_and_truncated_modules_are_rejected() {
 /// constants before dropping them all (so that many operands are live at once), and a
 /// `_start` that returns.
 fn compile_bomb(n: u32, locals: u32, consts: u32) -> Vec<u8> {
-    use wasm_encoder::{
-        CodeSection, ExportKind, ExportSection, Function, FunctionSection, Instruction,
-        MemorySection, MemoryType, Module, TypeSection, ValType,
-    };
-    let mut types = TypeSection::new();
-    types.ty().function([], []);
-    let mut functions = FunctionSection::new();
-    let mut code = CodeSection::new();
-    for _ in 0..n {
-        functions.function(0);
+    use wasm_encoder::{Function, Instruction, ValType};
+    super::check::command((0..n).map(|_| {
         let mut f = Function::new([(locals, ValType::I32)]);
         for _ in 0..consts {
             f.instruction(&Instruction::I32Const(1));
@@ -180,26 +172,8 @@ fn compile_bomb(n: u32, locals: u32, consts: u32) -> Vec<u8> {
             f.instruction(&Instruction::Drop);
         }
         f.instruction(&Instruction::End);
-        code.function(&f);
-    }
-    let mut memory = MemorySection::new();
-    memory.memory(MemoryType {
-        minimum: 1,
-        maximum: None,
-        memory64: false,
-        shared: false,
-        page_size_log2: None,
-    });
-    let mut exports = ExportSection::new();
-    exports.export("_start", ExportKind::Func, 0);
-    exports.export("memory", ExportKind::Memory, 0);
-    let mut m = Module::new();
-    m.section(&types)
-        .section(&functions)
-        .section(&memory)
-        .section(&exports)
-        .section(&code);
-    m.finish()
+        f
+    }))
 }
 
 /// A compile bomb of each shape (very many functions, one huge body, a function of very many
