@@ -44,5 +44,6 @@ pub mod metrics;
 pub mod owners;
 pub mod rules;
 pub mod service;
+pub mod share;
 pub mod store;
 pub mod task;

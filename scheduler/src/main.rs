@@ -206,6 +206,11 @@ enum Command {
         #[command(subcommand)]
         command: OwnerCommand,
     },
+    /// What submitters are granted: a share of the grid, quotas.
+    Submitter {
+        #[command(subcommand)]
+        command: SubmitterCommand,
+    },
     /// Inspect the credit ledger.
     Ledger {
         #[command(subcommand)]
@@ -344,6 +349,86 @@ async fn owner(command: OwnerCommand) -> anyhow::Result<ExitCode> {
 }
 
 #[derive(Subcommand)]
+enum SubmitterCommand {
+    /// Grant a submitter (its tokens' name) a share of the grid and quotas; replaces what
+    /// it was granted before. A submitter never granted anything has share 1, no quotas.
+    Set {
+        /// The submitter: the name its tokens were created with.
+        name: String,
+        #[command(flatten)]
+        db: Db,
+        /// Its weight in fair share: with share 2 it is served until it has twice the
+        /// leases out of a submitter of share 1.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+        share: u32,
+        /// The most leases it may have out at once.
+        #[arg(long)]
+        max_running: Option<u64>,
+        /// The most tasks it may have submitted and not finished; a batch past it is
+        /// refused whole.
+        #[arg(long)]
+        max_tasks: Option<u64>,
+    },
+    /// List what each submitter is granted.
+    List {
+        #[command(flatten)]
+        db: Db,
+        /// One JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `scheduler submitter ...`.
+async fn submitter(command: SubmitterCommand) -> anyhow::Result<ExitCode> {
+    let limit = |n: Option<u64>| n.map_or_else(|| "-".to_string(), |n| n.to_string());
+    match command {
+        SubmitterCommand::Set {
+            name,
+            db,
+            share,
+            max_running,
+            max_tasks,
+        } => {
+            let store = service::open_store(&config(db)).await?;
+            let grant = helio_scheduler::store::SubmitterGrant {
+                name,
+                share,
+                max_running,
+                max_tasks,
+            };
+            store.set_grant(&grant).await?;
+            println!(
+                "submitter {}: share {}, at most {} leases out, at most {} unfinished tasks",
+                grant.name,
+                grant.share,
+                limit(grant.max_running),
+                limit(grant.max_tasks)
+            );
+        }
+        SubmitterCommand::List { db, json } => {
+            let store = service::open_store(&config(db)).await?;
+            let grants = store.submitter_grants().await?;
+            if json {
+                println!("{}", serde_json::to_string(&grants)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!("name                 share  max-running  max-tasks");
+            for g in grants {
+                println!(
+                    "{:<20} {:>5}  {:>11}  {:>9}",
+                    g.name,
+                    g.share,
+                    limit(g.max_running),
+                    limit(g.max_tasks)
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Subcommand)]
 enum LedgerCommand {
     /// Exit 0 only when no ledger entry was edited, dropped or reordered.
     Verify {
@@ -453,6 +538,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Token { command } => token(command).await,
         Command::Owner { command } => owner(command).await,
+        Command::Submitter { command } => submitter(command).await,
         Command::Ledger {
             command: LedgerCommand::Verify { db },
         } => {

@@ -12,7 +12,9 @@ use helio_sdk::{Outcome, RunReport, TaskManifest, Tier};
 
 use crate::credibility::Weight;
 use crate::ledger;
+use crate::share::Shares;
 use crate::task::{Effect, Progress, Reputation, TaskState};
+use std::collections::BTreeMap;
 
 /// A runner as leasing sees it when it asks for work.
 #[derive(Debug, Clone, Copy)]
@@ -97,6 +99,37 @@ impl Asker<'_> {
         ids.truncate(k);
         ids.sort_unstable();
         ids
+    }
+
+    /// `n` of `tasks` (each with its queue in `shares`, its least tier and its state) that it
+    /// may take, in id order: for each, the queue [`Shares::next`] serves (fair share between
+    /// submitters, priority within one, quotas), then a task of that queue drawn at random
+    /// by `draw`, as [`Asker::choose`] draws.
+    pub fn choose_fairly<'t, I>(&self, tasks: I, n: u32, draw: u64, shares: &Shares) -> Vec<i64>
+    where
+        I: IntoIterator<Item = (i64, usize, Tier, &'t TaskState)>,
+    {
+        let mut open: BTreeMap<usize, Vec<i64>> = BTreeMap::new();
+        for (id, q, tier, task) in tasks {
+            if self.may_take(tier, task) {
+                open.entry(q).or_default().push(id);
+            }
+        }
+        let mut tally = shares.tally();
+        let mut draws = Draws(draw);
+        let mut chosen = Vec::new();
+        while (chosen.len() as u32) < n {
+            let Some(q) = shares.next(&tally, |q| open.get(&q).is_some_and(|t| !t.is_empty()))
+            else {
+                break;
+            };
+            let ids = open.get_mut(&q).expect("an open queue");
+            let j = (draws.next() % ids.len() as u64) as usize;
+            chosen.push(ids.swap_remove(j));
+            shares.take(&mut tally, q);
+        }
+        chosen.sort_unstable();
+        chosen
     }
 }
 
@@ -257,6 +290,11 @@ pub struct BatchDelta {
     pub running: i64,
     /// Change in tasks waiting for the scheduler's own run.
     pub deciding: i64,
+    /// Tasks newly cancelled.
+    pub cancelled: i64,
+    /// Change in leases out (a task may have several): what fair share counts a
+    /// submitter's use of the grid by.
+    pub leased: i64,
 }
 
 impl BatchDelta {
@@ -277,6 +315,7 @@ impl BatchDelta {
             self.moved(from, -1);
             self.moved(to, 1);
         }
+        self.leased += i64::from(after.leased()) - i64::from(before.leased());
     }
 
     /// An accepted task's result replaced by one that `succeeded` or not, where the one
@@ -303,6 +342,8 @@ impl BatchDelta {
         match progress {
             Progress::Running => self.running += by,
             Progress::Deciding => self.deciding += by,
+            // A task is cancelled once and never leaves it.
+            Progress::Cancelled => self.cancelled += by.max(0),
             // Accepted tasks are counted with their outcome, which only the acceptance knows.
             Progress::Pending | Progress::Accepted => {}
         }

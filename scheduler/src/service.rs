@@ -224,8 +224,14 @@ async fn serve_tls(
 }
 
 async fn expiry_loop(app: App) {
-    loop {
+    for round in 0u64.. {
         tokio::time::sleep(Duration::from_millis(500)).await;
+        // Every 5 s: batches past their deadline, and cancellations a stop interrupted.
+        if round % 10 == 0
+            && let Err(e) = app.store.end_overdue(now_ms()).await
+        {
+            tracing::error!(error = %e, "cannot cancel batches past their deadline");
+        }
         match app.store.expire(now_ms()).await {
             Ok(0) => {}
             Ok(n) => {

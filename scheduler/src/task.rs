@@ -31,6 +31,8 @@ pub enum ReplicaState {
     Expired,
     /// The runner handed the lease back.
     Returned,
+    /// The scheduler took the lease back: the task's batch was cancelled.
+    Withdrawn,
 }
 
 /// Leases a task may have in all, per replica its redundancy allows: leases that expire or
@@ -75,6 +77,9 @@ pub enum Phase {
         /// Whether the scheduler's own run decided (rather than a quorum).
         by_scheduler: bool,
     },
+    /// Its batch was cancelled before it was accepted: nothing more is leased, reported,
+    /// accepted or credited.
+    Cancelled,
 }
 
 /// Where a task stands, as its batch's status counts it.
@@ -88,6 +93,8 @@ pub enum Progress {
     Deciding,
     /// Accepted.
     Accepted,
+    /// Cancelled.
+    Cancelled,
 }
 
 /// A task as the scheduler holds it.
@@ -126,6 +133,9 @@ pub enum Refusal {
     /// The lease ended before the report came.
     #[error("the lease of runner {0} ended before its result came")]
     LeaseEnded(String),
+    /// The task's batch was cancelled.
+    #[error("the task's batch was cancelled; its results are no longer taken")]
+    Cancelled,
 }
 
 /// What the scheduler must do after an event.
@@ -241,6 +251,9 @@ impl TaskState {
         digest: Option<Blake3Hash>,
         now_ms: i64,
     ) -> Result<Effect, Refusal> {
+        if self.phase == Phase::Cancelled {
+            return Err(Refusal::Cancelled);
+        }
         let seq = self.reports().len() as u32;
         let Some(replica) = self.replicas.iter_mut().find(|r| r.runner == runner) else {
             return Err(Refusal::NoLease(runner.into()));
@@ -252,6 +265,7 @@ impl TaskState {
                 return Err(Refusal::LeaseEnded(runner.into()));
             }
             ReplicaState::Returned => return Err(Refusal::NoLease(runner.into())),
+            ReplicaState::Withdrawn => return Err(Refusal::Cancelled),
         }
         replica.state = ReplicaState::Reported { digest, seq };
         if let Phase::Accepted {
@@ -302,9 +316,28 @@ impl TaskState {
         Ok(self.decide())
     }
 
+    /// Its batch is cancelled: a task not yet accepted wants nothing more, and the leases
+    /// out are taken back. Returns the runners whose leases were withdrawn; an accepted
+    /// task (credited already) is left as it is.
+    pub fn cancel(&mut self) -> Vec<String> {
+        if matches!(self.phase, Phase::Accepted { .. } | Phase::Cancelled) {
+            return Vec::new();
+        }
+        self.phase = Phase::Cancelled;
+        self.wanted = 0;
+        let mut withdrawn = Vec::new();
+        for r in &mut self.replicas {
+            if let ReplicaState::Leased { .. } = r.state {
+                r.state = ReplicaState::Withdrawn;
+                withdrawn.push(r.runner.clone());
+            }
+        }
+        withdrawn
+    }
+
     /// The scheduler's own run gave `digest`: it decides the task.
     pub fn authority(&mut self, digest: Blake3Hash) -> Effect {
-        if let Phase::Accepted { .. } = self.phase {
+        if let Phase::Accepted { .. } | Phase::Cancelled = self.phase {
             return Effect::Nothing;
         }
         self.phase = Phase::Accepted {
@@ -424,6 +457,7 @@ impl TaskState {
     pub fn progress(&self) -> Progress {
         match self.phase {
             Phase::Accepted { .. } => Progress::Accepted,
+            Phase::Cancelled => Progress::Cancelled,
             Phase::Deciding => Progress::Deciding,
             Phase::Open
                 if self.replicas.iter().any(|r| {

@@ -15,9 +15,9 @@ use futures::stream::{Stream, TryStreamExt};
 use reqwest::Method;
 
 use crate::wire::{
-    self, ApiError, BatchResults, BatchStatus, BlobList, Credits, HeartbeatAck, Lease,
-    LeaseRequest, Leases, RegisterRunner, Registered, ReportAck, ReportRequest, Reported,
-    ResultReport, ReturnRequest, RunnerKey, Submitted,
+    self, ApiError, BatchChange, BatchList, BatchResults, BatchStatus, BlobList, Credits,
+    HeartbeatAck, Lease, LeaseRequest, Leases, RegisterRunner, Registered, ReportAck,
+    ReportRequest, Reported, ResultReport, ReturnRequest, RunnerKey, Submitted,
 };
 use crate::{Blake3Hash, RunReport};
 
@@ -407,6 +407,59 @@ impl SubmitterClient {
     /// Submits a batch manifest (its JSON text, as read).
     pub async fn submit(&self, manifest: Vec<u8>) -> Result<Submitted, ClientError> {
         self.json(Method::POST, "/v1/batches", manifest).await
+    }
+
+    /// Submits a batch manifest with a `priority` among the submitter's batches (higher
+    /// first) and a `deadline_ms` past which what is left of it is cancelled. A batch
+    /// submitted before keeps its own.
+    pub async fn submit_steered(
+        &self,
+        manifest: Vec<u8>,
+        priority: i64,
+        deadline_ms: Option<i64>,
+    ) -> Result<Submitted, ClientError> {
+        let mut path = format!("/v1/batches?priority={priority}");
+        if let Some(at) = deadline_ms {
+            path.push_str(&format!("&deadline_ms={at}"));
+        }
+        self.json(Method::POST, &path, manifest).await
+    }
+
+    /// The submitter's batches, newest first (with `all`, an admin's look at everyone's).
+    pub async fn batches(&self, all: bool) -> Result<BatchList, ClientError> {
+        self.get(if all {
+            "/v1/batches?all=true"
+        } else {
+            "/v1/batches"
+        })
+        .await
+    }
+
+    /// Pauses a batch: no new leases; those out run on.
+    pub async fn pause(&self, batch: &str) -> Result<BatchStatus, ClientError> {
+        self.post(&format!("/v1/batches/{batch}/pause"), &()).await
+    }
+
+    /// Resumes a paused batch.
+    pub async fn resume(&self, batch: &str) -> Result<BatchStatus, ClientError> {
+        self.post(&format!("/v1/batches/{batch}/resume"), &()).await
+    }
+
+    /// Cancels a batch: its tasks not yet accepted end, their leases are withdrawn, and no
+    /// more of its results are taken or credited.
+    pub async fn cancel(&self, batch: &str) -> Result<BatchStatus, ClientError> {
+        self.post(&format!("/v1/batches/{batch}/cancel"), &()).await
+    }
+
+    /// Changes a batch's priority or deadline.
+    pub async fn change(
+        &self,
+        batch: &str,
+        change: &BatchChange,
+    ) -> Result<BatchStatus, ClientError> {
+        let body = serde_json::to_vec(change).expect("a change serializes");
+        self.json(Method::PATCH, &format!("/v1/batches/{batch}"), body)
+            .await
     }
 
     /// A batch's progress.

@@ -436,13 +436,95 @@ pub struct BatchStatus {
     pub outputs_pending: u64,
     /// Micro-credits granted for the batch.
     pub micro_credits: u64,
+    /// Tasks cancelled before they were accepted (with their batch).
+    #[serde(default)]
+    pub cancelled: u64,
+    /// Whether it is served, paused or cancelled.
+    #[serde(default)]
+    pub state: BatchState,
+    /// Its priority among its submitter's batches (higher first; 0 unless set).
+    #[serde(default)]
+    pub priority: i64,
+    /// When what is left of it is cancelled (milliseconds since the Unix epoch), if ever.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline_ms: Option<i64>,
+    /// Who or what cancelled it, when cancelled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended: Option<String>,
+    /// The name of the token that submitted it.
+    #[serde(default)]
+    pub submitted_by: String,
+    /// When it was submitted (milliseconds since the Unix epoch).
+    #[serde(default)]
+    pub created_ms: i64,
 }
 
 impl BatchStatus {
-    /// Whether every task is accepted and its outputs are stored.
+    /// Whether nothing more will happen to it: every task is accepted (or cancelled with
+    /// it) and the accepted tasks' outputs are stored.
     pub fn done(&self) -> bool {
-        self.succeeded + self.failed == self.tasks && self.outputs_pending == 0
+        self.succeeded + self.failed + self.cancelled == self.tasks && self.outputs_pending == 0
     }
+}
+
+/// Whether a batch's tasks are handed out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BatchState {
+    /// Served: its tasks are leased as fair share and its priority say.
+    #[default]
+    Active,
+    /// No new leases; those out run on, and their results count.
+    Paused,
+    /// Its tasks not yet accepted were cancelled: no more leases, results or credits.
+    Cancelled,
+}
+
+impl BatchState {
+    /// Its name on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BatchState::Active => "active",
+            BatchState::Paused => "paused",
+            BatchState::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl std::str::FromStr for BatchState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<BatchState, String> {
+        match s {
+            "active" => Ok(BatchState::Active),
+            "paused" => Ok(BatchState::Paused),
+            "cancelled" => Ok(BatchState::Cancelled),
+            other => Err(format!(
+                "a batch state {other:?}: active, paused or cancelled"
+            )),
+        }
+    }
+}
+
+/// `PATCH /v1/batches/{id}`: what to change of a batch (fields left out stay).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchChange {
+    /// A new priority among its submitter's batches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<i64>,
+    /// A new deadline (milliseconds since the Unix epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline_ms: Option<i64>,
+    /// Drops its deadline.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_deadline: bool,
+}
+
+/// `GET /v1/batches`: the caller's batches (every batch, for an admin), newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchList {
+    /// Each batch's status.
+    pub batches: Vec<BatchStatus>,
 }
 
 /// One task's accepted result, in [`BatchResults`].

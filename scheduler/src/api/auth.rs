@@ -127,6 +127,15 @@ pub(super) fn check_signature(
 
 /// Checks a bearer token and that its role allows `need` (an admin may do anything).
 pub(super) async fn token_auth(app: &App, headers: &HeaderMap, need: Role) -> Answer<String> {
+    Ok(token_who(app, headers, need).await?.1)
+}
+
+/// Checks a bearer token of role `need` (or admin); returns its role and name.
+pub(super) async fn token_who(
+    app: &App,
+    headers: &HeaderMap,
+    need: Role,
+) -> Answer<(Role, String)> {
     let token = header(headers, header::AUTHORIZATION.as_str())
         .and_then(|v| v.strip_prefix("Bearer "))
         .ok_or_else(|| {
@@ -158,5 +167,5 @@ pub(super) async fn token_auth(app: &App, headers: &HeaderMap, need: Role) -> An
             ),
         ));
     }
-    Ok(name)
+    Ok((role, name))
 }

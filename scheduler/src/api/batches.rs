@@ -1,13 +1,18 @@
-//! Submitters' routes: a batch submitted, its status and its results.
+//! Submitters' routes: a batch submitted, steered (pause, resume, cancel, priority,
+//! deadline), its status and its results, and the list of one's batches.
 
 use super::*;
+use crate::store::Steer;
+use helio_sdk::wire::{BatchChange, BatchList};
 
 pub(super) async fn submit(
     State(app): State<App>,
+    steer: Result<Query<Steer>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Answer<Response> {
     let submitter = token_auth(&app, &headers, Role::Submitter).await?;
+    let Query(steer) = steer.map_err(|e| Fail::bad(format!("query: {}", e.body_text())))?;
     let value: serde_json::Value = serde_json::from_slice(&body)
         .map_err(|e| Fail::bad(format!("batch manifest: not JSON: {e}")))?;
     let batch = BatchManifest::from_value_all(value).map_err(|errors| {
@@ -51,7 +56,10 @@ pub(super) async fn submit(
         ));
     }
     check_modules(&app, &batch).await?;
-    let submitted = app.store.submit(&batch, &submitter, now_ms()).await?;
+    let submitted = app
+        .store
+        .submit(&batch, &submitter, &steer, now_ms())
+        .await?;
     if submitted.created {
         tracing::info!(batch = %submitted.batch, name = %submitted.name, tasks = submitted.tasks, "batch submitted");
     }
@@ -113,4 +121,119 @@ pub(super) async fn batch_results(
     token_auth(&app, &headers, Role::Submitter).await?;
     let id: BatchId = id.parse().map_err(|e: IdError| Fail::bad(e.to_string()))?;
     Ok(json(&app.store.batch_results(&id).await?))
+}
+
+/// `GET /v1/batches`: how many batches a list holds unless `limit` says.
+const LIST_LIMIT: u32 = 100;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ListQuery {
+    /// Every submitter's batches (an admin token only).
+    #[serde(default)]
+    all: bool,
+    /// At most this many, newest first.
+    limit: Option<u32>,
+}
+
+pub(super) async fn list_batches(
+    State(app): State<App>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+) -> Answer<Response> {
+    let Query(query) = query.map_err(|e| Fail::bad(format!("query: {}", e.body_text())))?;
+    let (role, name) = token_who(&app, &headers, Role::Submitter).await?;
+    if query.all && role != Role::Admin {
+        return Err(Fail::new(
+            StatusCode::FORBIDDEN,
+            "only an admin token may list every submitter's batches (leave out all=true)",
+        ));
+    }
+    let limit = query.limit.unwrap_or(LIST_LIMIT).clamp(1, 10_000);
+    let batches = app
+        .store
+        .batches((!query.all).then_some(name.as_str()), limit)
+        .await?;
+    Ok(json(&BatchList { batches }))
+}
+
+/// What a submitter may do to a batch.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Steering {
+    Pause,
+    Resume,
+    Cancel,
+}
+
+/// Authenticates a request to steer batch `id`: its submitter's token, or an admin's.
+/// Returns the batch id and who asks.
+async fn steerer(app: &App, headers: &HeaderMap, id: &str) -> Answer<(BatchId, String)> {
+    let (role, name) = token_who(app, headers, Role::Submitter).await?;
+    let id: BatchId = id.parse().map_err(|e: IdError| Fail::bad(e.to_string()))?;
+    let owner = app.store.batch_submitter(&id).await?;
+    if role != Role::Admin && owner != name {
+        return Err(Fail::new(
+            StatusCode::FORBIDDEN,
+            format!("batch {id} was submitted by {owner:?}; only it or an admin may steer it"),
+        ));
+    }
+    Ok((id, name))
+}
+
+async fn steer(app: &App, headers: &HeaderMap, id: &str, action: Steering) -> Answer<Response> {
+    let (id, name) = steerer(app, headers, id).await?;
+    match action {
+        Steering::Pause => app.store.set_paused(&id, true).await?,
+        Steering::Resume => app.store.set_paused(&id, false).await?,
+        Steering::Cancel => {
+            let n = app
+                .store
+                .cancel(&id, &format!("cancelled by {name}"), now_ms())
+                .await?;
+            tracing::info!(batch = %id, by = %name, tasks = n, "batch cancelled");
+        }
+    }
+    Ok(json(&app.store.batch_status(&id).await?))
+}
+
+pub(super) async fn pause_batch(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Answer<Response> {
+    steer(&app, &headers, &id, Steering::Pause).await
+}
+
+pub(super) async fn resume_batch(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Answer<Response> {
+    steer(&app, &headers, &id, Steering::Resume).await
+}
+
+pub(super) async fn cancel_batch(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Answer<Response> {
+    steer(&app, &headers, &id, Steering::Cancel).await
+}
+
+pub(super) async fn change_batch(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer<Response> {
+    let (id, _) = steerer(&app, &headers, &id).await?;
+    let change: BatchChange =
+        serde_json::from_slice(&body).map_err(|e| Fail::bad(format!("batch change: {e}")))?;
+    if change.deadline_ms.is_some() && change.no_deadline {
+        return Err(Fail::bad(
+            "batch change: deadline_ms and no_deadline together; give one",
+        ));
+    }
+    app.store.change_batch(&id, &change).await?;
+    Ok(json(&app.store.batch_status(&id).await?))
 }

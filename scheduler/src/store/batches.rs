@@ -30,13 +30,26 @@ pub fn batch_id(batch: &BatchManifest) -> BatchId {
         .expect("16 hex digits make a batch id")
 }
 
+/// How a submitter steers a batch it submits (a batch submitted again keeps its own).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Steer {
+    /// Its priority among the submitter's batches (higher first).
+    #[serde(default)]
+    pub priority: i64,
+    /// When what is left of it is cancelled (milliseconds since the Unix epoch).
+    pub deadline_ms: Option<i64>,
+}
+
 impl Store {
-    /// Stores a batch (every blob it names must already be stored). Submitting the same
-    /// batch again returns it unchanged.
+    /// Stores a batch (every blob it names must already be stored), steered as `steer`
+    /// says, within its submitter's quota. Submitting the same batch again returns it
+    /// unchanged.
     pub async fn submit(
         &self,
         batch: &BatchManifest,
         submitter: &str,
+        steer: &Steer,
         now: i64,
     ) -> Result<Submitted> {
         let id = batch_id(batch).to_string();
@@ -53,11 +66,13 @@ impl Store {
                 created: false,
             });
         }
+        self.check_quota(&mut tx, submitter, batch.tasks.len() as u64)
+            .await?;
         let red = batch.redundancy;
         sqlx::query(
             "INSERT INTO batches (id, name, submitted_by, created_ms, replicas, quorum, \
-             max_replicas, credit_rate, tasks, target_error) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+             max_replicas, credit_rate, tasks, target_error, priority, deadline_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(&id)
         .bind(batch.batch.as_str())
@@ -69,6 +84,8 @@ impl Store {
         .bind(batch.credit_rate)
         .bind(batch.tasks.len() as i64)
         .bind(self.target_of(batch))
+        .bind(steer.priority)
+        .bind(steer.deadline_ms)
         .execute(&mut *tx)
         .await?;
         let n = batch.tasks.len() as i64;

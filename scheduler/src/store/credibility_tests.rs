@@ -37,7 +37,10 @@ async fn fixture(
         "tasks": tasks,
     }))
     .unwrap();
-    store.submit(&batch, "test", 0).await.unwrap();
+    store
+        .submit(&batch, "test", &Steer::default(), 0)
+        .await
+        .unwrap();
     let mut runners = Vec::new();
     for (i, owner) in owners.iter().enumerate() {
         let (runner, key) = super::tests::warm_runner(&store, i, owner, 1).await;

@@ -138,12 +138,9 @@ impl Store {
         if n == 0 {
             return Ok(Vec::new());
         }
-        let pool = p.pool.ids.iter().filter_map(|id| {
-            let t = p.tasks.get(id)?;
-            Some((*id, t.info.tier, &t.state))
-        });
+        self.shares_in(tx, p).await?;
         let draw = draw()?;
-        let pooled = asker.choose(pool, n, draw);
+        let pooled = choose_from(p, &asker, &p.pool.ids, n, draw);
         let ids = if pooled.len() == n as usize || p.pool.complete {
             pooled
         } else {
@@ -178,7 +175,7 @@ impl Store {
     /// ([`Asker::may_take`]): it is no established runner itself, and an established runner
     /// is online (read once a transaction, and only then: a grid whose batches ask for no
     /// credibility never pays for it).
-    async fn established_online(
+    pub(super) async fn established_online(
         &self,
         tx: &mut Transaction<'static, Any>,
         p: &mut Pending,
@@ -206,119 +203,6 @@ impl Store {
         .is_some();
         p.established_online = Some(online);
         Ok(online)
-    }
-
-    /// Up to `n` tasks `runner` may lease, drawn by `draw` from the lowest-id ones it may
-    /// take (read from the database, and fetched into `p`): the leasing of a runner the
-    /// group's pool did not serve.
-    pub(super) async fn candidates(
-        &self,
-        tx: &mut Transaction<'static, Any>,
-        p: &mut Pending,
-        asker: &Asker<'_>,
-        n: u32,
-        draw: u64,
-    ) -> Result<Vec<i64>> {
-        // Tasks this transaction changed still look wanted in the database: ask for as many
-        // more, and pass over those it already gave away.
-        let stale = p.tasks.values().filter(|t| t.read.wanted > 0).count() as i64;
-        let candidates: Vec<i64> = sqlx::query(&format!(
-            "SELECT t.id {TAKEABLE} ORDER BY t.id LIMIT $4{}",
-            self.skip_locked()
-        ))
-        .bind(tier_rank(asker.tier))
-        .bind(i64::from(asker.reputation.trusted()))
-        .bind(asker.owner)
-        .bind(i64::from(n) + stale + POOL_SPARE)
-        .fetch_all(&mut **tx)
-        .await?
-        .iter()
-        .map(|r| r.try_get(0))
-        .collect::<Result<_, _>>()?;
-        // Those this transaction changed are judged as they now are; the others as read.
-        self.fetch(tx, p, &candidates).await?;
-        // These may ask for credibility where the pool's did not.
-        let credible = asks_credibility(p, &candidates);
-        let asker = Asker {
-            established_online: self
-                .established_online(tx, p, asker.weight, credible)
-                .await?,
-            ..*asker
-        };
-        let tasks = candidates.iter().filter_map(|id| {
-            let t = p.tasks.get(id)?;
-            Some((*id, t.info.tier, &t.state))
-        });
-        Ok(asker.choose(tasks, n, draw))
-    }
-
-    /// Reads (into `p`) the tasks a group's leases will most likely go to: the lowest-id
-    /// tasks that want a replica, of a tier one of the group's runners may run, as many as
-    /// its runners may lease and a few more, so that each lease request picks its tasks from
-    /// memory instead of a query of its own. What a runner may take of them (its tier, its
-    /// trust, no second replica for an owner) is decided per request; a request the pool
-    /// cannot fill queries for itself, unless the pool holds every task that wants a replica.
-    pub(super) async fn pool(
-        &self,
-        tx: &mut Transaction<'static, Any>,
-        p: &mut Pending,
-        jobs: &[Job],
-    ) -> Result<()> {
-        let mut wanted = 0i64;
-        let mut tier = None;
-        for job in jobs {
-            let (runner, max, reported) = match job {
-                Job::Lease { runner, max, .. } => (runner, *max, 0),
-                Job::Report {
-                    runner,
-                    results,
-                    lease: Some((max, _)),
-                    ..
-                } => (runner, *max, results.len() as i64),
-                Job::Report { .. } => continue,
-            };
-            let Some(row) = p.runners.get(&runner.id) else {
-                continue;
-            };
-            if self.policy.health_checks && !row.warm {
-                continue;
-            }
-            // What it may lease once the results in its own request free their slots; a
-            // request this undercounts (its runner unflagged by this group, say) queries
-            // for itself.
-            let asker = Asker {
-                runner: &runner.id,
-                owner: &runner.owner,
-                tier: runner.tier,
-                slots: runner.slots,
-                reputation: row.reputation,
-                active: (row.active - reported).max(0) as u32,
-                weight: crate::credibility::Weight(0),
-                established_online: false,
-            };
-            wanted += i64::from(asker.wants(max));
-            tier = tier.max(Some(tier_rank(runner.tier)));
-        }
-        let Some(tier) = tier.filter(|_| wanted > 0) else {
-            return Ok(());
-        };
-        let limit = wanted + POOL_SPARE;
-        let ids: Vec<i64> = sqlx::query(&format!(
-            "SELECT t.id FROM tasks t WHERE t.wanted > 0 AND t.tier <= $1 \
-             ORDER BY t.id LIMIT $2{}",
-            self.skip_locked()
-        ))
-        .bind(tier)
-        .bind(limit)
-        .fetch_all(&mut **tx)
-        .await?
-        .iter()
-        .map(|r| r.try_get(0))
-        .collect::<Result<_, _>>()?;
-        p.pool.complete = (ids.len() as i64) < limit;
-        self.fetch(tx, p, &ids).await?;
-        p.pool.ids = ids;
-        Ok(())
     }
 
     /// Hands `runner`'s leases of `tasks` back; returns how many it held.
@@ -412,23 +296,5 @@ impl Store {
         let work = self.flush(&mut tx, p).await?;
         self.commit(tx, work).await?;
         Ok(ended)
-    }
-
-    /// Whether `runner`, whose lease request just found nothing, may have missed work
-    /// another transaction held: on PostgreSQL a lease passes over tasks locked by a
-    /// concurrent one (`SKIP LOCKED`), which may commit with some of them still wanted and
-    /// ring no bell, so the request must not wait for one. Reads without locks, outside any
-    /// transaction. On SQLite (one writer) a lease that found nothing missed nothing.
-    pub async fn passed_over_work(&self, runner: &RunnerRecord) -> Result<bool> {
-        if !self.postgres {
-            return Ok(false);
-        }
-        let found = sqlx::query(&format!("SELECT 1 {TAKEABLE} LIMIT 1"))
-            .bind(tier_rank(runner.tier))
-            .bind(i64::from(runner.reputation.trusted()))
-            .bind(&runner.owner)
-            .fetch_optional(&self.reads)
-            .await?;
-        Ok(found.is_some())
     }
 }

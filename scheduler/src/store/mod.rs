@@ -30,6 +30,9 @@ use crate::task::{Effect, Phase, Replica, ReplicaState, Reputation, TaskState};
 
 mod batches;
 mod checking;
+mod control;
+#[cfg(test)]
+mod control_tests;
 #[cfg(test)]
 mod credibility_tests;
 mod credits;
@@ -37,6 +40,7 @@ mod group;
 mod health;
 mod lease;
 mod owners;
+mod queues;
 mod reads;
 mod report;
 mod rows;
@@ -46,7 +50,8 @@ mod schema;
 mod tests;
 mod write;
 
-pub use batches::batch_id;
+pub use batches::{Steer, batch_id};
+pub use control::SubmitterGrant;
 pub use owners::{Enrollment, OwnerInfo};
 pub use report::result_blobs;
 pub use schema::statistics_stale;
@@ -54,6 +59,8 @@ pub use schema::statistics_stale;
 use group::*;
 use health::*;
 use lease::*;
+use queues::*;
+use reads::{STATUS_COLUMNS, status_of};
 use rows::*;
 use runners::*;
 
@@ -347,6 +354,19 @@ pub struct Store {
     group: std::sync::Arc<Group>,
     /// Rung after a commit that made work appear (see [`Store::flush`]).
     bell: std::sync::Arc<Bell>,
+    /// The operators' grants to submitters, as last read, and when ([`Store::grants`]).
+    #[allow(clippy::type_complexity)]
+    grants: Arc<
+        std::sync::Mutex<
+            Option<(
+                std::time::Instant,
+                Arc<BTreeMap<String, crate::share::Grant>>,
+            )>,
+        >,
+    >,
+    /// Whether some submitter has a quota of leases out: then a lease that ends may let a
+    /// waiting runner have work, and rings the bell.
+    quotas: Arc<std::sync::atomic::AtomicBool>,
 }
 
 const RUNNER_COLUMNS: &str = "id, public_key, owner, tier, slots, agreements, disagreements, \
@@ -373,6 +393,7 @@ fn phase_name(p: Phase) -> &'static str {
         Phase::Open => "open",
         Phase::Deciding => "deciding",
         Phase::Accepted { .. } => "accepted",
+        Phase::Cancelled => "cancelled",
     }
 }
 
@@ -418,6 +439,8 @@ impl Store {
             policy: Default::default(),
             group: Default::default(),
             bell: Default::default(),
+            grants: Default::default(),
+            quotas: Default::default(),
         };
         store.migrate().await?;
         if !postgres {

@@ -2,53 +2,79 @@
 //! None of them locks or writes.
 
 use super::*;
+use helio_sdk::wire::BatchState;
+
+/// What a [`BatchStatus`] is read from (see [`status_of`]).
+pub(super) const STATUS_COLUMNS: &str = "id, name, tasks, accepted_ok, accepted_failed, \
+     micro_credits, running, deciding, cancelled, state, priority, deadline_ms, ended_why, \
+     submitted_by, created_ms";
+
+/// A batch's status from its row's [`STATUS_COLUMNS`], but for its outputs pending.
+pub(super) fn status_of(row: &AnyRow) -> Result<BatchStatus> {
+    let id: String = row.try_get(0)?;
+    let count = |i: usize| -> Result<u64> { Ok(row.try_get::<i64, _>(i)?.max(0) as u64) };
+    let (tasks, succeeded, failed) = (count(2)?, count(3)?, count(4)?);
+    let (running, deciding, cancelled) = (count(6)?, count(7)?, count(8)?);
+    let state: String = row.try_get(9)?;
+    Ok(BatchStatus {
+        name: row.try_get(1)?,
+        tasks,
+        pending: tasks
+            .checked_sub(succeeded + failed + running + deciding + cancelled)
+            .ok_or_else(|| {
+                StoreError::Corrupt(format!("batch {id} counts more tasks than it has"))
+            })?,
+        running,
+        deciding,
+        succeeded,
+        failed,
+        outputs_pending: 0,
+        micro_credits: count(5)?,
+        cancelled,
+        state: state
+            .parse::<BatchState>()
+            .map_err(|e| StoreError::Corrupt(format!("batch {id}: {e}")))?,
+        priority: row.try_get(10)?,
+        deadline_ms: row.try_get(11)?,
+        ended: row.try_get(12)?,
+        submitted_by: row.try_get(13)?,
+        created_ms: row.try_get(14)?,
+        batch: id,
+    })
+}
 
 impl Store {
     /// A batch's progress.
     pub async fn batch_status(&self, id: &BatchId) -> Result<BatchStatus> {
         let id = id.as_str();
-        // Every count is kept as tasks move (migrations 5 and 7), in the transactions that
-        // move them, so this reads one row whatever the batch's size; pending tasks are what
-        // the counts leave. [`Store::recount_batch`] counts the same from the rows.
-        let batch = sqlx::query(
-            "SELECT name, tasks, accepted_ok, accepted_failed, micro_credits, running, deciding \
-             FROM batches WHERE id = $1",
-        )
+        // Every count is kept as tasks move (migrations 5, 7 and 11), in the transactions
+        // that move them, so this reads one row whatever the batch's size; pending tasks are
+        // what the counts leave. [`Store::recount_batch`] counts the same from the rows.
+        let batch = sqlx::query(&format!(
+            "SELECT {STATUS_COLUMNS} FROM batches WHERE id = $1"
+        ))
         .bind(id)
         .fetch_optional(&self.reads)
         .await?
         .ok_or_else(|| StoreError::NotFound(format!("batch {id}")))?;
-        let count = |i: usize| -> Result<u64> { Ok(batch.try_get::<i64, _>(i)? as u64) };
-        let (tasks, succeeded, failed) = (count(1)?, count(2)?, count(3)?);
-        let (running, deciding) = (count(5)?, count(6)?);
-        let mut status = BatchStatus {
-            batch: id.into(),
-            name: batch.try_get(0)?,
-            tasks,
-            pending: tasks
-                .checked_sub(succeeded + failed + running + deciding)
-                .ok_or_else(|| {
-                    StoreError::Corrupt(format!("batch {id} counts more tasks than it has"))
-                })?,
-            running,
-            deciding,
-            succeeded,
-            failed,
-            outputs_pending: 0,
-            micro_credits: count(4)?,
-        };
+        let mut status = status_of(&batch)?;
+        status.outputs_pending = self.outputs_pending(id).await?;
+        Ok(status)
+    }
+
+    /// How many of batch `id`'s accepted tasks' outputs the scheduler does not hold yet.
+    pub(super) async fn outputs_pending(&self, id: &str) -> Result<u64> {
         // `succeeded IN (0, 1)` names every value the column holds, so the read can seek the
         // `tasks_batch_status` index to the unstored outputs instead of walking every
         // accepted task.
-        status.outputs_pending = sqlx::query(
+        Ok(sqlx::query(
             "SELECT COUNT(*) FROM tasks WHERE batch_id = $1 AND phase = 'accepted' \
              AND succeeded IN (0, 1) AND outputs_stored = 0",
         )
         .bind(id)
         .fetch_one(&self.reads)
         .await?
-        .try_get::<i64, _>(0)? as u64;
-        Ok(status)
+        .try_get::<i64, _>(0)? as u64)
     }
 
     /// A batch's pending, running and deciding tasks counted from its tasks' and replicas'

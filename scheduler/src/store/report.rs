@@ -121,6 +121,16 @@ impl Store {
             Err(StoreError::NotFound(what)) => return Err(Refused(format!("{what} not found"))),
             Err(e) => return Err(Failed(e)),
         };
+        if info.batch_cancelled {
+            // Its batch was cancelled and this task may not be yet: it is now. Nothing more
+            // of a cancelled batch is taken or credited, a late result of an accepted task
+            // either.
+            let mut after = before.clone();
+            if !after.cancel().is_empty() || after.phase != before.phase {
+                p.save(r.task_id, after, None);
+            }
+            return Err(Refused(crate::task::Refusal::Cancelled.to_string()));
+        }
         if !signed {
             rules::check_report(&runner.public_key, &info.batch_id, &info.name, r)
                 .map_err(Refused)?;

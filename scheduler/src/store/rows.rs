@@ -37,6 +37,7 @@ pub(super) fn task_from_rows(rows: &[AnyRow]) -> Result<(TaskState, TaskInfo)> {
     let phase = match (phase.as_str(), digest) {
         ("open", _) => Phase::Open,
         ("deciding", _) => Phase::Deciding,
+        ("cancelled", _) => Phase::Cancelled,
         ("accepted", Some(d)) => Phase::Accepted {
             digest: hash(&d)?,
             by_scheduler: row.try_get::<i64, _>(4)? == 1,
@@ -57,6 +58,7 @@ pub(super) fn task_from_rows(rows: &[AnyRow]) -> Result<(TaskState, TaskInfo)> {
         wall_seconds: row.try_get::<i64, _>(8)? as u64,
         credit_rate: row.try_get(12)?,
         tier: tier_of(row.try_get(19)?),
+        batch_cancelled: row.try_get::<String, _>(22)? == "cancelled",
         id,
     };
     let mut replicas = Vec::new();
@@ -76,6 +78,7 @@ pub(super) fn task_from_rows(rows: &[AnyRow]) -> Result<(TaskState, TaskInfo)> {
             },
             "expired" => ReplicaState::Expired,
             "returned" => ReplicaState::Returned,
+            "withdrawn" => ReplicaState::Withdrawn,
             other => {
                 return Err(StoreError::Corrupt(format!(
                     "a replica of task {id} in state {other:?}"
@@ -117,6 +120,8 @@ pub(super) struct Pending {
     pub(super) runners: HashMap<String, LeasingRunner>,
     /// The tasks its leases are picked from first.
     pub(super) pool: Pool,
+    /// Whose work they are served from, once read, with this transaction's leases counted.
+    pub(super) shares: Option<crate::share::Shares>,
     /// Whether an established runner is online, once read.
     pub(super) established_online: Option<bool>,
 }
@@ -162,6 +167,10 @@ impl Pending {
             .tasks
             .get_mut(&id)
             .expect("a task is read before it is saved");
+        if let Some(shares) = &mut self.shares {
+            let by = i64::from(state.leased()) - i64::from(t.state.leased());
+            shares.count(&t.info.batch_id, by);
+        }
         t.state = state;
         t.reports.extend(signed);
     }
@@ -238,6 +247,8 @@ pub(super) struct TaskInfo {
     pub(super) credit_rate: f64,
     /// The least tier that may run it.
     pub(super) tier: Tier,
+    /// Whether its batch was cancelled (its tasks are cancelled in chunks, after).
+    pub(super) batch_cancelled: bool,
 }
 
 impl TaskInfo {
@@ -285,7 +296,7 @@ impl Store {
                 "SELECT t.id, t.phase, t.wanted, t.digest, t.by_scheduler, t.batch_id, t.name, \
                  t.manifest, t.wall_seconds, b.replicas, b.quorum, b.max_replicas, \
                  b.credit_rate, r.runner_id, r.owner, r.state, r.deadline_ms, r.digest, \
-                 r.report_seq, t.tier, r.weight, b.target_error \
+                 r.report_seq, t.tier, r.weight, b.target_error, b.state \
                  FROM tasks t JOIN batches b ON b.id = t.batch_id \
                  LEFT JOIN replicas r ON r.task_id = t.id \
                  WHERE t.id IN ({list}) ORDER BY t.id, r.lease_seq"

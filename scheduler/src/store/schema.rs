@@ -61,6 +61,11 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         name: "owner accounts",
         sql: include_str!("../../migrations/0010_owner_accounts.sql"),
     },
+    Migration {
+        version: 11,
+        name: "batch controls",
+        sql: include_str!("../../migrations/0011_batch_controls.sql"),
+    },
 ];
 
 /// Whether a table of `live` rows, `changed` of them inserted, updated or deleted since it

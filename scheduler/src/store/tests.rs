@@ -20,20 +20,34 @@ async fn group_fixture() -> (tempfile::TempDir, Store, Vec<RunnerRecord>) {
 
 /// A store with a batch of `tasks` tasks (replicas 2, quorum 2) and warm runners of the
 /// given owners and slots.
-async fn fixture(
+pub(super) async fn fixture(
     tasks: usize,
     owners: &[(&str, u32)],
 ) -> (tempfile::TempDir, Store, Vec<RunnerRecord>) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("s.db").display());
     let store = Store::open(&url).await.unwrap();
+    let batch = manifest("group", tasks);
+    store
+        .submit(&batch, "test", &Steer::default(), 0)
+        .await
+        .unwrap();
+    let mut runners = Vec::new();
+    for (i, (owner, slots)) in owners.iter().enumerate() {
+        runners.push(warm_runner(&store, i, owner, *slots).await.0);
+    }
+    (dir, store, runners)
+}
+
+/// A batch `name` of `tasks` tasks (replicas 2, quorum 2) of one module.
+pub(super) fn manifest(name: &str, tasks: usize) -> BatchManifest {
     let module = Blake3Hash::of(b"module").to_string();
     let tasks: Vec<_> = (0..tasks)
         .map(|i| serde_json::json!({ "name": format!("t{i}") }))
         .collect();
-    let batch = BatchManifest::from_value(serde_json::json!({
+    BatchManifest::from_value(serde_json::json!({
         "schema_version": 1,
-        "batch": "group",
+        "batch": name,
         "defaults": {
             "module": { "uri": "m.wasm", "blake3": module },
             "limits": { "fuel": 1000 },
@@ -41,13 +55,7 @@ async fn fixture(
         "redundancy": { "replicas": 2, "quorum": 2, "max_replicas": 3 },
         "tasks": tasks,
     }))
-    .unwrap();
-    store.submit(&batch, "test", 0).await.unwrap();
-    let mut runners = Vec::new();
-    for (i, (owner, slots)) in owners.iter().enumerate() {
-        runners.push(warm_runner(&store, i, owner, *slots).await.0);
-    }
-    (dir, store, runners)
+    .unwrap()
 }
 
 /// Registers runner `i` (its key made from `i`) of `owner` with `slots`, and passes its
@@ -244,7 +252,7 @@ async fn a_lease_the_group_pool_cannot_fill_reads_its_own_tasks() {
 }
 
 /// The keys of the first `n` runners [`fixture`] registers.
-fn fixture_keys(n: u8) -> Vec<wire::RunnerKey> {
+pub(super) fn fixture_keys(n: u8) -> Vec<wire::RunnerKey> {
     (1..=n)
         .map(|i| wire::RunnerKey::from_secret([i; 32]))
         .collect()
@@ -252,7 +260,7 @@ fn fixture_keys(n: u8) -> Vec<wire::RunnerKey> {
 
 /// A batch's pending, running and deciding tasks as `batch_status` keeps them, asserted
 /// equal to a count of the rows.
-async fn kept_counts(store: &Store, batch: &str) -> (u64, u64, u64) {
+pub(super) async fn kept_counts(store: &Store, batch: &str) -> (u64, u64, u64) {
     let status = store.batch_status(&batch.parse().unwrap()).await.unwrap();
     let kept = (status.pending, status.running, status.deciding);
     assert_eq!(
@@ -345,7 +353,7 @@ async fn a_batchs_counts_follow_every_move_of_its_task() {
 }
 
 /// A successful run's report.
-fn success() -> RunReport {
+pub(super) fn success() -> RunReport {
     RunReport::new(
         helio_sdk::Outcome::Exited { exit_code: 0 },
         7,
@@ -356,7 +364,7 @@ fn success() -> RunReport {
 }
 
 /// `report` of `lease`'s task, with `key`'s signature of `digest`.
-fn signed(
+pub(super) fn signed(
     lease: &Lease,
     key: &wire::RunnerKey,
     report: &RunReport,

@@ -14,7 +14,12 @@ impl Store {
         tx: &mut Transaction<'static, Any>,
         p: Pending,
     ) -> Result<bool> {
-        let work = p.tasks.values().any(|t| t.state.wanted > t.read.wanted);
+        // Work appeared: a task wants more replicas, or, where a submitter has a quota of
+        // leases out, a lease ended (it may have been at its quota).
+        let quotas = self.quotas.load(std::sync::atomic::Ordering::Relaxed);
+        let work = p.tasks.values().any(|t| {
+            t.state.wanted > t.read.wanted || (quotas && t.state.leased() < t.read.leased())
+        });
         if work {
             self.notify_work(tx).await?;
         }
@@ -124,6 +129,7 @@ impl Store {
                     ),
                     ReplicaState::Expired => ("expired", 0, None, None),
                     ReplicaState::Returned => ("returned", 0, None, None),
+                    ReplicaState::Withdrawn => ("withdrawn", 0, None, None),
                 };
                 q = q
                     .bind(*id)
@@ -212,9 +218,11 @@ impl Store {
                  accepted_failed = batches.accepted_failed + v.column3, \
                  micro_credits = batches.micro_credits + v.column4, \
                  running = batches.running + v.column5, \
-                 deciding = batches.deciding + v.column6 \
+                 deciding = batches.deciding + v.column6, \
+                 cancelled = batches.cancelled + v.column7, \
+                 leased = batches.leased + v.column8 \
                  FROM (VALUES {}) AS v WHERE batches.id = v.column1",
-                placeholders(self.postgres, chunk.len(), 6)
+                placeholders(self.postgres, chunk.len(), 8)
             );
             let mut q = sqlx::query(&sql);
             for (batch, d) in chunk {
@@ -224,7 +232,9 @@ impl Store {
                     .bind(d.failed)
                     .bind(d.micro_credits)
                     .bind(d.running)
-                    .bind(d.deciding);
+                    .bind(d.deciding)
+                    .bind(d.cancelled)
+                    .bind(d.leased);
             }
             q.execute(&mut **tx).await?;
         }

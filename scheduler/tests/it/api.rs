@@ -329,3 +329,141 @@ async fn tokens_expire_and_are_revoked() {
         "{table}"
     );
 }
+
+/// A submitter steers its batches with `helio`: submit with a priority and a deadline,
+/// list them, pause, resume, change, cancel; another submitter may not touch them, an admin
+/// may; bad requests are refused naming what is wrong.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submitters_steer_their_batches_with_helio() {
+    let grid = TestGrid::start(Db::Sqlite, 30_000).await;
+    let store = service::open_store(&grid.config).await.unwrap();
+    let other = store
+        .create_token(Role::Submitter, "someone-else")
+        .await
+        .unwrap();
+    let admin = store.create_token(Role::Admin, "operator").await.unwrap();
+    let manifest = hashchain_batch(grid.dir.path(), 3, 10, 60);
+    let helio = |token: &str, args: &[&str]| {
+        let out = std::process::Command::new(super::s3::workspace_binary("helio"))
+            .args(args)
+            .env("HELIO_SCHEDULER", &grid.url)
+            .env("HELIO_TOKEN", token)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let json = |text: &str| -> serde_json::Value { serde_json::from_str(text).unwrap() };
+
+    let (code, _, err) = helio(
+        &grid.token,
+        &["submit", manifest.to_str().unwrap(), "--deadline", "6x"],
+    );
+    assert_eq!(code, Some(2));
+    assert!(err.contains("the unit must be s, m, h or d"), "{err}");
+    let (code, out, err) = helio(
+        &grid.token,
+        &[
+            "submit",
+            manifest.to_str().unwrap(),
+            "--priority",
+            "-2",
+            "--deadline",
+            "2h",
+            "--json",
+        ],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let batch = json(out.lines().next().unwrap())["batch"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let (code, out, _) = helio(&grid.token, &["status", "--json"]);
+    assert_eq!(code, Some(0));
+    let listed = json(&out);
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    let b = &listed[0];
+    assert_eq!(
+        (b["batch"].as_str(), b["priority"].as_i64()),
+        (Some(batch.as_str()), Some(-2))
+    );
+    let left_ms = b["deadline_ms"].as_i64().unwrap() - helio_scheduler::store::now_ms();
+    assert!((7_000_000..=7_200_000).contains(&left_ms), "{left_ms}");
+    // Someone else's list is empty, and it may not steer this batch.
+    let (_, out, _) = helio(&other, &["status", "--json"]);
+    assert_eq!(json(&out), serde_json::json!([]));
+    let (code, _, err) = helio(&other, &["cancel", &batch]);
+    assert_eq!(code, Some(4));
+    assert!(err.contains("only it or an admin may steer it"), "{err}");
+    let (code, _, err) = helio(&other, &["status", "--all"]);
+    assert_eq!(code, Some(4));
+    assert!(err.contains("only an admin token"), "{err}");
+    let (code, out, _) = helio(&admin, &["status", "--all", "--json"]);
+    assert_eq!((code, json(&out).as_array().unwrap().len()), (Some(0), 1));
+
+    let (code, out, _) = helio(&grid.token, &["pause", &batch, "--json"]);
+    assert_eq!(
+        (code, json(&out)["state"].as_str()),
+        (Some(0), Some("paused"))
+    );
+    let (_, out, _) = helio(&grid.token, &["status"]);
+    assert!(out.contains("paused"), "{out}");
+    let (code, out, _) = helio(&admin, &["resume", &batch, "--json"]);
+    assert_eq!(
+        (code, json(&out)["state"].as_str()),
+        (Some(0), Some("active"))
+    );
+    let (code, _, err) = helio(&grid.token, &["set", &batch]);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("--priority, --deadline or --no-deadline"),
+        "{err}"
+    );
+    let (code, out, err) = helio(
+        &grid.token,
+        &["set", &batch, "--priority", "7", "--no-deadline", "--json"],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let changed = json(&out);
+    assert_eq!(changed["priority"], 7);
+    assert!(changed.get("deadline_ms").is_none(), "{changed}");
+
+    let (code, out, _) = helio(&grid.token, &["cancel", &batch]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("3 cancelled (cancelled by test)"), "{out}");
+    let (code, out, _) = helio(&grid.token, &["status", &batch]);
+    assert_eq!(code, Some(7), "a cancelled batch's status exits 7: {out}");
+    let (code, _, err) = helio(&grid.token, &["resume", &batch]);
+    assert_eq!(code, Some(4));
+    assert!(err.contains("is cancelled"), "{err}");
+
+    // Straight over HTTP: an unknown query parameter and a contradictory change.
+    let http = reqwest::Client::new();
+    let (status, msg) = error(
+        http.post(format!("{}/v1/batches?priority=high", grid.url))
+            .bearer_auth(&grid.token)
+            .body("{}")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(msg.contains("priority"), "{msg}");
+    let (status, msg) = error(
+        http.patch(format!("{}/v1/batches/{batch}", grid.url))
+            .bearer_auth(&grid.token)
+            .body(r#"{"deadline_ms": 5, "no_deadline": true}"#)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(msg.contains("give one"), "{msg}");
+    grid.stop().await;
+}

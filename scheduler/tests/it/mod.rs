@@ -9,6 +9,7 @@ mod owners;
 mod rogues;
 mod rules;
 mod s3;
+mod share;
 mod task;
 mod tls;
 mod trust;

@@ -7,7 +7,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use helio_scheduler::credibility::{self, Policy, Weight};
 use helio_scheduler::ledger;
 use helio_scheduler::rules::{Asker, BatchDelta, report_status};
-use helio_scheduler::task::{Effect, Phase, Progress, ReplicaState, Reputation, TaskState};
+use helio_scheduler::task::{
+    Effect, Phase, Progress, Refusal, ReplicaState, Reputation, TaskState,
+};
 use helio_sdk::wire::ReportStatus;
 use helio_sdk::{Blake3Hash, Redundancy, Tier};
 use proptest::prelude::*;
@@ -51,6 +53,10 @@ enum Event {
     Recover {
         task: u8,
     },
+    /// The task's batch is cancelled.
+    Cancel {
+        task: u8,
+    },
 }
 
 fn event() -> impl Strategy<Value = Event> {
@@ -65,6 +71,7 @@ fn event() -> impl Strategy<Value = Event> {
         1 => (0..80u8).prop_map(Event::Tick),
         1 => any::<u8>().prop_map(|task| Event::Authority { task }),
         1 => any::<u8>().prop_map(|task| Event::Recover { task }),
+        1 => any::<u8>().prop_map(|task| Event::Cancel { task }),
     ]
 }
 
@@ -465,6 +472,36 @@ impl Grid {
                     self.apply(t, &effect)?;
                 }
             }
+            Event::Cancel { task } => {
+                let t = task as usize % self.tasks.len();
+                let before = self.tasks[t].state.clone();
+                let leased: Vec<String> = before
+                    .replicas
+                    .iter()
+                    .filter(|r| matches!(r.state, ReplicaState::Leased { .. }))
+                    .map(|r| r.runner.clone())
+                    .collect();
+                let withdrawn = self.change(t, |s| s.cancel());
+                if let Phase::Accepted { .. } = before.phase {
+                    // Accepted (and credited) before: it stays as it was.
+                    prop_assert!(withdrawn.is_empty());
+                    prop_assert_eq!(&self.tasks[t].state, &before);
+                } else {
+                    prop_assert_eq!(&withdrawn, &leased);
+                    prop_assert_eq!(self.tasks[t].state.phase, Phase::Cancelled);
+                    // A runner whose lease was withdrawn reports anyway: refused, and
+                    // nothing changes (so nothing is credited).
+                    let now = self.now;
+                    for runner in &withdrawn {
+                        let mut s = self.tasks[t].state.clone();
+                        prop_assert_eq!(
+                            s.report(runner, Some(truth(t)), now),
+                            Err(Refusal::Cancelled)
+                        );
+                        prop_assert_eq!(&s, &self.tasks[t].state);
+                    }
+                }
+            }
             Event::Recover { task } => {
                 let t = task as usize % self.tasks.len();
                 if let Phase::Accepted { digest, .. } = self.tasks[t].state.phase {
@@ -520,14 +557,21 @@ impl Grid {
                     digest,
                     by_scheduler: true,
                 } => prop_assert_eq!(digest, truth(t)),
+                Phase::Cancelled => {
+                    // Nothing wanted, nothing out: no runner holds a lease of it.
+                    prop_assert_eq!(s.wanted, 0);
+                    prop_assert_eq!(s.leased(), 0);
+                }
                 Phase::Open | Phase::Deciding => {}
             }
             match s.progress() {
                 Progress::Running => recount.running += 1,
                 Progress::Deciding => recount.deciding += 1,
                 Progress::Accepted => recount.ok += 1,
+                Progress::Cancelled => recount.cancelled += 1,
                 Progress::Pending => {}
             }
+            recount.leased += i64::from(s.leased());
             for r in &s.replicas {
                 // A credit only for a reported replica whose digest is the accepted one.
                 if self.credited.contains(&(r.runner.clone(), t))

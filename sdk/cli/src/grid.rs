@@ -13,7 +13,7 @@ use std::time::Duration;
 use futures::stream::{StreamExt, TryStreamExt};
 
 use helio_sdk::client::{ClientError, SubmitterClient};
-use helio_sdk::wire::{BatchResults, BatchStatus, Credits, Submitted};
+use helio_sdk::wire::{BatchChange, BatchResults, BatchState, BatchStatus, Credits, Submitted};
 use helio_sdk::{BatchManifest, Blake3Hash, storage};
 
 use crate::fetch::{self, FetchError, PutError, Source};
@@ -78,6 +78,56 @@ const UPLOADS_IN_FLIGHT: usize = 8;
 /// Exit status when every task was accepted but some result is not a success.
 pub const EXIT_TASKS_FAILED: u8 = 1;
 
+/// Exit status when the batch was cancelled (by its submitter, an admin, or its deadline).
+pub const EXIT_CANCELLED: u8 = 7;
+
+/// The exit status a batch's status calls for: cancelled, some task failed, or 0.
+pub fn exit_for(s: &BatchStatus) -> u8 {
+    if s.state == BatchState::Cancelled {
+        EXIT_CANCELLED
+    } else if s.failed > 0 {
+        EXIT_TASKS_FAILED
+    } else {
+        0
+    }
+}
+
+/// How a batch is steered at submission.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Steer {
+    /// Its priority among the submitter's batches (higher first).
+    pub priority: i64,
+    /// When what is left of it is cancelled (milliseconds since the Unix epoch).
+    pub deadline_ms: Option<i64>,
+}
+
+/// A span of time as `helio` takes it: a number and a unit, `s`, `m`, `h` or `d`
+/// (`90m`, `6h`, `2d`); returns milliseconds.
+pub fn parse_span(text: &str) -> Result<i64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let n: i64 = number
+        .parse()
+        .map_err(|_| format!("{text:?}: write a whole number and a unit, e.g. 90m, 6h or 2d"))?;
+    let unit_ms: i64 = match unit {
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => {
+            return Err(format!(
+                "{text:?}: the unit must be s, m, h or d (e.g. 90m, 6h or 2d)"
+            ));
+        }
+    };
+    if n == 0 {
+        return Err(format!("{text:?}: a span must be longer than 0"));
+    }
+    n.checked_mul(unit_ms)
+        .ok_or_else(|| format!("{text:?}: too long a span"))
+}
+
 /// A scheduler, with the submitter's token.
 pub struct Grid {
     client: SubmitterClient,
@@ -94,6 +144,15 @@ impl Grid {
     /// Submits the batch manifest at `manifest` (a path or a `file://`, `http(s)://` or
     /// `s3://` URI) with everything it names.
     pub async fn submit(&self, manifest: &str) -> Result<Submitted, GridError> {
+        self.submit_steered(manifest, Steer::default()).await
+    }
+
+    /// Submits a batch as [`Grid::submit`] does, steered as `steer` says.
+    pub async fn submit_steered(
+        &self,
+        manifest: &str,
+        steer: Steer,
+    ) -> Result<Submitted, GridError> {
         let source = fetch::locate(manifest).map_err(GridError::Manifest)?;
         let text = source.get().await.map_err(|e| match e {
             FetchError::NotFound(what) => {
@@ -114,7 +173,33 @@ impl Grid {
             .buffer_unordered(UPLOADS_IN_FLIGHT)
             .try_collect::<()>()
             .await?;
-        Ok(self.client.submit(text).await?)
+        Ok(self
+            .client
+            .submit_steered(text, steer.priority, steer.deadline_ms)
+            .await?)
+    }
+
+    /// The submitter's batches, newest first (with `all`, every submitter's: an admin's).
+    pub async fn batches(&self, all: bool) -> Result<Vec<BatchStatus>, GridError> {
+        Ok(self.client.batches(all).await?.batches)
+    }
+
+    /// Pauses, resumes or cancels a batch; returns its status after.
+    pub async fn steer(&self, batch: &str, action: &str) -> Result<BatchStatus, GridError> {
+        Ok(match action {
+            "pause" => self.client.pause(batch).await?,
+            "resume" => self.client.resume(batch).await?,
+            _ => self.client.cancel(batch).await?,
+        })
+    }
+
+    /// Changes a batch's priority or deadline.
+    pub async fn change(
+        &self,
+        batch: &str,
+        change: &BatchChange,
+    ) -> Result<BatchStatus, GridError> {
+        Ok(self.client.change(batch, change).await?)
     }
 
     /// Streams the object at `from` to the scheduler as blob `hash`, checking on the way
@@ -288,7 +373,7 @@ fn named_blobs(
 
 /// A status line: how many tasks are in each state.
 pub fn progress_line(s: &BatchStatus) -> String {
-    format!(
+    let mut line = format!(
         "{}: {}/{} accepted ({} failed), {} running, {} pending, {} deciding, {} credits",
         s.name,
         s.succeeded + s.failed,
@@ -298,5 +383,16 @@ pub fn progress_line(s: &BatchStatus) -> String {
         s.pending,
         s.deciding,
         helio_sdk::wire::credits_text(s.micro_credits)
-    )
+    );
+    match s.state {
+        BatchState::Active => {}
+        BatchState::Paused => line.push_str("; paused"),
+        BatchState::Cancelled => {
+            line.push_str(&format!("; {} cancelled", s.cancelled));
+            if let Some(why) = &s.ended {
+                line.push_str(&format!(" ({why})"));
+            }
+        }
+    }
+    line
 }

@@ -22,6 +22,7 @@ use helio_cli::grid::{self, Grid, GridError};
 use helio_cli::pack::{PackOptions, pack};
 use helio_cli::sweep::parse_axis;
 use helio_cli::validate::validate_source;
+use helio_sdk::wire::BatchChange;
 use serde_json::json;
 
 #[derive(Parser)]
@@ -29,6 +30,18 @@ use serde_json::json;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+/// A batch to pause, resume or cancel.
+#[derive(Args)]
+struct SteerArgs {
+    /// The batch id.
+    batch: String,
+    #[command(flatten)]
+    remote: Remote,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Where the scheduler is and the token to use.
@@ -53,16 +66,52 @@ enum Command {
         /// Show progress until every task is accepted.
         #[arg(long)]
         wait: bool,
+        /// Its priority among your batches: higher is served first (default 0). It never
+        /// raises your batches above another submitter's; fair share decides between you.
+        #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+        priority: i64,
+        /// Cancel what is left of it after this long: a number and s, m, h or d (6h, 2d).
+        #[arg(long, value_parser = grid::parse_span)]
+        deadline: Option<i64>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
     },
-    /// Show a batch's progress.
+    /// Show a batch's progress; without a batch, list your batches, newest first.
     Status {
         /// The batch id `helio submit` printed.
+        batch: Option<String>,
+        #[command(flatten)]
+        remote: Remote,
+        /// With no batch: every submitter's batches (an admin token).
+        #[arg(long, conflicts_with = "batch")]
+        all: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop handing out a batch's tasks; those running finish and count.
+    Pause(SteerArgs),
+    /// Hand out a paused batch's tasks again.
+    Resume(SteerArgs),
+    /// Cancel a batch: its tasks not yet accepted end, running ones are withdrawn, and
+    /// nothing more of it is credited. Accepted results stay.
+    Cancel(SteerArgs),
+    /// Change a batch's priority or deadline.
+    Set {
+        /// The batch id.
         batch: String,
         #[command(flatten)]
         remote: Remote,
+        /// Its priority among your batches (higher first).
+        #[arg(long, allow_negative_numbers = true)]
+        priority: Option<i64>,
+        /// Cancel what is left of it this long from now: a number and s, m, h or d.
+        #[arg(long, value_parser = grid::parse_span, conflicts_with = "no_deadline")]
+        deadline: Option<i64>,
+        /// Drop its deadline.
+        #[arg(long)]
+        no_deadline: bool,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -261,13 +310,46 @@ fn main() -> ExitCode {
             manifest,
             remote,
             wait,
+            priority,
+            deadline,
             json,
-        } => grid(remote, json, |g| submit(g, manifest, wait, json)),
+        } => {
+            let steer = grid::Steer {
+                priority,
+                deadline_ms: deadline.map(|span| helio_sdk::client::now_ms().saturating_add(span)),
+            };
+            grid(remote, json, |g| submit(g, manifest, steer, wait, json))
+        }
         Command::Status {
-            batch,
+            batch: Some(batch),
             remote,
             json,
+            ..
         } => grid(remote, json, |g| status(g, batch, json)),
+        Command::Status {
+            batch: None,
+            remote,
+            all,
+            json,
+        } => grid(remote, json, |g| list(g, all, json)),
+        Command::Pause(a) => grid(a.remote, a.json, |g| steer(g, a.batch, "pause", a.json)),
+        Command::Resume(a) => grid(a.remote, a.json, |g| steer(g, a.batch, "resume", a.json)),
+        Command::Cancel(a) => grid(a.remote, a.json, |g| steer(g, a.batch, "cancel", a.json)),
+        Command::Set {
+            batch,
+            remote,
+            priority,
+            deadline,
+            no_deadline,
+            json,
+        } => {
+            let change = BatchChange {
+                priority,
+                deadline_ms: deadline.map(|span| helio_sdk::client::now_ms().saturating_add(span)),
+                no_deadline,
+            };
+            grid(remote, json, |g| set(g, batch, change, json))
+        }
         Command::Results {
             batch,
             out,
@@ -286,8 +368,14 @@ fn main() -> ExitCode {
 }
 
 /// `helio submit`: the batch id (or a JSON line), then with `wait` how it ended.
-async fn submit(g: Grid, manifest: String, wait: bool, json: bool) -> Result<u8, GridError> {
-    let submitted = g.submit(&manifest).await?;
+async fn submit(
+    g: Grid,
+    manifest: String,
+    steer: grid::Steer,
+    wait: bool,
+    json: bool,
+) -> Result<u8, GridError> {
+    let submitted = g.submit_steered(&manifest, steer).await?;
     if json {
         // JSON lines: what was submitted, then (with --wait) how it ended.
         println!("{}", serde_json::to_string(&submitted).expect("serializes"));
@@ -317,14 +405,10 @@ async fn submit(g: Grid, manifest: String, wait: bool, json: bool) -> Result<u8,
     if json {
         println!("{}", serde_json::to_string(&status).expect("serializes"));
     }
-    Ok(if status.failed == 0 {
-        0
-    } else {
-        grid::EXIT_TASKS_FAILED
-    })
+    Ok(grid::exit_for(&status))
 }
 
-/// `helio status`.
+/// `helio status BATCH`.
 async fn status(g: Grid, batch: String, json: bool) -> Result<u8, GridError> {
     let status = g.status(&batch).await?;
     if json {
@@ -332,11 +416,76 @@ async fn status(g: Grid, batch: String, json: bool) -> Result<u8, GridError> {
     } else {
         println!("{}", grid::progress_line(&status));
     }
-    Ok(if status.failed == 0 {
-        0
+    Ok(grid::exit_for(&status))
+}
+
+/// `helio status`: one's batches, a table or JSON.
+async fn list(g: Grid, all: bool, json: bool) -> Result<u8, GridError> {
+    let batches = g.batches(all).await?;
+    if json {
+        println!("{}", serde_json::to_string(&batches).expect("serializes"));
+        return Ok(0);
+    }
+    println!(
+        "{:<18}  {:<20}  {:<9}  {:>8}  {:>8}  {:>8}  {:>7}  {:>7}  {:>8}",
+        "BATCH", "NAME", "STATE", "PRIORITY", "TASKS", "ACCEPTED", "FAILED", "RUNNING", "PENDING"
+    );
+    for b in &batches {
+        let state = if b.done() && b.state != helio_sdk::wire::BatchState::Cancelled {
+            "done"
+        } else {
+            b.state.as_str()
+        };
+        println!(
+            "{:<18}  {:<20}  {:<9}  {:>8}  {:>8}  {:>8}  {:>7}  {:>7}  {:>8}",
+            b.batch,
+            b.name,
+            state,
+            b.priority,
+            b.tasks,
+            b.succeeded + b.failed,
+            b.failed,
+            b.running,
+            b.pending
+        );
+    }
+    if batches.is_empty() {
+        eprintln!("no batches");
+    }
+    Ok(0)
+}
+
+/// `helio pause`, `resume` and `cancel`.
+async fn steer(g: Grid, batch: String, action: &str, json: bool) -> Result<u8, GridError> {
+    let status = g.steer(&batch, action).await?;
+    if json {
+        println!("{}", serde_json::to_string(&status).expect("serializes"));
     } else {
-        grid::EXIT_TASKS_FAILED
-    })
+        println!("{}", grid::progress_line(&status));
+    }
+    Ok(0)
+}
+
+/// `helio set`.
+async fn set(g: Grid, batch: String, change: BatchChange, json: bool) -> Result<u8, GridError> {
+    if change == BatchChange::default() {
+        return Err(GridError::Manifest(
+            "helio set: name what to change: --priority, --deadline or --no-deadline".into(),
+        ));
+    }
+    let status = g.change(&batch, &change).await?;
+    if json {
+        println!("{}", serde_json::to_string(&status).expect("serializes"));
+    } else {
+        println!("{}", grid::progress_line(&status));
+        if let Some(at) = status.deadline_ms {
+            let left = (at - helio_sdk::client::now_ms()).max(0) / 1000;
+            println!("priority {}, deadline in {left} s", status.priority);
+        } else {
+            println!("priority {}, no deadline", status.priority);
+        }
+    }
+    Ok(0)
 }
 
 /// `helio results`: downloads every accepted output.
