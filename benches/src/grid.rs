@@ -408,6 +408,7 @@ async fn measure(
             slots: args.slots,
             state_dir: work.path().join("runners").join(&owner),
             cache_dir: None,
+            cache_limit: None,
             output: agent::Output::Quiet,
             location: None,
             green_energy: None,

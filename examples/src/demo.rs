@@ -142,6 +142,7 @@ fn start_runners(
             slots: 1,
             state_dir,
             cache_dir: Some(out.join("runners").join("compiled")),
+            cache_limit: None,
             output: agent::Output::Quiet,
             location: None,
             green_energy: None,

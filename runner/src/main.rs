@@ -70,6 +70,22 @@ struct Volunteer {
     green_energy: Option<f64>,
     #[command(flatten)]
     memory: MemoryCapArg,
+    #[command(flatten)]
+    cache: CacheLimitArg,
+}
+
+/// The most the runner's caches may take on disk, for joining a grid and `runner exec`.
+#[derive(clap::Args)]
+struct CacheLimitArg {
+    /// The most disk its downloaded modules and inputs and its compiled modules may take
+    /// together: a size such as 4G, or off. Past it, the least recently used go first.
+    #[arg(
+        long,
+        env = "HELIO_CACHE_LIMIT",
+        default_value = "4G",
+        value_name = "SIZE"
+    )]
+    cache_limit: helio_runner::memory_cap::CacheLimit,
 }
 
 /// The runner's cap on its own memory, for joining a grid and for `runner exec` alike.
@@ -126,6 +142,8 @@ enum Command {
         no_cache: bool,
         #[command(flatten)]
         memory: MemoryCapArg,
+        #[command(flatten)]
+        cache: CacheLimitArg,
     },
 }
 
@@ -175,6 +193,7 @@ fn main() -> ExitCode {
             cache_dir,
             no_cache,
             memory,
+            cache,
         } => {
             if let Err(e) = memory.memory_cap.apply() {
                 eprintln!("runner: {e}");
@@ -185,7 +204,8 @@ fn main() -> ExitCode {
             } else {
                 cache_dir.or_else(default_cache_dir)
             };
-            match exec(&manifest, task.as_deref(), out_dir, cache_dir) {
+            let cache = cache_dir.map(|dir| (dir, cache.cache_limit.0));
+            match exec(&manifest, task.as_deref(), out_dir, cache) {
                 Ok(output) => {
                     if json {
                         println!("{}", report_json(&output));
@@ -250,6 +270,7 @@ fn volunteer(v: Volunteer) -> ExitCode {
             .max(1),
         state_dir,
         cache_dir: default_cache_dir(),
+        cache_limit: v.cache.cache_limit.0,
         output: if v.json {
             agent::Output::Json
         } else if v.quiet {
@@ -366,7 +387,7 @@ fn exec(
     manifest: &std::path::Path,
     task: Option<&str>,
     out_dir: Option<PathBuf>,
-    cache_dir: Option<PathBuf>,
+    cache: Option<(PathBuf, Option<u64>)>,
 ) -> Result<RunOutput, Rejection> {
     let task = match task {
         Some(name) => load_batch_task(manifest, name)?,
@@ -377,7 +398,12 @@ fn exec(
             Rejection::Sandbox(format!("cannot create --out-dir {}: {e}", dir.display()))
         })?;
     }
+    let (cache_dir, limit) = cache.unzip();
     let sandbox = Sandbox::new(SandboxConfig {
+        disk_limit: cache_dir
+            .clone()
+            .zip(limit.flatten())
+            .map(|(dir, bytes)| helio_runner::disk_limit::DiskLimit::new(vec![dir], bytes)),
         cache_dir,
         ..Default::default()
     })?;

@@ -23,6 +23,65 @@ pub enum MemoryCap {
     Bytes(u64),
 }
 
+/// A size: a number of bytes with an optional `K`, `M`, `G` or `T` (powers of 1024;
+/// `KiB`, `MiB`, ... and `KB`, `MB`, ... mean the same here); `None` when it is none.
+pub fn size(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(digits);
+    let number: u64 = number.parse().ok()?;
+    let shift = match unit
+        .trim()
+        .to_ascii_lowercase()
+        .trim_end_matches("ib")
+        .trim_end_matches('b')
+    {
+        "" => 0,
+        "k" => 10,
+        "m" => 20,
+        "g" => 30,
+        "t" => 40,
+        _ => return None,
+    };
+    number.checked_mul(1 << shift)
+}
+
+/// The most the runner's caches (downloaded blobs, compiled modules) may take on disk:
+/// `off`, or a size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheLimit(pub Option<u64>);
+
+impl FromStr for CacheLimit {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if matches!(s.trim().to_ascii_lowercase().as_str(), "off" | "none") {
+            return Ok(CacheLimit(None));
+        }
+        let bytes = size(s)
+            .ok_or_else(|| format!("{s:?} is not a size: say off, or a size such as 4G or 512M"))?;
+        if bytes < MIN_CACHE {
+            return Err(format!(
+                "a cache limit of {bytes} bytes holds no module worth keeping: give at least {} MiB",
+                MIN_CACHE >> 20
+            ));
+        }
+        Ok(CacheLimit(Some(bytes)))
+    }
+}
+
+impl fmt::Display for CacheLimit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            None => f.write_str("off"),
+            Some(bytes) => write!(f, "{} MiB", bytes >> 20),
+        }
+    }
+}
+
+/// The smallest cache limit taken: 1 MiB.
+const MIN_CACHE: u64 = 1 << 20;
+
 impl FromStr for MemoryCap {
     type Err = String;
 
@@ -34,25 +93,9 @@ impl FromStr for MemoryCap {
             "off" | "none" => return Ok(MemoryCap::Off),
             _ => {}
         }
-        let bad = || format!("{s:?} is not a size: say auto, off, or a size such as 4G or 512M");
-        let t = s.trim();
-        let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-        let (number, unit) = t.split_at(digits);
-        let number: u64 = number.parse().map_err(|_| bad())?;
-        let shift = match unit
-            .trim()
-            .to_ascii_lowercase()
-            .trim_end_matches("ib")
-            .trim_end_matches('b')
-        {
-            "" => 0,
-            "k" => 10,
-            "m" => 20,
-            "g" => 30,
-            "t" => 40,
-            _ => return Err(bad()),
-        };
-        let bytes = number.checked_mul(1 << shift).ok_or_else(bad)?;
+        let bytes = size(s).ok_or_else(|| {
+            format!("{s:?} is not a size: say auto, off, or a size such as 4G or 512M")
+        })?;
         if bytes < MIN_CAP {
             return Err(format!(
                 "a memory cap of {bytes} bytes is too small for a runner: give at least {} MiB",

@@ -14,6 +14,7 @@ use helio_sdk::Blake3Hash;
 use wasmtime::{Engine, Module};
 
 use crate::Rejection;
+use crate::disk_limit::DiskLimit;
 
 const MAC_LEN: usize = 32;
 
@@ -22,12 +23,14 @@ pub struct DiskCache {
     dir: PathBuf,
     secret: [u8; 32],
     compat: String,
+    /// The limit its files are kept within (with other caches'), if any.
+    limit: Option<DiskLimit>,
 }
 
 impl DiskCache {
     /// Opens (creating if needed) the cache in `dir` for engines with compatibility key
     /// `compat`.
-    pub fn open(dir: PathBuf, compat: &str) -> Result<Self, Rejection> {
+    pub fn open(dir: PathBuf, compat: &str, limit: Option<DiskLimit>) -> Result<Self, Rejection> {
         let fail = |what: &str, e: std::io::Error| {
             Rejection::Sandbox(format!("module cache {}: {what}: {e}", dir.display()))
         };
@@ -49,6 +52,7 @@ impl DiskCache {
             dir,
             secret,
             compat: compat.to_string(),
+            limit,
         })
     }
 
@@ -66,7 +70,9 @@ impl DiskCache {
 
     /// The compiled module for `hash`, if this runner cached one for this engine.
     pub fn load(&self, engine: &Engine, hash: &Blake3Hash) -> Option<Module> {
-        let bytes = fs::read(self.path(hash)).ok()?;
+        let path = self.path(hash);
+        let bytes = fs::read(&path).ok()?;
+        DiskLimit::touch(&path);
         if bytes.len() <= MAC_LEN {
             return None;
         }
@@ -86,7 +92,11 @@ impl DiskCache {
     pub fn store(&self, hash: &Blake3Hash, module: &Module) -> std::io::Result<()> {
         let artifact = module.serialize().map_err(std::io::Error::other)?;
         let mac = self.mac(hash, &artifact);
-        write_atomically(&self.path(hash), &[&mac, &artifact])
+        write_atomically(&self.path(hash), &[&mac, &artifact])?;
+        if let Some(limit) = &self.limit {
+            limit.enforce()?;
+        }
+        Ok(())
     }
 }
 

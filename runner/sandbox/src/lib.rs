@@ -22,6 +22,7 @@
 
 mod bounds;
 mod cache;
+pub mod disk_limit;
 mod errno;
 pub mod health;
 mod instrument;
@@ -37,7 +38,8 @@ pub use instrument::instrument;
 pub use load::{LoadedTask, load_batch_task, load_task};
 pub use nan::{CANONICAL_F32, CANONICAL_F64, NanMode};
 pub use sandbox::{
-    MAX_WASM_STACK, OutputFile, Prepared, RunOutput, Sandbox, SandboxConfig, engine_config,
+    MAX_WASM_STACK, OutputFile, PREPARED_HELD, Prepared, RunOutput, Sandbox, SandboxConfig,
+    engine_config,
 };
 pub use vfs::{MAX_OUT_NODES, MAX_PATH_BYTES, META_BUDGET, SPILL_BYTES};
 pub use wasi::{

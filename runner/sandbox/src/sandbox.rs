@@ -41,6 +41,9 @@ pub struct SandboxConfig {
     pub nan: NanMode,
     /// The most a module may ask of the compiler.
     pub bounds: CompileBounds,
+    /// The disk limit the compiled modules are kept within (with the runner's other
+    /// caches), if any.
+    pub disk_limit: Option<crate::disk_limit::DiskLimit>,
 }
 
 /// A module compiled, checked against the contract, and ready to instantiate quickly.
@@ -107,6 +110,46 @@ impl OutputFile {
     }
 }
 
+/// Prepared modules a sandbox keeps in memory: at most this many, the most recently used
+/// (compiled code takes memory, and a scheduler prepares every module submitted to it).
+pub const PREPARED_HELD: usize = 64;
+
+/// Prepared modules by hash, each with when it was last used.
+#[derive(Default)]
+struct PreparedCache {
+    map: HashMap<Blake3Hash, (Arc<Prepared>, u64)>,
+    tick: u64,
+}
+
+impl PreparedCache {
+    fn get(&mut self, hash: &Blake3Hash) -> Option<Arc<Prepared>> {
+        self.tick += 1;
+        let (prepared, used) = self.map.get_mut(hash)?;
+        *used = self.tick;
+        Some(prepared.clone())
+    }
+
+    /// Keeps `prepared`, dropping the least recently used past [`PREPARED_HELD`] (a run
+    /// that holds one keeps it alive until it ends).
+    fn put(&mut self, hash: Blake3Hash, prepared: Arc<Prepared>) {
+        self.tick += 1;
+        self.map.insert(hash, (prepared, self.tick));
+        if self.map.len() > PREPARED_HELD
+            && let Some(oldest) = self
+                .map
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(h, _)| *h)
+        {
+            self.map.remove(&oldest);
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.map.len()
+    }
+}
+
 /// Runs tasks. One per process is plenty: it is `Sync`, and tasks may run on many threads.
 pub struct Sandbox {
     nan: NanMode,
@@ -114,7 +157,7 @@ pub struct Sandbox {
     engine: Engine,
     linker: Linker<Host>,
     disk: Option<DiskCache>,
-    prepared: Mutex<HashMap<Blake3Hash, Arc<Prepared>>>,
+    prepared: Mutex<PreparedCache>,
     watchdog: Arc<Watchdog>,
     /// The threads wasmtime compiles functions on ([`CompileBounds::threads`]).
     compiler: rayon::ThreadPool,
@@ -170,6 +213,7 @@ impl Sandbox {
             Some(dir) => Some(DiskCache::open(
                 dir,
                 &compatibility_key(&engine, config.nan),
+                config.disk_limit,
             )?),
             None => None,
         };
@@ -185,9 +229,14 @@ impl Sandbox {
             engine,
             linker,
             disk,
-            prepared: Mutex::new(HashMap::new()),
+            prepared: Mutex::new(PreparedCache::default()),
             watchdog: Watchdog::start(),
         })
+    }
+
+    /// How many prepared modules it keeps in memory (at most [`PREPARED_HELD`]).
+    pub fn prepared_held(&self) -> usize {
+        self.prepared.lock().unwrap().len()
     }
 
     /// The wasmtime engine (for benchmarks and tools).
@@ -208,7 +257,7 @@ impl Sandbox {
             });
         }
         if let Some(p) = self.prepared.lock().unwrap().get(expected) {
-            return Ok(p.clone());
+            return Ok(p);
         }
         let module = self.compile(expected, bytes)?;
         check_contract(&module)?;
@@ -220,7 +269,7 @@ impl Sandbox {
         self.prepared
             .lock()
             .unwrap()
-            .insert(*expected, prepared.clone());
+            .put(*expected, prepared.clone());
         Ok(prepared)
     }
 

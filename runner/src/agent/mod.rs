@@ -21,8 +21,11 @@ use crate::display::{Display, Event};
 use crate::health::HEALTH_CHECK_BATCH;
 use crate::{LoadedTask, Progress, RunOutput, Sandbox, SandboxConfig};
 
+mod blobs;
 mod machine;
 mod state;
+
+use blobs::BlobCache;
 
 use helio_sdk::client::now_ms;
 pub use helio_sdk::client::{ClientError, RunnerClient as Client};
@@ -51,12 +54,25 @@ pub struct AgentConfig {
     pub state_dir: PathBuf,
     /// Where compiled modules are cached.
     pub cache_dir: Option<PathBuf>,
+    /// The most its downloaded blobs and compiled modules may take on disk together;
+    /// `None`: no limit.
+    pub cache_limit: Option<u64>,
     /// What it shows.
     pub output: Output,
     /// Where the machine is, as its owner says.
     pub location: Option<String>,
     /// The share of its electricity from renewable sources, 0 to 1.
     pub green_energy: Option<f64>,
+}
+
+impl AgentConfig {
+    /// The limit its blob and compiled-module caches share, if any.
+    fn disk_limit(&self) -> Option<helio_sandbox::disk_limit::DiskLimit> {
+        let limit = self.cache_limit?;
+        let mut dirs = vec![self.state_dir.join("blobs")];
+        dirs.extend(self.cache_dir.clone());
+        Some(helio_sandbox::disk_limit::DiskLimit::new(dirs, limit))
+    }
 }
 
 /// How far a runner is asked to stop.
@@ -174,6 +190,7 @@ pub async fn run(config: AgentConfig, mut stop: watch::Receiver<Stop>) -> anyhow
     let sandbox = Arc::new(Sandbox::new(SandboxConfig {
         cache_dir: config.cache_dir.clone(),
         pool_slots: config.slots,
+        disk_limit: config.disk_limit(),
         ..SandboxConfig::default()
     })?);
     let fuel_per_second = {
@@ -286,7 +303,10 @@ async fn work(
     display: &Display,
     stop: &mut watch::Receiver<Stop>,
 ) -> anyhow::Result<Summary> {
-    let blobs = config.state_dir.join("blobs");
+    let blobs = Arc::new(BlobCache::new(
+        config.state_dir.join("blobs"),
+        config.disk_limit(),
+    ));
     let mut summary = Summary::default();
     let mut running = Slots::new();
     let mut state = Loop::new(config.slots);
@@ -376,7 +396,7 @@ type Slots = JoinSet<(u32, Lease, Result<RunOutput, String>)>;
 fn start(
     leases: Vec<(u32, Lease)>,
     running: &mut Slots,
-    (client, sandbox, blobs): (&Client, &Arc<Sandbox>, &Path),
+    (client, sandbox, blobs): (&Client, &Arc<Sandbox>, &Arc<BlobCache>),
     display: &Display,
 ) {
     for (slot, lease) in leases {
@@ -394,7 +414,7 @@ fn start(
         running.spawn(execute_in(
             slot,
             lease,
-            (client.clone(), sandbox.clone(), blobs.to_path_buf()),
+            (client.clone(), sandbox.clone(), blobs.clone()),
             progress,
         ));
     }
@@ -404,7 +424,7 @@ fn start(
 async fn execute_in(
     slot: u32,
     lease: Lease,
-    (client, sandbox, blobs): (Client, Arc<Sandbox>, PathBuf),
+    (client, sandbox, blobs): (Client, Arc<Sandbox>, Arc<BlobCache>),
     progress: Arc<Progress>,
 ) -> (u32, Lease, Result<RunOutput, String>) {
     let out = execute(&client, &sandbox, &blobs, &lease, progress).await;
@@ -416,18 +436,15 @@ async fn execute_in(
 async fn execute(
     client: &Client,
     sandbox: &Arc<Sandbox>,
-    blobs: &Path,
+    blobs: &BlobCache,
     lease: &Lease,
     progress: Arc<Progress>,
 ) -> Result<RunOutput, String> {
     let m = &lease.manifest;
-    let module = cached_blob(client, blobs, &m.module.blake3).await?;
+    let module = blobs.get(client, &m.module.blake3).await?;
     let mut inputs = Vec::new();
     for input in &m.inputs {
-        inputs.push((
-            input.name.clone(),
-            cached_blob(client, blobs, &input.blake3).await?,
-        ));
+        inputs.push((input.name.clone(), blobs.get(client, &input.blake3).await?));
     }
     let task = LoadedTask {
         manifest: m.clone(),
@@ -439,27 +456,6 @@ async fn execute(
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())
-}
-
-async fn cached_blob(client: &Client, dir: &Path, hash: &Blake3Hash) -> Result<Arc<[u8]>, String> {
-    let path = dir.join(hash.to_string());
-    if let Ok(bytes) = tokio::fs::read(&path).await
-        && Blake3Hash::of(&bytes) == *hash
-    {
-        return Ok(bytes.into());
-    }
-    let bytes = client
-        .blob(hash)
-        .await
-        .map_err(|e| format!("blob {hash}: {e}"))?;
-    tokio::fs::create_dir_all(dir)
-        .await
-        .map_err(|e| format!("{}: {e}", dir.display()))?;
-    let tmp = dir.join(format!("{hash}.{}.tmp", std::process::id()));
-    if tokio::fs::write(&tmp, &bytes).await.is_ok() {
-        let _ = tokio::fs::rename(&tmp, &path).await;
-    }
-    Ok(bytes.into())
 }
 
 /// Reports finished tasks (retrying while the scheduler is away and the leases last),

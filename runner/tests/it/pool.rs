@@ -70,3 +70,34 @@ fn a_pool_maps_memory_in_proportion_to_its_slots() {
     assert!(added < 4 * 250, "four 4-slot pools added {added} mappings");
     drop(sandboxes);
 }
+
+/// A sandbox keeps at most `PREPARED_HELD` prepared modules in memory, dropping the least
+/// recently used: one prepared again between the others stays, the first others go.
+#[test]
+fn prepared_modules_in_memory_are_bounded_least_recently_used_first() {
+    let sandbox = Sandbox::new(SandboxConfig::default()).unwrap();
+    // The same command with a custom section naming it: a distinct module each.
+    let module = |i: u32| {
+        let mut bytes = super::check::command([{
+            let mut f = wasm_encoder::Function::new([]);
+            f.instruction(&wasm_encoder::Instruction::End);
+            f
+        }]);
+        let name = format!("m{i}");
+        bytes.extend([0, 1 + name.len() as u8, name.len() as u8]);
+        bytes.extend(name.as_bytes());
+        bytes
+    };
+    let prepare = |bytes: &[u8]| sandbox.prepare(&Blake3Hash::of(bytes), bytes).unwrap();
+    let keep = module(0);
+    let kept = prepare(&keep);
+    let first_other = prepare(&module(1));
+    for i in 2..(helio_runner::PREPARED_HELD as u32 + 20) {
+        prepare(&module(i));
+        assert!(std::sync::Arc::ptr_eq(&kept, &prepare(&keep)));
+        assert!(sandbox.prepared_held() <= helio_runner::PREPARED_HELD);
+    }
+    assert_eq!(sandbox.prepared_held(), helio_runner::PREPARED_HELD);
+    // The first other was dropped: prepared again, it is compiled anew.
+    assert!(!std::sync::Arc::ptr_eq(&first_other, &prepare(&module(1))));
+}

@@ -180,6 +180,7 @@ pub fn runner_of_tier(url: &str, dir: &Path, owner: &str, slots: u32, tier: Tier
         slots,
         state_dir: dir.join("runners").join(owner),
         cache_dir: None,
+        cache_limit: None,
         output: agent::Output::Quiet,
         location: None,
         green_energy: None,
