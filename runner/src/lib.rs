@@ -4,6 +4,7 @@
 #![deny(missing_docs)]
 
 pub mod agent;
+pub mod anywhere;
 pub mod display;
 pub mod memory_cap;
 

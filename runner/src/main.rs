@@ -5,9 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use helio_runner::{
-    Rejection, RunOutput, Sandbox, SandboxConfig, agent, load_batch_task, load_task,
-};
+use helio_runner::{Rejection, RunOutput, Sandbox, SandboxConfig, agent};
 
 #[derive(Parser)]
 #[command(
@@ -123,8 +121,9 @@ enum Command {
     /// Run one task on this machine, with no scheduler.
     Exec {
         /// The task manifest (JSON, version 1 of the job contract), or a batch manifest
-        /// with --task.
-        manifest: PathBuf,
+        /// with --task: a path, or a file://, http(s):// or s3:// URI. The module and inputs
+        /// it names may be any of these too (relative URIs resolve beside the manifest).
+        manifest: String,
         /// Run this task of a batch manifest.
         #[arg(long)]
         task: Option<String>,
@@ -384,15 +383,12 @@ fn owner(command: OwnerCommand) -> ExitCode {
 }
 
 fn exec(
-    manifest: &std::path::Path,
+    manifest: &str,
     task: Option<&str>,
     out_dir: Option<PathBuf>,
     cache: Option<(PathBuf, Option<u64>)>,
 ) -> Result<RunOutput, Rejection> {
-    let task = match task {
-        Some(name) => load_batch_task(manifest, name)?,
-        None => load_task(manifest)?,
-    };
+    let task = helio_runner::anywhere::load(manifest, task)?;
     if let Some(dir) = &out_dir {
         std::fs::create_dir_all(dir).map_err(|e| {
             Rejection::Sandbox(format!("cannot create --out-dir {}: {e}", dir.display()))

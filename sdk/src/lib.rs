@@ -34,6 +34,8 @@ pub mod config;
 mod contract;
 mod digest;
 mod error;
+#[cfg(feature = "fetch")]
+pub mod fetch;
 pub mod ids;
 mod manifest;
 #[cfg(feature = "storage")]

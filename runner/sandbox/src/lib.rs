@@ -35,7 +35,10 @@ mod watchdog;
 
 pub use bounds::CompileBounds;
 pub use instrument::instrument;
-pub use load::{LoadedTask, load_batch_task, load_task};
+pub use load::{
+    Fetch, LoadedTask, LocalFiles, MAX_MANIFEST_BYTES, load_batch_task, load_task, load_text,
+    read_regular,
+};
 pub use nan::{CANONICAL_F32, CANONICAL_F64, NanMode};
 pub use sandbox::{
     MAX_WASM_STACK, OutputFile, PREPARED_HELD, Prepared, RunOutput, Sandbox, SandboxConfig,

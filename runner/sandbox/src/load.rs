@@ -46,20 +46,79 @@ impl LoadedTask {
 /// against the manifest's directory), verifying every BLAKE3 hash.
 pub fn load_task(path: &Path) -> Result<LoadedTask, Rejection> {
     let text = read_manifest(path)?;
-    let manifest = TaskManifest::from_json(&text).map_err(|error| Rejection::Manifest {
-        path: path.display().to_string(),
-        error,
-    })?;
-    load_verified(path, manifest)
+    load_text(
+        &text,
+        &path.display().to_string(),
+        None,
+        &LocalFiles::beside(path),
+    )
 }
 
 /// Reads the batch manifest at `path` and loads its task named `task` as [`load_task`] does.
 pub fn load_batch_task(path: &Path, task: &str) -> Result<LoadedTask, Rejection> {
     let text = read_manifest(path)?;
-    let batch = BatchManifest::from_json(&text).map_err(|error| Rejection::Manifest {
-        path: path.display().to_string(),
+    load_text(
+        &text,
+        &path.display().to_string(),
+        Some(task),
+        &LocalFiles::beside(path),
+    )
+}
+
+/// Where the URIs a manifest names are read from.
+pub trait Fetch {
+    /// The bytes `uri` names, at most `max` of them (more is an error that says so).
+    fn fetch(&self, uri: &Uri, max: u64) -> Result<Vec<u8>, String>;
+}
+
+/// Local regular files only: relative URIs beside the manifest, and `file://`.
+#[derive(Debug, Clone)]
+pub struct LocalFiles {
+    /// The manifest's directory.
+    pub base: PathBuf,
+}
+
+impl LocalFiles {
+    /// Files beside the manifest at `path`.
+    pub fn beside(path: &Path) -> LocalFiles {
+        LocalFiles {
+            base: path.parent().unwrap_or(Path::new(".")).to_path_buf(),
+        }
+    }
+}
+
+impl Fetch for LocalFiles {
+    fn fetch(&self, uri: &Uri, max: u64) -> Result<Vec<u8>, String> {
+        let path: PathBuf = match uri {
+            Uri::Path(p) => self.base.join(p),
+            Uri::Url { scheme, rest } if scheme == "file" => PathBuf::from(rest),
+            Uri::Url { scheme, .. } => {
+                return Err(format!(
+                    "{scheme}:// is not a local file (`runner exec` reads it when given the manifest's URI or a remote module)"
+                ));
+            }
+        };
+        read_regular(&path, max)
+    }
+}
+
+/// Loads the task manifest `text` (read from `source`; with `task`, the batch manifest
+/// holding that task), then its module and inputs through `fetch`, verifying every BLAKE3
+/// hash.
+pub fn load_text(
+    text: &str,
+    source: &str,
+    task: Option<&str>,
+    fetch: &dyn Fetch,
+) -> Result<LoadedTask, Rejection> {
+    let bad = |error| Rejection::Manifest {
+        path: source.to_string(),
         error,
-    })?;
+    };
+    let Some(task) = task else {
+        return load_verified(TaskManifest::from_json(text).map_err(bad)?, fetch);
+    };
+    let batch = BatchManifest::from_json(text).map_err(bad)?;
     let Some(manifest) = batch.tasks.iter().find(|t| t.name.as_str() == task) else {
         let names: Vec<&str> = batch
             .tasks
@@ -69,7 +128,7 @@ pub fn load_batch_task(path: &Path, task: &str) -> Result<LoadedTask, Rejection>
             .collect();
         return Err(Rejection::Read {
             what: format!("task {task:?}"),
-            uri: path.display().to_string(),
+            uri: source.to_string(),
             reason: format!(
                 "batch {} has no such task (its {} tasks include {}{})",
                 batch.batch,
@@ -83,11 +142,11 @@ pub fn load_batch_task(path: &Path, task: &str) -> Result<LoadedTask, Rejection>
             ),
         });
     };
-    load_verified(path, manifest.clone())
+    load_verified(manifest.clone(), fetch)
 }
 
 /// The largest manifest read: a batch of a million small tasks fits.
-const MAX_MANIFEST_BYTES: u64 = 1 << 30;
+pub const MAX_MANIFEST_BYTES: u64 = 1 << 30;
 
 fn read_manifest(path: &Path) -> Result<String, Rejection> {
     let fail = |reason: String| Rejection::Read {
@@ -103,7 +162,7 @@ fn read_manifest(path: &Path) -> Result<String, Rejection> {
 /// writer would otherwise hang the runner at `open`) and its type checked on the open
 /// handle, so that a device, a FIFO or a directory is refused at once, before any byte is
 /// read.
-fn read_regular(path: &Path, max: u64) -> Result<Vec<u8>, String> {
+pub fn read_regular(path: &Path, max: u64) -> Result<Vec<u8>, String> {
     let mut options = fs::OpenOptions::new();
     options.read(true);
     #[cfg(unix)]
@@ -138,15 +197,14 @@ fn read_regular(path: &Path, max: u64) -> Result<Vec<u8>, String> {
     Ok(bytes)
 }
 
-fn load_verified(path: &Path, manifest: TaskManifest) -> Result<LoadedTask, Rejection> {
-    let base = path.parent().unwrap_or(Path::new("."));
+fn load_verified(manifest: TaskManifest, fetch: &dyn Fetch) -> Result<LoadedTask, Rejection> {
     // A module past the compile bounds' size is refused before it is read.
     let module_max = crate::CompileBounds::MODULE_BYTES as u64;
     let module = fetch_verified(
         "module",
         &manifest.module.uri,
         &manifest.module.blake3,
-        base,
+        fetch,
         module_max,
     )?;
     let mut inputs = Vec::with_capacity(manifest.inputs.len());
@@ -154,7 +212,7 @@ fn load_verified(path: &Path, manifest: TaskManifest) -> Result<LoadedTask, Reje
         let what = format!("input {:?}", input.name.as_str());
         inputs.push((
             input.name.clone(),
-            fetch_verified(&what, &input.uri, &input.blake3, base, u64::MAX)?,
+            fetch_verified(&what, &input.uri, &input.blake3, fetch, u64::MAX)?,
         ));
     }
     Ok(LoadedTask {
@@ -168,10 +226,14 @@ fn fetch_verified(
     what: &str,
     uri: &Uri,
     expected: &Blake3Hash,
-    base: &Path,
+    fetch: &dyn Fetch,
     max: u64,
 ) -> Result<Arc<[u8]>, Rejection> {
-    let bytes = fetch(what, uri, base, max)?;
+    let bytes = fetch.fetch(uri, max).map_err(|reason| Rejection::Read {
+        what: what.into(),
+        uri: uri.to_string(),
+        reason,
+    })?;
     let actual = Blake3Hash::of(&bytes);
     if actual != *expected {
         return Err(Rejection::HashMismatch {
@@ -181,24 +243,4 @@ fn fetch_verified(
         });
     }
     Ok(bytes.into())
-}
-
-/// Reads the bytes a URI names, at most `max` of them. Only regular files are read, so a
-/// manifest cannot point the runner at a device or a FIFO.
-fn fetch(what: &str, uri: &Uri, base: &Path, max: u64) -> Result<Vec<u8>, Rejection> {
-    let fail = |reason: String| Rejection::Read {
-        what: what.into(),
-        uri: uri.to_string(),
-        reason,
-    };
-    let path: PathBuf = match uri {
-        Uri::Path(p) => base.join(p),
-        Uri::Url { scheme, rest } if scheme == "file" => PathBuf::from(rest),
-        Uri::Url { scheme, .. } => {
-            return Err(fail(format!(
-                "{scheme}:// URIs are fetched by the scheduler and `helio submit`; `runner exec` reads local files only"
-            )));
-        }
-    };
-    read_regular(&path, max).map_err(fail)
 }

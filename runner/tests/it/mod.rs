@@ -9,4 +9,5 @@ mod outcomes;
 mod paths;
 mod pool;
 mod rejections;
+mod remote;
 mod wasi_fuzz;

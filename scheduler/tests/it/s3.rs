@@ -185,6 +185,21 @@ async fn a_batch_from_s3_runs_to_results_in_s3() {
 
     let checked = s3.helio(&["validate", &manifest], &[]);
     assert!(checked.status.success(), "{}", text(&checked.stdout));
+    // `runner exec` reads the same manifest and module from S3, as the contract allows.
+    let mut exec = Command::new(workspace_binary("runner"));
+    exec.args([
+        "exec",
+        &manifest,
+        "--task",
+        "chain-002",
+        "--json",
+        "--no-cache",
+    ]);
+    s3.aws_env(&mut exec);
+    let ran = exec.output().unwrap();
+    assert_eq!(ran.status.code(), Some(0), "{}", text(&ran.stderr));
+    let ran: serde_json::Value = serde_json::from_slice(&ran.stdout).unwrap();
+    assert_eq!(ran["outcome"], "exited", "{ran}");
 
     let runners: Vec<_> = ["alice", "bob"].iter().map(|o| grid.runner(o, 2)).collect();
     let remote = ["--scheduler", &grid.url, "--token", &grid.token];

@@ -2,7 +2,8 @@
 //! tests and tools. The binary (`src/main.rs`) only parses arguments and prints.
 #![deny(missing_docs)]
 
-pub mod fetch;
+/// Reading and writing local files, `http(s)://` and `s3://` objects (the SDK's).
+pub use helio_sdk::fetch;
 pub mod grid;
 pub mod module;
 pub mod pack;

@@ -8,10 +8,10 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
+use crate::Uri;
+use crate::storage::{self, retries, s3_builder};
 use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt};
-use helio_sdk::Uri;
-use helio_sdk::storage::{self, retries, s3_builder};
 use object_store::http::HttpBuilder;
 use object_store::local::LocalFileSystem;
 use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, PutPayload};
