@@ -295,15 +295,21 @@ impl Footer {
     }
 }
 
-/// Shows the runner's events as [`Output`] says.
+/// Shows the runner's events as [`Output`] says, and keeps its status file.
 pub struct Display {
     output: Output,
     live: Option<Mutex<Live>>,
+    status: Option<crate::status::StatusFile>,
 }
 
 impl Display {
-    /// A display for `slots` slots. Live lines only in [`Output::Human`] on a terminal.
-    pub fn new(output: Output, slots: u32) -> Arc<Display> {
+    /// A display for `slots` slots, keeping `status` (what `runner status` reads) if
+    /// given. Live lines only in [`Output::Human`] on a terminal.
+    pub fn new(
+        output: Output,
+        slots: u32,
+        status: Option<crate::status::StatusFile>,
+    ) -> Arc<Display> {
         let live = (output == Output::Human && std::io::stderr().is_terminal()).then(|| {
             let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(4));
             let header = multi.add(ProgressBar::new_spinner());
@@ -316,7 +322,11 @@ impl Display {
                 footer: Footer::default(),
             })
         });
-        Arc::new(Display { output, live })
+        Arc::new(Display {
+            output,
+            live,
+            status,
+        })
     }
 
     /// Whether this display draws live lines, which [`Display::tick`] refreshes.
@@ -326,6 +336,9 @@ impl Display {
 
     /// Shows `event`.
     pub fn event(&self, event: Event) {
+        if let Some(status) = &self.status {
+            status.record(&event);
+        }
         match self.output {
             Output::Json => {
                 let mut out = std::io::stdout().lock();
@@ -390,6 +403,9 @@ impl Display {
         let Some(live) = &self.live else {
             return self.event(started);
         };
+        if let Some(status) = &self.status {
+            status.record(&started);
+        }
         let mut live = live.lock().expect("display");
         let bar = live.multi.add(ProgressBar::new(1000));
         bar.set_style(
@@ -417,6 +433,9 @@ impl Display {
 
     /// Slot `slot`'s task ended.
     pub fn ended(&self, slot: u32) {
+        if let Some(status) = &self.status {
+            status.ended(slot);
+        }
         let Some(live) = &self.live else { return };
         let mut live = live.lock().expect("display");
         let index = (slot as usize).saturating_sub(1);

@@ -7,5 +7,6 @@ pub mod agent;
 pub mod anywhere;
 pub mod display;
 pub mod memory_cap;
+pub mod status;
 
 pub use helio_sandbox::*;

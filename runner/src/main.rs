@@ -118,6 +118,16 @@ enum Command {
     /// runner of the owner registers with it (copy it, or point --owner-key at it).
     #[command(subcommand)]
     Owner(OwnerCommand),
+    /// Show what the runner of a state directory is doing and has earned: exit 0 while it
+    /// runs, 1 when it does not.
+    Status {
+        /// The runner's state directory [default: ~/.local/share/helio/runner].
+        #[arg(long, env = "HELIO_STATE_DIR")]
+        state_dir: Option<PathBuf>,
+        /// Print one JSON object: the status, and whether the runner runs (`alive`).
+        #[arg(long)]
+        json: bool,
+    },
     /// Run one task on this machine, with no scheduler.
     Exec {
         /// The task manifest (JSON, version 1 of the job contract), or a batch manifest
@@ -184,6 +194,27 @@ fn main() -> ExitCode {
     };
     match command {
         Command::Owner(command) => owner(command),
+        Command::Status { state_dir, json } => {
+            let dir = state_dir.unwrap_or_else(default_state_dir);
+            match helio_runner::status::read(&dir) {
+                Ok(status) => {
+                    let alive =
+                        status.stopped_ms.is_none() && helio_runner::status::alive(status.pid);
+                    if json {
+                        let mut value = serde_json::to_value(&status).expect("serializes");
+                        value["alive"] = alive.into();
+                        println!("{value}");
+                    } else {
+                        print!("{}", status.text(alive, helio_sdk::client::now_ms()));
+                    }
+                    ExitCode::from(if alive { 0 } else { 1 })
+                }
+                Err(e) => {
+                    eprintln!("runner: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Exec {
             manifest,
             task,

@@ -227,7 +227,11 @@ pub async fn run(config: AgentConfig, mut stop: watch::Receiver<Stop>) -> anyhow
         invite: config.invite.clone(),
     }
     .endorsed_by(&owner_key);
-    let display = Display::new(config.output, config.slots);
+    let display = Display::new(
+        config.output,
+        config.slots,
+        Some(crate::status::StatusFile::new(&config.state_dir)),
+    );
     if made {
         display.event(Event::Notice {
             message: format!(

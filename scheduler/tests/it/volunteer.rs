@@ -47,6 +47,29 @@ async fn the_runner_binary_prints_json_events_and_stops_cleanly_on_sigterm() {
     };
     let runners = [start("alice"), start("bob")];
     grid.wait_for(&batch, BatchStatus::done).await;
+    // `runner status` reads what the running runner keeps in its state directory.
+    let status = |owner: &str| {
+        let out = Command::new(&runner)
+            .args(["status", "--json", "--state-dir"])
+            .arg(
+                grid.dir
+                    .path()
+                    .join("cli-runners")
+                    .join(owner)
+                    .join("state"),
+            )
+            .output()
+            .unwrap();
+        let value: Value = serde_json::from_slice(&out.stdout).unwrap();
+        (out.status.code(), value)
+    };
+    let (code, alive) = status("alice");
+    assert_eq!(code, Some(0), "{alive}");
+    assert_eq!(
+        (alive["alive"].as_bool(), alive["owner"].as_str()),
+        (Some(true), Some("alice"))
+    );
+    assert_eq!(alive["slots"], 2);
     for r in &runners {
         sigterm(r.id());
     }
@@ -92,6 +115,15 @@ async fn the_runner_binary_prints_json_events_and_stops_cleanly_on_sigterm() {
         assert!(notice.contains("made owner key"), "{notice}");
         assert!(notice.contains("state/owner.key"), "{notice}");
         assert_eq!(kinds.last(), Some(&"session"), "{kinds:?}");
+        // Stopped: the status says so, with the session's own figures.
+        let (code, stopped) = status(owner);
+        let session = events.last().unwrap();
+        assert_eq!(code, Some(1), "{stopped}");
+        assert_eq!(stopped["alive"], false);
+        assert!(stopped["stopped_ms"].is_i64(), "{stopped}");
+        assert_eq!(stopped["reported"], session["reported"]);
+        assert_eq!(stopped["accepted"], session["accepted"]);
+        assert!(stopped["running"].as_array().unwrap().is_empty());
         assert_eq!(events[1]["owner"], *owner);
         let runner_id = events[1]["runner"].as_str().unwrap();
         let started = kinds.iter().filter(|k| **k == "started").count();
