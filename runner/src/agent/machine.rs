@@ -160,14 +160,25 @@ pub fn calibrate(sandbox: &Sandbox) -> Result<u64, String> {
     Ok((out.report.fuel_consumed as f64 / secs) as u64)
 }
 
-/// The machine's memory in bytes, from `/proc/meminfo` (0 where there is none).
+/// The machine's memory in bytes, on every platform `sysinfo` knows (Linux, macOS,
+/// Windows, the BSDs); 0 where it cannot tell.
 pub fn total_memory() -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|info| {
-            let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
-            let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-            Some(kib * 1024)
-        })
-        .unwrap_or(0)
+    use sysinfo::{MemoryRefreshKind, RefreshKind, System};
+    System::new_with_specifics(
+        RefreshKind::nothing().with_memory(MemoryRefreshKind::nothing().with_ram()),
+    )
+    .map_or(0, |s| s.total_memory())
+}
+
+#[cfg(test)]
+mod tests {
+    /// On Linux, the machine's memory is what the kernel says in `/proc/meminfo`.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_machines_memory_is_the_kernels_figure() {
+        let info = std::fs::read_to_string("/proc/meminfo").unwrap();
+        let line = info.lines().find(|l| l.starts_with("MemTotal:")).unwrap();
+        let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+        assert_eq!(super::total_memory(), kib * 1024);
+    }
 }
