@@ -59,19 +59,18 @@ impl Store {
         {
             return Ok(held.clone());
         }
-        let mut grants = BTreeMap::new();
-        for row in sqlx::query("SELECT name, share, max_running FROM submitters")
-            .fetch_all(&self.reads)
+        let grants: BTreeMap<String, Grant> = self
+            .submitter_grants()
             .await?
-        {
-            grants.insert(
-                row.try_get::<String, _>(0)?,
-                Grant {
-                    share: row.try_get::<i64, _>(1)?.clamp(1, i64::from(u32::MAX)) as u32,
-                    max_running: row.try_get::<Option<i64>, _>(2)?.map(|n| n.max(0) as u64),
-                },
-            );
-        }
+            .into_iter()
+            .map(|g| {
+                let grant = Grant {
+                    share: g.share,
+                    max_running: g.max_running,
+                };
+                (g.name, grant)
+            })
+            .collect();
         let limited = grants.values().any(|g| g.max_running.is_some());
         self.quotas
             .store(limited, std::sync::atomic::Ordering::Relaxed);
