@@ -412,6 +412,7 @@ async fn measure(
             output: agent::Output::Quiet,
             location: None,
             green_energy: None,
+            controls: Default::default(),
         };
         handles.push(tokio::spawn(agent::run(config, stop_rx.clone())));
     }

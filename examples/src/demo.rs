@@ -146,6 +146,7 @@ fn start_runners(
             output: agent::Output::Quiet,
             location: None,
             green_energy: None,
+            controls: Default::default(),
         };
         runners.push(tokio::spawn(agent::run(config, stop.clone())));
     }

@@ -5,6 +5,7 @@
 
 pub mod agent;
 pub mod anywhere;
+pub mod controls;
 pub mod display;
 pub mod memory_cap;
 pub mod status;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use helio_runner::{Rejection, RunOutput, Sandbox, SandboxConfig, agent};
+use helio_runner::{Rejection, RunOutput, Sandbox, SandboxConfig, agent, controls};
 
 #[derive(Parser)]
 #[command(
@@ -70,6 +70,37 @@ struct Volunteer {
     memory: MemoryCapArg,
     #[command(flatten)]
     cache: CacheLimitArg,
+    #[command(flatten)]
+    controls: ControlsArg,
+}
+
+/// The volunteer's say over when and how hard the runner works.
+#[derive(clap::Args)]
+struct ControlsArg {
+    /// Use at most this percentage of the machine's processors, 1 to 100: as many slots as
+    /// whole processors allow, and a duty cycle for the rest (with --slots, the slots given
+    /// share the cap).
+    #[arg(long, env = "HELIO_CPU_LIMIT", value_name = "PERCENT", value_parser = controls::cpu_percent)]
+    cpu_limit: Option<u8>,
+    /// Run only within these hours of the local day, such as 22:00-07:00; several are
+    /// separated by commas. Outside them, running tasks pause and no new ones are taken.
+    #[arg(long, env = "HELIO_HOURS", value_name = "HH:MM-HH:MM", value_parser = hours)]
+    hours: Option<Hours>,
+    /// Run only while the machine is not running on battery.
+    #[arg(long, env = "HELIO_ON_MAINS_ONLY")]
+    on_mains_only: bool,
+    /// Run only while the rest of the machine uses less than this percentage of its CPU
+    /// (such as 25); held work goes on once the machine has stayed below it for 30 s.
+    #[arg(long, env = "HELIO_IDLE_BELOW", value_name = "PERCENT", value_parser = controls::cpu_percent)]
+    idle_below: Option<u8>,
+}
+
+/// Windows of hours, as `--hours` gives them.
+#[derive(Clone)]
+struct Hours(Vec<controls::Window>);
+
+fn hours(s: &str) -> Result<Hours, String> {
+    controls::hours(s).map(Hours)
 }
 
 /// The most the runner's caches may take on disk, for joining a grid and `runner exec`.
@@ -288,16 +319,15 @@ fn volunteer(v: Volunteer) -> ExitCode {
         return ExitCode::from(2);
     };
     let state_dir = v.state_dir.unwrap_or_else(default_state_dir);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+    let share = controls::share(v.controls.cpu_limit, cores, v.slots);
     let config = agent::AgentConfig {
         scheduler,
         owner,
         owner_key: v.owner_key,
         invite: v.invite,
         tier: v.tier,
-        slots: v
-            .slots
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32))
-            .max(1),
+        slots: share.slots,
         state_dir,
         cache_dir: default_cache_dir(),
         cache_limit: v.cache.cache_limit.0,
@@ -310,6 +340,12 @@ fn volunteer(v: Volunteer) -> ExitCode {
         },
         location: v.location,
         green_energy: v.green_energy,
+        controls: controls::Controls {
+            duty: share.duty,
+            hours: v.controls.hours.map(|h| h.0).unwrap_or_default(),
+            mains_only: v.controls.on_mains_only,
+            idle_below: v.controls.idle_below,
+        },
     };
     let (json, drain_seconds) = (v.json, v.drain_seconds);
     let runtime = match tokio::runtime::Runtime::new() {

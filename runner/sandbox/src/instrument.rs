@@ -38,18 +38,19 @@ use std::convert::Infallible;
 use wasm_encoder::reencode::{Error, Reencode};
 use wasm_encoder::{
     CodeSection, ConstExpr, ExportKind, ExportSection, Function, GlobalSection, GlobalType,
-    Instruction, MemArg, MemorySection, MemoryType, SectionId, ValType,
+    ImportSection, Instruction, MemArg, MemorySection, MemoryType, SectionId, TypeSection, ValType,
 };
 use wasmparser::{
     CompositeInnerType, ExportSectionReader, FunctionBody, GlobalSectionReader,
-    MemorySectionReader, Operator, Parser, Payload, TypeRef,
+    ImportSectionReader, MemorySectionReader, Operator, Parser, Payload, TypeRef,
+    TypeSectionReader,
 };
 
 use crate::nan::{self, Lane, NanMode, Site};
 
 /// The rewrite's version, part of the compiled-module cache's key: bump it whenever the
 /// rewrite changes, so that no runner runs an artifact an older rewrite made.
-pub const REWRITE_VERSION: u32 = 7;
+pub const REWRITE_VERSION: u32 = 8;
 
 /// The exported `i64` global holding the fuel left, as of the last call or return.
 pub const FUEL_EXPORT: &str = "helio:fuel";
@@ -67,6 +68,14 @@ pub const PROGRESS_REQUEST: u8 = 2;
 pub const PROGRESS_FUEL: u32 = 8;
 /// Fuel between two reads of the interrupt flag (about a millisecond of guest code).
 pub const POLL_INTERVAL: i64 = 1 << 20;
+/// The interrupt flag's value that asks the guest to pause: the next check clears the flag
+/// and calls the host's [`PAUSE_NAME`], which returns when the task may run again (see
+/// [`crate::throttle`]). Nothing of the guest's changes, its fuel included.
+pub const PAUSE_REQUEST: u8 = 3;
+/// The module of the one function the rewrite imports; a task's module may not import from it.
+pub const PAUSE_MODULE: &str = "helio:sandbox";
+/// The function the rewrite imports, `() -> ()`, called to pause.
+pub const PAUSE_NAME: &str = "pause";
 /// [`STOP_EXPORT`]'s value when fuel ran out.
 pub const STOP_OUT_OF_FUEL: i32 = 1;
 /// [`STOP_EXPORT`]'s value when the interrupt flag was set.
@@ -77,6 +86,9 @@ pub const STOP_TIMEOUT: i32 = 2;
 struct Shape {
     /// Parameter count of each type (0 for non-function types).
     type_params: Vec<u32>,
+    /// Imported functions: the pause import goes after them, and defined functions move up
+    /// one.
+    imported_funcs: u32,
     /// Parameter count of each defined function, in order.
     params: Vec<u32>,
     globals: u32,
@@ -103,7 +115,16 @@ impl Shape {
                 }
                 Payload::ImportSection(reader) => {
                     for import in reader.into_imports() {
-                        match import.map_err(err)?.ty {
+                        let import = import.map_err(err)?;
+                        if import.module == PAUSE_MODULE {
+                            return Err(format!(
+                                "the module imports {PAUSE_MODULE}.{}, which only the sandbox \
+                                 may import",
+                                import.name
+                            ));
+                        }
+                        match import.ty {
+                            TypeRef::Func(_) => shape.imported_funcs += 1,
                             TypeRef::Global(_) => shape.globals += 1,
                             TypeRef::Memory(_) => shape.memories += 1,
                             _ => {}
@@ -232,6 +253,11 @@ struct Rewriter {
     /// The `i64` global holding the fuel level at which the next check reads the flag.
     poll: u32,
     interrupt: u32,
+    /// The pause import's type (added after the module's own) and function index.
+    pause_type: u32,
+    pause: u32,
+    type_done: bool,
+    import_done: bool,
     memory_done: bool,
     global_done: bool,
     export_done: bool,
@@ -337,6 +363,20 @@ impl Rewriter {
         }
     }
 
+    fn add_type(&mut self, types: &mut TypeSection) {
+        types.ty().function([], []);
+        self.type_done = true;
+    }
+
+    fn add_import(&mut self, imports: &mut ImportSection) {
+        imports.import(
+            PAUSE_MODULE,
+            PAUSE_NAME,
+            wasm_encoder::EntityType::Function(self.pause_type),
+        );
+        self.import_done = true;
+    }
+
     fn add_memory(&mut self, memories: &mut MemorySection) {
         memories.memory(self.our_memory());
         self.memory_done = true;
@@ -374,7 +414,8 @@ impl Rewriter {
 
     /// Traps, saying why, when fuel is below zero or the interrupt flag says the deadline
     /// passed; answers a progress request (the flag set to [`PROGRESS_REQUEST`]) by writing the
-    /// fuel left at [`PROGRESS_FUEL`], clearing the flag and going on. The common case is one
+    /// fuel left at [`PROGRESS_FUEL`], clearing the flag and going on, and a pause request
+    /// ([`PAUSE_REQUEST`]) by clearing the flag and calling the pause import. The common case is one
     /// compare of two locals and a branch not taken: the flag is read only once fuel falls
     /// below the poll level, every [`POLL_INTERVAL`] units, and that level never goes below
     /// zero, so fuel runs out exactly where it did when every check read the flag.
@@ -401,6 +442,17 @@ impl Rewriter {
             .instruction(&Instruction::I32Const(0))
             .instruction(&Instruction::I32Const(0))
             .instruction(&Instruction::I32Store8(at(0, 0)))
+            .instruction(&Instruction::End);
+        // A pause request: clear it and pause (the host returns when the task may go on).
+        f.instruction(&Instruction::I32Const(0))
+            .instruction(&flag)
+            .instruction(&Instruction::I32Const(PAUSE_REQUEST as i32))
+            .instruction(&Instruction::I32Eq)
+            .instruction(&Instruction::If(wasm_encoder::BlockType::Empty))
+            .instruction(&Instruction::I32Const(0))
+            .instruction(&Instruction::I32Const(0))
+            .instruction(&Instruction::I32Store8(at(0, 0)))
+            .instruction(&Instruction::Call(self.pause))
             .instruction(&Instruction::End);
         // Out of fuel, or the deadline passed: stop, saying which (the deadline wins).
         f.instruction(&Instruction::LocalGet(s.fuel))
@@ -481,6 +533,16 @@ impl Reencode for Rewriter {
         before: Option<SectionId>,
     ) -> Result<(), Error<Infallible>> {
         let passed = |ours: SectionId| before.is_none_or(|b| rank(b) > rank(ours));
+        if !self.type_done && passed(SectionId::Type) {
+            let mut s = TypeSection::new();
+            self.add_type(&mut s);
+            module.section(&s);
+        }
+        if !self.import_done && passed(SectionId::Import) {
+            let mut s = ImportSection::new();
+            self.add_import(&mut s);
+            module.section(&s);
+        }
         if !self.memory_done && passed(SectionId::Memory) {
             let mut s = MemorySection::new();
             self.add_memory(&mut s);
@@ -496,6 +558,35 @@ impl Reencode for Rewriter {
             self.add_exports(&mut s);
             module.section(&s);
         }
+        Ok(())
+    }
+
+    fn function_index(&mut self, func: u32) -> Result<u32, Error<Infallible>> {
+        // The pause import comes after the module's imports: its own functions move up one.
+        Ok(if func < self.shape.imported_funcs {
+            func
+        } else {
+            func + 1
+        })
+    }
+
+    fn parse_type_section(
+        &mut self,
+        types: &mut TypeSection,
+        section: TypeSectionReader<'_>,
+    ) -> Result<(), Error<Infallible>> {
+        wasm_encoder::reencode::utils::parse_type_section(self, types, section)?;
+        self.add_type(types);
+        Ok(())
+    }
+
+    fn parse_import_section(
+        &mut self,
+        imports: &mut ImportSection,
+        section: ImportSectionReader<'_>,
+    ) -> Result<(), Error<Infallible>> {
+        wasm_encoder::reencode::utils::parse_import_section(self, imports, section)?;
+        self.add_import(imports);
         Ok(())
     }
 
@@ -641,6 +732,10 @@ pub fn instrument(wasm: &[u8], mode: NanMode) -> Result<Vec<u8>, String> {
         stop: shape.globals + 1,
         poll: shape.globals + 2,
         interrupt: shape.memories,
+        pause_type: shape.type_params.len() as u32,
+        pause: shape.imported_funcs,
+        type_done: false,
+        import_done: false,
         shape,
         nan: mode == NanMode::AtSinks,
         next: 0,

@@ -29,6 +29,7 @@ mod instrument;
 mod load;
 mod nan;
 mod sandbox;
+pub mod throttle;
 mod vfs;
 mod wasi;
 mod watchdog;

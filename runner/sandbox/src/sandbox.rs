@@ -20,8 +20,9 @@ use crate::bounds::CompileBounds;
 use crate::cache::DiskCache;
 use crate::instrument::{self, FUEL_EXPORT, INTERRUPT_EXPORT, STOP_EXPORT};
 use crate::nan::NanMode;
+use crate::throttle::{Paused, Throttle};
 use crate::vfs::{Data, Kind, Vfs};
-use crate::wasi::{self, Host, Stop};
+use crate::wasi::{self, Host, Pausing, Stop};
 use crate::watchdog::{Progress, Watchdog};
 
 /// Linear memory a pooled slot keeps resident between tasks (reset with memset).
@@ -159,6 +160,7 @@ pub struct Sandbox {
     disk: Option<DiskCache>,
     prepared: Mutex<PreparedCache>,
     watchdog: Arc<Watchdog>,
+    throttle: Arc<Throttle>,
     /// The threads wasmtime compiles functions on ([`CompileBounds::threads`]).
     compiler: rayon::ThreadPool,
 }
@@ -217,6 +219,7 @@ impl Sandbox {
             )?),
             None => None,
         };
+        let throttle = Arc::new(Throttle::default());
         let compiler = rayon::ThreadPoolBuilder::new()
             .num_threads(config.bounds.threads.max(1))
             .thread_name(|i| format!("helio-compile-{i}"))
@@ -230,8 +233,14 @@ impl Sandbox {
             linker,
             disk,
             prepared: Mutex::new(PreparedCache::default()),
-            watchdog: Watchdog::start(),
+            watchdog: Watchdog::start(throttle.clone()),
+            throttle,
         })
+    }
+
+    /// The throttle its running tasks pause by: set its duty cycle or suspend them.
+    pub fn throttle(&self) -> &Arc<Throttle> {
+        &self.throttle
     }
 
     /// How many prepared modules it keeps in memory (at most [`PREPARED_HELD`]).
@@ -362,6 +371,12 @@ impl Sandbox {
             store.data_mut().fuel = Some(m.fuel);
             store.data_mut().memory = instance.get_memory(&mut store, "memory");
             store.data_mut().deadline = Some(deadline);
+            let paused = Arc::new(Paused::default());
+            store.data_mut().pausing = Some(Pausing {
+                throttle: self.throttle.clone(),
+                resumed: Instant::now(),
+                paused: paused.clone(),
+            });
             // The fuel left as the guest last told it, until it first does: all of it.
             let slot = instrument::PROGRESS_FUEL as usize;
             m.interrupt.data_mut(&mut store)[slot..slot + 8]
@@ -375,7 +390,7 @@ impl Sandbox {
             // SAFETY: the interrupt memory is one page that cannot grow, only the inserted
             // checks read it, and the store that owns it outlives the guard, which is dropped
             // at the end of this closure.
-            let _watch = unsafe { self.watchdog.watch(deadline, flag, watched) };
+            let _watch = unsafe { self.watchdog.watch(deadline, paused, flag, watched) };
             let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
             start.call(&mut store, ())
         })();
@@ -535,7 +550,9 @@ fn trap_name(trap: &Trap) -> String {
 /// `wasi_snapshot_preview1` function, a `_start` function and a `memory` export.
 fn check_contract(module: &Module) -> Result<(), Rejection> {
     for import in module.imports() {
-        let known = import.module() == wasi::MODULE && wasi::FUNCTIONS.contains(&import.name());
+        let known = (import.module() == wasi::MODULE && wasi::FUNCTIONS.contains(&import.name()))
+            || (import.module() == instrument::PAUSE_MODULE
+                && import.name() == instrument::PAUSE_NAME);
         if !known || !matches!(import.ty(), ExternType::Func(_)) {
             return Err(Rejection::ForbiddenImport {
                 module: import.module().to_string(),

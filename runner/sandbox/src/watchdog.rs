@@ -7,11 +7,16 @@ use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
+use crate::throttle::{Paused, Throttle};
+
 /// How often the watchdog looks at the clock.
 pub const TICK: Duration = Duration::from_millis(10);
 
 /// Ticks between two progress requests to a task.
 pub const PROGRESS_EVERY: u32 = 10;
+
+/// Ticks between two pause requests to a throttled task.
+const PAUSE_EVERY: u32 = (crate::throttle::PERIOD.as_millis() / TICK.as_millis()) as u32;
 
 /// How far a running task is, as its guest last said: fuel used of its limit. Updated about
 /// ten times a second while the task runs; never part of its result.
@@ -51,11 +56,14 @@ impl Progress {
 pub struct Watchdog {
     watches: Mutex<Vec<Watch>>,
     next: AtomicU64,
+    throttle: Arc<Throttle>,
 }
 
 struct Watch {
     id: u64,
     deadline: Instant,
+    /// The time the task spent paused by the throttle, which moves its deadline on.
+    paused: Arc<Paused>,
     /// The address of the interrupt flag: byte 0 of the task's one-page interrupt memory.
     flag: usize,
     /// Where to publish the task's fuel, with its limit.
@@ -69,11 +77,13 @@ pub struct Guard<'a> {
 }
 
 impl Watchdog {
-    /// A watchdog whose thread runs for as long as the returned `Arc` lives.
-    pub fn start() -> Arc<Watchdog> {
+    /// A watchdog whose thread runs for as long as the returned `Arc` lives, asking the tasks
+    /// it watches to pause while `throttle` limits them.
+    pub fn start(throttle: Arc<Throttle>) -> Arc<Watchdog> {
         let dog = Arc::new(Watchdog {
             watches: Mutex::new(Vec::new()),
             next: AtomicU64::new(0),
+            throttle,
         });
         let weak: Weak<Watchdog> = Arc::downgrade(&dog);
         std::thread::Builder::new()
@@ -82,7 +92,7 @@ impl Watchdog {
                 let mut ticks = 0u32;
                 while let Some(dog) = weak.upgrade() {
                     ticks = ticks.wrapping_add(1);
-                    dog.tick(Instant::now(), ticks.is_multiple_of(PROGRESS_EVERY));
+                    dog.tick(Instant::now(), ticks);
                     drop(dog);
                     std::thread::sleep(TICK);
                 }
@@ -91,7 +101,8 @@ impl Watchdog {
         dog
     }
 
-    /// Sets the flag at `flag` once `deadline` passes, until the guard is dropped; with
+    /// Sets the flag at `flag` once `deadline`, moved on by the time in `paused`, passes,
+    /// until the guard is dropped; asks the task to pause while the throttle limits it; with
     /// `progress`, also asks for the fuel left now and then and publishes the fuel used of
     /// the limit given.
     ///
@@ -106,6 +117,7 @@ impl Watchdog {
     pub unsafe fn watch(
         &self,
         deadline: Instant,
+        paused: Arc<Paused>,
         flag: *mut u8,
         progress: Option<(Arc<Progress>, i64)>,
     ) -> Guard<'_> {
@@ -113,13 +125,19 @@ impl Watchdog {
         self.watches.lock().unwrap().push(Watch {
             id,
             deadline,
+            paused,
             flag: flag as usize,
             progress,
         });
         Guard { dog: self, id }
     }
 
-    fn tick(&self, now: Instant, ask: bool) {
+    fn tick(&self, now: Instant, ticks: u32) {
+        let ask = ticks.is_multiple_of(PROGRESS_EVERY);
+        // Throttled tasks pause once a period (off the progress requests' ticks), suspended
+        // ones at once.
+        let pause = self.throttle.limits()
+            && (self.throttle.suspended_now() || ticks % PAUSE_EVERY == PAUSE_EVERY / 2);
         for watch in self.watches.lock().unwrap().iter() {
             // SAFETY: `watch`'s contract keeps the interrupt memory's first 16 bytes valid
             // while the watch is listed, and the list is locked. The guest reads and writes
@@ -144,7 +162,16 @@ impl Watchdog {
                     Ordering::Relaxed,
                 );
             }
-            if now >= watch.deadline {
+            if pause {
+                let _ = flag.compare_exchange(
+                    0,
+                    crate::instrument::PAUSE_REQUEST,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
+            }
+            let (paused, pausing) = watch.paused.get();
+            if !pausing && now >= watch.deadline + paused {
                 // Set at every tick past the deadline: a guest answering a progress request
                 // at the same moment may clear it once, and then sees it 10 ms later.
                 flag.store(1, Ordering::Relaxed);

@@ -23,9 +23,13 @@ use crate::{LoadedTask, Progress, RunOutput, Sandbox, SandboxConfig};
 
 mod blobs;
 mod machine;
+mod sensors;
 mod state;
 
 use blobs::BlobCache;
+use sensors::{Sensors, watch_machine};
+
+use crate::controls::Controls;
 
 use helio_sdk::client::now_ms;
 pub use helio_sdk::client::{ClientError, RunnerClient as Client};
@@ -63,6 +67,8 @@ pub struct AgentConfig {
     pub location: Option<String>,
     /// The share of its electricity from renewable sources, 0 to 1.
     pub green_energy: Option<f64>,
+    /// The volunteer's CPU cap and the rules that hold its work (hours, battery, idle).
+    pub controls: Controls,
 }
 
 impl AgentConfig {
@@ -80,6 +86,9 @@ impl AgentConfig {
 pub enum Stop {
     /// Keep running.
     Run,
+    /// Take no more tasks for now, and keep the ones running (paused by the throttle): the
+    /// volunteer's controls hold the work.
+    Hold,
     /// Take no more tasks; finish and report the ones running.
     Drain,
     /// Hand every lease back and stop now.
@@ -193,6 +202,12 @@ pub async fn run(config: AgentConfig, mut stop: watch::Receiver<Stop>) -> anyhow
         disk_limit: config.disk_limit(),
         ..SandboxConfig::default()
     })?);
+    sandbox.throttle().set_duty(config.controls.duty);
+    let sensors = if config.controls.any() {
+        Some(Sensors::new(&config.controls).map_err(|e| anyhow::anyhow!(e))?)
+    } else {
+        None
+    };
     let fuel_per_second = {
         let sandbox = sandbox.clone();
         // A runner that cannot calibrate still works; it registers 0, which the scheduler
@@ -279,7 +294,18 @@ pub async fn run(config: AgentConfig, mut stop: watch::Receiver<Stop>) -> anyhow
             }
         })
     };
-    let mut summary = work(&config, &client, &sandbox, &display, &mut stop).await?;
+    let (held_tx, mut held) = watch::channel(false);
+    if let Some(sensors) = sensors {
+        watch_machine(
+            config.controls.clone(),
+            sensors,
+            (sandbox.throttle().clone(), held_tx),
+            display.clone(),
+        );
+        // The first look is taken before any work is asked for.
+        let _ = held.changed().await;
+    }
+    let mut summary = work(&config, &client, &sandbox, &display, (&mut stop, held)).await?;
     heartbeat.abort();
     if let Some(ticker) = ticker {
         ticker.abort();
@@ -299,13 +325,14 @@ pub async fn run(config: AgentConfig, mut stop: watch::Receiver<Stop>) -> anyhow
 }
 
 /// The main loop: starts what the scheduler leases, asks for work while slots are free,
-/// reports results with the next lease request, until told to stop (see [`Loop`]).
+/// reports results with the next lease request, until told to stop (see [`Loop`]); takes no
+/// new work while `held`.
 async fn work(
     config: &AgentConfig,
     client: &Client,
     sandbox: &Arc<Sandbox>,
     display: &Display,
-    stop: &mut watch::Receiver<Stop>,
+    (stop, mut held): (&mut watch::Receiver<Stop>, watch::Receiver<bool>),
 ) -> anyhow::Result<Summary> {
     let blobs = Arc::new(BlobCache::new(
         config.state_dir.join("blobs"),
@@ -318,7 +345,12 @@ async fn work(
     let mut asking: Option<Asking> = None;
     let epoch = tokio::time::Instant::now();
     loop {
-        let level = *stop.borrow();
+        let hold = if *held.borrow() {
+            Stop::Hold
+        } else {
+            Stop::Run
+        };
+        let level = (*stop.borrow()).max(hold);
         let next = state.next(level, epoch.elapsed());
         if next.drop_request {
             asking = None;
@@ -378,13 +410,15 @@ async fn work(
                     return Err(anyhow::anyhow!("the runner's stop signal went away"));
                 }
             }
+            // A hold ended or began; once the controls' thread is gone, nothing changes.
+            Ok(()) = held.changed() => {}
         }
         if !done.is_empty() {
             let ended: Vec<(u32, i64)> = done.iter().map(|(s, l, _)| (*s, l.task_id)).collect();
             for (slot, _) in &ended {
                 display.ended(*slot);
             }
-            let want = state.finished(&ended, *stop.borrow());
+            let want = state.finished(&ended, level.max(*stop.borrow()));
             if let Some(leases) = report_all(client, done, want, &mut summary, display).await {
                 state.offer(leases);
             }

@@ -222,6 +222,29 @@ mod tests {
     }
 
     #[test]
+    fn held_work_keeps_its_tasks_takes_none_and_goes_on_when_let_go() {
+        let mut m = Loop::new(2);
+        m.next(Stop::Run, T0);
+        m.answered(answer(&[1, 2], false), T0);
+        assert_eq!(started(&m.next(Stop::Run, T0)).len(), 2);
+        // Held: the request in flight is dropped, and nothing is asked for or started.
+        m.finished(&[(2, 2)], Stop::Hold);
+        m.offer(vec![lease(3)]);
+        let next = m.next(Stop::Hold, T0);
+        assert_eq!(
+            (next.give_back, next.ask, next.exit),
+            (vec![3], None, false)
+        );
+        assert!(next.abandon.is_empty() && next.start.is_empty());
+        assert_eq!(m.finished(&[(1, 1)], Stop::Hold), 0);
+        // Nothing runs, and it still does not stop; let go, it asks for both slots.
+        let next = m.next(Stop::Hold, T0);
+        assert!(!next.exit && next.ask.is_none());
+        assert_eq!(m.wake_at(Stop::Hold), None);
+        assert_eq!(m.next(Stop::Run, T0).ask, Some(2));
+    }
+
+    #[test]
     fn a_full_runner_asks_for_nothing() {
         let mut m = Loop::new(1);
         m.next(Stop::Run, T0);

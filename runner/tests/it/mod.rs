@@ -1,5 +1,6 @@
 mod cache;
 mod check;
+mod controls;
 mod determinism;
 mod files;
 mod fuel;
@@ -10,4 +11,5 @@ mod paths;
 mod pool;
 mod rejections;
 mod remote;
+mod throttle;
 mod wasi_fuzz;

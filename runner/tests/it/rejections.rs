@@ -229,6 +229,11 @@ fn imports_outside_wasi_preview1_are_rejected() {
             r#"(import "wasi_snapshot_preview1" "mem" (memory 1))"#,
             &["`mem`"],
         ),
+        // The pause the sandbox's rewrite adds is its own: a module may not call it.
+        (
+            r#"(import "helio:sandbox" "pause" (func))"#,
+            &["helio:sandbox.pause", "only the sandbox"],
+        ),
     ] {
         let module =
             format!(r#"(module {import} (memory (export "memory") 1) (func (export "_start")))"#);

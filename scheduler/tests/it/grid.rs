@@ -184,6 +184,7 @@ pub fn runner_of_tier(url: &str, dir: &Path, owner: &str, slots: u32, tier: Tier
         output: agent::Output::Quiet,
         location: None,
         green_energy: None,
+        controls: Default::default(),
     };
     (tx, tokio::spawn(agent::run(config, rx)))
 }

@@ -177,6 +177,90 @@ async fn the_runner_binary_prints_json_events_and_stops_cleanly_on_sigterm() {
     grid.stop().await;
 }
 
+/// A runner started outside the hours its volunteer allows takes no work, not even its
+/// health check, says why, and stops cleanly; its CPU cap sets its slots.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runner_outside_its_hours_takes_no_work_and_its_cpu_cap_sets_its_slots() {
+    let grid = TestGrid::start(Db::Sqlite, 30_000).await;
+    let batch = grid
+        .submit(&hashchain_batch(grid.dir.path(), 2, 50, 60))
+        .await;
+    // A window that opens two hours from now, local time.
+    let date = Command::new("date").arg("+%H").output().unwrap();
+    let hour: u32 = String::from_utf8(date.stdout)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let window = format!("{:02}:00-{:02}:00", (hour + 2) % 24, (hour + 3) % 24);
+    let dir = grid.dir.path().join("night-runner");
+    let runner = workspace_binary("runner");
+    let child = Command::new(&runner)
+        .args(["--scheduler", &grid.url, "--owner", "night", "--json"])
+        .args(["--cpu-limit", "50", "--hours", &window])
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .env("XDG_CACHE_HOME", dir.join("cache"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = || {
+        let out = Command::new(&runner)
+            .args(["status", "--json", "--state-dir"])
+            .arg(dir.join("state"))
+            .output()
+            .unwrap();
+        serde_json::from_slice::<Value>(&out.stdout).unwrap_or(Value::Null)
+    };
+    let mut tries = 0;
+    let held = loop {
+        tries += 1;
+        assert!(tries < 300, "the runner never said it holds its work");
+        let now = status();
+        if now["last"]
+            .as_str()
+            .is_some_and(|l| l.contains("work held"))
+        {
+            break now;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert!(
+        held["last"].as_str().unwrap().contains("outside the hours"),
+        "{held}"
+    );
+    // Held for a while with work queued, it takes none.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let progress = grid.submitter().status(&batch).await.unwrap();
+    assert_eq!((progress.running, progress.pending), (0, 2), "{progress:?}");
+    sigterm(child.id());
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let events: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        !events.iter().any(|e| e["event"] == "started"),
+        "{events:?}"
+    );
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+    let joined = events.iter().find(|e| e["event"] == "joined").unwrap();
+    assert_eq!(
+        joined["slots"].as_u64(),
+        Some(u64::from(
+            helio_runner::controls::share(Some(50), cores, None).slots
+        )),
+        "{joined}"
+    );
+    grid.stop().await;
+}
+
 #[test]
 fn quiet_and_json_do_not_go_together() {
     let out = Command::new(workspace_binary("runner"))

@@ -16,11 +16,13 @@
 
 use std::cell::Cell;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Instant;
 
 use wasmtime::{Caller, Global, Linker, Memory, Trap, Val};
 
 use crate::errno::Errno;
+use crate::throttle::{Paused, Throttle};
 use crate::vfs::{IN_ROOT, Kind, NodeId, OUT_ROOT, OutputOverflow, Vfs, WriteError};
 
 mod args;
@@ -211,6 +213,33 @@ pub struct Host {
     fuel_now: u64,
     /// Virtual nanoseconds the guest has slept.
     slept_ns: u64,
+    /// How the run pauses when throttled, once it runs under a throttle.
+    pub pausing: Option<Pausing>,
+}
+
+/// A run's side of [`Throttle`]: when it last went on, and the time it spent paused, which
+/// the watchdog adds to the wall-clock deadline as this host does to its own.
+pub struct Pausing {
+    /// The sandbox's throttle.
+    pub throttle: Arc<Throttle>,
+    /// When the task last started or went on after a pause.
+    pub resumed: Instant,
+    /// The time paused so far (shared with the watchdog).
+    pub paused: Arc<Paused>,
+}
+
+impl Host {
+    /// The guest asked to pause (the rewrite's `pause` import): rests as the throttle says,
+    /// and moves the deadline on by the time rested.
+    pub fn pause(&mut self) {
+        let Some(p) = &mut self.pausing else { return };
+        let ran = p.resumed.elapsed();
+        let rested = p.paused.during(|| p.throttle.pause(ran));
+        p.resumed = Instant::now();
+        if let Some(deadline) = &mut self.deadline {
+            *deadline += rested;
+        }
+    }
 }
 
 /// The table elements a guest may grow a table to.
@@ -294,6 +323,7 @@ impl Host {
             fuel_limit,
             memory_limit,
             deadline: None,
+            pausing: None,
             calls: 0,
             growing: None,
             fds: vec![
@@ -665,5 +695,12 @@ pub fn add_to_linker(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
     add_fd_data(linker)?;
     add_path(linker)?;
     add_path_changes(linker)?;
-    add_proc_poll_sock(linker)
+    add_proc_poll_sock(linker)?;
+    // Not WASI: the one import the module rewrite adds, for pausing a throttled task.
+    linker.func_wrap(
+        crate::instrument::PAUSE_MODULE,
+        crate::instrument::PAUSE_NAME,
+        |mut caller: Caller<'_, Host>| caller.data_mut().pause(),
+    )?;
+    Ok(())
 }

@@ -1,0 +1,103 @@
+//! The volunteer's CPU cap: a throttled task burns fuel at its share of the processor, gives
+//! the same result as an unthrottled one, and a suspended task waits without losing its
+//! wall-clock budget.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use helio_runner::{Prepared, Sandbox, SandboxConfig};
+use helio_sdk::{Blake3Hash, Outcome, TaskManifest};
+use serde_json::json;
+
+/// A loop that counts until its fuel runs out.
+const SPIN: &str = r#"(module
+    (memory (export "memory") 1)
+    (func (export "_start") (local $i i64)
+      (loop (local.set $i (i64.add (local.get $i) (i64.const 1))) (br 0))))"#;
+
+fn spin(sandbox: &Sandbox) -> (Arc<Prepared>, Blake3Hash) {
+    let module = wat::parse_str(SPIN).unwrap();
+    let hash = Blake3Hash::of(&module);
+    (sandbox.prepare(&hash, &module).unwrap(), hash)
+}
+
+fn manifest(hash: &Blake3Hash, fuel: u64, wall_seconds: u64) -> TaskManifest {
+    TaskManifest::from_value(json!({
+        "schema_version": 1,
+        "module": { "uri": "m.wasm", "blake3": hash.to_string() },
+        "limits": { "fuel": fuel, "wall_seconds": wall_seconds }
+    }))
+    .unwrap()
+}
+
+/// Fuel per second of the spin loop with `fuel` to burn, and its report's digest.
+fn rate(sandbox: &Sandbox, prepared: &Prepared, task: &TaskManifest) -> (f64, Blake3Hash) {
+    let start = Instant::now();
+    let run = sandbox.run(prepared, task, vec![]).unwrap();
+    let seconds = start.elapsed().as_secs_f64();
+    assert_eq!(run.report.outcome, Outcome::OutOfFuel);
+    (task.limits.fuel as f64 / seconds, run.report.digest)
+}
+
+#[test]
+fn a_capped_task_burns_fuel_at_its_share_and_gives_the_same_result() {
+    let sandbox = Sandbox::new(SandboxConfig::default()).unwrap();
+    let (prepared, hash) = spin(&sandbox);
+    // About half a second of the loop on this machine, unthrottled.
+    let (probe, _) = rate(&sandbox, &prepared, &manifest(&hash, 50_000_000, 60));
+    let fuel = (probe * 0.5) as u64;
+    let task = manifest(&hash, fuel, 60);
+    let (free, free_digest) = rate(&sandbox, &prepared, &task);
+    sandbox.throttle().set_duty(0.5);
+    let (half, half_digest) = rate(&sandbox, &prepared, &task);
+    sandbox.throttle().set_duty(0.25);
+    let (quarter, quarter_digest) = rate(&sandbox, &prepared, &task);
+    sandbox.throttle().set_duty(1.0);
+    let (again, _) = rate(&sandbox, &prepared, &task);
+    // Pausing changes nothing the result holds.
+    assert_eq!(half_digest, free_digest);
+    assert_eq!(quarter_digest, free_digest);
+    // Measured against the unthrottled runs on either side, with room for a loaded machine:
+    // the cap takes the rate down to its share, not just somewhat lower.
+    let unthrottled = free.max(again);
+    let (half_share, quarter_share) = (half / unthrottled, quarter / unthrottled);
+    assert!(
+        (0.3..=0.65).contains(&half_share),
+        "at a 50% cap the loop ran at {half_share:.2} of its unthrottled rate \
+         ({half:.0} of {unthrottled:.0} fuel/s)"
+    );
+    assert!(
+        (0.12..=0.36).contains(&quarter_share),
+        "at a 25% cap the loop ran at {quarter_share:.2} of its unthrottled rate \
+         ({quarter:.0} of {unthrottled:.0} fuel/s)"
+    );
+}
+
+#[test]
+fn a_suspended_task_waits_and_its_wall_seconds_wait_with_it() {
+    let sandbox = Arc::new(Sandbox::new(SandboxConfig::default()).unwrap());
+    let (prepared, hash) = spin(&sandbox);
+    // Fuel for about a fifth of a second, and a one-second wall-clock bound.
+    let (probe, _) = rate(&sandbox, &prepared, &manifest(&hash, 20_000_000, 60));
+    let task = manifest(&hash, (probe * 0.2) as u64, 1);
+    sandbox.throttle().suspend(true);
+    let running = {
+        let sandbox = sandbox.clone();
+        std::thread::spawn(move || {
+            let start = Instant::now();
+            let run = sandbox.run(&prepared, &task, vec![]).unwrap();
+            (run, start.elapsed())
+        })
+    };
+    // Suspended for longer than its wall_seconds: still waiting, not timed out.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(!running.is_finished(), "a suspended task ran to its end");
+    sandbox.throttle().suspend(false);
+    let (run, took) = running.join().unwrap();
+    assert_eq!(
+        run.report.outcome,
+        Outcome::OutOfFuel,
+        "the task did not run to its end once let go"
+    );
+    assert!(took >= Duration::from_millis(1500), "{took:?}");
+}
