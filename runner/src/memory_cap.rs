@@ -141,6 +141,16 @@ impl MemoryCap {
     }
 }
 
+/// The memory this runner may use: the machine's, or its cap in force if that is less (0
+/// when neither is known).
+pub fn usable() -> u64 {
+    let total = crate::agent::total_memory();
+    match current() {
+        Some(cap) if total == 0 || cap < total => cap,
+        _ => total,
+    }
+}
+
 #[cfg(unix)]
 #[allow(clippy::useless_conversion)] // `rlim_t` is not `u64` on every Unix
 fn current() -> Option<u64> {

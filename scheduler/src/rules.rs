@@ -109,28 +109,85 @@ impl Asker<'_> {
     where
         I: IntoIterator<Item = (i64, usize, Tier, &'t TaskState)>,
     {
-        let mut open: BTreeMap<usize, Vec<i64>> = BTreeMap::new();
-        for (id, q, tier, task) in tasks {
-            if self.may_take(tier, task) {
-                open.entry(q).or_default().push(id);
+        let offers = tasks.into_iter().map(|(id, queue, tier, state)| Offer {
+            id,
+            queue,
+            tier,
+            memory: 0,
+            state,
+        });
+        self.choose_within(offers, n, draw, shares, u64::MAX)
+    }
+
+    /// [`Asker::choose_fairly`] for a runner with `free` bytes of memory for new leases
+    /// ([`memory_free`]): each task chosen fits in what the ones chosen before it left, and
+    /// a queue whose tasks no longer fit is passed over for the next one fair share serves.
+    pub fn choose_within<'t, I>(
+        &self,
+        offers: I,
+        n: u32,
+        draw: u64,
+        shares: &Shares,
+        free: u64,
+    ) -> Vec<i64>
+    where
+        I: IntoIterator<Item = Offer<'t>>,
+    {
+        let mut open: BTreeMap<usize, Vec<(i64, u64)>> = BTreeMap::new();
+        for o in offers {
+            if self.may_take(o.tier, o.state) {
+                open.entry(o.queue).or_default().push((o.id, o.memory));
             }
         }
+        let mut left = free;
         let mut tally = shares.tally();
         let mut draws = Draws(draw);
         let mut chosen = Vec::new();
         while (chosen.len() as u32) < n {
-            let Some(q) = shares.next(&tally, |q| open.get(&q).is_some_and(|t| !t.is_empty()))
-            else {
+            let fits = |q: usize| {
+                open.get(&q)
+                    .is_some_and(|t| t.iter().any(|&(_, m)| m <= left))
+            };
+            let Some(q) = shares.next(&tally, fits) else {
                 break;
             };
-            let ids = open.get_mut(&q).expect("an open queue");
-            let j = (draws.next() % ids.len() as u64) as usize;
-            chosen.push(ids.swap_remove(j));
+            let tasks = open.get_mut(&q).expect("an open queue");
+            tasks.retain(|&(_, m)| m <= left);
+            let j = (draws.next() % tasks.len() as u64) as usize;
+            let (id, memory) = tasks.swap_remove(j);
+            left -= memory;
+            chosen.push(id);
             shares.take(&mut tally, q);
         }
         chosen.sort_unstable();
         chosen
     }
+}
+
+/// The memory a runner has for new leases: what it may use (`memory`, as it registered)
+/// less the `limits.memory_bytes` of the tasks it holds (`leased`), so that every task it
+/// holds may grow to its limit at once (for tasks alike, slots × `memory_bytes` within its
+/// memory). A runner that did not say its memory (0) has no bound.
+pub fn memory_free(memory: u64, leased: u64) -> u64 {
+    match memory {
+        0 => u64::MAX,
+        m => m.saturating_sub(leased),
+    }
+}
+
+/// A task one lease request may take, as [`Asker::choose_within`] weighs it.
+#[derive(Debug, Clone, Copy)]
+pub struct Offer<'t> {
+    /// Its id.
+    pub id: i64,
+    /// Its queue in the shares.
+    pub queue: usize,
+    /// The least tier that may run it.
+    pub tier: Tier,
+    /// Its `limits.memory_bytes` (0 for a task submitted before the scheduler recorded it).
+    pub memory: u64,
+    /// Its state.
+    pub state: &'t TaskState,
 }
 
 /// A stream of pseudo-random numbers from one seed (SplitMix64): the draws the core makes

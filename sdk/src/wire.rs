@@ -196,7 +196,9 @@ pub struct RegisterRunner {
     pub slots: u32,
     /// Its processor cores.
     pub cores: u32,
-    /// Its memory, in bytes.
+    /// The memory it may use, in bytes: the machine's, or less under the runner's memory
+    /// cap. The scheduler leases it only tasks whose `limits.memory_bytes` fit this over its
+    /// slots.
     pub memory_bytes: u64,
     /// Fuel per second it reached on the calibration task.
     pub fuel_per_second: u64,

@@ -232,7 +232,7 @@ pub async fn run(config: AgentConfig, mut stop: watch::Receiver<Stop>) -> anyhow
         tier: config.tier,
         slots: config.slots,
         cores: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
-        memory_bytes: total_memory(),
+        memory_bytes: crate::memory_cap::usable(),
         fuel_per_second,
         profile: DETERMINISM_PROFILE.to_string(),
         location: config.location.clone(),

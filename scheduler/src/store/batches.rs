@@ -102,15 +102,15 @@ impl Store {
         for (c, chunk) in batch.tasks.chunks(CHUNK).enumerate() {
             let mut sql = String::from(
                 "INSERT INTO tasks (id, batch_id, idx, name, manifest, tier, quorum, \
-                 wall_seconds, phase, wanted) VALUES ",
+                 wall_seconds, phase, wanted, memory_bytes) VALUES ",
             );
             for i in 0..chunk.len() {
-                let p = i * 9;
+                let p = i * 10;
                 if i > 0 {
                     sql.push(',');
                 }
                 sql.push_str(&format!(
-                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, 'open', ${})",
+                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, 'open', ${}, ${})",
                     p + 1,
                     p + 2,
                     p + 3,
@@ -119,7 +119,8 @@ impl Store {
                     p + 6,
                     p + 7,
                     p + 8,
-                    p + 9
+                    p + 9,
+                    p + 10
                 ));
             }
             let mut q = sqlx::query(&sql);
@@ -134,7 +135,8 @@ impl Store {
                     .bind(tier_rank(task.tier))
                     .bind(i64::from(red.quorum))
                     .bind(task.limits.wall_seconds as i64)
-                    .bind(wanted);
+                    .bind(wanted)
+                    .bind(task.limits.memory_bytes.min(i64::MAX as u64) as i64);
             }
             q.execute(&mut *tx).await?;
         }

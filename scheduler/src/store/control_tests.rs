@@ -1,7 +1,9 @@
 //! Submitters' controls against a real database: fair share between submitters, priority,
 //! quotas, pause and resume, cancel, and deadlines.
 
-use super::tests::{fixture, fixture_keys, kept_counts, manifest, signed, success, warm_runner};
+use super::tests::{
+    fixture, fixture_keys, kept_counts, manifest, signed, success, warm_runner, warm_runner_with,
+};
 use super::*;
 use helio_sdk::wire::BatchState;
 
@@ -321,4 +323,47 @@ async fn a_deadline_cancels_what_is_left() {
     store.end_overdue(5).await.unwrap();
     let status = store.batch_status(&other).await.unwrap();
     assert_eq!((status.cancelled, status.pending), (2, 0));
+}
+
+/// A runner is leased only as many tasks as their declared memory fits in what it may use,
+/// together: with 1 GiB and four slots it holds two 384 MiB tasks and a 128 MiB one, not a
+/// third 384 MiB one; a report frees the memory of its task.
+#[tokio::test]
+async fn a_runner_holds_no_more_tasks_than_their_memory_fits() {
+    let (_dir, store, _) = bare(&[]).await;
+    let (runner, key) = warm_runner_with(&store, 0, "small", 4, 1 << 30).await;
+    let mut big = manifest("big", 4);
+    for task in &mut big.tasks {
+        task.limits.memory_bytes = 384 << 20;
+    }
+    let big_id = store
+        .submit(&big, "alice", &Steer::default(), 1)
+        .await
+        .unwrap()
+        .batch;
+    let mut small = manifest("small", 1);
+    small.tasks[0].limits.memory_bytes = 128 << 20;
+    store
+        .submit(&small, "alice", &Steer::default(), 1)
+        .await
+        .unwrap();
+    let leases = store.lease(&runner, 4, 2, 60_000).await.unwrap();
+    let counts = by_batch(&leases);
+    assert_eq!(counts.get(&big_id), Some(&2), "{counts:?}");
+    assert_eq!(leases.len(), 3, "{counts:?}");
+    // Full as its memory goes: nothing more, though a slot is free.
+    assert!(store.lease(&runner, 4, 3, 60_000).await.unwrap().is_empty());
+    // One big task reported: its memory is free for another.
+    let done = leases.iter().find(|l| l.batch == big_id).unwrap();
+    let report = success();
+    let result = signed(done, &key, &report, &report.digest);
+    store.report(&runner, &[result], None, 4).await.unwrap();
+    let again = store.lease(&runner, 4, 5, 60_000).await.unwrap();
+    assert_eq!(
+        again
+            .iter()
+            .map(|l| l.manifest.limits.memory_bytes)
+            .collect::<Vec<_>>(),
+        vec![384 << 20]
+    );
 }

@@ -2,12 +2,13 @@
 //! deadline.
 
 use super::*;
-use crate::rules::Asker;
+use crate::rules::{Asker, memory_free};
 
 /// The tasks a runner may take a replica of: wanted, of its tier (`$1`, a rank) or below,
 /// of a quorum above one unless it is trusted (`$2`, 1 or 0), and holding no replica of
 /// its owner's (`$3`).
 pub(super) const TAKEABLE: &str = "FROM tasks t WHERE t.wanted > 0 AND t.tier <= $1 \
+     AND t.memory_bytes <= $4 \
      AND (t.quorum > 1 OR $2 = 1 OR EXISTS (SELECT 1 FROM batches b \
           WHERE b.id = t.batch_id AND b.target_error IS NOT NULL)) \
      AND NOT EXISTS (SELECT 1 FROM replicas r WHERE r.task_id = t.id AND r.owner = $3)";
@@ -30,13 +31,18 @@ pub(super) struct LeasingRunner {
     pub(super) active: i64,
     pub(super) warm: bool,
     pub(super) check_after: i64,
+    /// The `limits.memory_bytes` of the tasks it holds, together.
+    pub(super) memory_leased: u64,
 }
 
 /// Reads [`LeasingRunner`]s: the columns, then `FROM runners r WHERE ...`.
 pub(super) const LEASING_COLUMNS: &str = "SELECT r.id, r.agreements, r.disagreements, r.missed_deadlines, \
      r.spot_checks, r.returns, \
      (SELECT COUNT(*) FROM replicas WHERE runner_id = r.id AND state = 'leased'), r.warm, \
-     r.check_after_ms FROM runners r";
+     r.check_after_ms, \
+     (SELECT CAST(COALESCE(SUM(t.memory_bytes), 0) AS BIGINT) FROM replicas x \
+      JOIN tasks t ON t.id = x.task_id \
+      WHERE x.runner_id = r.id AND x.state = 'leased') FROM runners r";
 
 /// Whether any of tasks `ids` (read into `p`) asks for credibility.
 fn asks_credibility(p: &Pending, ids: &[i64]) -> bool {
@@ -64,6 +70,7 @@ pub(super) fn leasing_runner(row: &AnyRow) -> Result<(String, LeasingRunner)> {
             active: row.try_get(6)?,
             warm: row.try_get::<i64, _>(7)? == 1,
             check_after: row.try_get(8)?,
+            memory_leased: row.try_get::<i64, _>(9)?.max(0) as u64,
         },
     ))
 }
@@ -140,11 +147,12 @@ impl Store {
         }
         self.shares_in(tx, p).await?;
         let draw = draw()?;
-        let pooled = choose_from(p, &asker, &p.pool.ids, n, draw);
+        let free = memory_free(runner.memory_bytes, row.memory_leased);
+        let pooled = choose_from(p, (&asker, free), &p.pool.ids, n, draw);
         let ids = if pooled.len() == n as usize || p.pool.complete {
             pooled
         } else {
-            self.candidates(tx, p, &asker, n, draw).await?
+            self.candidates(tx, p, (&asker, free), n, draw).await?
         };
         let mut leases = Vec::with_capacity(ids.len());
         for id in ids {

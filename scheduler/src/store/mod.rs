@@ -155,6 +155,8 @@ pub struct RunnerRecord {
     pub warm: bool,
     /// Health checks it failed in a row.
     pub checks_failed: u64,
+    /// The memory it says it may use, in bytes (0: it did not say).
+    pub memory_bytes: u64,
 }
 
 /// A health check issued to a runner.
@@ -371,7 +373,7 @@ pub struct Store {
 
 const RUNNER_COLUMNS: &str = "id, public_key, owner, tier, slots, agreements, disagreements, \
      missed_deadlines, spot_checks, returns, last_seen_ms, online, location, green_energy, \
-     uptime_ms, warm, checks_failed";
+     uptime_ms, warm, checks_failed, memory_bytes";
 
 const TIERS: [Tier; 3] = Tier::ALL;
 

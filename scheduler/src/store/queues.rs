@@ -3,7 +3,7 @@
 //! lease is drawn from, read queue by queue in the order fair share serves them.
 
 use super::*;
-use crate::rules::Asker;
+use crate::rules::{Asker, Offer};
 use crate::share::{Grant, Queue, Shares};
 
 /// How long grants read from the database are used before they are read again.
@@ -226,7 +226,7 @@ impl Store {
         &self,
         tx: &mut Transaction<'static, Any>,
         p: &mut Pending,
-        asker: &Asker<'_>,
+        (asker, free): (&Asker<'_>, u64),
         n: u32,
         draw: u64,
     ) -> Result<Vec<i64>> {
@@ -256,12 +256,13 @@ impl Store {
                 let q = order[i];
                 i += 1;
                 let ids: Vec<i64> = sqlx::query(&format!(
-                    "SELECT t.id {TAKEABLE} AND t.batch_id = $5 ORDER BY t.id LIMIT $4{}",
+                    "SELECT t.id {TAKEABLE} AND t.batch_id = $6 ORDER BY t.id LIMIT $5{}",
                     self.skip_locked()
                 ))
                 .bind(tier_rank(asker.tier))
                 .bind(i64::from(asker.reputation.trusted()))
                 .bind(asker.owner)
+                .bind(sql_bytes(free))
                 .bind(i64::from(n) + stale + POOL_SPARE)
                 .bind(&shares.queues()[q].batch)
                 .fetch_all(&mut **tx)
@@ -291,7 +292,7 @@ impl Store {
                 .await?,
             ..*asker
         };
-        Ok(choose_from(p, &asker, &candidates, n, draw))
+        Ok(choose_from(p, (&asker, free), &candidates, n, draw))
     }
 
     /// Whether `runner`, whose lease request just found nothing, may have missed work
@@ -313,12 +314,14 @@ impl Store {
         for chunk in open.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
                 "SELECT 1 {TAKEABLE} AND t.batch_id IN ({}) LIMIT 1",
-                params(true, 4, chunk.len())
+                params(true, 5, chunk.len())
             );
             let mut query = sqlx::query(&sql)
                 .bind(tier_rank(runner.tier))
                 .bind(i64::from(runner.reputation.trusted()))
-                .bind(&runner.owner);
+                .bind(&runner.owner)
+                // Its memory, as if it held nothing: a hint, not a lease.
+                .bind(sql_bytes(crate::rules::memory_free(runner.memory_bytes, 0)));
             for batch in chunk {
                 query = query.bind(*batch);
             }
@@ -330,12 +333,18 @@ impl Store {
     }
 }
 
-/// `n` of `ids` (read into `p`) that `asker` may take, as fair share serves them
-/// ([`Asker::choose_fairly`]); tasks of no queue (a batch paused or cancelled since they
+/// `bytes` as SQL compares it: an `i64`, `u64::MAX` (no limit) as `i64::MAX`.
+fn sql_bytes(bytes: u64) -> i64 {
+    bytes.min(i64::MAX as u64) as i64
+}
+
+/// `n` of `ids` (read into `p`) that `asker`, with `free` bytes of memory for new leases, may
+/// take, as fair share serves them and as many as fit in `free` together
+/// ([`Asker::choose_within`]); tasks of no queue (a batch paused or cancelled since they
 /// were read) are passed over.
 pub(super) fn choose_from(
     p: &Pending,
-    asker: &Asker<'_>,
+    (asker, free): (&Asker<'_>, u64),
     ids: &[i64],
     n: u32,
     draw: u64,
@@ -343,10 +352,15 @@ pub(super) fn choose_from(
     let Some(shares) = p.shares.as_ref() else {
         return Vec::new();
     };
-    let tasks = ids.iter().filter_map(|id| {
+    let offers = ids.iter().filter_map(|id| {
         let t = p.tasks.get(id)?;
-        let q = shares.queue(&t.info.batch_id)?;
-        Some((*id, q, t.info.tier, &t.state))
+        Some(Offer {
+            id: *id,
+            queue: shares.queue(&t.info.batch_id)?,
+            tier: t.info.tier,
+            memory: t.info.memory_bytes,
+            state: &t.state,
+        })
     });
-    asker.choose_fairly(tasks, n, draw, shares)
+    asker.choose_within(offers, n, draw, shares, free)
 }

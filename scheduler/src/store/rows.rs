@@ -59,6 +59,7 @@ pub(super) fn task_from_rows(rows: &[AnyRow]) -> Result<(TaskState, TaskInfo)> {
         credit_rate: row.try_get(12)?,
         tier: tier_of(row.try_get(19)?),
         batch_cancelled: row.try_get::<String, _>(22)? == "cancelled",
+        memory_bytes: row.try_get::<i64, _>(23)?.max(0) as u64,
         id,
     };
     let mut replicas = Vec::new();
@@ -249,6 +250,8 @@ pub(super) struct TaskInfo {
     pub(super) tier: Tier,
     /// Whether its batch was cancelled (its tasks are cancelled in chunks, after).
     pub(super) batch_cancelled: bool,
+    /// Its `limits.memory_bytes` (0: not recorded).
+    pub(super) memory_bytes: u64,
 }
 
 impl TaskInfo {
@@ -296,7 +299,7 @@ impl Store {
                 "SELECT t.id, t.phase, t.wanted, t.digest, t.by_scheduler, t.batch_id, t.name, \
                  t.manifest, t.wall_seconds, b.replicas, b.quorum, b.max_replicas, \
                  b.credit_rate, r.runner_id, r.owner, r.state, r.deadline_ms, r.digest, \
-                 r.report_seq, t.tier, r.weight, b.target_error, b.state \
+                 r.report_seq, t.tier, r.weight, b.target_error, b.state, t.memory_bytes \
                  FROM tasks t JOIN batches b ON b.id = t.batch_id \
                  LEFT JOIN replicas r ON r.task_id = t.id \
                  WHERE t.id IN ({list}) ORDER BY t.id, r.lease_seq"

@@ -18,6 +18,7 @@ pub(super) fn runner_record(r: &AnyRow) -> Result<RunnerRecord> {
         uptime_ms: r.try_get(14)?,
         warm: r.try_get::<i64, _>(15)? == 1,
         checks_failed: r.try_get::<i64, _>(16)? as u64,
+        memory_bytes: r.try_get::<i64, _>(17)?.max(0) as u64,
     })
 }
 

@@ -66,6 +66,11 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         name: "batch controls",
         sql: include_str!("../../migrations/0011_batch_controls.sql"),
     },
+    Migration {
+        version: 12,
+        name: "task memory",
+        sql: include_str!("../../migrations/0012_task_memory.sql"),
+    },
 ];
 
 /// Whether a table of `live` rows, `changed` of them inserted, updated or deleted since it

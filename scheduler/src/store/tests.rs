@@ -81,6 +81,17 @@ pub(super) async fn warm_runner(
     owner: &str,
     slots: u32,
 ) -> (RunnerRecord, wire::RunnerKey) {
+    warm_runner_with(store, i, owner, slots, 64 << 30).await
+}
+
+/// [`warm_runner`], saying it may use `memory_bytes` of memory.
+pub(super) async fn warm_runner_with(
+    store: &Store,
+    i: usize,
+    owner: &str,
+    slots: u32,
+    memory_bytes: u64,
+) -> (RunnerRecord, wire::RunnerKey) {
     let key = wire::RunnerKey::from_secret([i as u8 + 1; 32]);
     let registered = store
         .register_runner(
@@ -90,7 +101,7 @@ pub(super) async fn warm_runner(
                 tier: Tier::Cpu,
                 slots,
                 cores: 2,
-                memory_bytes: 1 << 30,
+                memory_bytes,
                 fuel_per_second: 1,
                 profile: helio_sdk::DETERMINISM_PROFILE.to_string(),
                 location: None,
@@ -230,11 +241,11 @@ async fn a_lease_the_group_pool_cannot_fill_reads_its_own_tasks() {
         let mut tx = store.pool.begin().await.unwrap();
         let mut p = Pending::default();
         let chosen = store
-            .candidates(&mut tx, &mut p, &asker, 2, draw)
+            .candidates(&mut tx, &mut p, (&asker, u64::MAX), 2, draw)
             .await
             .unwrap();
         let again = store
-            .candidates(&mut tx, &mut p, &asker, 2, draw)
+            .candidates(&mut tx, &mut p, (&asker, u64::MAX), 2, draw)
             .await
             .unwrap();
         assert_eq!(chosen, again, "the same draw, the same choice");

@@ -4,6 +4,7 @@ mod crash;
 mod dashboard;
 mod grid;
 mod ledger;
+mod memory;
 mod nodes;
 mod owners;
 mod rogues;

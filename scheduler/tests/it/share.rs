@@ -186,7 +186,8 @@ fn redundancy() -> Redundancy {
     }
 }
 
-fn trusted_asker<'a>(slots: u32) -> Asker<'a> {
+/// A trusted runner's request for `slots` tasks.
+pub(super) fn trusted_asker<'a>(slots: u32) -> Asker<'a> {
     Asker {
         runner: "r",
         owner: "o",
