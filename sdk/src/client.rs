@@ -478,6 +478,20 @@ impl SubmitterClient {
     }
 }
 
+/// How every Helio client waits between tries while a scheduler is away: from 250 ms,
+/// doubling up to 30 s, each wait drawn between that and twice it, so that the crowd of
+/// runners a restart cut off does not come back all at once. Tries go on without end; the
+/// caller says when to give up (`when`, `with_total_delay`), and may seed the draws
+/// (`with_jitter_seed`) where its choices must be reproducible.
+pub fn away_backoff() -> backon::ExponentialBuilder {
+    backon::ExponentialBuilder::default()
+        .with_min_delay(std::time::Duration::from_millis(250))
+        .with_max_delay(std::time::Duration::from_secs(30))
+        .with_factor(2.0)
+        .with_jitter()
+        .without_max_times()
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()

@@ -31,8 +31,9 @@ use sensors::{Sensors, watch_machine};
 
 use crate::controls::Controls;
 
-use helio_sdk::client::now_ms;
+use backon::Retryable;
 pub use helio_sdk::client::{ClientError, RunnerClient as Client};
+use helio_sdk::client::{away_backoff, now_ms};
 pub use machine::{
     calibrate, create_owner_key, load_or_create_key, load_or_create_owner_key, total_memory,
 };
@@ -125,33 +126,23 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
 type Asking =
     std::pin::Pin<Box<dyn std::future::Future<Output = Result<Leases, ClientError>> + Send>>;
 
-/// The delay before the `attempt`-th retry: doubling from 250 ms up to 30 s.
-pub fn backoff(attempt: u32) -> Duration {
-    Duration::from_millis(250u64.saturating_mul(1 << attempt.min(7)).min(30_000))
-}
-
-/// Registers, retrying while the scheduler is away; a refusal is final.
+/// Registers, retrying while the scheduler is away ([`away_backoff`]) and the runner is not
+/// told to stop; a refusal is final.
 async fn register(
     client: &Client,
     reg: &RegisterRunner,
     stop: &watch::Receiver<Stop>,
     display: &Display,
 ) -> anyhow::Result<Option<Registered>> {
-    let mut attempt = 0;
-    loop {
-        match client.register(reg).await {
-            Ok(r) => return Ok(Some(r)),
-            Err(e) if e.is_transient() => {
-                let wait = backoff(attempt);
-                display.event(away(&e, wait));
-                tokio::time::sleep(wait).await;
-                attempt += 1;
-                if *stop.borrow() != Stop::Run {
-                    return Ok(None);
-                }
-            }
-            Err(e) => anyhow::bail!("{e}"),
-        }
+    let answer = (|| client.register(reg))
+        .retry(away_backoff())
+        .when(|e: &ClientError| e.is_transient() && *stop.borrow() == Stop::Run)
+        .notify(|e, wait| display.event(away(e, wait)))
+        .await;
+    match answer {
+        Ok(r) => Ok(Some(r)),
+        Err(e) if e.is_transient() => Ok(None),
+        Err(e) => anyhow::bail!("{e}"),
     }
 }
 
@@ -340,7 +331,7 @@ async fn work(
     ));
     let mut summary = Summary::default();
     let mut running = Slots::new();
-    let mut state = Loop::new(config.slots);
+    let mut state = Loop::new(config.slots, getrandom::u64().unwrap_or_default());
     // The lease request in flight, which may wait at the scheduler until work appears.
     let mut asking: Option<Asking> = None;
     let epoch = tokio::time::Instant::now();
@@ -538,26 +529,22 @@ async fn report_all(
         .map(|(_, l, _)| l.deadline_ms)
         .max()
         .unwrap_or(0);
-    let mut attempt = 0;
-    let (acks, leases) = loop {
-        match client.report_and_lease(results.clone(), want).await {
-            Ok(answer) => break answer,
-            Err(e) if e.is_transient() && now_ms() < deadline => {
-                let wait = backoff(attempt);
-                display.event(away(&e, wait));
-                tokio::time::sleep(wait).await;
-                attempt += 1;
-            }
-            Err(e) => {
-                display.event(Event::Error {
-                    message: format!(
-                        "{} results lost, the scheduler did not take them before their leases \
-                         ended: {e}",
-                        results.len()
-                    ),
-                });
-                return None;
-            }
+    let answer = (|| client.report_and_lease(results.clone(), want))
+        .retry(away_backoff())
+        .when(|e: &ClientError| e.is_transient() && now_ms() < deadline)
+        .notify(|e, wait| display.event(away(e, wait)))
+        .await;
+    let (acks, leases) = match answer {
+        Ok(answer) => answer,
+        Err(e) => {
+            display.event(Event::Error {
+                message: format!(
+                    "{} results lost, the scheduler did not take them before their leases \
+                     ended: {e}",
+                    results.len()
+                ),
+            });
+            return None;
         }
     };
     for ((slot, lease, output), ack) in outputs.iter().zip(acks) {

@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use helio_sdk::wire::{Lease, Leases};
 
-use super::{Stop, backoff};
+use backon::BackoffBuilder;
+use helio_sdk::client::away_backoff;
+
+use super::Stop;
 
 /// What the agent's main loop knows: its slots, the tasks running in them, work offered and
 /// not started, and whether and when it asks the scheduler for more.
@@ -27,8 +30,9 @@ pub struct Loop {
     ask_at: Option<Duration>,
     /// Answers in a row that brought nothing and did not wait.
     idle: u32,
-    /// Failed requests in a row.
-    away: u32,
+    /// The waits after failed requests in a row ([`away_backoff`]), drawn from `seed`.
+    away: backon::ExponentialBackoff,
+    seed: u64,
 }
 
 /// What to do now, in this order.
@@ -50,8 +54,10 @@ pub struct Next {
 }
 
 impl Loop {
-    /// A runner with `slots` slots, nothing running and nothing asked.
-    pub fn new(slots: u32) -> Loop {
+    /// A runner with `slots` slots, nothing running and nothing asked; `seed` draws its
+    /// waits while the scheduler is away (each runner its own, so that runners cut off
+    /// together do not come back together).
+    pub fn new(slots: u32, seed: u64) -> Loop {
         Loop {
             slots,
             free: (1..=slots).collect(),
@@ -60,8 +66,13 @@ impl Loop {
             asking: false,
             ask_at: None,
             idle: 0,
-            away: 0,
+            away: Self::backoff(seed),
+            seed,
         }
+    }
+
+    fn backoff(seed: u64) -> backon::ExponentialBackoff {
+        away_backoff().with_jitter_seed(seed).build()
     }
 
     /// What to do at `now`, told to `stop` as far as it says.
@@ -108,7 +119,9 @@ impl Loop {
         self.asking = false;
         match answer {
             Ok(answer) => {
-                self.away = 0;
+                // Back: the next failure starts from the shortest wait again.
+                self.seed = self.seed.wrapping_add(1);
+                self.away = Self::backoff(self.seed);
                 if answer.leases.is_empty() && !answer.waited {
                     // A scheduler that does not wait for work (or one shutting down): poll,
                     // more slowly while there is none.
@@ -121,9 +134,8 @@ impl Loop {
                 None
             }
             Err(()) => {
-                let wait = backoff(self.away);
+                let wait = self.away.next().expect("tries go on without end");
                 self.ask_at = Some(now + wait);
-                self.away += 1;
                 Some(wait)
             }
         }
@@ -204,7 +216,7 @@ mod tests {
 
     #[test]
     fn it_asks_once_for_its_free_slots_and_starts_what_comes_in_the_lowest_slots() {
-        let mut m = Loop::new(3);
+        let mut m = Loop::new(3, 7);
         assert_eq!(m.next(Stop::Run, T0).ask, Some(3));
         // One request at a time.
         assert_eq!(m.next(Stop::Run, T0).ask, None);
@@ -223,7 +235,7 @@ mod tests {
 
     #[test]
     fn held_work_keeps_its_tasks_takes_none_and_goes_on_when_let_go() {
-        let mut m = Loop::new(2);
+        let mut m = Loop::new(2, 7);
         m.next(Stop::Run, T0);
         m.answered(answer(&[1, 2], false), T0);
         assert_eq!(started(&m.next(Stop::Run, T0)).len(), 2);
@@ -246,7 +258,7 @@ mod tests {
 
     #[test]
     fn a_full_runner_asks_for_nothing() {
-        let mut m = Loop::new(1);
+        let mut m = Loop::new(1, 7);
         m.next(Stop::Run, T0);
         m.answered(answer(&[1], false), T0);
         let next = m.next(Stop::Run, T0);
@@ -257,7 +269,7 @@ mod tests {
 
     #[test]
     fn against_a_scheduler_that_does_not_wait_it_polls_more_slowly_while_idle() {
-        let mut m = Loop::new(1);
+        let mut m = Loop::new(1, 7);
         let mut now = T0;
         let mut waits = Vec::new();
         for _ in 0..8 {
@@ -282,7 +294,7 @@ mod tests {
 
     #[test]
     fn while_the_scheduler_is_away_it_backs_off_doubling() {
-        let mut m = Loop::new(2);
+        let mut m = Loop::new(2, 7);
         let mut now = T0;
         let mut waits = Vec::new();
         for _ in 0..4 {
@@ -290,17 +302,36 @@ mod tests {
             waits.push(m.answered(Err(()), now).unwrap().as_millis());
             now = m.wake_at(Stop::Run).unwrap();
         }
-        assert_eq!(waits, [250, 500, 1000, 2000]);
+        // Doubling from 250 ms, each wait drawn between its step and twice it.
+        for (wait, step) in waits.iter().zip([250, 500, 1000, 2000]) {
+            assert!((step..2 * step).contains(wait), "{waits:?}");
+        }
         m.next(Stop::Run, now);
         m.answered(answer(&[], true), now);
         m.next(Stop::Run, now);
         // Back: the next failure starts from the shortest wait again.
-        assert_eq!(m.answered(Err(()), now), Some(ms(250)));
+        let again = m.answered(Err(()), now).unwrap();
+        assert!(again >= ms(250) && again < ms(500), "{again:?}");
+    }
+
+    #[test]
+    fn runners_seeded_differently_wait_differently() {
+        let waits = |seed| {
+            let mut m = Loop::new(1, seed);
+            (0..6)
+                .map(|_| {
+                    m.next(Stop::Run, T0);
+                    m.answered(Err(()), T0).unwrap()
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(waits(3), waits(3));
+        assert_ne!(waits(3), waits(4));
     }
 
     #[test]
     fn draining_hands_back_work_not_started_and_ends_when_the_last_task_does() {
-        let mut m = Loop::new(2);
+        let mut m = Loop::new(2, 7);
         m.next(Stop::Run, T0);
         m.answered(answer(&[1], false), T0);
         m.next(Stop::Run, T0);
@@ -319,7 +350,7 @@ mod tests {
 
     #[test]
     fn stopping_now_hands_back_every_running_task() {
-        let mut m = Loop::new(3);
+        let mut m = Loop::new(3, 7);
         m.next(Stop::Run, T0);
         m.answered(answer(&[4, 5], false), T0);
         m.next(Stop::Run, T0);

@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use futures::stream::{StreamExt, TryStreamExt};
 
-use helio_sdk::client::{ClientError, SubmitterClient};
+use backon::Retryable;
+use helio_sdk::client::{ClientError, SubmitterClient, away_backoff};
 use helio_sdk::wire::{BatchChange, BatchResults, BatchState, BatchStatus, Credits, Submitted};
 use helio_sdk::{BatchManifest, Blake3Hash, storage};
 
@@ -74,6 +75,10 @@ impl GridError {
 
 /// Blobs uploaded at once.
 const UPLOADS_IN_FLIGHT: usize = 8;
+
+/// How long `wait` keeps asking a scheduler that is away before it gives up: long enough
+/// for a restart or an upgrade.
+pub const WAIT_AWAY: Duration = Duration::from_secs(300);
 
 /// Exit status when every task was accepted but some result is not a success.
 pub const EXIT_TASKS_FAILED: u8 = 1;
@@ -248,35 +253,34 @@ impl Grid {
         Ok(self.client.credits(by).await?)
     }
 
-    /// Polls a batch until every task is accepted, calling `progress` on each change.
+    /// Polls a batch until every task is accepted, calling `progress` on each change. A
+    /// scheduler that is away (restarting, say) is asked again as every client does
+    /// ([`away_backoff`]) for up to [`WAIT_AWAY`] at a time before it gives up.
     pub async fn wait(
         &self,
         batch: &str,
         mut progress: impl FnMut(&BatchStatus),
     ) -> Result<BatchStatus, GridError> {
         let mut last = None;
-        let mut away = 0u32;
         loop {
-            match self.status(batch).await {
-                Ok(status) => {
-                    away = 0;
-                    if last.as_ref() != Some(&status) {
-                        progress(&status);
-                    }
-                    if status.done() {
-                        return Ok(status);
-                    }
-                    last = Some(status);
-                    tokio::time::sleep(Duration::from_millis(300)).await;
-                }
-                // The scheduler restarting is no reason to give up on a batch.
-                Err(GridError::Scheduler(e)) if e.is_transient() && away < 100 => {
-                    away += 1;
-                    eprintln!("scheduler away ({e}); still waiting");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-                Err(e) => return Err(e),
+            let status = (|| self.client.status(batch))
+                .retry(away_backoff().with_total_delay(Some(WAIT_AWAY)))
+                .when(ClientError::is_transient)
+                .notify(|e, wait| {
+                    eprintln!(
+                        "scheduler away ({e}); still waiting, asking again in {:.1} s",
+                        wait.as_secs_f64()
+                    )
+                })
+                .await?;
+            if last.as_ref() != Some(&status) {
+                progress(&status);
             }
+            if status.done() {
+                return Ok(status);
+            }
+            last = Some(status);
+            tokio::time::sleep(Duration::from_millis(300)).await;
         }
     }
 
