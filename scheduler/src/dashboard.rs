@@ -29,6 +29,10 @@ pub const RUNNERS: usize = 100;
 pub const OWNERS: usize = 25;
 /// How far back the accepted-tasks rate looks.
 const RATE_WINDOW_MS: i64 = 10_000;
+/// Minutes the chart of accepted tasks shows.
+pub const CHART_MINUTES: usize = 60;
+/// Points of a batch's or an owner's chart over time.
+pub const TREND_POINTS: usize = 24;
 
 /// One batch as the dashboard shows it.
 #[derive(Debug, Clone, Serialize)]
@@ -42,6 +46,8 @@ pub struct BatchView {
     pub created_ms: i64,
     /// Whether every task is accepted and its outputs stored ([`BatchStatus::done`]).
     pub done: bool,
+    /// Its tasks accepted by each of [`TREND_POINTS`] moments from its submission to now.
+    pub progress: Vec<u64>,
 }
 
 /// The grid at one moment.
@@ -57,6 +63,11 @@ pub struct Snapshot {
     pub owners_known: u64,
     /// Tasks accepted per second over the last ten seconds; `None` until two readings exist.
     pub tasks_per_second: Option<f64>,
+    /// Tasks accepted in each of the last [`CHART_MINUTES`] minutes, oldest first.
+    pub accepted_per_minute: Vec<u64>,
+    /// Each wall owner's credits (in micro-credits, payouts apart) by each of
+    /// [`TREND_POINTS`] moments from the ledger's first entry to now.
+    pub credit_trends: BTreeMap<String, Vec<u64>>,
     /// Tasks by where they stand.
     pub tasks: TaskCounts,
     /// What volunteers gave.
@@ -169,6 +180,7 @@ impl Pulse {
         runners.truncate(RUNNERS);
         let mut owners = store.credits("owner").await?;
         owners.truncate(OWNERS);
+        let wall: Vec<String> = owners.iter().map(|o| o.key.clone()).collect();
         let batches = match batches {
             true => {
                 let mut views = Vec::new();
@@ -177,7 +189,11 @@ impl Pulse {
                         StoreError::Corrupt(format!("a stored batch id: {e}"))
                     })?;
                     let status = store.batch_status(&id).await?;
+                    let progress = store
+                        .batch_progress(&id, (created_ms, now), TREND_POINTS)
+                        .await?;
                     views.push(BatchView {
+                        progress,
                         done: status.done(),
                         status,
                         submitted_by,
@@ -194,6 +210,8 @@ impl Pulse {
             runners_known,
             owners_known: store.owner_count().await?,
             tasks_per_second,
+            accepted_per_minute: store.accepted_per_minute(now, CHART_MINUTES).await?,
+            credit_trends: store.credit_trends(&wall, now, TREND_POINTS).await?,
             tasks,
             impact: store.impact().await?,
             runners: runners

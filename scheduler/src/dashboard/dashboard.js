@@ -69,6 +69,46 @@ function bar(parts, total, label) {
   return b;
 }
 
+const SVG_NS = "http://www.w3.org/2000/svg";
+
+function svgEl(tag, attrs) {
+  const e = document.createElementNS(SVG_NS, tag);
+  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, String(v));
+  return e;
+}
+
+// A small chart of `values` (no axes: the label says what it shows): one bar per value, or
+// a line through them, scaled to `top` (charts meant to be compared share it) or else to the
+// largest value. data-total and data-last hold the figures.
+function chart(values, label, kind, width, height, top) {
+  const svg = svgEl("svg", {
+    viewBox: "0 0 " + width + " " + height, width: width, height: height,
+    role: "img", "aria-label": label, class: "chart-" + kind,
+    // Bars stretch to the width they are given; a line keeps its shape.
+    preserveAspectRatio: kind === "bars" ? "none" : "xMidYMid meet",
+  });
+  svg.appendChild(svgEl("title", {})).textContent = label;
+  top = Math.max(1, top || 0, ...values);
+  const y = (v) => (height - 1 - (height - 2) * v / top).toFixed(1);
+  if (kind === "bars") {
+    const w = width / Math.max(1, values.length);
+    values.forEach((v, i) => {
+      if (v > 0) {
+        const r = svgEl("rect", { x: (i * w).toFixed(1), y: y(v), width: Math.max(1, w - 1).toFixed(1), height: (height - 1 - y(v)).toFixed(1) });
+        r.dataset.count = String(v);
+        svg.appendChild(r);
+      }
+    });
+  } else {
+    const step = width / Math.max(1, values.length - 1);
+    const points = values.map((v, i) => (i * step).toFixed(1) + "," + y(v)).join(" ");
+    svg.appendChild(svgEl("polyline", { points: points, fill: "none" }));
+  }
+  svg.dataset.total = String(values.reduce((a, b) => a + b, 0));
+  svg.dataset.last = String(values.length ? values[values.length - 1] : 0);
+  return svg;
+}
+
 function fill(tableId, rows, emptyId) {
   const body = $(tableId).tBodies[0];
   body.replaceChildren(...rows);
@@ -94,6 +134,10 @@ function renderPulse(s) {
   $("failed").textContent = num(t.failed);
   $("disputed").textContent = num(t.disputed);
   $("deciding").textContent = num(t.deciding);
+  const perMinute = s.accepted_per_minute;
+  const sum = perMinute.reduce((a, b) => a + b, 0);
+  $("accepted-chart").replaceChildren(chart(perMinute,
+    num(sum) + " tasks accepted in the last hour, minute by minute", "bars", 600, 60));
 }
 
 function renderImpact(s) {
@@ -134,7 +178,9 @@ function renderBatches(s) {
       "state " + (finished ? "state-done" : "state-running"));
     state.dataset.state = finished ? "done" : "running";
     const paid = el("td", credits(b.micro_credits), "num credits");
-    tr.append(name, progress, count, state, paid);
+    const trend = el("td", null, "trend");
+    trend.appendChild(chart(b.progress, "tasks accepted since it was submitted", "line", 120, 24));
+    tr.append(name, progress, count, state, trend, paid);
     return tr;
   });
   fill("batches", rows, "batches-empty");
@@ -142,6 +188,8 @@ function renderBatches(s) {
 
 function renderOwners(s) {
   const top = s.owners.length ? Math.max(...s.owners.map((o) => o.micro_credits)) : 0;
+  const trends = s.credit_trends || {};
+  const highest = Math.max(0, ...Object.values(trends).flat());
   const rows = s.owners.map((o, i) => {
     const tr = el("tr");
     tr.dataset.owner = o.key;
@@ -151,7 +199,10 @@ function renderOwners(s) {
     share.appendChild(b);
     const c = el("td", credits(o.micro_credits), "num credits");
     c.dataset.microCredits = String(o.micro_credits);
-    tr.append(el("td", i + 1, "num"), el("td", o.key), share, c, el("td", num(o.tasks), "num"));
+    const trend = el("td", null, "trend");
+    const points = trends[o.key];
+    if (points) trend.appendChild(chart(points, o.key + "'s credits over time", "line", 120, 24, highest));
+    tr.append(el("td", i + 1, "num"), el("td", o.key), share, trend, c, el("td", num(o.tasks), "num"));
     return tr;
   });
   fill("owners", rows, "owners-empty");

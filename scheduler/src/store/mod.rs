@@ -38,6 +38,7 @@ mod credibility_tests;
 mod credits;
 mod group;
 mod health;
+mod history;
 mod lease;
 mod owners;
 mod queues;

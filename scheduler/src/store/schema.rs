@@ -71,6 +71,11 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         name: "task memory",
         sql: include_str!("../../migrations/0012_task_memory.sql"),
     },
+    Migration {
+        version: 13,
+        name: "accepted index",
+        sql: include_str!("../../migrations/0013_accepted_index.sql"),
+    },
 ];
 
 /// Whether a table of `live` rows, `changed` of them inserted, updated or deleted since it

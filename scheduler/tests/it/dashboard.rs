@@ -133,6 +133,30 @@ async fn dashboard_counts_what_the_grid_did(db: Db) {
         .collect();
     assert_eq!(wall, expected);
     assert!(!wall.contains_key("mallory") && !wall.contains_key("trudy"));
+    // The charts: every task accepted in the last hour, minute by minute, and each owner's
+    // credits over time, ending at what the wall shows.
+    let per_minute: Vec<u64> =
+        serde_json::from_value(public["accepted_per_minute"].clone()).unwrap();
+    assert_eq!(per_minute.len(), 60);
+    assert_eq!(
+        per_minute.iter().sum::<u64>(),
+        u64::from(n),
+        "{per_minute:?}"
+    );
+    let trends: BTreeMap<String, Vec<u64>> =
+        serde_json::from_value(public["credit_trends"].clone()).unwrap();
+    assert_eq!(
+        trends.keys().collect::<Vec<_>>(),
+        wall.keys().collect::<Vec<_>>()
+    );
+    for (owner, points) in &trends {
+        assert_eq!(points.len(), 24, "{owner}");
+        assert!(
+            points.windows(2).all(|w| w[0] <= w[1]),
+            "{owner}: {points:?}"
+        );
+        assert_eq!(points.last(), wall.get(owner), "{owner}: {points:?}");
+    }
     let impact = &public["impact"];
     assert_eq!(
         impact["micro_credits"].as_u64().unwrap(),
@@ -156,6 +180,10 @@ async fn dashboard_counts_what_the_grid_did(db: Db) {
     assert_eq!(b["succeeded"], n);
     assert_eq!(b["submitted_by"], "test");
     assert_eq!(b["done"], true);
+    let progress: Vec<u64> = serde_json::from_value(b["progress"].clone()).unwrap();
+    assert_eq!(progress.len(), 24);
+    assert!(progress.windows(2).all(|w| w[0] <= w[1]), "{progress:?}");
+    assert_eq!(progress.last(), Some(&u64::from(n)), "{progress:?}");
     assert_eq!(
         b["micro_credits"].as_u64().unwrap(),
         credits.values().sum::<u64>()
@@ -464,6 +492,23 @@ async fn the_dashboard_shows_a_batch_finish_live_in_a_browser() {
             240,
             &format!(
                 "const r = {row}; return !!r && r.querySelector('.state').dataset.state === 'done'"
+            ),
+        )
+        .await;
+    // The charts, drawn in SVG: the hour's bars add up to the batch, and the batch's line
+    // over time ends with every task accepted.
+    browser
+        .wait_until(
+            "the charts",
+            30,
+            &format!(
+                "const c = document.querySelector('#accepted-chart svg'); const r = {row}; \
+                 const bars = c ? [...c.querySelectorAll('rect')] : []; \
+                 const sum = bars.reduce((a, b) => a + Number(b.dataset.count), 0); \
+                 const line = r && r.querySelector('.trend svg polyline'); \
+                 return !!c && sum === {n} && c.dataset.total === '{n}' && !!line \
+                 && line.getAttribute('points').split(' ').length === 24 \
+                 && r.querySelector('.trend svg').dataset.last === '{n}'"
             ),
         )
         .await;
