@@ -1,82 +1,29 @@
-//! The schema: its migrations, applied in order at start-up and checked against their text, and
-//! the planner statistics kept up to date on PostgreSQL.
+//! The schema: its migrations, applied in order at start-up by sqlx's migrator and checked
+//! against their text, and the planner statistics kept up to date on PostgreSQL.
+
+use sqlx::migrate::{Migrate, MigrateError, Migrator};
 
 use super::*;
 
-/// One stored migration.
-pub(super) struct Migration {
-    pub(super) version: i64,
-    pub(super) name: &'static str,
-    pub(super) sql: &'static str,
-}
+/// The schema's migrations, `scheduler/migrations/NNNN_name.sql`, embedded in the binary.
+pub(super) static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
-pub(super) const MIGRATIONS: &[Migration] = &[
-    Migration {
-        version: 1,
-        name: "grid",
-        sql: include_str!("../../migrations/0001_grid.sql"),
-    },
-    Migration {
-        version: 2,
-        name: "nodes and credits",
-        sql: include_str!("../../migrations/0002_nodes_and_credits.sql"),
-    },
-    Migration {
-        version: 3,
-        name: "dashboard",
-        sql: include_str!("../../migrations/0003_dashboard.sql"),
-    },
-    Migration {
-        version: 4,
-        name: "status indexes",
-        sql: include_str!("../../migrations/0004_status_indexes.sql"),
-    },
-    Migration {
-        version: 5,
-        name: "batch counts",
-        sql: include_str!("../../migrations/0005_batch_counts.sql"),
-    },
-    Migration {
-        version: 6,
-        name: "health checks",
-        sql: include_str!("../../migrations/0006_health_checks.sql"),
-    },
-    Migration {
-        version: 7,
-        name: "batch progress",
-        sql: include_str!("../../migrations/0007_batch_progress.sql"),
-    },
-    Migration {
-        version: 8,
-        name: "credibility",
-        sql: include_str!("../../migrations/0008_credibility.sql"),
-    },
-    Migration {
-        version: 9,
-        name: "token lifetimes",
-        sql: include_str!("../../migrations/0009_token_lifetimes.sql"),
-    },
-    Migration {
-        version: 10,
-        name: "owner accounts",
-        sql: include_str!("../../migrations/0010_owner_accounts.sql"),
-    },
-    Migration {
-        version: 11,
-        name: "batch controls",
-        sql: include_str!("../../migrations/0011_batch_controls.sql"),
-    },
-    Migration {
-        version: 12,
-        name: "task memory",
-        sql: include_str!("../../migrations/0012_task_memory.sql"),
-    },
-    Migration {
-        version: 13,
-        name: "accepted index",
-        sql: include_str!("../../migrations/0013_accepted_index.sql"),
-    },
-];
+/// A migration's failure, saying what the operator can do about it.
+fn migrate_error(e: MigrateError) -> StoreError {
+    match e {
+        MigrateError::Execute(e) => e.into(),
+        MigrateError::VersionMissing(v) => StoreError::Corrupt(format!(
+            "schema version {v}, newer than this scheduler knows; run a newer scheduler"
+        )),
+        MigrateError::VersionMismatch(v) => StoreError::Corrupt(format!(
+            "schema migration {v} with another text than this scheduler's"
+        )),
+        MigrateError::Dirty(v) => StoreError::Corrupt(format!(
+            "schema migration {v} was left half applied; restore the database from a backup"
+        )),
+        other => StoreError::Corrupt(format!("cannot bring the schema up to date: {other}")),
+    }
+}
 
 /// Whether a table of `live` rows, `changed` of them inserted, updated or deleted since it
 /// was last analyzed, needs its statistics again: past a thousand changes and a tenth of
@@ -86,20 +33,42 @@ pub fn statistics_stale(live: i64, changed: i64) -> bool {
 }
 
 impl Store {
+    /// Brings the schema up to date with sqlx's migrator ([`MIGRATOR`]): each migration not
+    /// yet applied, in order, in a transaction of its own, under PostgreSQL's advisory lock
+    /// when schedulers start together. A database with a migration this scheduler does not
+    /// have, or with another text for one it has, is refused.
     pub(super) async fn migrate(&self) -> Result<()> {
+        self.adopt_old_migrations().await?;
+        MIGRATOR.run(&self.pool).await.map_err(migrate_error)
+    }
+
+    /// Databases made before the scheduler used sqlx's migrator listed their applied
+    /// migrations in `schema_migrations`, each with the BLAKE3 of its text. Each is checked
+    /// against the text embedded here, as before, and recorded as applied in sqlx's
+    /// `_sqlx_migrations`, and the old table is dropped, in one transaction. A scheduler too old
+    /// to know `_sqlx_migrations` then finds no record of its own, tries the first migration
+    /// again and stops, rather than running on a schema it does not know.
+    async fn adopt_old_migrations(&self) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         if self.postgres {
-            // Two schedulers starting at once migrate one after the other.
+            // Two schedulers starting at once adopt one after the other.
             sqlx::query("SELECT pg_advisory_xact_lock(7305141)")
                 .execute(&mut *tx)
                 .await?;
         }
-        sqlx::query(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, \
-             name TEXT NOT NULL, checksum TEXT NOT NULL, applied_ms BIGINT NOT NULL)",
-        )
-        .execute(&mut *tx)
-        .await?;
+        let exists = if self.postgres {
+            "SELECT 1 FROM information_schema.tables \
+             WHERE table_schema = current_schema() AND table_name = 'schema_migrations'"
+        } else {
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
+        };
+        if sqlx::query(exists)
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_none()
+        {
+            return Ok(());
+        }
         let applied: Vec<(i64, String)> =
             sqlx::query("SELECT version, checksum FROM schema_migrations ORDER BY version")
                 .fetch_all(&mut *tx)
@@ -107,44 +76,32 @@ impl Store {
                 .iter()
                 .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
                 .collect::<Result<_, sqlx::Error>>()?;
+        tx.ensure_migrations_table().await.map_err(migrate_error)?;
         for (version, checksum) in &applied {
-            match MIGRATIONS.iter().find(|m| m.version == *version) {
-                None => {
-                    return Err(StoreError::Corrupt(format!(
-                        "schema version {version}, newer than this scheduler knows; run a newer scheduler"
-                    )));
-                }
-                Some(m) if Blake3Hash::of(m.sql.as_bytes()).to_string() != *checksum => {
-                    return Err(StoreError::Corrupt(format!(
-                        "schema migration {version} ({}) with another text than this scheduler's",
-                        m.name
-                    )));
-                }
-                Some(_) => {}
+            let Some(m) = MIGRATOR.iter().find(|m| m.version == *version) else {
+                return Err(migrate_error(MigrateError::VersionMissing(*version)));
+            };
+            if Blake3Hash::of(m.sql.as_bytes()).to_string() != *checksum {
+                return Err(migrate_error(MigrateError::VersionMismatch(*version)));
             }
-        }
-        for m in MIGRATIONS {
-            if applied.iter().any(|(v, _)| *v == m.version) {
-                continue;
-            }
-            sqlx::raw_sql(m.sql).execute(&mut *tx).await?;
             sqlx::query(
-                "INSERT INTO schema_migrations (version, name, checksum, applied_ms) \
-                 VALUES ($1, $2, $3, $4)",
+                "INSERT INTO _sqlx_migrations (version, description, success, checksum, \
+                 execution_time) VALUES ($1, $2, TRUE, $3, 0)",
             )
             .bind(m.version)
-            .bind(m.name)
-            .bind(Blake3Hash::of(m.sql.as_bytes()).to_string())
-            .bind(now_ms())
+            .bind(m.description.to_string())
+            .bind(m.checksum.to_vec())
             .execute(&mut *tx)
             .await?;
-            tracing::info!(
-                version = m.version,
-                name = m.name,
-                "applied schema migration"
-            );
         }
+        sqlx::query("DROP TABLE schema_migrations")
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
+        tracing::info!(
+            migrations = applied.len(),
+            "adopted the applied schema migrations into sqlx's migration table"
+        );
         Ok(())
     }
 

@@ -292,7 +292,7 @@ async fn schema_6_again(dir: &tempfile::TempDir, store: Store) -> Store {
         .unwrap();
     sqlx::raw_sql(
         "ALTER TABLE batches DROP COLUMN running; ALTER TABLE batches DROP COLUMN deciding; \
-         DELETE FROM schema_migrations WHERE version = 7;",
+         DELETE FROM _sqlx_migrations WHERE version = 7;",
     )
     .execute(&mut conn)
     .await

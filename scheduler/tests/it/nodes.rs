@@ -789,6 +789,35 @@ async fn a_version_1_database_is_upgraded_without_loss(db: Db) {
     let (entries, len, anchored) = store.ledger().await.unwrap();
     ledger::verify_anchored(&entries, len, &anchored).unwrap();
     drop(store);
+    // The old list of applied migrations is now sqlx's, every migration in it once.
+    let mut conn = sqlx::AnyConnection::connect(&url).await.unwrap();
+    let versions: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations ORDER BY version")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    let files = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations"))
+        .unwrap()
+        .count() as i64;
+    assert_eq!(versions, (1..=files).collect::<Vec<_>>());
+    let old_table = sqlx::query("SELECT 1 FROM schema_migrations")
+        .fetch_optional(&mut conn)
+        .await;
+    assert!(old_table.is_err(), "schema_migrations is still there");
+    // A schema newer than this scheduler knows is refused, saying so.
+    sqlx::query("INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) VALUES (9999, 'later', TRUE, $1, 0)")
+        .bind(vec![0u8; 48])
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    drop(conn);
+    let refused = service::open_store(&config).await.err().expect("refused");
+    assert!(
+        refused
+            .to_string()
+            .contains("newer than this scheduler knows"),
+        "{refused}"
+    );
     drop_database(&config).await;
 }
 
