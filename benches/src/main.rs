@@ -281,6 +281,7 @@ fn wasmtime_wasi_host_dirs(module: &[u8], n: usize) -> Result<f64> {
     let engine = Engine::new(&helio_runner::engine_config(16, NanMode::AtSinks))?;
     let mut linker: Linker<WasiP1Ctx> = Linker::new(&engine);
     wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |t| t)?;
+    helio_runner::add_pause_to_linker(&mut linker)?;
     // The module as Helio runs it (metered, NaNs canonical at sinks); only the WASI differs.
     let rewritten =
         helio_runner::instrument(module, NanMode::AtSinks).map_err(anyhow::Error::msg)?;
@@ -394,6 +395,8 @@ impl Plain {
         let engine = Engine::new(&config)?;
         let mut linker: Linker<WasiP1Ctx> = Linker::new(&engine);
         wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |t| t)?;
+        // Rewritten modules import the sandbox's pause; here nothing throttles them.
+        helio_runner::add_pause_to_linker(&mut linker)?;
         let module = Module::new(&engine, module)?;
         let pre = linker.instantiate_pre(&module)?;
         Ok(Plain { engine, pre, fuel })

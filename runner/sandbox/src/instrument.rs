@@ -722,6 +722,13 @@ fn branches_out(op: &Operator<'_>, depth: usize) -> bool {
     }
 }
 
+/// Defines the rewrite's pause import in `linker` as a call that returns at once: for running
+/// rewritten modules outside the sandbox (benchmarks, tools), where nothing throttles them.
+pub fn add_pause_to_linker<T: 'static>(linker: &mut wasmtime::Linker<T>) -> wasmtime::Result<()> {
+    linker.func_wrap(PAUSE_MODULE, PAUSE_NAME, || {})?;
+    Ok(())
+}
+
 /// Rewrites a module for the sandbox: fuel metering and the interrupt check always, NaN
 /// canonicalization at the sinks in [`NanMode::AtSinks`]. The module must already be valid
 /// (the sandbox validates it first); this is public for benchmarks and tools.
