@@ -68,11 +68,6 @@ impl Throttle {
         self.update(|s| s.suspended = suspended);
     }
 
-    /// The duty cycle now.
-    pub fn duty(&self) -> f64 {
-        self.state.lock().unwrap().duty
-    }
-
     /// Whether tasks are suspended now.
     pub fn is_suspended(&self) -> bool {
         self.state.lock().unwrap().suspended
@@ -91,7 +86,8 @@ impl Throttle {
         self.limits.load(Ordering::Relaxed)
     }
 
-    /// Whether tasks are suspended, without waiting for the lock the pausing hold.
+    /// Whether tasks are suspended, read under the lock only while the throttle limits
+    /// anything (the watchdog asks at every tick).
     pub(crate) fn suspended_now(&self) -> bool {
         self.limits() && self.is_suspended()
     }
