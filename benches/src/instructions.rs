@@ -16,7 +16,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail, ensure};
 use clap::ValueEnum;
-use helio_runner::{NanMode, Sandbox, SandboxConfig};
+use helio_runner::{NanMode, Pause, Sandbox, SandboxConfig};
 use helio_sdk::TaskManifest;
 use helio_test_guests as g;
 use serde_json::json;
@@ -88,12 +88,10 @@ pub fn kernel(args: &KernelArgs) -> Result<()> {
     let bytes = helio_test_guests::bytes(g::NBODY);
     let arg = years.to_string();
     let module = match args.variant {
-        Variant::Metered => {
-            helio_runner::instrument(&bytes, NanMode::EveryOperation).map_err(anyhow::Error::msg)?
-        }
-        Variant::Rewritten => {
-            helio_runner::instrument(&bytes, NanMode::AtSinks).map_err(anyhow::Error::msg)?
-        }
+        Variant::Metered => helio_runner::instrument(&bytes, NanMode::EveryOperation, Pause::Never)
+            .map_err(anyhow::Error::msg)?,
+        Variant::Rewritten => helio_runner::instrument(&bytes, NanMode::AtSinks, Pause::Never)
+            .map_err(anyhow::Error::msg)?,
         _ => bytes.clone(),
     };
     match args.variant {
@@ -205,12 +203,13 @@ pub fn compiled(args: &CompiledArgs) -> Result<()> {
         ("plain", bytes.clone()),
         (
             "metered",
-            helio_runner::instrument(&bytes, NanMode::EveryOperation)
+            helio_runner::instrument(&bytes, NanMode::EveryOperation, Pause::Never)
                 .map_err(anyhow::Error::msg)?,
         ),
         (
             "rewritten",
-            helio_runner::instrument(&bytes, NanMode::AtSinks).map_err(anyhow::Error::msg)?,
+            helio_runner::instrument(&bytes, NanMode::AtSinks, Pause::Never)
+                .map_err(anyhow::Error::msg)?,
         ),
     ] {
         let path = args.out.join(format!("{name}.cwasm"));

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use clap::{Parser, Subcommand};
-use helio_runner::{NanMode, Prepared, Sandbox, SandboxConfig};
+use helio_runner::{NanMode, Pause, Prepared, Sandbox, SandboxConfig};
 use helio_sdk::{Blake3Hash, Name, TaskManifest};
 use helio_test_guests as g;
 use serde_json::json;
@@ -281,10 +281,9 @@ fn wasmtime_wasi_host_dirs(module: &[u8], n: usize) -> Result<f64> {
     let engine = Engine::new(&helio_runner::engine_config(16, NanMode::AtSinks))?;
     let mut linker: Linker<WasiP1Ctx> = Linker::new(&engine);
     wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |t| t)?;
-    helio_runner::add_pause_to_linker(&mut linker)?;
     // The module as Helio runs it (metered, NaNs canonical at sinks); only the WASI differs.
-    let rewritten =
-        helio_runner::instrument(module, NanMode::AtSinks).map_err(anyhow::Error::msg)?;
+    let rewritten = helio_runner::instrument(module, NanMode::AtSinks, Pause::Never)
+        .map_err(anyhow::Error::msg)?;
     let module = Module::new(&engine, rewritten)?;
     let pre = linker.instantiate_pre(&module)?;
     let root = tempfile::tempdir()?;
@@ -395,8 +394,6 @@ impl Plain {
         let engine = Engine::new(&config)?;
         let mut linker: Linker<WasiP1Ctx> = Linker::new(&engine);
         wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |t| t)?;
-        // Rewritten modules import the sandbox's pause; here nothing throttles them.
-        helio_runner::add_pause_to_linker(&mut linker)?;
         let module = Module::new(&engine, module)?;
         let pre = linker.instantiate_pre(&module)?;
         Ok(Plain { engine, pre, fuel })
@@ -445,11 +442,15 @@ fn compute() -> Result<()> {
         nan: NanMode::EveryOperation,
         ..Default::default()
     })?;
+    let pausable = Sandbox::new(SandboxConfig {
+        pause: Pause::OnRequest,
+        ..Default::default()
+    })?;
     println!("\n## Compute: the same kernel natively and in WebAssembly (best of 7)\n");
     println!(
-        "| kernel | native | Helio sandbox (fuel, NaNs canonical at sinks) | × native | Helio sandbox, NaNs canonical after every operation | × native | fuel consumed | plain wasmtime | + Helio's fuel metering only | + Helio's metering and NaNs at sinks | + wasmtime fuel only | + wasmtime epochs only | + Cranelift NaN canon. only |"
+        "| kernel | native | Helio sandbox (fuel, NaNs canonical at sinks) | × native | Helio sandbox, NaNs canonical after every operation | × native | Helio sandbox, pausable (a runner with a CPU cap or holds) | × native | fuel consumed | plain wasmtime | + Helio's fuel metering only | + Helio's metering and NaNs at sinks | + wasmtime fuel only | + wasmtime epochs only | + Cranelift NaN canon. only |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let (native_nbody, energies) =
         best_of(|| Ok(black_box(orbits::integrate(black_box(YEARS as f64), 0.001))))?;
     let (steps, before, after) = (energies.steps, energies.before, energies.after);
@@ -479,7 +480,7 @@ fn compute() -> Result<()> {
         }))?;
         let mut timings = Vec::new();
         let mut fuel_consumed = 0;
-        for sandbox in [&sinks, &every] {
+        for sandbox in [&sinks, &every, &pausable] {
             let prepared = sandbox.prepare(&hash(&bytes), &bytes)?;
             let (took, out) = best_of(|| Ok(sandbox.run(&prepared, &task, vec![])?))?;
             ensure!(out.report.outcome.is_success(), "{:?}", out.report.outcome);
@@ -495,11 +496,11 @@ fn compute() -> Result<()> {
         }
         let arg = arg.to_string();
         let plain = plain_wasmtime(&bytes, &[&arg], false, false, false)?;
-        let metered = helio_runner::instrument(&bytes, NanMode::EveryOperation)
+        let metered = helio_runner::instrument(&bytes, NanMode::EveryOperation, Pause::Never)
             .map_err(anyhow::Error::msg)?;
         let helio_fuel = plain_wasmtime(&metered, &[&arg], false, false, false)?;
-        let rewritten =
-            helio_runner::instrument(&bytes, NanMode::AtSinks).map_err(anyhow::Error::msg)?;
+        let rewritten = helio_runner::instrument(&bytes, NanMode::AtSinks, Pause::Never)
+            .map_err(anyhow::Error::msg)?;
         let helio_rewrite = plain_wasmtime(&rewritten, &[&arg], false, false, false)?;
         let fuel = plain_wasmtime(&bytes, &[&arg], true, false, false)?;
         let epoch = plain_wasmtime(&bytes, &[&arg], false, true, false)?;
@@ -507,12 +508,14 @@ fn compute() -> Result<()> {
         let pct = |d: Duration| (d.as_secs_f64() / plain.as_secs_f64() - 1.0) * 100.0;
         let x = |d: Duration| d.as_secs_f64() / native.as_secs_f64();
         println!(
-            "| {name} | {:.0} ms | {:.0} ms | {:.2}× | {:.0} ms | {:.2}× | {} | {:.0} ms ({:.2}×) | {:.0} ms ({:+.1}%) | {:.0} ms ({:+.1}%) | {:.0} ms ({:+.1}%) | {:.0} ms ({:+.1}%) | {:.0} ms ({:.2}×) |",
+            "| {name} | {:.0} ms | {:.0} ms | {:.2}× | {:.0} ms | {:.2}× | {:.0} ms | {:.2}× | {} | {:.0} ms ({:.2}×) | {:.0} ms ({:+.1}%) | {:.0} ms ({:+.1}%) | {:.0} ms ({:+.1}%) | {:.0} ms ({:+.1}%) | {:.0} ms ({:.2}×) |",
             ms(native),
             ms(timings[0]),
             x(timings[0]),
             ms(timings[1]),
             x(timings[1]),
+            ms(timings[2]),
+            x(timings[2]),
             fuel_consumed,
             ms(plain),
             x(plain),

@@ -244,6 +244,13 @@ fn flow(op: &Operator<'_>) -> Flow {
     }
 }
 
+/// Where a pausable rewrite puts its pause import.
+#[derive(Clone, Copy)]
+struct PauseImport {
+    ty: u32,
+    func: u32,
+}
+
 struct Rewriter {
     shape: Shape,
     nan: bool,
@@ -253,9 +260,9 @@ struct Rewriter {
     /// The `i64` global holding the fuel level at which the next check reads the flag.
     poll: u32,
     interrupt: u32,
-    /// The pause import's type (added after the module's own) and function index.
-    pause_type: u32,
-    pause: u32,
+    /// The pause import's type (added after the module's own) and function index, in a
+    /// pausable rewrite.
+    pause: Option<PauseImport>,
     type_done: bool,
     import_done: bool,
     memory_done: bool,
@@ -364,16 +371,20 @@ impl Rewriter {
     }
 
     fn add_type(&mut self, types: &mut TypeSection) {
-        types.ty().function([], []);
+        if self.pause.is_some() {
+            types.ty().function([], []);
+        }
         self.type_done = true;
     }
 
     fn add_import(&mut self, imports: &mut ImportSection) {
-        imports.import(
-            PAUSE_MODULE,
-            PAUSE_NAME,
-            wasm_encoder::EntityType::Function(self.pause_type),
-        );
+        if let Some(pause) = self.pause {
+            imports.import(
+                PAUSE_MODULE,
+                PAUSE_NAME,
+                wasm_encoder::EntityType::Function(pause.ty),
+            );
+        }
         self.import_done = true;
     }
 
@@ -444,16 +455,21 @@ impl Rewriter {
             .instruction(&Instruction::I32Store8(at(0, 0)))
             .instruction(&Instruction::End);
         // A pause request: clear it and pause (the host returns when the task may go on).
-        f.instruction(&Instruction::I32Const(0))
-            .instruction(&flag)
-            .instruction(&Instruction::I32Const(PAUSE_REQUEST as i32))
-            .instruction(&Instruction::I32Eq)
-            .instruction(&Instruction::If(wasm_encoder::BlockType::Empty))
-            .instruction(&Instruction::I32Const(0))
-            .instruction(&Instruction::I32Const(0))
-            .instruction(&Instruction::I32Store8(at(0, 0)))
-            .instruction(&Instruction::Call(self.pause))
-            .instruction(&Instruction::End);
+        // Only a pausable rewrite has the branch: a call anywhere in a loop keeps Cranelift
+        // from holding floats in registers across it, which costs float kernels about a
+        // tenth of their speed (BENCHMARKS.md).
+        if let Some(pause) = self.pause {
+            f.instruction(&Instruction::I32Const(0))
+                .instruction(&flag)
+                .instruction(&Instruction::I32Const(PAUSE_REQUEST as i32))
+                .instruction(&Instruction::I32Eq)
+                .instruction(&Instruction::If(wasm_encoder::BlockType::Empty))
+                .instruction(&Instruction::I32Const(0))
+                .instruction(&Instruction::I32Const(0))
+                .instruction(&Instruction::I32Store8(at(0, 0)))
+                .instruction(&Instruction::Call(pause.func))
+                .instruction(&Instruction::End);
+        }
         // Out of fuel, or the deadline passed: stop, saying which (the deadline wins).
         f.instruction(&Instruction::LocalGet(s.fuel))
             .instruction(&Instruction::I64Const(0))
@@ -563,11 +579,13 @@ impl Reencode for Rewriter {
 
     fn function_index(&mut self, func: u32) -> Result<u32, Error<Infallible>> {
         // The pause import comes after the module's imports: its own functions move up one.
-        Ok(if func < self.shape.imported_funcs {
-            func
-        } else {
-            func + 1
-        })
+        Ok(
+            if self.pause.is_none() || func < self.shape.imported_funcs {
+                func
+            } else {
+                func + 1
+            },
+        )
     }
 
     fn parse_type_section(
@@ -722,25 +740,32 @@ fn branches_out(op: &Operator<'_>, depth: usize) -> bool {
     }
 }
 
-/// Defines the rewrite's pause import in `linker` as a call that returns at once: for running
-/// rewritten modules outside the sandbox (benchmarks, tools), where nothing throttles them.
-pub fn add_pause_to_linker<T: 'static>(linker: &mut wasmtime::Linker<T>) -> wasmtime::Result<()> {
-    linker.func_wrap(PAUSE_MODULE, PAUSE_NAME, || {})?;
-    Ok(())
+/// Whether a rewritten module can be paused from outside: the volunteer's CPU cap and holds
+/// need it, and it costs float kernels speed, so a sandbox asks for it only where it throttles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Pause {
+    /// No pause import, no pause branch: pause requests go unanswered.
+    #[default]
+    Never,
+    /// The module imports [`PAUSE_MODULE`].[`PAUSE_NAME`] and calls it on a pause request.
+    OnRequest,
 }
 
 /// Rewrites a module for the sandbox: fuel metering and the interrupt check always, NaN
-/// canonicalization at the sinks in [`NanMode::AtSinks`]. The module must already be valid
-/// (the sandbox validates it first); this is public for benchmarks and tools.
-pub fn instrument(wasm: &[u8], mode: NanMode) -> Result<Vec<u8>, String> {
+/// canonicalization at the sinks in [`NanMode::AtSinks`], and the pause branch where
+/// `pause` asks for it. The module must already be valid (the sandbox validates it first);
+/// this is public for benchmarks and tools.
+pub fn instrument(wasm: &[u8], mode: NanMode, pause: Pause) -> Result<Vec<u8>, String> {
     let shape = Shape::scan(wasm)?;
     let mut rewriter = Rewriter {
         fuel: shape.globals,
         stop: shape.globals + 1,
         poll: shape.globals + 2,
         interrupt: shape.memories,
-        pause_type: shape.type_params.len() as u32,
-        pause: shape.imported_funcs,
+        pause: (pause == Pause::OnRequest).then_some(PauseImport {
+            ty: shape.type_params.len() as u32,
+            func: shape.imported_funcs,
+        }),
         type_done: false,
         import_done: false,
         shape,

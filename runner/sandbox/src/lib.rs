@@ -35,7 +35,7 @@ mod wasi;
 mod watchdog;
 
 pub use bounds::CompileBounds;
-pub use instrument::{add_pause_to_linker, instrument};
+pub use instrument::{Pause, instrument};
 pub use load::{
     Fetch, LoadedTask, LocalFiles, MAX_MANIFEST_BYTES, load_batch_task, load_task, load_text,
     read_regular,

@@ -18,7 +18,7 @@ use wasmtime::{
 use crate::Rejection;
 use crate::bounds::CompileBounds;
 use crate::cache::DiskCache;
-use crate::instrument::{self, FUEL_EXPORT, INTERRUPT_EXPORT, STOP_EXPORT};
+use crate::instrument::{self, FUEL_EXPORT, INTERRUPT_EXPORT, Pause, STOP_EXPORT};
 use crate::nan::NanMode;
 use crate::throttle::{Paused, Throttle};
 use crate::vfs::{Data, Kind, Vfs};
@@ -40,6 +40,9 @@ pub struct SandboxConfig {
     pub pool_slots: u32,
     /// How NaNs are made deterministic.
     pub nan: NanMode,
+    /// Whether running tasks can be paused (by [`Sandbox::throttle`]): the volunteer's CPU
+    /// cap and holds need it; it costs float kernels speed, so it is off by default.
+    pub pause: Pause,
     /// The most a module may ask of the compiler.
     pub bounds: CompileBounds,
     /// The disk limit the compiled modules are kept within (with the runner's other
@@ -154,6 +157,7 @@ impl PreparedCache {
 /// Runs tasks. One per process is plenty: it is `Sync`, and tasks may run on many threads.
 pub struct Sandbox {
     nan: NanMode,
+    pause: Pause,
     bounds: CompileBounds,
     engine: Engine,
     linker: Linker<Host>,
@@ -214,7 +218,7 @@ impl Sandbox {
         let disk = match config.cache_dir {
             Some(dir) => Some(DiskCache::open(
                 dir,
-                &compatibility_key(&engine, config.nan),
+                &compatibility_key(&engine, config.nan, config.pause),
                 config.disk_limit,
             )?),
             None => None,
@@ -227,6 +231,7 @@ impl Sandbox {
             .map_err(|e| Rejection::Sandbox(format!("cannot start the compile threads: {e}")))?;
         Ok(Sandbox {
             nan: config.nan,
+            pause: config.pause,
             compiler,
             bounds: config.bounds,
             engine,
@@ -238,9 +243,10 @@ impl Sandbox {
         })
     }
 
-    /// The throttle its running tasks pause by: set its duty cycle or suspend them.
-    pub fn throttle(&self) -> &Arc<Throttle> {
-        &self.throttle
+    /// The throttle its running tasks pause by, to set their duty cycle or suspend them:
+    /// only a sandbox built with [`Pause::OnRequest`] has one.
+    pub fn throttle(&self) -> Option<&Arc<Throttle>> {
+        (self.pause == Pause::OnRequest).then_some(&self.throttle)
     }
 
     /// How many prepared modules it keeps in memory (at most [`PREPARED_HELD`]).
@@ -300,7 +306,8 @@ impl Sandbox {
         let module = self.compiler.install(|| {
             Module::validate(&self.engine, bytes)
                 .map_err(|e| Rejection::InvalidModule(format!("{e:#}")))?;
-            let code = instrument::instrument(bytes, self.nan).map_err(Rejection::InvalidModule)?;
+            let code = instrument::instrument(bytes, self.nan, self.pause)
+                .map_err(Rejection::InvalidModule)?;
             Module::from_binary(&self.engine, &code)
                 .map_err(|e| Rejection::InvalidModule(format!("{e:#}")))
         })?;
@@ -615,7 +622,7 @@ fn collect_outputs(task: &TaskManifest, vfs: Vfs) -> (Vec<OutputFile>, Option<St
 
 /// What a cached artifact must have been compiled for: this wasmtime build and its
 /// settings, the determinism profile and the module rewrite.
-fn compatibility_key(engine: &Engine, nan: NanMode) -> String {
+fn compatibility_key(engine: &Engine, nan: NanMode, pause: Pause) -> String {
     struct Blake3Writer(blake3::Hasher);
     impl Hasher for Blake3Writer {
         fn finish(&self) -> u64 {
@@ -628,6 +635,6 @@ fn compatibility_key(engine: &Engine, nan: NanMode) -> String {
     let mut h = Blake3Writer(blake3::Hasher::new());
     engine.precompile_compatibility_hash().hash(&mut h);
     h.0.update(DETERMINISM_PROFILE.as_bytes());
-    h.0.update(format!("{nan:?} rewrite {}", instrument::REWRITE_VERSION).as_bytes());
+    h.0.update(format!("{nan:?} {pause:?} rewrite {}", instrument::REWRITE_VERSION).as_bytes());
     h.0.finalize().to_hex()[..32].to_string()
 }

@@ -19,7 +19,7 @@ use tokio::task::JoinSet;
 pub use crate::display::Output;
 use crate::display::{Display, Event};
 use crate::health::HEALTH_CHECK_BATCH;
-use crate::{LoadedTask, Progress, RunOutput, Sandbox, SandboxConfig};
+use crate::{LoadedTask, Pause, Progress, RunOutput, Sandbox, SandboxConfig};
 
 mod blobs;
 mod machine;
@@ -187,13 +187,23 @@ fn away(error: &ClientError, wait: Duration) -> Event {
 pub async fn run(config: AgentConfig, mut stop: watch::Receiver<Stop>) -> anyhow::Result<Summary> {
     let key = load_or_create_key(&config.state_dir)
         .map_err(|e| anyhow::anyhow!("runner key in {}: {e}", config.state_dir.display()))?;
+    // Tasks are built to pause only where the controls may pause them: the pause branch
+    // costs float kernels speed.
+    let throttled = config.controls.duty < 1.0 || config.controls.any();
     let sandbox = Arc::new(Sandbox::new(SandboxConfig {
         cache_dir: config.cache_dir.clone(),
         pool_slots: config.slots,
         disk_limit: config.disk_limit(),
+        pause: if throttled {
+            Pause::OnRequest
+        } else {
+            Pause::Never
+        },
         ..SandboxConfig::default()
     })?);
-    sandbox.throttle().set_duty(config.controls.duty);
+    if let Some(throttle) = sandbox.throttle() {
+        throttle.set_duty(config.controls.duty);
+    }
     let sensors = if config.controls.any() {
         Some(Sensors::new(&config.controls).map_err(|e| anyhow::anyhow!(e))?)
     } else {
@@ -286,11 +296,13 @@ pub async fn run(config: AgentConfig, mut stop: watch::Receiver<Stop>) -> anyhow
         })
     };
     let (held_tx, mut held) = watch::channel(false);
-    if let Some(sensors) = sensors {
+    if let Some(sensors) = sensors
+        && let Some(throttle) = sandbox.throttle()
+    {
         watch_machine(
             config.controls.clone(),
             sensors,
-            (sandbox.throttle().clone(), held_tx),
+            (throttle.clone(), held_tx),
             display.clone(),
         );
         // The first look is taken before any work is asked for.

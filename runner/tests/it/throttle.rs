@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use helio_runner::{Prepared, Sandbox, SandboxConfig};
+use helio_runner::{Pause, Prepared, Sandbox, SandboxConfig};
 use helio_sdk::{Blake3Hash, Outcome, TaskManifest};
 use serde_json::json;
 
@@ -19,6 +19,15 @@ fn spin(sandbox: &Sandbox) -> (Arc<Prepared>, Blake3Hash) {
     let module = wat::parse_str(SPIN).unwrap();
     let hash = Blake3Hash::of(&module);
     (sandbox.prepare(&hash, &module).unwrap(), hash)
+}
+
+/// A sandbox whose tasks can be paused, as a runner with controls builds.
+fn pausable() -> Sandbox {
+    Sandbox::new(SandboxConfig {
+        pause: Pause::OnRequest,
+        ..SandboxConfig::default()
+    })
+    .unwrap()
 }
 
 fn manifest(hash: &Blake3Hash, fuel: u64, wall_seconds: u64) -> TaskManifest {
@@ -67,15 +76,18 @@ fn share(sandbox: &Sandbox, prepared: &Prepared, task: &TaskManifest) -> (f64, B
 #[cfg(unix)]
 #[test]
 fn a_capped_task_uses_no_more_than_its_share_and_gives_the_same_result() {
-    let sandbox = Sandbox::new(SandboxConfig::default()).unwrap();
+    let sandbox = pausable();
     let (prepared, hash) = spin(&sandbox);
     // About half a second of the loop on this machine, unthrottled.
     let (probe, _) = rate(&sandbox, &prepared, &manifest(&hash, 50_000_000, 60));
     let task = manifest(&hash, (probe * 0.5) as u64, 60);
     let (_, free_digest) = share(&sandbox, &prepared, &task);
-    sandbox.throttle().set_duty(0.5);
+    let throttle = sandbox
+        .throttle()
+        .expect("a pausable sandbox has a throttle");
+    throttle.set_duty(0.5);
     let (half, half_digest) = share(&sandbox, &prepared, &task);
-    sandbox.throttle().set_duty(0.25);
+    throttle.set_duty(0.25);
     let (quarter, quarter_digest) = share(&sandbox, &prepared, &task);
     // Pausing changes nothing the result holds.
     assert_eq!(half_digest, free_digest);
@@ -94,12 +106,12 @@ fn a_capped_task_uses_no_more_than_its_share_and_gives_the_same_result() {
 
 #[test]
 fn a_suspended_task_waits_and_its_wall_seconds_wait_with_it() {
-    let sandbox = Arc::new(Sandbox::new(SandboxConfig::default()).unwrap());
+    let sandbox = Arc::new(pausable());
     let (prepared, hash) = spin(&sandbox);
     // Fuel for about a fifth of a second, and a one-second wall-clock bound.
     let (probe, _) = rate(&sandbox, &prepared, &manifest(&hash, 20_000_000, 60));
     let task = manifest(&hash, (probe * 0.2) as u64, 1);
-    sandbox.throttle().suspend(true);
+    sandbox.throttle().unwrap().suspend(true);
     let running = {
         let sandbox = sandbox.clone();
         std::thread::spawn(move || {
@@ -111,7 +123,7 @@ fn a_suspended_task_waits_and_its_wall_seconds_wait_with_it() {
     // Suspended for longer than its wall_seconds: still waiting, not timed out.
     std::thread::sleep(Duration::from_millis(1500));
     assert!(!running.is_finished(), "a suspended task ran to its end");
-    sandbox.throttle().suspend(false);
+    sandbox.throttle().unwrap().suspend(false);
     let (run, took) = running.join().unwrap();
     assert_eq!(
         run.report.outcome,
@@ -119,4 +131,31 @@ fn a_suspended_task_waits_and_its_wall_seconds_wait_with_it() {
         "the task did not run to its end once let go"
     );
     assert!(took >= Duration::from_millis(1500), "{took:?}");
+}
+
+#[test]
+fn only_a_pausable_sandbox_can_be_throttled_and_both_give_the_same_result() {
+    let plain = Sandbox::new(SandboxConfig::default()).unwrap();
+    assert!(
+        plain.throttle().is_none(),
+        "a sandbox built without pausing offers a throttle that could never pause a task"
+    );
+    let paused = pausable();
+    paused.throttle().unwrap().set_duty(0.5);
+    // A float kernel that calls WASI and its own functions: the pausable rewrite moves every
+    // function index up by one, past its pause import.
+    let module = helio_test_guests::bytes(helio_test_guests::NBODY);
+    let hash = Blake3Hash::of(&module);
+    let task = manifest(&hash, 1 << 40, 60);
+    let [a, b] = [&plain, &paused].map(|sandbox| {
+        let prepared = sandbox.prepare(&hash, &module).unwrap();
+        sandbox.run(&prepared, &task, vec![]).unwrap()
+    });
+    assert!(a.report.outcome.is_success(), "{:?}", a.report.outcome);
+    assert!(!a.stdout.is_empty());
+    assert_eq!(a.stdout, b.stdout);
+    assert_eq!(
+        (a.report.outcome, a.report.fuel_consumed, a.report.digest),
+        (b.report.outcome, b.report.fuel_consumed, b.report.digest)
+    );
 }
