@@ -47,7 +47,7 @@ pub use batch::{BatchManifest, Redundancy};
 pub use contract::{WASI_FUNCTIONS, WASI_MODULE};
 pub use digest::{DETERMINISM_PROFILE, Outcome, OutputRecord, RunReport};
 pub use error::ManifestError;
-pub use manifest::{ContentRef, InputSpec, Limits, OutputSpec, TaskManifest};
+pub use manifest::{CheckpointSpec, ContentRef, InputSpec, Limits, OutputSpec, TaskManifest};
 pub use types::{Blake3Hash, Name, Tier, Uri};
 
 /// The only `schema_version` this crate reads and writes.

@@ -32,6 +32,26 @@ pub struct TaskManifest {
     pub tier: Tier,
     /// Seeds the guest's `random_get` stream.
     pub seed: u64,
+    /// Whether the guest may checkpoint, and how large its state may be (an optional field
+    /// the contract allows; absent, the guest sees no `/ckpt`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<CheckpointSpec>,
+}
+
+/// A task that may checkpoint: the guest sees a writable `/ckpt`, where it saves its state by
+/// writing `/ckpt/next` and renaming it to `/ckpt/state`. The run goes on by starting the
+/// module afresh with that state in `/ckpt/state`, its `/out` and standard output as they were
+/// and the fuel it had left, whether on the same runner or, after an interruption, another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointSpec {
+    /// The most bytes the saved state may hold.
+    pub max_bytes: u64,
+}
+
+impl CheckpointSpec {
+    /// The largest state a task may declare (256 MiB): a checkpoint travels between runners.
+    pub const MAX_BYTES: u64 = 256 << 20;
 }
 
 /// Bytes named by a URI and pinned by their BLAKE3 hash.
@@ -124,6 +144,7 @@ struct RawTask {
     tier: Tier,
     #[serde(default)]
     seed: u64,
+    checkpoint: Option<CheckpointSpec>,
 }
 
 #[derive(Deserialize)]
@@ -192,6 +213,18 @@ impl TaskManifest {
                 ),
             ));
         }
+        if let Some(c) = raw.checkpoint
+            && !(1..=CheckpointSpec::MAX_BYTES).contains(&c.max_bytes)
+        {
+            return Err(ManifestError::invalid(
+                "checkpoint.max_bytes",
+                format!(
+                    "must be between 1 and {} (256 MiB), got {}",
+                    CheckpointSpec::MAX_BYTES,
+                    c.max_bytes
+                ),
+            ));
+        }
         let name = match raw.name {
             Some(name) => name,
             None => Name::parse("task").expect("the default name is valid"),
@@ -207,6 +240,7 @@ impl TaskManifest {
             limits,
             tier: raw.tier,
             seed: raw.seed,
+            checkpoint: raw.checkpoint,
         })
     }
 

@@ -40,7 +40,9 @@ fn a_manifest_survives_a_round_trip() {
     doc["outputs"] = json!([{ "name": "r.json", "max_bytes": 10, "optional": true }]);
     doc["env"] = json!({ "K": "v" });
     doc["tier"] = json!("hpc");
+    doc["checkpoint"] = json!({ "max_bytes": 4096 });
     let t = TaskManifest::from_value(doc).unwrap();
+    assert_eq!(t.checkpoint.map(|c| c.max_bytes), Some(4096));
     assert_eq!(TaskManifest::from_json(&t.to_json_pretty()).unwrap(), t);
 }
 
@@ -64,6 +66,15 @@ fn invalid_fields_are_named() {
     let mut d = task();
     d.as_object_mut().unwrap().remove("module");
     check_task_error(d, &["module"]);
+    let mut d = task();
+    d["checkpoint"] = json!({ "max_bytes": 0 });
+    check_task_error(d, &["checkpoint.max_bytes", "between 1 and"]);
+    let mut d = task();
+    d["checkpoint"] = json!({ "max_bytes": (256u64 << 20) + 1 });
+    check_task_error(d, &["checkpoint.max_bytes", "256 MiB"]);
+    let mut d = task();
+    d["checkpoint"] = json!({ "max_bytes": 10, "every": 5 });
+    check_task_error(d, &["every"]);
     check_task_error(json!([1]), &["JSON object"]);
     check_task_error(json!({ "schema_version": "1" }), &["schema_version"]);
 }

@@ -22,6 +22,7 @@
 
 mod bounds;
 mod cache;
+pub mod checkpoint;
 pub mod disk_limit;
 mod errno;
 pub mod health;
@@ -42,8 +43,8 @@ pub use load::{
 };
 pub use nan::{CANONICAL_F32, CANONICAL_F64, NanMode};
 pub use sandbox::{
-    MAX_WASM_STACK, OutputFile, PREPARED_HELD, Prepared, RunOutput, Sandbox, SandboxConfig,
-    engine_config,
+    MAX_WASM_STACK, OnCheckpoint, OutputFile, PREPARED_HELD, Prepared, Resumable, RunOutput,
+    Sandbox, SandboxConfig, Segments, engine_config,
 };
 pub use vfs::{MAX_OUT_NODES, MAX_PATH_BYTES, META_BUDGET, SPILL_BYTES};
 pub use wasi::{
@@ -99,6 +100,9 @@ pub enum Rejection {
         /// The import's field name.
         name: String,
     },
+    /// A checkpoint to resume from is not one of this task's, or does not fit its limits.
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
     /// The runner cannot run the task (a fault of this machine, not of the task).
     #[error("runner: {0}")]
     Sandbox(String),

@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -18,6 +19,7 @@ use wasmtime::{
 use crate::Rejection;
 use crate::bounds::CompileBounds;
 use crate::cache::DiskCache;
+use crate::checkpoint::{self, Checkpoint};
 use crate::instrument::{self, FUEL_EXPORT, INTERRUPT_EXPORT, Pause, STOP_EXPORT};
 use crate::nan::NanMode;
 use crate::throttle::{Paused, Throttle};
@@ -355,11 +357,86 @@ impl Sandbox {
         progress: Option<Arc<Progress>>,
         started: Instant,
     ) -> Result<RunOutput, Rejection> {
-        let deadline = Instant::now() + Duration::from_secs(task.limits.wall_seconds);
-        let mut store = Store::new(&self.engine, host_for(task, inputs));
-        store.limiter(|h| h);
-        let fuel_limit = task.limits.fuel.min(i64::MAX as u64) as i64;
+        let run = Resumable {
+            progress,
+            started,
+            ..Resumable::default()
+        };
+        match self.run_resumable(prepared, task, inputs, run)? {
+            Segments::Ended(output) => Ok(output),
+            Segments::Stopped(_) => unreachable!("nothing asked the run to stop"),
+        }
+    }
 
+    /// Runs `task` segment by segment: from `run.resume` (a checkpoint's bytes) if given,
+    /// handing each checkpoint the guest saves to `run.on_checkpoint`, which may stop the run
+    /// there. Without checkpoints it is [`Sandbox::run_from`]. `wall_seconds` bound the time
+    /// this call runs the task, whatever it ran before.
+    pub fn run_resumable(
+        &self,
+        prepared: &Prepared,
+        task: &TaskManifest,
+        inputs: Vec<(Name, Arc<[u8]>)>,
+        mut run: Resumable<'_>,
+    ) -> Result<Segments, Rejection> {
+        let deadline = Instant::now() + Duration::from_secs(task.limits.wall_seconds);
+        let mut carried = match &run.resume {
+            Some(bytes) => Some(Checkpoint::decode(bytes, task).map_err(Rejection::Checkpoint)?),
+            None => None,
+        };
+        if let Some(p) = &run.progress {
+            p.begin(task.limits.fuel);
+        }
+        loop {
+            let mut host = host_for(task, inputs.clone());
+            if let Some(c) = &carried {
+                host.vfs
+                    .restore(&c.out, &c.state)
+                    .map_err(Rejection::Checkpoint)?;
+                host.resume(c.fuel_used, c.slept_ns, c.random_drawn);
+                host.set_captured(&c.stdout, &c.stderr);
+            }
+            let before = carried.as_ref().map_or(0, |c| c.fuel_used);
+            let (result, consumed, host) =
+                self.segment(prepared, task, host, (before, deadline), &run.progress);
+            let saved = match result {
+                Err(e) if matches!(e.downcast_ref::<Stop>(), Some(Stop::Checkpoint)) => {
+                    let saved = carried.as_ref().map_or(0, |c| c.saved) + 1;
+                    save(task, saved, before + consumed, &host)?
+                }
+                result => {
+                    let outcome = match result {
+                        Ok(()) => Outcome::Exited { exit_code: 0 },
+                        Err(e) => classify(e, host.1)?,
+                    };
+                    let output = finish(task, outcome, before + consumed, host.0, run.started)?;
+                    return Ok(Segments::Ended(output));
+                }
+            };
+            let bytes = saved.encode();
+            if (run.on_checkpoint)(&bytes).is_break() {
+                return Ok(Segments::Stopped(bytes));
+            }
+            carried = Some(saved);
+        }
+    }
+
+    /// Runs one segment of `task` in `host`, from fuel `before` used, until the guest ends or
+    /// saves a checkpoint. Returns how it ended, the fuel it used, and the host with the
+    /// instrumented module's stop code.
+    fn segment(
+        &self,
+        prepared: &Prepared,
+        task: &TaskManifest,
+        host: Host,
+        (before, deadline): (u64, Instant),
+        progress: &Option<Arc<Progress>>,
+    ) -> (wasmtime::Result<()>, u64, (Host, i32)) {
+        let total = task.limits.fuel.min(i64::MAX as u64) as i64;
+        let fuel_limit = total - before.min(total as u64) as i64;
+        let mut store = Store::new(&self.engine, host);
+        store.data_mut().fuel_limit = fuel_limit as u64;
+        store.limiter(|h| h);
         let mut meter = None;
         let result = (|| {
             let instance = prepared.pre.instantiate(&mut store)?;
@@ -388,10 +465,9 @@ impl Sandbox {
             let slot = instrument::PROGRESS_FUEL as usize;
             m.interrupt.data_mut(&mut store)[slot..slot + 8]
                 .copy_from_slice(&fuel_limit.to_le_bytes());
-            let watched = progress.map(|p| {
-                p.begin(fuel_limit as u64);
-                (p, fuel_limit)
-            });
+            // Progress counts the whole run's fuel: what is left of this segment's is what is
+            // left of the task's.
+            let watched = progress.clone().map(|p| (p, total));
             let flag = m.interrupt.data_ptr(&store);
             meter = Some(m);
             // SAFETY: the interrupt memory is one page that cannot grow, only the inserted
@@ -408,13 +484,76 @@ impl Sandbox {
             ),
             None => (fuel_limit, 0),
         };
-        let outcome = match result {
-            Ok(()) => Outcome::Exited { exit_code: 0 },
-            Err(e) => classify(e, stop)?,
-        };
-        let fuel_consumed = (fuel_limit - left).clamp(0, fuel_limit) as u64;
-        finish(task, outcome, fuel_consumed, store.into_data(), started)
+        let consumed = (fuel_limit - left).clamp(0, fuel_limit) as u64;
+        (result, consumed, (store.into_data(), stop))
     }
+}
+
+/// How [`Sandbox::run_resumable`] runs a task.
+pub struct Resumable<'a> {
+    /// Where the run's fuel used is published while it runs.
+    pub progress: Option<Arc<Progress>>,
+    /// When the task's preparation began (its report's `wall_ms` counts from then).
+    pub started: Instant,
+    /// The bytes of the checkpoint to resume from, if any.
+    pub resume: Option<Vec<u8>>,
+    /// Called with each checkpoint's bytes as the guest saves it: [`ControlFlow::Break`]
+    /// stops the run there.
+    pub on_checkpoint: OnCheckpoint<'a>,
+}
+
+/// What a run calls with each checkpoint's bytes; [`ControlFlow::Break`] stops it there.
+pub type OnCheckpoint<'a> = Box<dyn FnMut(&[u8]) -> ControlFlow<()> + 'a>;
+
+impl Default for Resumable<'_> {
+    fn default() -> Self {
+        Resumable {
+            progress: None,
+            started: Instant::now(),
+            resume: None,
+            on_checkpoint: Box::new(|_| ControlFlow::Continue(())),
+        }
+    }
+}
+
+/// How a run segment by segment ended.
+#[derive(Debug)]
+pub enum Segments {
+    /// The task ended, with this result.
+    Ended(RunOutput),
+    /// It was stopped at this checkpoint (its bytes), to go on elsewhere or later.
+    Stopped(Vec<u8>),
+}
+
+/// The checkpoint the guest in `host` saved: its `saved`th, with `fuel_used` in all.
+fn save(
+    task: &TaskManifest,
+    saved: u32,
+    fuel_used: u64,
+    (host, _): &(Host, i32),
+) -> Result<Checkpoint, Rejection> {
+    let unreadable = |e: std::io::Error| {
+        Rejection::Sandbox(format!(
+            "cannot read the checkpoint's files back from disk: {e}"
+        ))
+    };
+    let state = host
+        .vfs
+        .ckpt_state()
+        .map_err(unreadable)?
+        .expect("a checkpoint is saved by making /ckpt/state");
+    let (slept_ns, random_drawn) = host.positions();
+    Ok(Checkpoint {
+        task: checkpoint::task_key(task),
+        saved,
+        fuel_used,
+        slept_ns,
+        random_drawn,
+        stdout: host.stdout.bytes.clone(),
+        stderr: host.stderr.bytes.clone(),
+        state,
+        out: host.vfs.save_out().map_err(unreadable)?,
+    })
 }
 
 /// The host state of a run of `task`: its `/in` and `/out`, arguments, environment, seed and
@@ -425,11 +564,14 @@ fn host_for(task: &TaskManifest, inputs: Vec<(Name, Arc<[u8]>)>) -> Host {
         .iter()
         .map(|o| (o.name.to_string(), o.max_bytes))
         .collect();
-    let vfs = Vfs::new(
+    let mut vfs = Vfs::new(
         inputs.into_iter().map(|(n, b)| (n.to_string(), b)),
         declared,
         wasi::REALTIME_EPOCH_NS,
     );
+    if let Some(c) = task.checkpoint {
+        vfs.add_ckpt(c.max_bytes);
+    }
     let argv = std::iter::once(task.name.to_string()).chain(task.args.iter().cloned());
     Host::new(
         vfs,
@@ -507,6 +649,11 @@ fn classify(error: wasmtime::Error, stop: i32) -> Result<Outcome, Rejection> {
     if let Some(stop) = error.downcast_ref::<Stop>() {
         return Ok(match stop {
             Stop::RunnerMemory(_) => return Err(Rejection::Sandbox(stop.to_string())),
+            Stop::Checkpoint => {
+                return Err(Rejection::Sandbox(
+                    "a checkpoint ended a segment outside the segment loop".into(),
+                ));
+            }
             Stop::Exit(code) => Outcome::Exited { exit_code: *code },
             Stop::Output(o) => Outcome::ContractViolation { error: o.0.clone() },
             Stop::MemoryLimit | Stop::HostBudget(_) => Outcome::MemoryLimit,

@@ -1,5 +1,6 @@
 mod cache;
 mod check;
+mod checkpoint;
 mod controls;
 mod determinism;
 mod files;

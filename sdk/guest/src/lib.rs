@@ -36,6 +36,7 @@
 //! `/out`) and the random stream is seeded from `HELIO_SEED`.
 #![deny(missing_docs)]
 
+pub mod checkpoint;
 mod error;
 mod files;
 mod params;

@@ -23,8 +23,10 @@ use std::sync::Arc;
 use crate::errno::Errno;
 
 mod data;
+mod saved;
 
 pub use data::{Data, SPILL_BYTES};
+pub use saved::{SavedKind, SavedNode};
 
 /// A node's identity: they count up from 0 in creation order and are never reused.
 pub type NodeId = usize;
@@ -138,6 +140,9 @@ pub struct Vfs {
     /// Lookup steps and listed entries since [`Vfs::take_work`] last ran.
     work: Cell<u64>,
     epoch_ns: u64,
+    /// The root of `/ckpt` and the most bytes each of its two files may hold, in a task that
+    /// may checkpoint.
+    ckpt: Option<(NodeId, u64)>,
 }
 
 impl Vfs {
@@ -164,6 +169,7 @@ impl Vfs {
             peak: 0,
             work: Cell::new(0),
             epoch_ns,
+            ckpt: None,
         };
         vfs.push(dir(None), false);
         vfs.push(dir(None), true);
@@ -395,7 +401,7 @@ impl Vfs {
         if self.out_nodes >= MAX_OUT_NODES {
             return Err(Errno::Nospc);
         }
-        Ok(())
+        self.check_ckpt_name(dir, name)
     }
 
     /// Draws what a new node named `name` costs the host (`extra`: a symlink's target).
@@ -413,6 +419,11 @@ impl Vfs {
     }
 
     fn limit_for(&self, dir: NodeId, name: &str) -> Option<(String, u64)> {
+        if let Some((root, max)) = self.ckpt
+            && dir == root
+        {
+            return Some((format!("/ckpt/{name}"), max));
+        }
         if dir != OUT_ROOT {
             return None;
         }
@@ -431,6 +442,7 @@ impl Vfs {
     /// Creates an empty directory `name` in `dir`.
     pub fn create_dir(&mut self, dir: NodeId, name: &str) -> Result<(), WriteError> {
         self.check_new_name(dir, name)?;
+        self.check_ckpt_file(dir)?;
         if self.lookup(dir, name).is_some() {
             return Err(Errno::Exist.into());
         }
@@ -450,6 +462,7 @@ impl Vfs {
         target: &str,
     ) -> Result<(), WriteError> {
         self.check_new_name(dir, name)?;
+        self.check_ckpt_file(dir)?;
         if self.lookup(dir, name).is_some() {
             return Err(Errno::Exist.into());
         }
@@ -540,6 +553,10 @@ impl Vfs {
             return Err(Errno::Nametoolong.into());
         }
         let id = self.lookup(old_dir, old).ok_or(Errno::Noent)?;
+        self.check_ckpt_name(new_dir, new)?;
+        if !matches!(self.node(id).kind, Kind::File { .. }) {
+            self.check_ckpt_file(new_dir)?;
+        }
         let is_dir = matches!(self.node(id).kind, Kind::Dir { .. });
         if is_dir {
             // A directory may not move into itself.

@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 
 use proptest::prelude::*;
 
+use super::saved::{CKPT_NEXT, CKPT_STATE};
 use super::*;
 
 /// What the declared outputs allow together.
@@ -234,6 +235,70 @@ proptest! {
         prop_assert_eq!(vfs.nodes.len(), 3);
         prop_assert_eq!((vfs.meta_bytes, vfs.out_bytes, vfs.out_nodes), (0, 0, 0));
     }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// What a checkpoint carries of `/out` is put back as it was, whatever the guest made.
+    #[test]
+    fn any_out_tree_saved_is_put_back_as_it_was(
+        ops in prop::collection::vec(op(), 1..80),
+        budget in prop::sample::select(vec![3_000u64, META_BUDGET]),
+    ) {
+        let mut vfs = fresh(budget);
+        let mut held = Vec::new();
+        for op in &ops {
+            apply(&mut vfs, &mut held, op);
+        }
+        let saved = vfs.save_out().unwrap();
+        let mut again = fresh(budget);
+        again.add_ckpt(16);
+        again.restore(&saved, b"state").unwrap();
+        prop_assert_eq!(again.save_out().unwrap(), saved);
+        prop_assert_eq!(again.ckpt_state().unwrap(), Some(b"state".to_vec()));
+    }
+}
+
+#[test]
+fn ckpt_holds_its_two_files_and_nothing_else() {
+    let mut vfs = fresh(META_BUDGET);
+    let root = vfs.add_ckpt(4);
+    fn errno<T>(r: Result<T, WriteError>) -> Option<Errno> {
+        match r {
+            Err(WriteError::Errno(e)) => Some(e),
+            _ => None,
+        }
+    }
+    assert_eq!(
+        errno(vfs.create_file(root, "other")),
+        Some(Errno::Notcapable)
+    );
+    assert_eq!(
+        errno(vfs.create_dir(root, CKPT_NEXT)),
+        Some(Errno::Notcapable)
+    );
+    assert_eq!(
+        errno(vfs.create_symlink(root, CKPT_STATE, "x")),
+        Some(Errno::Notcapable)
+    );
+    assert!(vfs.create_dir(OUT_ROOT, "d").is_ok());
+    assert_eq!(
+        errno(vfs.rename(OUT_ROOT, "d", root, CKPT_STATE)),
+        Some(Errno::Notcapable)
+    );
+    let Ok(next) = vfs.create_file(root, CKPT_NEXT) else {
+        panic!("/ckpt/next cannot be made")
+    };
+    assert!(matches!(
+        vfs.write(next, 0, &[b"12345"]),
+        Err(WriteError::Overflow(_))
+    ));
+    assert!(vfs.write(next, 0, &[b"1234"]).is_ok());
+    assert!(!vfs.is_ckpt_state(root, CKPT_NEXT));
+    assert!(vfs.rename(root, CKPT_NEXT, root, CKPT_STATE).is_ok());
+    assert!(vfs.is_ckpt_state(root, CKPT_STATE));
+    assert_eq!(vfs.ckpt_state().unwrap(), Some(b"1234".to_vec()));
 }
 
 fn empty(vfs: &mut Vfs, dir: NodeId) {

@@ -124,6 +124,9 @@ pub enum Stop {
     /// This machine could not give the guest memory its limits allow (the runner's memory
     /// cap, or the machine's memory, ran out): a fault of the runner, never a result.
     RunnerMemory(String),
+    /// The guest saved a checkpoint (renamed a file to `/ckpt/state`): the segment ends
+    /// there, and the run goes on from it.
+    Checkpoint,
 }
 
 impl fmt::Display for Stop {
@@ -138,6 +141,7 @@ impl fmt::Display for Stop {
                 f,
                 "this runner could not give the guest memory its limits allow: {why}"
             ),
+            Stop::Checkpoint => f.write_str("the guest saved a checkpoint"),
         }
     }
 }
@@ -213,6 +217,10 @@ pub struct Host {
     fuel_now: u64,
     /// Virtual nanoseconds the guest has slept.
     slept_ns: u64,
+    /// Fuel the run's earlier segments used (its monotonic clock counts it).
+    fuel_before: u64,
+    /// Whether the current host call saved a checkpoint, which ends the segment.
+    checkpointed: bool,
     /// How the run pauses when throttled, once it runs under a throttle.
     pub pausing: Option<Pausing>,
 }
@@ -347,7 +355,44 @@ impl Host {
             rng: rng.finalize_xof(),
             fuel_now: 0,
             slept_ns: 0,
+            fuel_before: 0,
+            checkpointed: false,
         }
+        .with_ckpt_preopen()
+    }
+
+    /// Opens `/ckpt` as the descriptor after `/out`, in a task that may checkpoint.
+    fn with_ckpt_preopen(mut self) -> Self {
+        if let Some(root) = self.vfs.ckpt_root() {
+            self.vfs.node_mut(root).open += 1;
+            self.fds.push(Some(Fd::Dir {
+                node: root,
+                preopen: Some("/ckpt"),
+            }));
+        }
+        self
+    }
+
+    /// Carries on a run from the segment before: its fuel used, virtual clock, random stream
+    /// and standard streams (the checkpoint's files are put back in the [`Vfs`]).
+    pub fn resume(&mut self, fuel_used: u64, slept_ns: u64, random_drawn: u64) {
+        self.fuel_before = fuel_used;
+        self.fuel_now = fuel_used;
+        self.slept_ns = slept_ns;
+        self.rng.set_position(random_drawn);
+    }
+
+    /// The virtual clock's sleep and the random stream's position, for a checkpoint.
+    pub fn positions(&self) -> (u64, u64) {
+        (self.slept_ns, self.rng.position())
+    }
+
+    /// Sets the standard streams captured so far (from a checkpoint).
+    pub fn set_captured(&mut self, stdout: &[u8], stderr: &[u8]) {
+        self.stdout.bytes.clear();
+        self.stdout.push(stdout);
+        self.stderr.bytes.clear();
+        self.stderr.push(stderr);
     }
 
     /// Whether the task's `wall_seconds` have run out (never before it runs).
@@ -600,7 +645,7 @@ fn call_priced(
         }
     };
     let (bytes, host) = memory.data_and_store_mut(&mut *caller);
-    host.fuel_now = consumed;
+    host.fuel_now = host.fuel_before.saturating_add(consumed);
     let mut mem = Mem {
         bytes,
         copied: Cell::new(0),
@@ -615,6 +660,10 @@ fn call_priced(
     };
     if cost > 0 {
         charge(caller, cost)?;
+    }
+    if caller.data().checkpointed {
+        // After the call is paid for: the fuel left is where the next segment starts.
+        return Err(wasmtime::Error::new(Stop::Checkpoint));
     }
     Ok(answer)
 }

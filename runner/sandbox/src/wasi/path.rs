@@ -135,6 +135,7 @@ pub(super) fn add_path_changes(linker: &mut Linker<Host>) -> wasmtime::Result<()
                 let (np, nn) = h.vfs.resolve_parent(new_dir, &m.path(new, new_len)?)?;
                 let (on, nn) = (on.ok_or(Errno::Inval)?, nn.ok_or(Errno::Inval)?);
                 h.vfs.rename(op, &on, np, &nn)?;
+                h.checkpointed = h.vfs.is_ckpt_state(np, &nn);
                 Ok(0)
             })
         },

@@ -12,6 +12,22 @@ unsafe extern "C" {
     fn path_symlink(old: *const u8, old_len: usize, fd: u32, new: *const u8, new_len: usize)
     -> u16;
     fn path_filestat_get(fd: u32, flags: u32, path: *const u8, len: usize, out: *mut u8) -> u16;
+    fn random_get(buf: *mut u8, len: usize) -> u16;
+    fn clock_time_get(id: u32, precision: u64, out: *mut u64) -> u16;
+}
+
+/// Eight bytes of the task's `random_get` stream.
+pub fn random_u64() -> u64 {
+    let mut buf = [0u8; 8];
+    assert_eq!(unsafe { random_get(buf.as_mut_ptr(), 8) }, 0, "random_get");
+    u64::from_le_bytes(buf)
+}
+
+/// The monotonic clock's reading in nanoseconds (std's `Instant` hides it).
+pub fn monotonic_ns() -> u64 {
+    let mut ns = 0u64;
+    assert_eq!(unsafe { clock_time_get(1, 1, &mut ns) }, 0, "clock_time_get");
+    ns
 }
 
 /// The descriptor of the `/in` preopen.
