@@ -171,6 +171,12 @@ enum Command {
         /// Write the task's outputs to this directory.
         #[arg(long)]
         out_dir: Option<PathBuf>,
+        /// Keep the task's checkpoints in this file (for a task that declares `checkpoint`):
+        /// each one the guest saves replaces it, a run finds it there and goes on from it, and
+        /// it is removed when the task ends. A run stopped any way loses only the work since
+        /// its last checkpoint, and gives the same result as one that was never stopped.
+        #[arg(long, value_name = "FILE")]
+        checkpoint: Option<PathBuf>,
         /// Print one JSON object with the outcome, fuel, digest and outputs.
         #[arg(long)]
         json: bool,
@@ -250,6 +256,7 @@ fn main() -> ExitCode {
             manifest,
             task,
             out_dir,
+            checkpoint,
             json,
             cache_dir,
             no_cache,
@@ -266,7 +273,12 @@ fn main() -> ExitCode {
                 cache_dir.or_else(default_cache_dir)
             };
             let cache = cache_dir.map(|dir| (dir, cache.cache_limit.0));
-            match exec(&manifest, task.as_deref(), out_dir, cache) {
+            let files = Files {
+                out_dir,
+                checkpoint,
+                cache,
+            };
+            match exec(&manifest, task.as_deref(), files) {
                 Ok(output) => {
                     if json {
                         println!("{}", report_json(&output));
@@ -449,12 +461,20 @@ fn owner(command: OwnerCommand) -> ExitCode {
     }
 }
 
-fn exec(
-    manifest: &str,
-    task: Option<&str>,
+/// Where `runner exec` keeps what outlives the run.
+struct Files {
     out_dir: Option<PathBuf>,
+    checkpoint: Option<PathBuf>,
+    /// The compiled-module cache and its disk limit.
     cache: Option<(PathBuf, Option<u64>)>,
-) -> Result<RunOutput, Rejection> {
+}
+
+fn exec(manifest: &str, task: Option<&str>, files: Files) -> Result<RunOutput, Rejection> {
+    let Files {
+        out_dir,
+        checkpoint,
+        cache,
+    } = files;
     let task = helio_runner::anywhere::load(manifest, task)?;
     if let Some(dir) = &out_dir {
         std::fs::create_dir_all(dir).map_err(|e| {
@@ -470,11 +490,79 @@ fn exec(
         cache_dir,
         ..Default::default()
     })?;
-    let output = task.run(&sandbox)?;
+    let output = match &checkpoint {
+        Some(file) => run_checkpointed(&task, &sandbox, file)?,
+        None => task.run(&sandbox)?,
+    };
     if let Some(dir) = &out_dir {
         write_outputs(dir, &output)?;
     }
     Ok(output)
+}
+
+/// Runs `task` from the checkpoint in `file` if there is one, replacing it with each
+/// checkpoint the guest saves, and removes it once the task ends.
+fn run_checkpointed(
+    task: &helio_runner::LoadedTask,
+    sandbox: &Sandbox,
+    file: &std::path::Path,
+) -> Result<RunOutput, Rejection> {
+    if task.manifest.checkpoint.is_none() {
+        return Err(Rejection::Checkpoint(
+            "--checkpoint is for a task that declares `checkpoint` in its manifest".into(),
+        ));
+    }
+    let resume = match std::fs::read(file) {
+        Ok(bytes) => Some(bytes),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => {
+            return Err(Rejection::Checkpoint(format!(
+                "cannot read {}: {e}",
+                file.display()
+            )));
+        }
+    };
+    let mut failed = None;
+    let run = helio_runner::Resumable {
+        resume,
+        on_checkpoint: Box::new(|bytes| match write_atomically(file, bytes) {
+            Ok(()) => std::ops::ControlFlow::Continue(()),
+            Err(e) => {
+                failed = Some(e);
+                std::ops::ControlFlow::Break(())
+            }
+        }),
+        ..Default::default()
+    };
+    let output = match task.run_resumable(sandbox, run)? {
+        helio_runner::Segments::Ended(output) => output,
+        helio_runner::Segments::Stopped(_) => {
+            let e = failed.expect("only a failed write stops the run");
+            return Err(Rejection::Sandbox(format!(
+                "cannot write the checkpoint to {}: {e}",
+                file.display()
+            )));
+        }
+    };
+    match std::fs::remove_file(file) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Rejection::Sandbox(format!(
+            "cannot remove the finished task's checkpoint {}: {e}",
+            file.display()
+        ))),
+        _ => Ok(output),
+    }
+}
+
+/// Replaces `file` with `bytes` so that a crash leaves the old file or the new one whole.
+fn write_atomically(file: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut name = file.file_name().unwrap_or_default().to_os_string();
+    name.push(".new");
+    let next = file.with_file_name(name);
+    let mut out = std::fs::File::create(&next)?;
+    out.write_all(bytes)?;
+    out.sync_all()?;
+    std::fs::rename(&next, file)
 }
 
 /// Writes the outputs through a capability on `dir`, so a name can never land elsewhere.

@@ -1,9 +1,10 @@
 //! Every job in `jobs/`, run in the sandbox as a task: each gives the same digest twice and
 //! its known answer.
 
+use std::ops::ControlFlow;
 use std::sync::{Arc, LazyLock};
 
-use helio_sandbox::{RunOutput, Sandbox, SandboxConfig};
+use helio_sandbox::{Resumable, RunOutput, Sandbox, SandboxConfig, Segments};
 use helio_sdk::{Blake3Hash, Name, TaskManifest};
 use serde_json::{Value, json};
 
@@ -170,6 +171,58 @@ fn nbody_conserves_energy_and_equals_the_native_integrator_bit_for_bit() {
     let drift = energy["relative_drift"].as_f64().unwrap();
     assert!(drift < 1e-6, "leapfrog keeps the energy: drift {drift:e}");
     let native = nbody::integrate(100.0, 0.001);
+    assert_eq!(energy["energy_before"].as_f64().unwrap(), native.before);
+    assert_eq!(energy["energy_after"].as_f64().unwrap(), native.after);
+}
+
+#[test]
+fn nbody_stopped_at_its_checkpoints_ends_as_one_run_and_as_the_native_integrator() {
+    let mut t = task(helio_jobs::NBODY)
+        .args(&[
+            "--years",
+            "100",
+            "--dt",
+            "0.001",
+            "--checkpoint-steps",
+            "30000",
+        ])
+        .output("energy.json");
+    t.manifest["checkpoint"] = json!({ "max_bytes": 272 });
+    let manifest = TaskManifest::from_value(t.manifest.clone()).unwrap();
+    let prepared = SANDBOX.prepare(&manifest.module.blake3, &t.module).unwrap();
+    let one_go = t.run();
+    assert!(
+        one_go.report.outcome.is_success(),
+        "{:?}",
+        one_go.report.outcome
+    );
+    // 100,000 steps, a save after 30,000, 60,000 and 90,000: stopped at each, resumed each
+    // time from the bytes alone.
+    let mut resume = None;
+    let mut stops = 0;
+    let pieces = loop {
+        let run = Resumable {
+            resume: resume.take(),
+            on_checkpoint: Box::new(|_| ControlFlow::Break(())),
+            ..Resumable::default()
+        };
+        match SANDBOX
+            .run_resumable(&prepared, &manifest, vec![], run)
+            .unwrap()
+        {
+            Segments::Stopped(bytes) => {
+                stops += 1;
+                resume = Some(bytes);
+            }
+            Segments::Ended(output) => break output,
+        }
+    };
+    assert_eq!(stops, 3);
+    assert_eq!(pieces.report.digest, one_go.report.digest);
+    assert_eq!(pieces.report.fuel_consumed, one_go.report.fuel_consumed);
+    let energy = json_output(&pieces, "energy.json");
+    let native = nbody::integrate(100.0, 0.001);
+    assert_eq!(energy["steps"], 100_000);
     assert_eq!(energy["energy_before"].as_f64().unwrap(), native.before);
     assert_eq!(energy["energy_after"].as_f64().unwrap(), native.after);
 }

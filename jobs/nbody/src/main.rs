@@ -40,7 +40,9 @@ fn main() {
             Some(state) => Orbit::from_bytes(&state)
                 .filter(|saved| saved.continues(&fresh))
                 .ok_or_else(|| {
-                    Error::msg("the saved checkpoint is not an integration of these --years and --dt")
+                    Error::msg(
+                        "the saved checkpoint is not an integration of these --years and --dt",
+                    )
                 })?,
             None => fresh,
         };

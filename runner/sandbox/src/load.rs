@@ -8,7 +8,7 @@ use std::sync::Arc;
 use helio_sdk::{BatchManifest, Blake3Hash, Name, TaskManifest, Uri};
 
 use crate::Rejection;
-use crate::sandbox::{RunOutput, Sandbox};
+use crate::sandbox::{Resumable, RunOutput, Sandbox, Segments};
 use crate::watchdog::Progress;
 
 /// A task whose manifest, module and inputs have been read and verified.
@@ -39,6 +39,20 @@ impl LoadedTask {
         let prepared = sandbox.prepare(&self.manifest.module.blake3, &self.module)?;
         let inputs = self.inputs.clone();
         sandbox.run_from(&prepared, &self.manifest, inputs, progress, started)
+    }
+
+    /// Prepares the module and runs the task segment by segment (see
+    /// [`Sandbox::run_resumable`]); the report's `wall_ms` counts from before its module is
+    /// compiled.
+    pub fn run_resumable(
+        &self,
+        sandbox: &Sandbox,
+        run: Resumable<'_>,
+    ) -> Result<Segments, Rejection> {
+        let started = std::time::Instant::now();
+        let prepared = sandbox.prepare(&self.manifest.module.blake3, &self.module)?;
+        let run = Resumable { started, ..run };
+        sandbox.run_resumable(&prepared, &self.manifest, self.inputs.clone(), run)
     }
 }
 

@@ -134,3 +134,56 @@ fn a_checkpoint_resumes_its_own_task_only_and_whole() {
         "{result:?}"
     );
 }
+
+/// The number of the checkpoint in `file`, once there is one newer than `after`.
+fn checkpoint_after(file: &std::path::Path, task: &TaskManifest, after: u32) -> Option<u32> {
+    let bytes = std::fs::read(file).ok()?;
+    let saved = Checkpoint::decode(&bytes, task).ok()?.saved;
+    (saved > after).then_some(saved)
+}
+
+#[test]
+fn runner_exec_killed_twice_goes_on_from_its_checkpoint_file() {
+    let t = super::check::task(helio_test_guests::CHECKPOINTER)
+        .args(&["4000000", "100000"])
+        .output("log.txt", 4096)
+        .set("/checkpoint", json!({ "max_bytes": 16 }));
+    let one_go = t.exec();
+    assert_eq!(one_go.status, 0, "{:#}", one_go.json);
+    let task = TaskManifest::from_value(t.manifest.clone()).unwrap();
+    let file = t.dir.path().join("task.ckpt");
+    let mut last = 0;
+    for _ in 0..2 {
+        let mut child = super::check::runner()
+            .args(["exec", "--json", "--no-cache", "--checkpoint"])
+            .arg(&file)
+            .arg(t.manifest_path())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let started = std::time::Instant::now();
+        last = loop {
+            if let Some(saved) = checkpoint_after(&file, &task, last) {
+                break saved;
+            }
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "the run ended before it could be stopped"
+            );
+            assert!(started.elapsed().as_secs() < 120, "no new checkpoint");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        };
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    assert!(last < 39, "the kills came at checkpoint {last} of 39");
+    let resumed = t.exec_with(&["--checkpoint", file.to_str().unwrap()], |_| {});
+    assert_eq!(resumed.status, 0, "{:#}", resumed.json);
+    for field in ["digest", "fuel_consumed", "stdout_blake3", "outputs"] {
+        assert_eq!(resumed.json[field], one_go.json[field], "{field}");
+    }
+    assert!(
+        !file.exists(),
+        "the finished task's checkpoint is still there"
+    );
+}

@@ -26,7 +26,11 @@ pub fn random_u64() -> u64 {
 /// The monotonic clock's reading in nanoseconds (std's `Instant` hides it).
 pub fn monotonic_ns() -> u64 {
     let mut ns = 0u64;
-    assert_eq!(unsafe { clock_time_get(1, 1, &mut ns) }, 0, "clock_time_get");
+    assert_eq!(
+        unsafe { clock_time_get(1, 1, &mut ns) },
+        0,
+        "clock_time_get"
+    );
     ns
 }
 
