@@ -46,6 +46,7 @@ pub fn lease(id: CheckId, seed: u64, deadline_ms: i64) -> Result<Lease, String> 
         batch: HEALTH_CHECK_BATCH.into(),
         manifest,
         deadline_ms,
+        resume: None,
     })
 }
 

@@ -295,6 +295,18 @@ impl RunnerClient {
         &self.auth.0
     }
 
+    /// Hands the scheduler a checkpoint of leased task `task_id`: if this runner stops, the
+    /// task's next runner goes on from it.
+    pub async fn checkpoint(&self, task_id: i64, bytes: Vec<u8>) -> Result<(), ClientError> {
+        self.send(
+            Method::PUT,
+            &format!("/v1/leases/{task_id}/checkpoint"),
+            bytes,
+        )
+        .await
+        .map(|_| ())
+    }
+
     /// Registers (or re-registers) this runner.
     pub async fn register(&self, reg: &RegisterRunner) -> Result<Registered, ClientError> {
         self.post("/v1/runners", reg).await

@@ -287,6 +287,22 @@ pub struct Lease {
     /// When the lease ends, in milliseconds since the Unix epoch: a result after it is
     /// refused, and the task goes to another runner.
     pub deadline_ms: i64,
+    /// The checkpoint to go on from, for a task that checkpoints and that another runner
+    /// began: fetched by hash from `/v1/blobs/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume: Option<Resume>,
+}
+
+/// A checkpoint a lease goes on from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Resume {
+    /// The checkpoint's bytes' BLAKE3.
+    pub blake3: Blake3Hash,
+    /// How many checkpoints the task had saved, this one included.
+    pub saved: u32,
+    /// The fuel the task had used by it.
+    pub fuel_used: u64,
 }
 
 /// The answer to [`LeaseRequest`].

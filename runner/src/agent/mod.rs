@@ -22,6 +22,7 @@ use crate::health::HEALTH_CHECK_BATCH;
 use crate::{LoadedTask, Pause, Progress, RunOutput, Sandbox, SandboxConfig};
 
 mod blobs;
+mod checkpoints;
 mod machine;
 mod sensors;
 mod state;
@@ -492,6 +493,9 @@ async fn execute(
         module,
         inputs,
     };
+    if m.checkpoint.is_some() {
+        return checkpoints::run(client, sandbox, task, lease, progress).await;
+    }
     let sandbox = sandbox.clone();
     tokio::task::spawn_blocking(move || task.run_watched(&sandbox, Some(progress)))
         .await

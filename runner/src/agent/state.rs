@@ -194,6 +194,7 @@ mod tests {
             batch: "b".into(),
             manifest,
             deadline_ms: 0,
+            resume: None,
         }
     }
 

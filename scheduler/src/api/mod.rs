@@ -14,7 +14,7 @@ use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use helio_sandbox::{LoadedTask, RunOutput, Sandbox};
 use helio_sdk::ids::{BatchId, IdError, LeaseId, Owner, RunnerId, TaskId};
 use helio_sdk::wire::{
@@ -260,6 +260,7 @@ pub fn router(app: App) -> Router {
         .route("/v1/heartbeat", post(heartbeat))
         .route("/v1/leases", post(lease))
         .route("/v1/leases/return", post(give_back))
+        .route("/v1/leases/{task}/checkpoint", put(put_checkpoint))
         .route("/v1/results", post(report))
         .route("/v1/blobs/missing", post(missing_blobs))
         .route("/v1/blobs/{hash}", get(get_blob).put(put_blob))

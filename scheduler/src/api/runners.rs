@@ -207,6 +207,39 @@ pub(super) async fn give_back(
     Ok(json(&serde_json::json!({ "returned": returned })))
 }
 
+/// A checkpoint of a task the runner holds: checked against the task (its own, within its
+/// limits, later than the last), stored as a blob, and recorded for the task's next lease
+/// should this one end without a result.
+pub(super) async fn put_checkpoint(
+    State(app): State<App>,
+    Path(task): Path<i64>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Answer<Response> {
+    let body = axum::body::to_bytes(body, app.config.max_body_bytes)
+        .await
+        .map_err(|e| Fail::bad(format!("checkpoint of task {task}: {e}")))?;
+    let runner = runner_auth(&app, &method, &uri, &headers, &body).await?;
+    let Some(task) = lease_ids(std::iter::once(task))?[0].task() else {
+        return Err(Fail::bad("a health check does not checkpoint"));
+    };
+    let manifest = app.store.leased_manifest(&runner.id, task.get()).await?;
+    let checkpoint = helio_sandbox::checkpoint::Checkpoint::decode(&body, &manifest)
+        .map_err(|e| Fail::bad(format!("checkpoint of task {}: {e}", task.get())))?;
+    let resume = wire::Resume {
+        blake3: Blake3Hash::of(&body),
+        saved: checkpoint.saved,
+        fuel_used: checkpoint.fuel_used,
+    };
+    app.blobs.put(&resume.blake3, body).await?;
+    app.store
+        .save_checkpoint(&runner.id, task.get(), &resume, now_ms())
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
 pub(super) async fn report(
     State(app): State<App>,
     method: Method,

@@ -166,11 +166,17 @@ impl Store {
                 continue;
             }
             p.save(id, after, None);
+            let manifest = info.manifest()?;
+            let resume = match manifest.checkpoint {
+                Some(_) => self.resume_in(tx, id, &runner.id).await?,
+                None => None,
+            };
             let lease = Lease {
                 task_id: id,
-                manifest: info.manifest()?,
+                manifest,
                 batch: info.batch_id.clone(),
                 deadline_ms: deadline,
+                resume,
             };
             self.remember_name(&lease);
             leases.push(lease);

@@ -30,6 +30,7 @@ use crate::task::{Effect, Phase, Replica, ReplicaState, Reputation, TaskState};
 
 mod batches;
 mod checking;
+mod checkpoints;
 mod control;
 #[cfg(test)]
 mod control_tests;
@@ -52,6 +53,7 @@ mod tests;
 mod write;
 
 pub use batches::{Steer, batch_id};
+pub use checkpoints::KeptCheckpoint;
 pub use control::SubmitterGrant;
 pub use owners::{Enrollment, OwnerInfo};
 pub use report::result_blobs;

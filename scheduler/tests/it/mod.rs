@@ -1,4 +1,5 @@
 mod api;
+mod checkpoints;
 mod consensus;
 mod crash;
 mod dashboard;
