@@ -525,13 +525,15 @@ fn run_checkpointed(
     let mut failed = None;
     let run = helio_runner::Resumable {
         resume,
-        on_checkpoint: Box::new(|bytes| match write_atomically(file, bytes) {
-            Ok(()) => std::ops::ControlFlow::Continue(()),
-            Err(e) => {
-                failed = Some(e);
-                std::ops::ControlFlow::Break(())
-            }
-        }),
+        on_checkpoint: Box::new(
+            |bytes| match helio_runner::write_atomically(file, &[bytes]) {
+                Ok(()) => std::ops::ControlFlow::Continue(()),
+                Err(e) => {
+                    failed = Some(e);
+                    std::ops::ControlFlow::Break(())
+                }
+            },
+        ),
         ..Default::default()
     };
     let output = match task.run_resumable(sandbox, run)? {
@@ -551,18 +553,6 @@ fn run_checkpointed(
         ))),
         _ => Ok(output),
     }
-}
-
-/// Replaces `file` with `bytes` so that a crash leaves the old file or the new one whole.
-fn write_atomically(file: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut name = file.file_name().unwrap_or_default().to_os_string();
-    name.push(".new");
-    let next = file.with_file_name(name);
-    let mut out = std::fs::File::create(&next)?;
-    out.write_all(bytes)?;
-    out.sync_all()?;
-    std::fs::rename(&next, file)
 }
 
 /// Writes the outputs through a capability on `dir`, so a name can never land elsewhere.

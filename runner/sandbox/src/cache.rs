@@ -100,10 +100,14 @@ impl DiskCache {
     }
 }
 
-/// Writes `parts` to a temporary file beside `path` and renames it into place, so a reader
-/// never sees half a file. The file is readable by its owner only.
-fn write_atomically(path: &std::path::Path, parts: &[&[u8]]) -> std::io::Result<()> {
-    let dir = path.parent().expect("cache paths have a parent");
+/// Writes `parts` to a temporary file beside `path`, flushes it to disk and renames it into
+/// place, so a reader never sees half a file, even after a crash. The file is readable by its
+/// owner only.
+pub fn write_atomically(path: &std::path::Path, parts: &[&[u8]]) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => std::path::Path::new("."),
+    };
     let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
     for part in parts {
         tmp.write_all(part)?;

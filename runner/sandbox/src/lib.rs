@@ -36,6 +36,7 @@ mod wasi;
 mod watchdog;
 
 pub use bounds::CompileBounds;
+pub use cache::write_atomically;
 pub use instrument::{Pause, instrument};
 pub use load::{
     Fetch, LoadedTask, LocalFiles, MAX_MANIFEST_BYTES, load_batch_task, load_task, load_text,

@@ -402,7 +402,7 @@ impl Sandbox {
             let saved = match result {
                 Err(e) if matches!(e.downcast_ref::<Stop>(), Some(Stop::Checkpoint)) => {
                     let saved = carried.as_ref().map_or(0, |c| c.saved) + 1;
-                    save(task, saved, before + consumed, &host)?
+                    save(task, saved, before + consumed, &host.0)?
                 }
                 result => {
                     let outcome = match result {
@@ -530,7 +530,7 @@ fn save(
     task: &TaskManifest,
     saved: u32,
     fuel_used: u64,
-    (host, _): &(Host, i32),
+    host: &Host,
 ) -> Result<Checkpoint, Rejection> {
     let unreadable = |e: std::io::Error| {
         Rejection::Sandbox(format!(

@@ -216,11 +216,8 @@ pub(super) async fn put_checkpoint(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    body: axum::body::Body,
+    body: Bytes,
 ) -> Answer<Response> {
-    let body = axum::body::to_bytes(body, app.config.max_body_bytes)
-        .await
-        .map_err(|e| Fail::bad(format!("checkpoint of task {task}: {e}")))?;
     let runner = runner_auth(&app, &method, &uri, &headers, &body).await?;
     let Some(task) = lease_ids(std::iter::once(task))?[0].task() else {
         return Err(Fail::bad("a health check does not checkpoint"));
