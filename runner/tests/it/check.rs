@@ -212,8 +212,12 @@ impl Task {
     }
 }
 
-/// Runs `cmd` to its end and returns its exit status, standard output and error, and its own
-/// peak resident memory (waited for with `wait4`, so no other child's is counted).
+/// Runs `cmd` to its end and returns its exit status, standard output and error, and its peak
+/// resident memory (waited for with `wait4`, so no other child's is counted). The peak is at
+/// least this test process's own: the child is started by `posix_spawn`, which shares this
+/// process's memory until `exec`, and the kernel keeps that memory's high-water mark as the
+/// child's starting peak. So a bound checked against it must stay well above what the test
+/// binary itself uses (tens of MiB with every test running).
 #[allow(clippy::zombie_processes)] // reaped by `wait4`, which `Child::wait` cannot replace
 fn run_measured(mut cmd: Command) -> (i32, String, String, i64) {
     use std::io::Read;
