@@ -35,7 +35,7 @@ pub const CHART_MINUTES: usize = 60;
 pub const TREND_POINTS: usize = 24;
 
 /// One batch as the dashboard shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct BatchView {
     /// Its progress.
     #[serde(flatten)]
@@ -51,7 +51,7 @@ pub struct BatchView {
 }
 
 /// The grid at one moment.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Snapshot {
     /// When it was read, in milliseconds since the Unix epoch.
     pub at_ms: i64,

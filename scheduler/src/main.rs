@@ -216,6 +216,8 @@ enum Command {
         #[command(subcommand)]
         command: LedgerCommand,
     },
+    /// Print the API's OpenAPI document, as `GET /v1/openapi.json` serves it.
+    Openapi,
 }
 
 #[derive(Subcommand)]
@@ -539,6 +541,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Token { command } => token(command).await,
         Command::Owner { command } => owner(command).await,
         Command::Submitter { command } => submitter(command).await,
+        Command::Openapi => {
+            print!("{}", helio_scheduler::api::openapi_json());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Ledger {
             command: LedgerCommand::Verify { db },
         } => {

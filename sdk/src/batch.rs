@@ -28,6 +28,7 @@ pub struct BatchManifest {
 
 /// Replication and quorum for each task of a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Redundancy {
     /// How many distinct runners get the task at first.
@@ -58,19 +59,31 @@ impl Default for Redundancy {
 /// The most tasks one batch may hold.
 const MAX_TASKS: usize = 1_000_000;
 
+/// A batch manifest as written: its tasks are laid over its `defaults`.
 #[derive(Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
-struct RawBatch {
+pub(crate) struct RawBatch {
+    /// Always 1.
     // Checked by `check_schema_version` before deserializing; kept so serde accepts it.
     #[allow(dead_code)]
     schema_version: u64,
+    /// The batch's name.
     batch: Name,
+    /// Task manifest fields every task starts from.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     defaults: Map<String, Value>,
+    /// How many runners run each task and how many must agree (default: 2 of 2, up to 5).
     #[serde(default)]
     redundancy: Redundancy,
+    /// Credit per unit of fuel for a validated task.
     credit_rate: Option<f64>,
+    /// The most error a task's accepted result may have, judged by its agreeing runners'
+    /// credibility (a Helio addition to version 1).
     target_error: Option<f64>,
+    /// The tasks: each a task manifest's fields, laid over `defaults`.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Object>))]
     tasks: Vec<Map<String, Value>>,
 }
 

@@ -17,6 +17,7 @@ pub const DETERMINISM_PROFILE: &str = "helio-det-4";
 
 /// How one run ended. Every variant but [`Outcome::Timeout`] is deterministic.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Outcome {
     /// The guest returned from `_start` or called `proc_exit`.
@@ -68,6 +69,7 @@ impl Outcome {
 
 /// One declared output as the run left it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OutputRecord {
     /// The output's declared name.
     pub name: Name,
@@ -79,6 +81,7 @@ pub struct OutputRecord {
 
 /// What one run of one task produced; the JSON form is what `runner exec --json` prints.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RunReport {
     /// How the run ended.
     #[serde(flatten)]

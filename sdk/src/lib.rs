@@ -38,6 +38,8 @@ mod error;
 pub mod fetch;
 pub mod ids;
 mod manifest;
+#[cfg(feature = "openapi")]
+mod openapi;
 #[cfg(feature = "storage")]
 pub mod storage;
 mod types;

@@ -11,6 +11,7 @@ use crate::types::{Blake3Hash, Name, Tier, Uri};
 /// outputs, and the limits it runs under. Only [`TaskManifest::from_json`] and
 /// [`TaskManifest::from_value`] make one, so every value has passed the contract's checks.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TaskManifest {
     /// Always [`SCHEMA_VERSION`].
     pub schema_version: u64,
@@ -43,6 +44,7 @@ pub struct TaskManifest {
 /// module afresh with that state in `/ckpt/state`, its `/out` and standard output as they were
 /// and the fuel it had left, whether on the same runner or, after an interruption, another.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CheckpointSpec {
     /// The most bytes the saved state may hold.
@@ -56,6 +58,7 @@ impl CheckpointSpec {
 
 /// Bytes named by a URI and pinned by their BLAKE3 hash.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ContentRef {
     /// Where the bytes are.
@@ -66,6 +69,7 @@ pub struct ContentRef {
 
 /// A declared input file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct InputSpec {
     /// The file name under `/in`.
@@ -78,6 +82,7 @@ pub struct InputSpec {
 
 /// A declared output file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct OutputSpec {
     /// The file name under `/out`.
@@ -91,6 +96,7 @@ pub struct OutputSpec {
 
 /// The limits one run is held to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Limits {
     /// The wasmtime fuel the task may burn.
     pub fuel: u64,

@@ -184,6 +184,7 @@ pub fn from_hex(text: &str) -> Option<Vec<u8>> {
 
 /// `POST /v1/runners`: a runner joins (or rejoins) the grid. Signed with the key it names.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RegisterRunner {
     /// The runner's Ed25519 public key, in hex.
@@ -236,6 +237,7 @@ impl RegisterRunner {
 
 /// The answer to [`RegisterRunner`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Registered {
     /// The runner's id, to send in [`RUNNER_HEADER`].
     pub runner: String,
@@ -246,6 +248,7 @@ pub struct Registered {
 /// The answer to `POST /v1/heartbeat`: what the ledger holds for the runner, so that it can
 /// show credits granted when other runners later agreed with results it reported.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HeartbeatAck {
     /// Micro-credits the runner earned in all (tasks and time online).
     #[serde(default)]
@@ -260,6 +263,7 @@ pub struct HeartbeatAck {
 
 /// `POST /v1/leases`: a runner asks for work.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct LeaseRequest {
     /// The most tasks it wants now (it never holds more than its slots).
@@ -277,6 +281,7 @@ pub const MAX_LEASE_WAIT_MS: u32 = 30_000;
 
 /// One task leased to a runner.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Lease {
     /// The task's id at the scheduler.
     pub task_id: i64,
@@ -295,6 +300,7 @@ pub struct Lease {
 
 /// A checkpoint a lease goes on from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Resume {
     /// The checkpoint's bytes' BLAKE3.
@@ -307,6 +313,7 @@ pub struct Resume {
 
 /// The answer to [`LeaseRequest`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Leases {
     /// The tasks leased, possibly none.
     pub leases: Vec<Lease>,
@@ -319,6 +326,7 @@ pub struct Leases {
 
 /// One result a runner reports.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ResultReport {
     /// The leased task.
@@ -331,6 +339,7 @@ pub struct ResultReport {
 
 /// `POST /v1/results`: a runner reports results.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ReportRequest {
     /// The results.
@@ -348,6 +357,7 @@ fn is_zero(n: &u32) -> bool {
 
 /// What became of one reported result.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ReportStatus {
     /// Recorded; the task is still waiting for other replicas.
@@ -377,6 +387,7 @@ impl ReportStatus {
 
 /// The answer for one [`ResultReport`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReportAck {
     /// The task.
     pub task_id: i64,
@@ -396,6 +407,7 @@ pub struct ReportAck {
 
 /// The answer to [`ReportRequest`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Reported {
     /// One per result, in order.
     pub results: Vec<ReportAck>,
@@ -406,6 +418,7 @@ pub struct Reported {
 
 /// `POST /v1/leases/return`: a runner that stops hands back leases it will not finish.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ReturnRequest {
     /// The tasks.
@@ -414,6 +427,7 @@ pub struct ReturnRequest {
 
 /// `POST /v1/blobs/missing`: which of these blobs the scheduler does not hold.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BlobList {
     /// The hashes.
     pub blobs: Vec<Blake3Hash>,
@@ -421,6 +435,7 @@ pub struct BlobList {
 
 /// One row of `GET /v1/credits`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreditRow {
     /// The owner, runner or batch the row counts for.
     pub key: String,
@@ -472,6 +487,7 @@ pub fn credits_text(micro_credits: u64) -> String {
 
 /// `GET /v1/credits?by=owner|runner|batch`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Credits {
     /// `owner`, `runner` or `batch`.
     pub by: String,
@@ -555,6 +571,7 @@ impl Credits {
 
 /// An error answer: every non-2xx response has this body.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ApiError {
     /// What went wrong, naming the field or object.
     pub error: String,
@@ -569,6 +586,7 @@ impl ApiError {
 
 /// One runner in `GET /v1/runners`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RunnerInfo {
     /// Its id.
     pub id: String,

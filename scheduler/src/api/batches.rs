@@ -3,8 +3,26 @@
 
 use super::*;
 use crate::store::Steer;
-use helio_sdk::wire::{BatchChange, BatchList};
+use helio_sdk::wire::{BatchChange, BatchList, BatchResults, BatchStatus, Submitted};
 
+use super::doc::{SteerRefusals, TokenRefusals};
+
+/// Submits a batch manifest (version 1 of the job contract).
+///
+/// Every blob it names must be stored first. The same manifest gives the same batch:
+/// `priority` and `deadline_ms` steer a new batch, and a batch submitted before keeps its
+/// own. A batch past the submitter's quota of unfinished tasks is refused.
+#[utoipa::path(post, path = "/v1/batches", tag = "batches",
+    security(("bearerToken" = [])),
+    params(Steer),
+    request_body = BatchManifest,
+    responses(
+        (status = 201, description = "Created", body = Submitted),
+        (status = 200, description = "Submitted before", body = Submitted),
+        (status = 400, description = "The manifest breaks the contract (every problem is named), or a module is refused", body = ApiError),
+        TokenRefusals,
+        (status = 409, description = "The scheduler lacks blobs the batch names (listed)", body = ApiError),
+    ))]
 pub(super) async fn submit(
     State(app): State<App>,
     steer: Result<Query<Steer>, axum::extract::rejection::QueryRejection>,
@@ -103,6 +121,16 @@ async fn check_modules(app: &App, batch: &BatchManifest) -> Result<(), Fail> {
     Ok(())
 }
 
+/// A batch's progress.
+#[utoipa::path(get, path = "/v1/batches/{id}", tag = "batches",
+    security(("bearerToken" = [])),
+    params(("id" = String, Path, description = "The batch's id")),
+    responses(
+        (status = 200, body = BatchStatus),
+        (status = 400, description = "A bad batch id", body = ApiError),
+        TokenRefusals,
+        (status = 404, description = "No such batch", body = ApiError),
+    ))]
 pub(super) async fn batch_status(
     State(app): State<App>,
     Path(id): Path<String>,
@@ -113,6 +141,16 @@ pub(super) async fn batch_status(
     Ok(json(&app.store.batch_status(&id).await?))
 }
 
+/// Every task of a batch, with its accepted result, agreeing runners and credit.
+#[utoipa::path(get, path = "/v1/batches/{id}/results", tag = "batches",
+    security(("bearerToken" = [])),
+    params(("id" = String, Path, description = "The batch's id")),
+    responses(
+        (status = 200, body = BatchResults),
+        (status = 400, description = "A bad batch id", body = ApiError),
+        TokenRefusals,
+        (status = 404, description = "No such batch", body = ApiError),
+    ))]
 pub(super) async fn batch_results(
     State(app): State<App>,
     Path(id): Path<String>,
@@ -126,16 +164,26 @@ pub(super) async fn batch_results(
 /// `GET /v1/batches`: how many batches a list holds unless `limit` says.
 const LIST_LIMIT: u32 = 100;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ListQuery {
     /// Every submitter's batches (an admin token only).
     #[serde(default)]
     all: bool,
-    /// At most this many, newest first.
+    /// At most this many, newest first (1 to 10000, default 100).
     limit: Option<u32>,
 }
 
+/// The caller's batches, newest first; every submitter's with `all=true` (an admin token).
+#[utoipa::path(get, path = "/v1/batches", tag = "batches",
+    security(("bearerToken" = [])),
+    params(ListQuery),
+    responses(
+        (status = 200, body = BatchList),
+        (status = 400, description = "A bad query", body = ApiError),
+        TokenRefusals,
+    ))]
 pub(super) async fn list_batches(
     State(app): State<App>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
@@ -196,6 +244,16 @@ async fn steer(app: &App, headers: &HeaderMap, id: &str, action: Steering) -> An
     Ok(json(&app.store.batch_status(&id).await?))
 }
 
+/// Stops leasing a batch's tasks; leases out run on and their results count.
+///
+/// Its submitter or an admin may do this.
+#[utoipa::path(post, path = "/v1/batches/{id}/pause", tag = "batches",
+    security(("bearerToken" = [])),
+    params(("id" = String, Path, description = "The batch's id")),
+    responses(
+        (status = 200, description = "The batch's progress after the change", body = BatchStatus),
+        SteerRefusals,
+    ))]
 pub(super) async fn pause_batch(
     State(app): State<App>,
     Path(id): Path<String>,
@@ -204,6 +262,16 @@ pub(super) async fn pause_batch(
     steer(&app, &headers, &id, Steering::Pause).await
 }
 
+/// Leases a paused batch's tasks again.
+///
+/// Its submitter or an admin may do this.
+#[utoipa::path(post, path = "/v1/batches/{id}/resume", tag = "batches",
+    security(("bearerToken" = [])),
+    params(("id" = String, Path, description = "The batch's id")),
+    responses(
+        (status = 200, description = "The batch's progress after the change", body = BatchStatus),
+        SteerRefusals,
+    ))]
 pub(super) async fn resume_batch(
     State(app): State<App>,
     Path(id): Path<String>,
@@ -212,6 +280,20 @@ pub(super) async fn resume_batch(
     steer(&app, &headers, &id, Steering::Resume).await
 }
 
+/// Cancels a batch.
+///
+/// Its tasks not yet accepted end, their leases are withdrawn, and no more of its results
+/// are taken or credited; accepted results stay. Cancelling again finishes an interrupted
+/// cancellation.
+///
+/// Its submitter or an admin may do this.
+#[utoipa::path(post, path = "/v1/batches/{id}/cancel", tag = "batches",
+    security(("bearerToken" = [])),
+    params(("id" = String, Path, description = "The batch's id")),
+    responses(
+        (status = 200, description = "The batch's progress after the change", body = BatchStatus),
+        SteerRefusals,
+    ))]
 pub(super) async fn cancel_batch(
     State(app): State<App>,
     Path(id): Path<String>,
@@ -220,6 +302,15 @@ pub(super) async fn cancel_batch(
     steer(&app, &headers, &id, Steering::Cancel).await
 }
 
+/// Changes a batch's priority or deadline; its submitter or an admin may do this.
+#[utoipa::path(patch, path = "/v1/batches/{id}", tag = "batches",
+    security(("bearerToken" = [])),
+    params(("id" = String, Path, description = "The batch's id")),
+    request_body = BatchChange,
+    responses(
+        (status = 200, description = "The batch's progress after the change", body = BatchStatus),
+        SteerRefusals,
+    ))]
 pub(super) async fn change_batch(
     State(app): State<App>,
     Path(id): Path<String>,

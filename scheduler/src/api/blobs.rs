@@ -1,8 +1,20 @@
 //! Blobs by hash: downloads, uploads checked against their hash as they arrive, and which of a
 //! list the scheduler lacks.
 
+use super::doc::{Octets, TokenRefusals};
 use super::*;
 
+/// A blob by its BLAKE3, to a runner (signed) or a submitter (token).
+#[utoipa::path(get, path = "/v1/blobs/{hash}", tag = "blobs",
+    security(("runnerSignature" = []), ("bearerToken" = [])),
+    params(("hash" = Blake3Hash, Path, description = "The blob's BLAKE3")),
+    responses(
+        (status = 200, body = Octets, content_type = "application/octet-stream"),
+        (status = 400, description = "The name is no BLAKE3 hash", body = ApiError),
+        (status = 401, description = "Neither a runner's signature nor a token is accepted", body = ApiError),
+        (status = 403, description = "The token's role may not read blobs", body = ApiError),
+        (status = 404, description = "No such blob", body = ApiError),
+    ))]
 pub(super) async fn get_blob(
     State(app): State<App>,
     Path(hash): Path<String>,
@@ -32,9 +44,21 @@ pub(super) async fn get_blob(
     }
 }
 
-/// Stores a blob. A submitter's upload is streamed into the store, checked on the way;
-/// a runner's (an output, bounded by its manifest) is read whole, since its signature
-/// covers the body.
+/// Stores a blob; its bytes must hash to its name.
+///
+/// A submitter's upload is streamed into the store, checked on the way; a runner's (an
+/// output, bounded by its manifest) is read whole, since its signature covers the body.
+/// Runners may upload only outputs of accepted results.
+#[utoipa::path(put, path = "/v1/blobs/{hash}", tag = "blobs",
+    security(("runnerSignature" = []), ("bearerToken" = [])),
+    params(("hash" = Blake3Hash, Path, description = "The blob's BLAKE3")),
+    request_body(content = Octets, content_type = "application/octet-stream"),
+    responses(
+        (status = 204, description = "Stored"),
+        (status = 400, description = "The bytes do not hash to the name, or the upload broke off", body = ApiError),
+        (status = 401, description = "Neither a runner's signature nor a token is accepted", body = ApiError),
+        (status = 403, description = "A runner's blob that is no output of an accepted result, or a token that may not upload", body = ApiError),
+    ))]
 pub(super) async fn put_blob(
     State(app): State<App>,
     Path(hash): Path<String>,
@@ -65,6 +89,15 @@ pub(super) async fn put_blob(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// Which of these blobs the scheduler lacks.
+#[utoipa::path(post, path = "/v1/blobs/missing", tag = "blobs",
+    security(("bearerToken" = [])),
+    request_body = BlobList,
+    responses(
+        (status = 200, body = BlobList),
+        (status = 400, description = "The body is not a list of hashes", body = ApiError),
+        TokenRefusals,
+    ))]
 pub(super) async fn missing_blobs(
     State(app): State<App>,
     headers: HeaderMap,

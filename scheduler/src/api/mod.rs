@@ -36,10 +36,12 @@ mod auth;
 mod batches;
 mod blobs;
 mod credits;
+mod doc;
 mod pages;
 mod runners;
 
 pub use auth::RunnerCache;
+pub use doc::{document as openapi_document, text as openapi_json};
 
 use auth::*;
 use batches::*;

@@ -1,15 +1,37 @@
 //! What is not the grid's API proper: `/health`, `/metrics` (and the latency of every route),
 //! the dashboard's page and event stream, and the OpenAPI document.
 
+use super::doc::TokenRefusals;
 use super::*;
+use crate::dashboard::Snapshot;
 
-pub(super) async fn health(State(app): State<App>) -> Answer<Response> {
-    app.store.ping().await?;
-    Ok(json(
-        &serde_json::json!({ "status": "ok", "database": app.store.kind() }),
-    ))
+/// The answer of `/health`.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(super) struct Health {
+    /// `ok` when the database answers (otherwise the route answers 500).
+    status: &'static str,
+    /// Which database: `sqlite` or `postgres`.
+    database: &'static str,
 }
 
+/// Liveness, and whether the database answers.
+#[utoipa::path(get, path = "/health", tag = "grid",
+    responses(
+        (status = 200, body = Health),
+        (status = 500, description = "The database does not answer", body = ApiError),
+    ))]
+pub(super) async fn health(State(app): State<App>) -> Answer<Response> {
+    app.store.ping().await?;
+    Ok(json(&Health {
+        status: "ok",
+        database: app.store.kind(),
+    }))
+}
+
+/// Prometheus metrics, in the OpenMetrics text format.
+#[utoipa::path(get, path = "/metrics", tag = "grid",
+    responses((status = 200, body = String,
+        content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8")))]
 pub(super) async fn metrics(State(app): State<App>) -> Answer<Response> {
     let grid = app.pulse.read(&app.store, false).await?;
     Ok((
@@ -62,6 +84,9 @@ pub(super) fn page(content_type: &'static str, body: &'static str) -> Response {
         .into_response()
 }
 
+/// The web dashboard.
+#[utoipa::path(get, path = "/", tag = "grid",
+    responses((status = 200, description = "The page", body = String, content_type = "text/html; charset=utf-8")))]
 pub(super) async fn dashboard_page() -> Response {
     page(
         "text/html; charset=utf-8",
@@ -69,6 +94,9 @@ pub(super) async fn dashboard_page() -> Response {
     )
 }
 
+/// The dashboard's script.
+#[utoipa::path(get, path = "/dashboard.js", tag = "grid",
+    responses((status = 200, description = "The script", body = String, content_type = "text/javascript; charset=utf-8")))]
 pub(super) async fn dashboard_script() -> Response {
     page(
         "text/javascript; charset=utf-8",
@@ -76,6 +104,9 @@ pub(super) async fn dashboard_script() -> Response {
     )
 }
 
+/// The dashboard's style sheet.
+#[utoipa::path(get, path = "/dashboard.css", tag = "grid",
+    responses((status = 200, description = "The style sheet", body = String, content_type = "text/css; charset=utf-8")))]
 pub(super) async fn dashboard_style() -> Response {
     page(
         "text/css; charset=utf-8",
@@ -95,12 +126,29 @@ pub(super) async fn sees_batches(app: &App, headers: &HeaderMap) -> Answer<bool>
     Ok(true)
 }
 
+/// A snapshot of the grid.
+///
+/// Its pulse, runners, contributor wall, impact and flagged runners. Anyone may read it;
+/// with a submitter or admin token it holds the newest batches too, and a wrong token is
+/// refused.
+#[utoipa::path(get, path = "/v1/dashboard", tag = "grid",
+    security((), ("bearerToken" = [])),
+    responses((status = 200, body = Snapshot), TokenRefusals))]
 pub(super) async fn dashboard(State(app): State<App>, headers: HeaderMap) -> Answer<Response> {
     let full = sees_batches(&app, &headers).await?;
     Ok(json(&app.pulse.read(&app.store, full).await?))
 }
 
-/// Server-sent events: a `snapshot` event with the grid's JSON whenever the pulse reads one.
+/// The dashboard's snapshots as server-sent events.
+///
+/// A `snapshot` event (its data a `Snapshot`) at once and whenever the scheduler reads a new
+/// one, at most once a second. Who sees what is as for `/v1/dashboard`.
+#[utoipa::path(get, path = "/v1/dashboard/events", tag = "grid",
+    security((), ("bearerToken" = [])),
+    responses(
+        (status = 200, description = "An endless event stream", body = String, content_type = "text/event-stream"),
+        TokenRefusals,
+    ))]
 pub(super) async fn dashboard_events(
     State(app): State<App>,
     headers: HeaderMap,
@@ -133,10 +181,13 @@ pub(super) async fn dashboard_events(
         .into_response())
 }
 
+/// This document.
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "grid",
+    responses((status = 200, description = "The OpenAPI document", body = Object)))]
 pub(super) async fn openapi() -> Response {
     (
         [(header::CONTENT_TYPE, "application/json")],
-        include_str!("../../openapi.json"),
+        super::doc::text(),
     )
         .into_response()
 }

@@ -1,7 +1,26 @@
 //! The runners' routes: registration, heartbeats, leases (long-polled), hand-backs and results.
 
+use super::doc::{Octets, RunnerRefusals, TokenRefusals};
 use super::*;
+use crate::store::{OwnerInfo, RunnerEvent};
+use helio_sdk::wire::{HeartbeatAck, Registered, Reported};
 
+/// Registers a runner, signed by the key it registers.
+///
+/// Registering again (the same key) updates the runner's tier, slots and what it says of
+/// itself. The answer says how often the runner should send a heartbeat.
+#[utoipa::path(post, path = "/v1/runners", tag = "runners",
+    security(("runnerSignature" = [])),
+    request_body = RegisterRunner,
+    responses(
+        (status = 200, body = Registered),
+        (status = 400, description = "A field is wrong; the error names it", body = ApiError),
+        (status = 401, description = "The signature is not by the key registered", body = ApiError),
+        (status = 403, description = "The owner key does not endorse the runner, or a new owner is not admitted", body = ApiError),
+        (status = 409, description = "The runner implements another determinism profile, or the owner name is another key's", body = ApiError),
+        (status = 429, description = "Too many new owners from this address today (open admission)", body = ApiError),
+        (status = 503, description = "The tier's pool is full (--max-runners); Retry-After says when to try again", body = ApiError),
+    ))]
 pub(super) async fn register(
     State(app): State<App>,
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
@@ -87,6 +106,9 @@ pub(super) async fn register(
     Ok(json(&registered))
 }
 
+/// Every runner, with its reputation.
+#[utoipa::path(get, path = "/v1/runners", tag = "grid",
+    responses((status = 200, body = Vec<RunnerInfo>)))]
 pub(super) async fn runners(State(app): State<App>) -> Answer<Response> {
     let list: Vec<RunnerInfo> = app
         .store
@@ -99,16 +121,43 @@ pub(super) async fn runners(State(app): State<App>) -> Answer<Response> {
 }
 
 /// Every owner account, as the leaderboard names them.
+///
+/// Its name, owner key id, how it was admitted, and its runners.
+#[utoipa::path(get, path = "/v1/owners", tag = "grid",
+    responses((status = 200, body = Vec<OwnerInfo>)))]
 pub(super) async fn owners(State(app): State<App>) -> Answer<Response> {
     Ok(json(&app.store.owners().await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(super) struct EventsQuery {
+    /// At most this many events, 1 to 10000 (default 100).
     limit: Option<u32>,
 }
 
+/// A runner's activity log.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(super) struct RunnerEvents {
+    /// The runner.
+    runner: String,
+    /// Its events, newest first.
+    events: Vec<RunnerEvent>,
+}
+
 /// A runner's activity log, newest first: operators only.
+///
+/// Registrations, online and offline, leases handed back, missed deadlines, flags and
+/// uptime credits.
+#[utoipa::path(get, path = "/v1/runners/{id}/events", tag = "runners",
+    security(("bearerToken" = [])),
+    params(("id" = String, Path, description = "The runner's id"), EventsQuery),
+    responses(
+        (status = 200, body = RunnerEvents),
+        (status = 400, description = "A bad runner id or limit", body = ApiError),
+        TokenRefusals,
+        (status = 404, description = "No such runner", body = ApiError),
+    ))]
 pub(super) async fn runner_events(
     State(app): State<App>,
     Path(id): Path<String>,
@@ -122,11 +171,17 @@ pub(super) async fn runner_events(
         return Err(Fail::bad(format!("limit must be 1 to 10000, got {limit}")));
     }
     let events = app.store.runner_events(id.as_str(), limit).await?;
-    Ok(json(
-        &serde_json::json!({ "runner": id.as_str(), "events": events }),
-    ))
+    Ok(json(&RunnerEvents {
+        runner: id.as_str().to_string(),
+        events,
+    }))
 }
 
+/// A runner is alive; the answer is what the ledger holds for it.
+#[utoipa::path(post, path = "/v1/heartbeat", tag = "runners",
+    security(("runnerSignature" = [])),
+    request_body(content = Object, description = "Any JSON (it is signed, not read)"),
+    responses((status = 200, body = HeartbeatAck), RunnerRefusals))]
 pub(super) async fn heartbeat(
     State(app): State<App>,
     method: Method,
@@ -145,6 +200,18 @@ pub(super) async fn heartbeat(
     }))
 }
 
+/// Leases up to `max` tasks, never more than the runner's free slots.
+///
+/// A cold runner (new, registered again or back from offline) gets one health check
+/// instead: a lease whose `task_id` is negative and whose batch is `health-check`, reported
+/// like any task; the scheduler compares its digest with its own run, and the runner gets
+/// tasks once it passed. With `wait_ms`, a request that finds no task waits until work
+/// appears (long polling), then answers with none and `waited`: a woken request never
+/// leases, so that a runner that went away meanwhile is given nothing.
+#[utoipa::path(post, path = "/v1/leases", tag = "runners",
+    security(("runnerSignature" = [])),
+    request_body = LeaseRequest,
+    responses((status = 200, body = Leases), RunnerRefusals))]
 pub(super) async fn lease(
     State(app): State<App>,
     method: Method,
@@ -189,6 +256,18 @@ impl Drop for Waiting<'_> {
     }
 }
 
+/// How many leases a runner handed back.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(super) struct Returned {
+    /// Leases ended by this request (one the runner no longer held is not counted).
+    returned: u32,
+}
+
+/// Hands leases back unfinished, so that other runners may take them at once.
+#[utoipa::path(post, path = "/v1/leases/return", tag = "runners",
+    security(("runnerSignature" = [])),
+    request_body = ReturnRequest,
+    responses((status = 200, body = Returned), RunnerRefusals))]
 pub(super) async fn give_back(
     State(app): State<App>,
     method: Method,
@@ -204,12 +283,26 @@ pub(super) async fn give_back(
         .filter_map(LeaseId::task)
         .collect();
     let returned = app.store.give_back(&runner.id, &tasks, now_ms()).await?;
-    Ok(json(&serde_json::json!({ "returned": returned })))
+    Ok(json(&Returned { returned }))
 }
 
-/// A checkpoint of a task the runner holds: checked against the task (its own, within its
-/// limits, later than the last), stored as a blob, and recorded for the task's next lease
-/// should this one end without a result.
+/// Hands in a checkpoint of a leased task.
+///
+/// For a task that declares `checkpoint`: the bytes of the latest checkpoint its guest
+/// saved. The scheduler checks them against the task (its own, within its limits, later than
+/// the last this runner handed in), keeps them as a blob, and, should this lease end without
+/// a result, gives them to the task's next lease (`Lease.resume`).
+#[utoipa::path(put, path = "/v1/leases/{task}/checkpoint", tag = "runners",
+    security(("runnerSignature" = [])),
+    params(("task" = i64, Path, description = "The leased task's `task_id`")),
+    request_body(content = Octets, content_type = "application/octet-stream"),
+    responses(
+        (status = 204, description = "Kept"),
+        (status = 400, description = "The bytes are no checkpoint of this task, or break its limit", body = ApiError),
+        (status = 401, description = "The runner is unknown, or the signature or its time is not accepted", body = ApiError),
+        (status = 409, description = "The runner holds no lease of the task, or the checkpoint is not later than the last", body = ApiError),
+        (status = 429, description = "The runner makes requests faster than its rate limit", body = ApiError),
+    ))]
 pub(super) async fn put_checkpoint(
     State(app): State<App>,
     Path(task): Path<i64>,
@@ -237,6 +330,14 @@ pub(super) async fn put_checkpoint(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// Reports signed results; each is answered on its own.
+///
+/// With `lease`, the answer also holds up to that many new leases, so that a busy runner
+/// needs one request per task.
+#[utoipa::path(post, path = "/v1/results", tag = "runners",
+    security(("runnerSignature" = [])),
+    request_body = ReportRequest,
+    responses((status = 200, body = Reported), RunnerRefusals))]
 pub(super) async fn report(
     State(app): State<App>,
     method: Method,

@@ -31,7 +31,8 @@ pub fn batch_id(batch: &BatchManifest) -> BatchId {
 }
 
 /// How a submitter steers a batch it submits (a batch submitted again keeps its own).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct Steer {
     /// Its priority among the submitter's batches (higher first).

@@ -180,7 +180,7 @@ pub struct HealthCheck {
 }
 
 /// Tasks across the grid by where they stand.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct TaskCounts {
     /// Open: waiting for runners or for their results.
     pub open: u64,
@@ -199,7 +199,7 @@ pub struct TaskCounts {
 }
 
 /// What volunteers gave the grid.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Impact {
     /// Wall-clock milliseconds of every reported run.
     pub compute_ms: u64,
@@ -296,7 +296,7 @@ pub struct TokenInfo {
 }
 
 /// One payout of an owner's balance.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Payout {
     /// Its ledger entry.
     pub seq: u64,
@@ -309,7 +309,7 @@ pub struct Payout {
 }
 
 /// One entry of a runner's activity log.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct RunnerEvent {
     /// When, in milliseconds since the Unix epoch.
     pub at_ms: i64,

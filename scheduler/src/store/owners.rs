@@ -15,7 +15,7 @@ pub struct Enrollment {
 }
 
 /// An owner account, as the operator's list and the dashboard show it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct OwnerInfo {
     /// The owner's name.
     pub name: String,

@@ -7,6 +7,7 @@ mod grid;
 mod ledger;
 mod memory;
 mod nodes;
+mod openapi;
 mod owners;
 mod rogues;
 mod rules;

@@ -7,6 +7,7 @@ use crate::digest::RunReport;
 
 /// `POST /v1/batches`: the answer to a submission (the body is the batch manifest).
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Submitted {
     /// The batch's id: the same manifest always gets the same id.
     pub batch: String,
@@ -20,6 +21,7 @@ pub struct Submitted {
 
 /// `GET /v1/batches/{id}`: a batch's progress.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BatchStatus {
     /// The batch's id.
     pub batch: String,
@@ -76,6 +78,7 @@ impl BatchStatus {
 
 /// Whether a batch's tasks are handed out.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum BatchState {
     /// Served: its tasks are leased as fair share and its priority say.
@@ -114,6 +117,7 @@ impl std::str::FromStr for BatchState {
 
 /// `PATCH /v1/batches/{id}`: what to change of a batch (fields left out stay).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct BatchChange {
     /// A new priority among its submitter's batches.
@@ -129,6 +133,7 @@ pub struct BatchChange {
 
 /// `GET /v1/batches`: the caller's batches (every batch, for an admin), newest first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BatchList {
     /// Each batch's status.
     pub batches: Vec<BatchStatus>,
@@ -136,6 +141,7 @@ pub struct BatchList {
 
 /// One task's accepted result, in [`BatchResults`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TaskResult {
     /// The task's name.
     pub task: String,
@@ -160,6 +166,7 @@ pub struct TaskResult {
 
 /// An accepted result replaced: the scheduler's own run of the task gave another digest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Correction {
     /// When, in milliseconds since the Unix epoch.
@@ -170,6 +177,7 @@ pub struct Correction {
 
 /// `GET /v1/batches/{id}/results`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BatchResults {
     /// The batch's id.
     pub batch: String,
