@@ -231,7 +231,9 @@ impl StatusFile {
     }
 
     /// Writes beside the file and renames it into place, so that a reader never sees half
-    /// of it; a failure costs only the status.
+    /// of it; a failure costs only the status. Not synced to disk (unlike the caches'
+    /// `write_atomically`): it is rewritten at every event, and after a power loss the
+    /// process it describes is gone anyway.
     fn write(&self, status: &Status) {
         let tmp = self.path.with_extension("json.tmp");
         let text = serde_json::to_vec_pretty(status).expect("a status serializes");

@@ -315,9 +315,16 @@ pub(super) async fn put_checkpoint(
     let Some(task) = lease_ids(std::iter::once(task))?[0].task() else {
         return Err(Fail::bad("a health check does not checkpoint"));
     };
-    let manifest = app.store.leased_manifest(&runner.id, task.get()).await?;
+    let (manifest, last) = app.store.leased_manifest(&runner.id, task.get()).await?;
     let checkpoint = helio_sandbox::checkpoint::Checkpoint::decode(&body, &manifest)
         .map_err(|e| Fail::bad(format!("checkpoint of task {}: {e}", task.get())))?;
+    // A stale checkpoint is refused before its bytes are stored (and again, atomically, as
+    // it is recorded), so that a runner cannot fill the blob store with old ones.
+    if let Some(last) = last.filter(|&last| last >= checkpoint.saved) {
+        return Err(
+            crate::store::stale_checkpoint(task.get(), checkpoint.saved, last.into()).into(),
+        );
+    }
     let resume = wire::Resume {
         blake3: Blake3Hash::of(&body),
         saved: checkpoint.saved,

@@ -5,14 +5,17 @@ use super::*;
 use helio_sdk::wire::Resume;
 
 impl Store {
-    /// The manifest of task `task_id`, which `runner` must hold a lease of now.
+    /// The manifest of task `task_id`, which `runner` must hold a lease of now, and the
+    /// number of the last checkpoint `runner` handed in of it, if any: a checkpoint not later
+    /// is refused before its bytes are stored.
     pub async fn leased_manifest(
         &self,
         runner: &str,
         task_id: i64,
-    ) -> Result<helio_sdk::TaskManifest> {
+    ) -> Result<(helio_sdk::TaskManifest, Option<u32>)> {
         let row = sqlx::query(
-            "SELECT t.manifest FROM replicas r JOIN tasks t ON t.id = r.task_id \
+            "SELECT t.manifest, c.saved FROM replicas r JOIN tasks t ON t.id = r.task_id \
+             LEFT JOIN checkpoints c ON c.task_id = r.task_id AND c.runner_id = r.runner_id \
              WHERE r.task_id = $1 AND r.runner_id = $2 AND r.state = 'leased'",
         )
         .bind(task_id)
@@ -22,7 +25,11 @@ impl Store {
         .ok_or_else(|| {
             StoreError::Conflict(format!("runner {runner} holds no lease of task {task_id}"))
         })?;
-        rows::parse_manifest(task_id, &row.try_get::<String, _>(0)?)
+        let manifest = rows::parse_manifest(task_id, &row.try_get::<String, _>(0)?)?;
+        let last = row
+            .try_get::<Option<i64>, _>(1)?
+            .map(|n| u32::try_from(n).unwrap_or(u32::MAX));
+        Ok((manifest, last))
     }
 
     /// Records `runner`'s checkpoint of task `task_id` (its bytes already stored as a blob):
@@ -56,11 +63,7 @@ impl Store {
         if let Some(row) = last {
             let last: i64 = row.try_get(0)?;
             if last >= i64::from(checkpoint.saved) {
-                return Err(StoreError::Conflict(format!(
-                    "checkpoint {} of task {task_id} is not later than checkpoint {last}, \
-                     which this runner handed in before",
-                    checkpoint.saved
-                )));
+                return Err(stale_checkpoint(task_id, checkpoint.saved, last));
             }
         }
         sqlx::query("DELETE FROM checkpoints WHERE task_id = $1 AND runner_id = $2")
@@ -116,6 +119,15 @@ impl Store {
             .await?;
         Ok(Some(resume))
     }
+}
+
+/// The refusal of checkpoint `saved` of task `task_id` from a runner that handed in
+/// checkpoint `last` before.
+pub fn stale_checkpoint(task_id: i64, saved: u32, last: i64) -> StoreError {
+    StoreError::Conflict(format!(
+        "checkpoint {saved} of task {task_id} is not later than checkpoint {last}, \
+         which this runner handed in before"
+    ))
 }
 
 /// A checkpoint as the scheduler keeps it.

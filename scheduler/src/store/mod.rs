@@ -53,7 +53,7 @@ mod tests;
 mod write;
 
 pub use batches::{Steer, batch_id};
-pub use checkpoints::KeptCheckpoint;
+pub use checkpoints::{KeptCheckpoint, stale_checkpoint};
 pub use control::SubmitterGrant;
 pub use owners::{Enrollment, OwnerInfo};
 pub use report::result_blobs;

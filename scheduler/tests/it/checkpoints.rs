@@ -13,8 +13,10 @@ use helio_sdk::{Blake3Hash, TaskManifest};
 
 use super::grid::{Db, TestGrid, rogue, sandbox};
 
-/// A batch of one nbody task that saves a checkpoint every 20,000 of its 100,000 steps,
-/// with a one-second lease (and the grid's grace).
+/// A batch of one nbody task that saves a checkpoint every 20,000 of its 100,000 steps. Its
+/// `wall_seconds` is far beyond what it takes even on a loaded machine: the runner that
+/// stops hands its lease back (as a runner stopped with Ctrl-C does) rather than letting it
+/// expire.
 fn nbody_batch(dir: &std::path::Path) -> std::path::PathBuf {
     let module = helio_jobs::bytes(helio_jobs::NBODY);
     std::fs::write(dir.join("nbody.wasm"), &module).unwrap();
@@ -24,7 +26,7 @@ fn nbody_batch(dir: &std::path::Path) -> std::path::PathBuf {
         "defaults": {
             "module": { "uri": "nbody.wasm", "blake3": Blake3Hash::of(&module).to_string() },
             "outputs": [{ "name": "energy.json", "max_bytes": 4096 }],
-            "limits": { "fuel": 10_000_000_000u64, "wall_seconds": 1 },
+            "limits": { "fuel": 10_000_000_000u64, "wall_seconds": 120 },
             "checkpoint": { "max_bytes": 272 },
         },
         "redundancy": { "replicas": 2, "quorum": 2, "max_replicas": 4 },
@@ -70,6 +72,18 @@ async fn a_task_whose_runner_stops_goes_on_from_its_checkpoint(db: Db) {
     quitter.checkpoint(id, saved[1].clone()).await.unwrap();
     let again = quitter.checkpoint(id, saved[0].clone()).await.unwrap_err();
     assert!(again.to_string().contains("not later"), "{again}");
+    // A stale checkpoint of new bytes (the first, with its standard error grown) is refused
+    // before its bytes are stored.
+    let mut forged =
+        helio_sandbox::checkpoint::Checkpoint::decode(&saved[0], &lease.manifest).unwrap();
+    forged.stderr.extend_from_slice(b"filler");
+    let forged = forged.encode();
+    let refused = quitter.checkpoint(id, forged.clone()).await.unwrap_err();
+    assert!(refused.to_string().contains("not later"), "{refused}");
+    let submitter = helio_sdk::client::SubmitterClient::new(&grid.url, &grid.token);
+    let absent = submitter.blob(&Blake3Hash::of(&forged)).await.unwrap_err();
+    assert!(absent.to_string().contains("not found"), "{absent}");
+    assert!(submitter.blob(&Blake3Hash::of(&saved[1])).await.is_ok());
     let garbage = quitter
         .checkpoint(id, b"not a checkpoint".to_vec())
         .await
@@ -80,7 +94,9 @@ async fn a_task_whose_runner_stops_goes_on_from_its_checkpoint(db: Db) {
     assert!(refused.to_string().contains("holds no lease"), "{refused}");
     drop(outsider);
 
-    // The quitter's lease ends; two volunteers run the replicas, one from the checkpoint.
+    // The quitter hands its lease back; two volunteers run the replicas, one from the
+    // checkpoint.
+    quitter.give_back(vec![id]).await.unwrap();
     let (stop_a, task_a) = grid.runner("alice", 1);
     let (stop_b, task_b) = grid.runner("bob", 1);
     let status = grid.wait_for(&batch, BatchStatus::done).await;
