@@ -15,6 +15,8 @@
 //! - `sabotage`: cooperating saboteurs against the scheduler's own placement and consensus
 //!   rules (its pure core): the share of accepted results that are forged (`sabotage.rs`).
 //!
+//! - `corpus`: the determinism corpus through a runner of any architecture (`corpus.rs`).
+//!
 //! Run with `cargo run --release -p helio-benches -- all`; it prints Markdown tables. `grid`
 //! needs the scheduler binary: `cargo build --release -p helio-scheduler` first.
 
@@ -34,6 +36,7 @@ use wasmtime::{Config, Engine, Linker, Module, OptLevel, Store, Val};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
+mod corpus;
 mod grid;
 mod instructions;
 mod jobs;
@@ -86,10 +89,17 @@ enum What {
     /// Writes the machine code compiled from the n-body guest, plain, metered and rewritten,
     /// for `objdump -d`.
     Compiled(instructions::CompiledArgs),
+    /// The determinism corpus: every job's example tasks and the test guests that probe
+    /// what hosts differ in, run through a `runner` (the host's, or a cross-built one under
+    /// qemu-user) and compared with tests/determinism/expected.json.
+    Corpus(corpus::CorpusArgs),
 }
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    if let What::Corpus(args) = &cli.what {
+        return corpus::corpus(args);
+    }
     if !matches!(cli.what, What::Kernel(_) | What::Compiled(_)) {
         println!("machine: {} cores, {}", cores(), cpu_model());
     }

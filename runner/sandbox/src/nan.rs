@@ -21,17 +21,32 @@ use wasm_encoder::{Function, Ieee32, Ieee64, Instruction};
 use wasmparser::Operator;
 
 /// How the sandbox makes NaN bits deterministic.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NanMode {
     /// Rewrite the module so NaNs are canonical wherever their bits become observable
     /// (stores, reinterpretation, `copysign`, SIMD lanes). The profile's mode.
-    #[default]
     AtSinks,
     /// Cranelift canonicalizes the result of every float operation. A reference for tests and
     /// benchmarks: it agrees with `AtSinks` on NaNs made by arithmetic, but keeps the payload
     /// of a NaN loaded from memory and the sign `neg`/`abs` give a NaN, which `AtSinks`
     /// canonicalizes when they are stored.
     EveryOperation,
+    /// No canonicalization: NaN bits are whatever the host's hardware makes, so results
+    /// differ between architectures. Only to show that the cross-architecture check catches
+    /// such a runner (`scripts/cross-determinism`); never the default but in a build with
+    /// the `host-nans` feature.
+    HostBits,
+}
+
+impl Default for NanMode {
+    /// [`NanMode::AtSinks`]; [`NanMode::HostBits`] in a build with the `host-nans` feature.
+    fn default() -> Self {
+        if cfg!(feature = "host-nans") {
+            NanMode::HostBits
+        } else {
+            NanMode::AtSinks
+        }
+    }
 }
 
 /// The canonical quiet NaN of f32.

@@ -36,6 +36,32 @@ pub struct BuildOptions {
     pub bin: Option<String>,
 }
 
+/// `--remap-path-prefix` flags that name the sources of the guest whose manifest is
+/// `manifest` independently of the machine: the outermost directory above it that holds a
+/// `Cargo.toml` (the checkout's root) becomes `/helio`, and cargo's home `/cargo`.
+fn remap_flags(manifest: &Path) -> Vec<String> {
+    let manifest = manifest
+        .canonicalize()
+        .unwrap_or_else(|_| manifest.to_path_buf());
+    let mut flags = Vec::new();
+    if let Some(root) = manifest
+        .parent()
+        .into_iter()
+        .flat_map(Path::ancestors)
+        .filter(|dir| dir.join("Cargo.toml").is_file())
+        .last()
+    {
+        flags.push(format!("--remap-path-prefix={}=/helio", root.display()));
+    }
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo")));
+    if let Some(home) = cargo_home {
+        flags.push(format!("--remap-path-prefix={}=/cargo", home.display()));
+    }
+    flags
+}
+
 /// Builds the crate or workspace whose manifest is `manifest` in release mode for [`TARGET`]
 /// and returns every binary built. Cargo's diagnostics go to standard error.
 pub fn build(manifest: &Path, options: &BuildOptions) -> Result<Vec<Guest>, String> {
@@ -55,10 +81,16 @@ pub fn build(manifest: &Path, options: &BuildOptions) -> Result<Vec<Guest>, Stri
     if let Some(bin) = &options.bin {
         cmd.args(["--bin", bin]);
     }
+    // The module's bytes name source files (in panic locations): name them from where the
+    // sources sit, not where this checkout or the cargo registry happens to be, so that the
+    // same sources give the same module, digest and fuel on every machine.
+    cmd.env(
+        "CARGO_ENCODED_RUSTFLAGS",
+        remap_flags(manifest).join("\x1f"),
+    );
     // An outer build's settings are for the host, not for the guests.
     for var in [
         "RUSTFLAGS",
-        "CARGO_ENCODED_RUSTFLAGS",
         "CARGO_BUILD_RUSTFLAGS",
         "CARGO_TARGET_DIR",
         "CARGO_BUILD_TARGET",
