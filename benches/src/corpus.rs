@@ -210,23 +210,19 @@ pub fn run(runner: &[String], case: &Case, scratch: &Path) -> Result<Figures> {
         .output()
         .with_context(|| format!("{}: cannot start {program}", case.name))?;
     let text = String::from_utf8_lossy(&output.stdout);
-    let report: serde_json::Value = serde_json::from_str(text.trim()).with_context(|| {
+    // The report is the SDK's `RunReport`, read as the scheduler reads a runner's.
+    let report: helio_sdk::RunReport = serde_json::from_str(text.trim()).with_context(|| {
         format!(
-            "{}: the runner printed no JSON ({}): {text}\n{}",
+            "{}: the runner printed no run report ({}): {text}\n{}",
             case.name,
             output.status,
             String::from_utf8_lossy(&output.stderr)
         )
     })?;
-    let field = |name: &str| {
-        report
-            .get(name)
-            .with_context(|| format!("{}: the report has no {name}: {report}", case.name))
-    };
     Ok(Figures {
-        outcome: field("outcome")?.as_str().unwrap_or_default().to_string(),
-        fuel: field("fuel_consumed")?.as_u64().unwrap_or_default(),
-        digest: field("digest")?.as_str().unwrap_or_default().to_string(),
+        outcome: report.outcome.name().to_string(),
+        fuel: report.fuel_consumed,
+        digest: report.digest.to_string(),
     })
 }
 
